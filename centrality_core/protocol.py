@@ -1,0 +1,302 @@
+"""The agent wire protocol: every message, its framing and its limits.
+
+Agents talk to the control plane over one SSH session channel (the
+``centrality-agent`` subsystem). Each message is one JSON object on one line
+(``\\n``-terminated; JSON never contains a raw newline), at most
+``MAX_FRAME_BYTES`` long. Every object has a ``kind`` tag naming its class.
+
+Conversation::
+
+    agent                                   control plane
+      hello(protocol, name, info, token?) ->
+                                          <- registered(machine_id, heartbeat_interval)
+                                             | rejected(code, reason)   then close
+      heartbeat(seq) / metrics(seq, ...)  ->
+                                          <- command(id, argv, timeout)
+      output(id, stream, data)            ->
+      exit(id, exit_code, duration)       ->
+                                          <- cancel(id)
+      anything malformed                  -> <- error(code, reason)     then close
+      an unknown kind                     -> <- unsupported(kind)       connection stays
+
+Versioning: ``hello.protocol`` is ``[major, minor]``. A different major is
+refused with ``rejected(code="unsupported_version")``. Minor versions only add
+fields with defaults; decoders ignore fields they do not know, so an old peer
+keeps working.
+
+Everything decoded here is untrusted: sizes are bounded by ``msgspec.Meta``
+constraints and the frame limit, and types are checked by msgspec. Semantic
+checks (name rules, token validity) belong to the control plane.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import msgspec
+from msgspec import Meta, Struct
+
+from .errors import FrameTooLarge, MalformedFrame, UnknownKind
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+PROTOCOL_VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
+
+#: SSH subsystem an agent opens to speak this protocol.
+AGENT_SUBSYSTEM = "centrality-agent"
+#: SSH user name an agent with a not-yet-enrolled key logs in as.
+ENROLL_USER = "centrality-join"
+#: Largest frame either side accepts, newline included.
+MAX_FRAME_BYTES = 1024 * 1024
+
+Short = Annotated[str, Meta(max_length=256)]
+Text = Annotated[str, Meta(max_length=64 * 1024)]
+Count = Annotated[int, Meta(ge=0, le=1 << 53)]
+Seconds = Annotated[float, Meta(ge=0, le=365 * 86400)]
+Labels = Annotated[dict[Annotated[str, Meta(max_length=63)], Annotated[str, Meta(max_length=256)]], Meta(max_length=64)]
+
+
+class DiskInfo(Struct, kw_only=True, omit_defaults=True):
+    """A mounted filesystem."""
+
+    mount: Short
+    device: Short = ""
+    fstype: Short = ""
+    total_bytes: Count = 0
+
+
+class GpuInfo(Struct, kw_only=True, omit_defaults=True):
+    """One GPU as NVML or nvidia-smi describes it."""
+
+    index: Annotated[int, Meta(ge=0, le=1024)]
+    name: Short
+    uuid: Short = ""
+    memory_total_bytes: Count = 0
+
+
+class MachineInfo(Struct, kw_only=True, omit_defaults=True):
+    """What a machine is. ``identity()`` is the part that decides "same machine"."""
+
+    hostname: Short
+    machine_id: Short = ""
+    os: Short = ""
+    kernel: Short = ""
+    arch: Short = ""
+    cpu_model: Short = ""
+    cpu_count: Annotated[int, Meta(ge=0, le=65536)] = 0
+    memory_total_bytes: Count = 0
+    disks: Annotated[list[DiskInfo], Meta(max_length=256)] = []
+    gpus: Annotated[list[GpuInfo], Meta(max_length=64)] = []
+    gpu_driver: Short = ""
+    agent_version: Short = ""
+
+    def identity(self) -> tuple:
+        """The specs that must match for a re-registration to continue a machine.
+
+        Hostname, /etc/machine-id, CPU model and count, memory (to the MiB) and
+        the GPU models. OS, kernel, driver, disks and agent version are left
+        out on purpose: upgrading them does not make it another machine.
+        """
+        return (
+            self.hostname,
+            self.machine_id,
+            self.cpu_model,
+            self.cpu_count,
+            self.memory_total_bytes >> 20,
+            tuple(sorted((g.name, g.memory_total_bytes >> 20) for g in self.gpus)),
+        )
+
+
+class Message(Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+    """Base of every message; the class's ``tag`` is its ``kind`` on the wire."""
+
+
+# --------------------------------------------------------------- agent -> control plane
+
+
+class Hello(Message, tag="hello"):
+    """First message of a connection: who the agent is. Also registers it."""
+
+    protocol: tuple[int, int]
+    name: Short
+    info: MachineInfo
+    labels: Labels = {}
+    #: The join secret, sent once, only by an agent whose key is not yet enrolled.
+    join_token: Short | None = None
+
+
+class Heartbeat(Message, tag="heartbeat"):
+    seq: Count
+    ts: float
+
+
+class Sample(Struct, kw_only=True, omit_defaults=True, array_like=True):
+    """One sampling instant: flat stream names to numbers, plus optional text."""
+
+    ts: float
+    values: Annotated[dict[Annotated[str, Meta(max_length=128)], float], Meta(max_length=4096)]
+    text: Annotated[dict[Annotated[str, Meta(max_length=64)], Text], Meta(max_length=8)] = {}
+
+
+class MetricsBatch(Message, tag="metrics"):
+    """Samples taken since the last batch. Doubles as a heartbeat.
+
+    ``seq`` increases by one per batch for the agent's lifetime, so the control
+    plane can drop a batch it has already stored when the agent replays it.
+    """
+
+    seq: Count
+    samples: Annotated[list[Sample], Meta(max_length=10_000)]
+
+
+class CommandOutput(Message, tag="output"):
+    id: Short
+    stream: Literal["stdout", "stderr"]
+    data: Text
+
+
+class CommandExit(Message, tag="exit"):
+    id: Short
+    exit_code: int | None = None
+    duration: Seconds = 0.0
+    truncated: bool = False
+    error: Short | None = None
+
+
+# --------------------------------------------------------------- control plane -> agent
+
+
+class Registered(Message, tag="registered"):
+    machine_id: Short
+    name: Short
+    heartbeat_interval: Seconds
+    #: True when this registration continued an existing machine (agent restart).
+    continued: bool = False
+    server_version: Short = ""
+    protocol: tuple[int, int] = PROTOCOL_VERSION
+
+
+class Rejected(Message, tag="rejected"):
+    """Registration refused; the control plane closes the connection after it."""
+
+    code: Short
+    reason: Text
+
+
+class Command(Message, tag="command"):
+    id: Short
+    argv: Annotated[list[Annotated[str, Meta(max_length=65536)]], Meta(min_length=1, max_length=4096)]
+    timeout: Seconds = 30.0
+    max_output_bytes: Count = 1024 * 1024
+
+
+class Cancel(Message, tag="cancel"):
+    id: Short
+
+
+# --------------------------------------------------------------- either direction
+
+
+class Error(Message, tag="error"):
+    """A protocol error; the sender closes the connection after it."""
+
+    code: Short
+    reason: Text
+
+
+class Unsupported(Message, tag="unsupported"):
+    """Reply to a message whose kind the receiver does not know; not fatal."""
+
+    unsupported_kind: Short
+    reason: Text = ""
+
+
+AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, Error, Unsupported]
+ServerMessage = Union[Registered, Rejected, Command, Cancel, Error, Unsupported]
+
+
+class _KindOnly(Struct):
+    kind: Annotated[str, Meta(max_length=256)] = ""
+
+
+class _VersionProbe(Struct):
+    protocol: object = None
+
+
+_encoder = msgspec.json.Encoder()
+_kind_decoder = msgspec.json.Decoder(_KindOnly)
+_probe_decoder = msgspec.json.Decoder(_VersionProbe)
+
+
+def encode(msg: Message) -> bytes:
+    """One frame: the message as JSON plus the newline."""
+    return _encoder.encode(msg) + b"\n"
+
+
+class Decoder:
+    """Decodes frames of one direction into typed messages."""
+
+    def __init__(self, union: object) -> None:
+        self._decoder = msgspec.json.Decoder(union)
+
+    def decode(self, frame: bytes) -> Message:
+        try:
+            return self._decoder.decode(frame)
+        except msgspec.ValidationError as exc:
+            try:
+                kind = _kind_decoder.decode(frame).kind
+            except msgspec.DecodeError:
+                kind = ""
+            if kind and not _known_kind(self._decoder.type, kind):
+                raise UnknownKind(kind) from None
+            raise MalformedFrame(f"invalid {kind or 'message'}: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise MalformedFrame(f"frame is not valid JSON: {exc}") from None
+
+
+def _known_kind(union: object, kind: str) -> bool:
+    return any(getattr(t, "__struct_config__").tag == kind for t in union.__args__)
+
+
+def peek_protocol(frame: bytes) -> object:
+    """The raw ``protocol`` field of a frame, read before trusting its shape."""
+    try:
+        return _probe_decoder.decode(frame).protocol
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+#: Decodes what the control plane receives.
+agent_decoder = Decoder(AgentMessage)
+#: Decodes what an agent receives.
+server_decoder = Decoder(ServerMessage)
+
+
+class FrameBuffer:
+    """Splits a byte stream into newline-terminated frames, bounded in size.
+
+    ``feed()`` returns the complete frames received so far. A frame longer than
+    ``max_frame`` raises ``FrameTooLarge`` as soon as that many bytes arrive
+    without a newline, so a peer cannot make us buffer without bound.
+    """
+
+    __slots__ = ("_buf", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._buf = b""
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf + data if self._buf else data
+        if b"\n" not in data:
+            if len(buf) > self.max_frame:
+                self._buf = b""
+                raise FrameTooLarge(f"frame exceeds {self.max_frame} bytes")
+            self._buf = buf
+            return []
+        *frames, rest = buf.split(b"\n")
+        if len(rest) > self.max_frame or any(len(f) >= self.max_frame for f in frames):
+            self._buf = b""
+            raise FrameTooLarge(f"frame exceeds {self.max_frame} bytes")
+        self._buf = rest
+        return [f for f in frames if f.strip()]

@@ -1,0 +1,94 @@
+"""Typed settings, resolved in one place.
+
+Precedence, highest first:
+
+1. command-line flags
+2. environment variables ``CENTRALITY_<FIELD>`` (e.g. ``CENTRALITY_DEAD_AFTER=30m``)
+3. the ``[server]`` table of ``$XDG_CONFIG_HOME/centrality/config.toml``
+   (or the file named by ``$CENTRALITY_CONFIG``)
+4. the defaults below
+
+Durations accept seconds or units (``5s``, ``10m``, ``2h``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from . import durations, paths
+from .errors import ConfigError, UsageError
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Settings of ``centrality server``."""
+
+    listen: str = "127.0.0.1:8022"
+    """HOST:PORT the SSH listener binds. Port 0 picks a free port."""
+    advertise: str = ""
+    """HOST:PORT that join strings tell agents to connect to. Empty: the
+    listen address (with this host's name when listening on all addresses)."""
+    db: str = ""
+    """SQLAlchemy URL of the store. Empty: SQLite in the data directory.
+    Postgres: ``postgresql+psycopg://user:pass@host/db``."""
+    heartbeat_interval: float = 5.0
+    """Seconds between agent heartbeats; told to each agent at registration."""
+    limbo_after: float = 15.0
+    """Seconds without a heartbeat before a live machine goes to limbo."""
+    dead_after: float = 600.0
+    """Seconds without a heartbeat before a machine in limbo is dead."""
+    max_frame_bytes: int = 1024 * 1024
+    """Largest protocol frame accepted from an agent, in bytes."""
+    data_dir: str = ""
+    """Where the host key and the SQLite store live. Empty: XDG data dir."""
+
+    def server_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else paths.server_dir()
+
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.server_dir() / 'centrality.db'}"
+
+
+_DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after"}
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("CENTRALITY_CONFIG") or paths.config_dir() / "config.toml")
+
+
+def _file_section(section: str) -> dict[str, Any]:
+    path = config_file()
+    try:
+        doc = msgspec.toml.decode(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    value = doc.get(section, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table")
+    return value
+
+
+def resolve_server(flags: dict[str, Any] | None = None) -> ServerSettings:
+    """Merge defaults, config file, environment and flags (``None`` = not given)."""
+    merged: dict[str, Any] = dict(_file_section("server"))
+    for field in ServerSettings.__struct_fields__:
+        env = os.environ.get(f"CENTRALITY_{field.upper()}")
+        if env is not None:
+            merged[field] = env
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    for field in _DURATIONS & merged.keys():
+        merged[field] = durations.parse(merged[field])
+    if "max_frame_bytes" in merged:
+        try:
+            merged["max_frame_bytes"] = int(merged["max_frame_bytes"])
+        except ValueError:
+            raise UsageError("max_frame_bytes must be a whole number of bytes") from None
+    try:
+        return msgspec.convert(merged, ServerSettings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid server settings: {exc}") from None

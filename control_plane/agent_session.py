@@ -1,0 +1,220 @@
+"""One agent's protocol session on its SSH channel.
+
+Callback-driven (no task per connection): ``data_received`` splits frames,
+decodes them and dispatches through a table from message type to handler.
+Only the hello, which may touch the store (join token, key enrolment), runs
+as a short task; frames that arrive meanwhile wait in a bounded list.
+
+A malformed or oversized frame gets ``error`` and the connection is closed.
+An unknown kind gets ``unsupported`` and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Callable
+
+import asyncssh
+import msgspec
+
+from centrality_core import names, protocol as p
+from .logs import contextual
+from centrality_core.errors import ProtocolError, RegistrationRefused, StoreError, UnknownKind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import ControlPlane
+    from .ssh import ConnectionHandler
+
+HELLO_TIMEOUT = 15.0
+MAX_EARLY_FRAMES = 64
+
+
+class AgentSession(asyncssh.SSHServerSession):
+    def __init__(self, cp: ControlPlane, handler: ConnectionHandler) -> None:
+        self.cp = cp
+        self.handler = handler
+        self.log = handler.log
+        self.chan: asyncssh.SSHServerChannel | None = None
+        self.frames = p.FrameBuffer(cp.settings.max_frame_bytes)
+        self.name: str | None = None  # set once registered
+        self.closed = False
+        self._early: list[bytes] | None = None  # frames received before registration
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._handlers: dict[type, Callable[[p.Message], None]] = {
+            p.Heartbeat: self._on_heartbeat,
+            p.MetricsBatch: self._on_metrics,
+            p.CommandOutput: self._on_command_message,
+            p.CommandExit: self._on_command_message,
+            p.Error: self._on_peer_error,
+            p.Unsupported: self._on_unsupported,
+        }
+
+    # ------------------------------------------------------------------ asyncssh callbacks
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
+        self.chan = chan
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            HELLO_TIMEOUT, self._fail, "hello_timeout", "no hello within %gs" % HELLO_TIMEOUT)
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == p.AGENT_SUBSYSTEM
+
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def data_received(self, data: bytes, datatype) -> None:
+        if self.closed:
+            return
+        try:
+            frames = self.frames.feed(data)
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            if self.name is not None:
+                self._dispatch(frame)
+            elif self._early is None:
+                self._early = []
+                asyncio.get_running_loop().create_task(self._hello(frame))
+            elif len(self._early) < MAX_EARLY_FRAMES:
+                self._early.append(frame)
+            else:
+                self._fail("too_early", "too many messages before registration completed")
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._hello_timer:
+            self._hello_timer.cancel()
+        if self.name is not None:
+            self.log.info("agent %s disconnected", self.name)
+            self.cp.registry.disconnect(self.name, self)
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, msg: p.Message) -> None:
+        if not self.closed and self.chan is not None:
+            self.chan.write(p.encode(msg))
+
+    def close(self, reason: str = "") -> None:
+        """Close the whole SSH connection of this agent."""
+        if not self.closed:
+            self.closed = True
+            self.log.info("closing agent connection: %s", reason)
+            self.handler.close()
+
+    def _fail(self, code: str, reason: str) -> None:
+        """Protocol error: tell the peer why, then close its connection."""
+        self.log.warning("protocol error from %s: %s: %s", self.handler.peer, code, reason)
+        self.send(p.Error(code=code, reason=reason))
+        self.close(reason)
+
+    def _reject(self, code: str, reason: str) -> None:
+        self.log.warning("registration refused (%s): %s", code, reason)
+        self.send(p.Rejected(code=code, reason=reason))
+        self.close(reason)
+
+    # ------------------------------------------------------------------ hello / registration
+
+    async def _hello(self, frame: bytes) -> None:
+        try:
+            await self._register(frame)
+        except RegistrationRefused as exc:
+            self._reject(exc.code, exc.reason)
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.reason)
+        except StoreError as exc:
+            self._reject("store_unavailable", f"control plane store unavailable, retry later: {exc.reason}")
+        except Exception:  # noqa: BLE001 - one bad session must not kill the server
+            self.log.exception("hello failed")
+            self._reject("internal_error", "internal error in the control plane; see its log")
+        finally:
+            if self._hello_timer:
+                self._hello_timer.cancel()
+        if self.name is not None and self._early:
+            early, self._early = self._early, []
+            for f in early:
+                if self.closed:
+                    break
+                self._dispatch(f)
+
+    async def _register(self, frame: bytes) -> None:
+        version = p.peek_protocol(frame)
+        if (not isinstance(version, list) or len(version) != 2
+                or not all(isinstance(v, int) for v in version)):
+            raise ProtocolError("the first message must be a hello with protocol [major, minor]",
+                                code="malformed_frame")
+        if version[0] != p.PROTOCOL_MAJOR:
+            raise RegistrationRefused(
+                f"protocol {version[0]}.{version[1]} is not supported; this control plane "
+                f"speaks {p.PROTOCOL_MAJOR}.x (upgrade the agent or the control plane)",
+                code="unsupported_version")
+        msg = p.agent_decoder.decode(frame)
+        if not isinstance(msg, p.Hello):
+            raise ProtocolError(f"expected hello first, got {msg.__struct_config__.tag}",
+                                code="malformed_frame")
+        if not names.is_valid(msg.name):
+            raise RegistrationRefused(
+                f"invalid machine name {msg.name[:80]!r}: a name is {names.NAME_RULE}",
+                code="invalid_name")
+        if self.handler.role == "enrolling":
+            await self.cp.auth.enrol(self.handler, msg.name, msg.join_token)
+        if self.closed:
+            return
+        info = msgspec.to_builtins(msg.info)
+        reg = self.cp.registry.register(msg.name, info, msg.info.identity(), msg.labels,
+                                        self.handler.fingerprint, self)
+        if reg.refusal is not None:
+            raise RegistrationRefused(reg.refusal.reason, code=reg.refusal.code)
+        self.name = msg.name
+        self.handler.machine = msg.name
+        self.log = self.handler.log = contextual("centrality.agent",
+                                                 f"agent={msg.name} conn={self.handler.id}")
+        self.log.info("registered (%s)", "continued" if reg.continued else "new")
+        self.send(p.Registered(machine_id=reg.machine.id, name=msg.name,
+                               heartbeat_interval=self.cp.registry.fleet.thresholds.heartbeat_interval,
+                               continued=reg.continued, server_version=self.cp.version))
+
+    # ------------------------------------------------------------------ steady state
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            msg = p.agent_decoder.decode(frame)
+        except UnknownKind as exc:
+            self.send(p.Unsupported(unsupported_kind=exc.kind[:256],
+                                    reason="this control plane does not know that message kind"))
+            return
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        handler = self._handlers.get(type(msg))
+        if handler is None:  # a kind valid only in the other direction, e.g. a second hello
+            self._fail("unexpected_kind", f"{msg.__struct_config__.tag} is not expected now")
+            return
+        handler(msg)
+
+    def _on_heartbeat(self, msg: p.Heartbeat) -> None:
+        if not self.cp.registry.heartbeat(self.name, self):
+            self.close("heartbeat from a connection that no longer owns its machine")
+
+    def _on_metrics(self, msg: p.MetricsBatch) -> None:
+        self._on_heartbeat(msg)  # a batch doubles as a heartbeat
+        self.cp.metrics_received(self.name, msg)
+
+    def _on_command_message(self, msg: p.Message) -> None:
+        self.cp.command_message(self.name, msg)
+
+    def _on_peer_error(self, msg: p.Error) -> None:
+        self.log.warning("agent reported a protocol error: %s: %s", msg.code, msg.reason)
+        self.close("agent reported an error")
+
+    def _on_unsupported(self, msg: p.Unsupported) -> None:
+        self.log.warning("agent does not support %r: %s", msg.unsupported_kind, msg.reason)
+

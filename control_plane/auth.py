@@ -1,0 +1,134 @@
+"""Who may connect, and as what.
+
+Every client logs in with its own SSH key. Keys recorded in the store carry a
+role: ``agent``, ``operator`` or ``viewer``. A key the store does not know may
+log in only as the user ``centrality-join``, in the restricted ``enrolling``
+role: its one allowed act is a hello carrying a valid join token, which
+enrols the key as an agent. The key cache is kept in memory so that
+authentication (which a reconnect storm does thousands of times) never waits
+on the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from centrality_core import joinstring
+from centrality_core.errors import Conflict, RegistrationRefused, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import ControlPlane
+    from .ssh import ConnectionHandler
+
+log = logging.getLogger("centrality.auth")
+
+ROLES = ("agent", "operator", "viewer")
+#: What each role may do in operator requests.
+CAN_READ = {"operator", "viewer"}
+CAN_WRITE = {"operator"}
+
+
+class Auth:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.keys: dict[str, dict] = {}  # fingerprint -> key row (active keys only)
+        self.connections: dict[str, set[ConnectionHandler]] = {}
+
+    async def load(self) -> None:
+        rows = await self.cp.db(self.cp.store.list_keys)
+        self.keys = {r["fingerprint"]: r for r in rows}
+
+    def role_of(self, fingerprint: str) -> str | None:
+        row = self.keys.get(fingerprint)
+        return row["role"] if row else None
+
+    def attach(self, handler: ConnectionHandler) -> None:
+        self.connections.setdefault(handler.fingerprint, set()).add(handler)
+
+    def detach(self, handler: ConnectionHandler) -> None:
+        conns = self.connections.get(handler.fingerprint)
+        if conns is not None:
+            conns.discard(handler)
+            if not conns:
+                del self.connections[handler.fingerprint]
+
+    # ------------------------------------------------------------------ keys
+
+    async def add_key(self, *, name: str, role: str, public_key: str, actor: str) -> dict:
+        import asyncssh
+
+        if role not in ROLES:
+            raise UsageError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        try:
+            key = asyncssh.import_public_key(public_key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise UsageError(f"not an SSH public key: {exc}") from None
+        row = await self.cp.db(self.cp.store.add_key, name=name, role=role,
+                               fingerprint=key.get_fingerprint("sha256"),
+                               public_key=key.export_public_key().decode().strip(),
+                               created_by=actor, now=time.time())
+        self.keys[row["fingerprint"]] = row
+        return row
+
+    async def revoke_key(self, name_or_fingerprint: str) -> list[dict]:
+        """Revoke keys and disconnect every connection that used them, at once."""
+        rows = await self.cp.db(self.cp.store.revoke_key, name_or_fingerprint, time.time())
+        for row in rows:
+            self.keys.pop(row["fingerprint"], None)
+            for handler in list(self.connections.get(row["fingerprint"], ())):
+                handler.close("key revoked")
+        return rows
+
+    # ------------------------------------------------------------------ join tokens
+
+    async def create_token(self, *, ttl: float, uses: int, actor: str, address: str) -> dict:
+        if uses < 1:
+            raise UsageError("--uses must be at least 1")
+        if ttl <= 0:
+            raise UsageError("--ttl must be positive")
+        token_id = secrets.token_hex(4)
+        token = f"{token_id}.{secrets.token_urlsafe(24)}"
+        now = time.time()
+        await self.cp.db(self.cp.store.create_token, id=token_id,
+                         secret_hash=joinstring.hash_secret(token), expires_at=now + ttl,
+                         max_uses=uses, created_by=actor, now=now)
+        return {
+            "id": token_id, "expires_at": now + ttl, "uses": uses, "address": address,
+            "fingerprint": self.cp.fingerprint,
+            "join": joinstring.encode(address, self.cp.fingerprint, token),
+        }
+
+    async def enrol(self, handler: ConnectionHandler, name: str, token: str | None) -> None:
+        """Check a join token and enrol the connection's key as an agent key."""
+        if not token:
+            raise RegistrationRefused(
+                "this key is not enrolled and no join token was presented; "
+                "run `centrality agent join JOIN_STRING` first", code="not_enrolled")
+        token_id = token.partition(".")[0]
+        row = await self.cp.db(self.cp.store.get_token, token_id)
+        now = time.time()
+        if row is None or not joinstring.secret_matches(token, row["secret_hash"]):
+            raise RegistrationRefused("join token is not valid for this control plane",
+                                      code="token_invalid")
+        if row["revoked_at"] is not None:
+            raise RegistrationRefused(f"join token {token_id} was revoked", code="token_revoked")
+        if row["expires_at"] <= now:
+            raise RegistrationRefused(
+                f"join token {token_id} expired {int(now - row['expires_at'])}s ago; "
+                "create a new one with `centrality token create`", code="token_expired")
+        if not await self.cp.db(self.cp.store.consume_token, token_id, now):
+            raise RegistrationRefused(
+                f"join token {token_id} has already been used {row['max_uses']} time(s), "
+                "its limit; create a new one with `centrality token create --uses N`",
+                code="token_used")
+        try:
+            await self.add_key(name=f"agent:{name}", role="agent",
+                               public_key=handler.public_key, actor=f"token:{token_id}")
+        except Conflict:
+            pass  # enrolled concurrently by another connection with the same key
+        handler.role = "agent"
+        self.attach(handler)
+        log.info("enrolled agent key %s for %s with token %s", handler.fingerprint, name, token_id)

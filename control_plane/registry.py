@@ -1,0 +1,176 @@
+"""The registry: the in-memory fleet the control plane serves from.
+
+It applies the pure lifecycle rules (``centrality_core.lifecycle.Fleet``) to
+what connections report, keeps each machine's info, labels and current agent
+session, queues every change for the store writer, and tells watchers
+(``centrality wait``, subscriptions) that something changed. Reads of the
+fleet are served from here, never from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Registration, Thresholds
+
+from .writer import StoreWriter
+
+
+def _freeze(value: Any) -> Any:
+    """JSON gives lists back; identities compare as tuples."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass
+class Record:
+    """What the registry knows of a machine beyond its liveness."""
+
+    info: dict
+    labels: dict = field(default_factory=dict)
+    key_fingerprint: str = ""
+    registered_at: float = 0.0
+    dirty: bool = False  # last_heartbeat changed since the last periodic save
+
+
+class Registry:
+    def __init__(self, thresholds: Thresholds, writer: StoreWriter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.fleet = Fleet(thresholds, on_detach=lambda session, why: session.close(why))
+        self.records: dict[str, Record] = {}
+        self.writer = writer
+        self.clock = clock
+        self._changed = asyncio.Event()
+        self._listeners: list[Callable[[list[Event]], None]] = []
+
+    # ------------------------------------------------------------------ startup
+
+    def load(self, rows: list[dict]) -> None:
+        """Load machines from the store. Nothing is connected yet: live ones go to limbo."""
+        now = self.clock()
+        for r in rows:
+            m = Machine(r["id"], r["name"], Liveness(r["state"]), _freeze(r["identity"]),
+                        r["last_heartbeat"], r["state_since"])
+            self.fleet.machines[m.name] = m
+            self.records[m.name] = Record(r["info"], r["labels"] or {}, r["key_fingerprint"],
+                                          r["registered_at"])
+            if m.state is Liveness.LIVE:
+                m.state, m.state_since = Liveness.LIMBO, now
+                self._apply([Event("disconnected", m.id, m.name, now, Liveness.LIVE,
+                                   Liveness.LIMBO, "control plane restarted")])
+
+    # ------------------------------------------------------------------ agent side
+
+    def register(self, name: str, info: dict, identity: tuple, labels: dict,
+                 key_fingerprint: str, session: Any) -> Registration:
+        now = self.clock()
+        reg = self.fleet.register(name, identity, session, now)
+        if reg.machine is not None:
+            rec = self.records.get(name)
+            if reg.continued and rec is not None:
+                rec.info = info
+                rec.labels = {**rec.labels, **labels}
+            else:
+                rec = self.records[name] = Record(info, dict(labels), key_fingerprint, now)
+            rec.key_fingerprint = key_fingerprint
+            if reg.retired_id:
+                self.writer.delete_machine(reg.retired_id)
+        self._apply(reg.events)
+        return reg
+
+    def heartbeat(self, name: str, session: Any) -> bool:
+        ok = self.fleet.heartbeat(name, session, self.clock())
+        if ok:
+            self.records[name].dirty = True
+        return ok
+
+    def disconnect(self, name: str, session: Any) -> None:
+        self._apply(self.fleet.disconnect(name, session, self.clock()))
+
+    # ------------------------------------------------------------------ timers and operators
+
+    def session(self, name: str) -> Any:
+        """The agent session a machine is attached to, or None."""
+        m = self.fleet.machines.get(name)
+        return m.conn if m is not None else None
+
+    def sweep(self) -> list[Event]:
+        """Apply silence thresholds (the fleet closes sessions that went quiet)."""
+        events = self.fleet.sweep(self.clock())
+        self._apply(events)
+        return events
+
+    def save_heartbeats(self) -> int:
+        """Queue the last-heartbeat times that changed since the last call."""
+        n = 0
+        for name, rec in self.records.items():
+            if rec.dirty:
+                rec.dirty = False
+                self.writer.upsert_machine(self.row(name))
+                n += 1
+        return n
+
+    def forget(self, name: str, actor: str) -> list[Event]:
+        events = self.fleet.forget(name, actor, self.clock())
+        self._apply(events)
+        return events
+
+    def record_event(self, event: Event) -> None:
+        """Store an event that is not a transition (e.g. a refused registration)."""
+        self._apply([event])
+
+    # ------------------------------------------------------------------ reads
+
+    def row(self, name: str) -> dict:
+        m, rec = self.fleet.machines[name], self.records[name]
+        return {
+            "id": m.id, "name": m.name, "state": m.state.value, "identity": list(m.identity),
+            "info": rec.info, "labels": rec.labels, "key_fingerprint": rec.key_fingerprint,
+            "registered_at": rec.registered_at, "last_heartbeat": m.last_heartbeat,
+            "state_since": m.state_since,
+        }
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Liveness}
+        for m in self.fleet.machines.values():
+            counts[m.state.value] += 1
+        return counts
+
+    def add_listener(self, fn: Callable[[list[Event]], None]) -> Callable[[], None]:
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn)
+
+    async def changed(self) -> None:
+        """Wait until the next lifecycle change."""
+        await self._changed.wait()
+
+    # ------------------------------------------------------------------ internals
+
+    def _apply(self, events: list[Event]) -> None:
+        if not events:
+            return
+        touched = set()
+        for ev in events:
+            self.writer.add_event(event_row(ev))
+            if ev.kind != "retired":
+                touched.add(ev.name)
+        for name in touched:
+            if name in self.fleet.machines:
+                self.writer.upsert_machine(self.row(name))
+        for fn in list(self._listeners):
+            fn(events)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+def event_row(ev: Event) -> dict:
+    return {
+        "ts": ev.at, "kind": ev.kind, "machine_id": ev.machine_id, "machine_name": ev.name,
+        "from_state": ev.from_state.value if ev.from_state else None,
+        "to_state": ev.to_state.value if ev.to_state else None,
+        "reason": ev.reason, "actor": ev.actor,
+    }

@@ -1,0 +1,105 @@
+"""``machines ls|show|forget`` and ``events``: the fleet as the registry holds it."""
+
+from __future__ import annotations
+
+import time
+
+from centrality_core import durations, timefmt
+from centrality_core.errors import Conflict, NotFound
+from centrality_core.lifecycle import Liveness
+
+from . import Ctx, request
+
+
+def summary(ctx: Ctx, name: str, now: float) -> dict:
+    reg = ctx.cp.registry
+    m, rec = reg.fleet.machines[name], reg.records[name]
+    info = rec.info
+    return {
+        "name": m.name,
+        "state": m.state.value,
+        "hostname": info.get("hostname", ""),
+        "last_heartbeat": timefmt.iso(m.last_heartbeat),
+        "heartbeat_age_s": round(now - m.last_heartbeat, 3),
+        "state_since": timefmt.iso(m.state_since),
+        "connected": m.conn is not None,
+        "labels": rec.labels,
+        "cpu_count": info.get("cpu_count", 0),
+        "memory_total_bytes": info.get("memory_total_bytes", 0),
+        "gpu_count": len(info.get("gpus", ())),
+        "agent_version": info.get("agent_version", ""),
+        "id": m.id,
+    }
+
+
+def _states(p):
+    p.add_argument("--state", action="append", choices=[s.value for s in Liveness],
+                   help="only machines in this state (repeatable)")
+
+
+@request("machines ls", args=_states)
+async def machines_ls(ctx: Ctx, ns) -> list[dict]:
+    """List machines with their state."""
+    now = time.time()
+    wanted = set(ns.state or ())
+    return [summary(ctx, name, now)
+            for name, m in sorted(ctx.cp.registry.fleet.machines.items())
+            if not wanted or m.state.value in wanted]
+
+
+def _name(p):
+    p.add_argument("name")
+
+
+def _get(ctx: Ctx, name: str):
+    if name not in ctx.cp.registry.fleet.machines:
+        raise NotFound(f"no machine named {name!r}")
+
+
+@request("machines show", args=_name)
+async def machines_show(ctx: Ctx, ns) -> dict:
+    """One machine: state, info, labels and recent events."""
+    _get(ctx, ns.name)
+    out = summary(ctx, ns.name, time.time())
+    rec = ctx.cp.registry.records[ns.name]
+    out["info"] = rec.info
+    out["registered_at"] = timefmt.iso(rec.registered_at)
+    out["key_fingerprint"] = rec.key_fingerprint
+    out["events"] = [event_json(e) for e in
+                     await ctx.cp.db(ctx.cp.store.events, machine=ns.name, limit=20)]
+    return out
+
+
+@request("machines forget", writes=True, args=_name)
+async def machines_forget(ctx: Ctx, ns) -> dict:
+    """Declare a machine in limbo dead; its name becomes free."""
+    _get(ctx, ns.name)
+    try:
+        events = ctx.cp.registry.forget(ns.name, ctx.actor)
+    except ValueError as exc:
+        raise Conflict(str(exc)) from None
+    return {"name": ns.name, "state": ctx.cp.registry.fleet.machines[ns.name].state.value,
+            "changed": bool(events)}
+
+
+def event_json(row: dict) -> dict:
+    return {
+        "ts": timefmt.iso(row["ts"]), "kind": row["kind"], "machine": row["machine_name"],
+        "from": row["from_state"], "to": row["to_state"], "reason": row["reason"],
+        "actor": row["actor"], "machine_id": row["machine_id"],
+    }
+
+
+def _events_args(p):
+    p.add_argument("--machine", help="only events of this machine")
+    p.add_argument("--since", help="only events newer than this (e.g. 10m, 2h)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (newest first)")
+
+
+@request("events", args=_events_args)
+async def events(ctx: Ctx, ns) -> list[dict]:
+    """Lifecycle and operator events, newest first."""
+    since = time.time() - durations.parse(ns.since) if ns.since else None
+    limit = max(1, min(ns.limit, 10_000))
+    rows = await ctx.cp.db(ctx.cp.store.events, machine=ns.machine, since=since, limit=limit)
+    return [event_json(r) for r in rows]

@@ -1,0 +1,72 @@
+"""``status`` (a canary for CI and cron) and ``wait`` (block until enough machines are live)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from centrality_core import durations, timefmt
+from centrality_core.errors import UsageError, WaitTimeout
+
+from . import Ctx, Reply, request
+
+
+@request("status")
+async def status(ctx: Ctx, ns) -> Reply:
+    """Version, uptime, agents and store health; non-zero exit when unhealthy."""
+    cp = ctx.cp
+    store_error = await cp.db(cp.store.health)
+    problems = []
+    if store_error:
+        problems.append(f"store: {store_error}")
+    if cp.writer.last_error:
+        problems.append(f"store writes failing ({cp.writer.backlog} queued): {cp.writer.last_error}")
+    counts = cp.registry.counts()
+    data = {
+        "healthy": not problems,
+        "problems": problems,
+        "version": cp.version,
+        "started_at": timefmt.iso(cp.started_at),
+        "uptime_s": round(time.time() - cp.started_at, 1),
+        "address": cp.advertise,
+        "fingerprint": cp.fingerprint,
+        "store": {"backend": cp.store.dialect, "ok": store_error is None,
+                  "write_backlog": cp.writer.backlog},
+        "agents_connected": counts["live"],
+        "machines": counts,
+        "thresholds": {
+            "heartbeat_interval_s": cp.registry.fleet.thresholds.heartbeat_interval,
+            "limbo_after_s": cp.registry.fleet.thresholds.limbo_after,
+            "dead_after_s": cp.registry.fleet.thresholds.dead_after,
+        },
+    }
+    return Reply(data, 0 if not problems else 1)
+
+
+def _wait_args(p):
+    p.add_argument("--live", type=int, required=True, help="wait until at least N machines are live")
+    p.add_argument("--timeout", default="60s", help="give up after this long (default 60s)")
+
+
+@request("wait", args=_wait_args)
+async def wait(ctx: Ctx, ns) -> dict:
+    """Block until at least N machines are live, or time out (exit 124)."""
+    if ns.live < 0:
+        raise UsageError("--live must be zero or more")
+    timeout = durations.parse(ns.timeout)
+    reg = ctx.cp.registry
+    start = time.monotonic()
+
+    async def reached() -> None:
+        while reg.counts()["live"] < ns.live:
+            await reg.changed()
+
+    try:
+        await asyncio.wait_for(reached(), timeout)
+    except asyncio.TimeoutError:
+        counts = reg.counts()
+        raise WaitTimeout(f"timed out after {timeout:g}s: {counts['live']} of {ns.live} "
+                          f"machines live ({counts['limbo']} in limbo, {counts['dead']} dead)") from None
+    live = sorted(n for n, m in reg.fleet.machines.items() if m.state.value == "live")
+    return {"live": len(live), "wanted": ns.live, "waited_s": round(time.monotonic() - start, 3),
+            "machines": live}

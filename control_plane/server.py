@@ -1,0 +1,206 @@
+"""The control plane process: one object that owns everything it starts.
+
+``ControlPlane.start()`` opens the store (and migrates it), loads the host key,
+the keys and the fleet, and starts the SSH listener, the store writer and the
+sweeper. ``stop()`` ends them in reverse order: no task, connection or thread
+outlives it. ``serve()`` runs it until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import logging
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import asyncssh
+
+from centrality_core import __version__, contexts, paths, sshlink
+from centrality_core import protocol as p
+from centrality_core.contexts import split_address
+from centrality_core.errors import ConfigError, StoreError
+from centrality_core.lifecycle import Thresholds
+from centrality_core.settings import ServerSettings
+
+from .auth import Auth
+from .registry import Registry
+from .ssh import ConnectionHandler
+from .store import Store
+from .writer import StoreWriter
+
+log = logging.getLogger("centrality.server")
+
+HOST_KEY_FILE = "ssh_host_ed25519_key"
+SAVE_HEARTBEATS_EVERY = 30.0
+
+
+class ControlPlane:
+    def __init__(self, settings: ServerSettings, *, write_local_context: bool = True) -> None:
+        self.settings = settings
+        self.version = __version__
+        self.write_local_context = write_local_context
+        self.thresholds = Thresholds(settings.heartbeat_interval, settings.limbo_after,
+                                     settings.dead_after)
+        self.store = Store(settings.db_url())
+        self.writer = StoreWriter(self.store)
+        self.registry = Registry(self.thresholds, self.writer)
+        self.auth = Auth(self)
+        self.connections: set[ConnectionHandler] = set()
+        self.started_at = time.time()
+        self.host_key: asyncssh.SSHKey | None = None
+        self.fingerprint = ""
+        self.address = ""      # where we listen, HOST:PORT (port resolved)
+        self.advertise = ""    # where agents should connect
+        self._reads = ThreadPoolExecutor(4, thread_name_prefix="centrality-store-read")
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking store call in the read pool."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reads, functools.partial(fn, *args, **kwargs))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        server_dir = paths.private_dir(self.settings.server_dir())
+        await self.db(self.store.migrate)
+        self.host_key = _host_key(server_dir / HOST_KEY_FILE)
+        self.fingerprint = sshlink.fingerprint(self.host_key)
+        await self.auth.load()
+        self.registry.load(await self.db(self.store.load_machines))
+
+        host, port = split_address(self.settings.listen)
+        try:
+            self._acceptor = await asyncssh.create_server(
+                lambda: ConnectionHandler(self), host, port,
+                server_host_keys=[self.host_key],
+                encoding=None,
+                line_editor=False,
+                encryption_algs=sshlink.CIPHERS,
+                keepalive_interval=30, keepalive_count_max=3,
+                login_timeout=30,
+                server_version=f"Centrality_{self.version}",
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.settings.listen}: {exc.strerror or exc}") from None
+        port = self._acceptor.sockets[0].getsockname()[1]
+        self.address = f"{_bracket(host)}:{port}"
+        self.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
+        self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
+                       asyncio.create_task(self._sweeper(), name="sweeper")]
+        if self.write_local_context:
+            await self._bootstrap_local_operator(port, host)
+        await self.writer.flush()
+        log.info("listening on %s (host key %s), store %r", self.address, self.fingerprint, self.store)
+
+    async def stop(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+        for handler in list(self.connections):
+            handler.close("control plane shutting down")
+        if self._acceptor is not None:
+            await self._acceptor.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.writer.flush()
+        except StoreError as exc:
+            log.error("could not write %d pending changes at shutdown: %s", self.writer.backlog, exc)
+        self.writer.close()
+        self._reads.shutdown(wait=True)
+        self.store.close()
+
+    async def _sweeper(self) -> None:
+        every = min(1.0, self.thresholds.limbo_after / 5)
+        last_save = time.monotonic()
+        while True:
+            await asyncio.sleep(every)
+            self.registry.sweep()
+            if time.monotonic() - last_save >= SAVE_HEARTBEATS_EVERY:
+                self.registry.save_heartbeats()
+                last_save = time.monotonic()
+
+    # ------------------------------------------------------------------ agents
+
+    def metrics_received(self, name: str, batch: p.MetricsBatch) -> None:
+        """A metrics batch arrived (stored by the metrics pipeline)."""
+
+    def command_message(self, name: str, msg: p.Message) -> None:
+        """Output or exit of a command an operator sent (routed by the exec pipeline)."""
+
+    # ------------------------------------------------------------------ first start
+
+    async def _bootstrap_local_operator(self, port: int, host: str) -> None:
+        """Give the user who runs the server an operator key and a ``local`` context."""
+        key_path = paths.config_dir() / "keys" / "operator_ed25519"
+        key = sshlink.load_private_key(key_path) if key_path.exists() else sshlink.generate_key(key_path)
+        fp = sshlink.fingerprint(key)
+        if fp not in self.auth.keys:
+            name = f"{getpass.getuser()}@{socket.gethostname()}"
+            await self.auth.add_key(name=name, role="operator",
+                                    public_key=key.export_public_key().decode(), actor="server:bootstrap")
+            log.info("created operator key %s for %s", fp, name)
+        local = f"{_bracket(_local_host(host))}:{port}"
+        contexts.put("local", contexts.Context(address=local, fingerprint=self.fingerprint,
+                                               key=str(key_path)))
+
+
+def _host_key(path: Path) -> asyncssh.SSHKey:
+    if path.exists():
+        return sshlink.load_private_key(path)
+    log.info("generating host key %s", path)
+    return sshlink.generate_key(path)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _local_host(host: str) -> str:
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def _advertised_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return _bracket(socket.getfqdn())
+    return _bracket(host)
+
+
+async def serve(settings: ServerSettings, *, ready: Callable[[ControlPlane], None] | None = None) -> None:
+    """Run a control plane until SIGINT/SIGTERM, then stop it cleanly."""
+    cp = ControlPlane(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await cp.start()
+        if ready:
+            ready(cp)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await cp.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def use_uvloop() -> bool:
+    """Install uvloop's event loop policy when available (much cheaper per message)."""
+    if os.environ.get("CENTRALITY_NO_UVLOOP"):
+        return False
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True

@@ -1,0 +1,183 @@
+"""The SSH face of the control plane: authentication per connection, and the
+two kinds of session a client may open.
+
+* ``centrality-agent`` subsystem: the agent protocol (``agent_session.py``),
+  allowed for agent keys and for unknown keys logging in to enrol.
+* exec requests (``ssh HOST machines ls``): operator requests
+  (``requests/``), allowed for operator and viewer keys. A shell request gets
+  a short usage text, so a person who types ``ssh -p 8022 HOST`` learns what
+  this is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import TYPE_CHECKING
+
+import asyncssh
+import msgspec
+
+from centrality_core import protocol as p
+from centrality_core.errors import CentralityError, Forbidden
+
+from . import requests
+from .agent_session import AgentSession
+from .logs import contextual
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import ControlPlane
+
+_ids = itertools.count(1)
+
+
+class ConnectionHandler(asyncssh.SSHServer):
+    """One client connection: its key, role and sessions."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.id = next(_ids)
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = "?"
+        self.fingerprint = ""
+        self.public_key = ""
+        self.key_name = ""
+        self.role: str | None = None
+        self.machine: str | None = None
+        self.log: logging.LoggerAdapter = contextual("centrality.ssh", f"conn={self.id}")
+
+    # ------------------------------------------------------------------ connection
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.cp.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cp.connections.discard(self)
+        self.cp.auth.detach(self)
+
+    def close(self, reason: str = "") -> None:
+        if self.conn is not None:
+            self.log.info("closing connection: %s", reason)
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason[:200] or "closed")
+
+    # ------------------------------------------------------------------ authentication
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        fp = key.get_fingerprint("sha256")
+        row = self.cp.auth.keys.get(fp)
+        if row is not None:
+            self.role, self.key_name = row["role"], row["name"]
+        elif username == p.ENROLL_USER:
+            self.role, self.key_name = "enrolling", "enrolling"
+        else:
+            self.log.warning("refused unknown or revoked key %s for %r from %s", fp, username, self.peer)
+            self.conn.send_auth_banner(
+                f"centrality: key {fp} is not enrolled on this control plane (unknown or revoked)\n")
+            return False
+        self.fingerprint = fp
+        self.public_key = key.export_public_key().decode().strip()
+        return True
+
+    def auth_completed(self) -> None:
+        self.log.debug("authenticated %s as %s (%s)", self.fingerprint, self.key_name, self.role)
+        if self.role != "enrolling":
+            self.cp.auth.attach(self)
+
+    # ------------------------------------------------------------------ sessions
+
+    def session_requested(self):
+        if self.role in ("agent", "enrolling"):
+            return AgentSession(self.cp, self)
+        return OperatorSession(self.cp, self)
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.key_name}"
+
+
+USAGE = b"""This is a Centrality control plane. Run a request, e.g.:
+  ssh -p PORT HOST machines ls
+  ssh -p PORT HOST help
+"""
+
+
+class OperatorSession(asyncssh.SSHServerSession):
+    """An exec request: parse it, check the role, run it, answer in JSON."""
+
+    def __init__(self, cp: ControlPlane, handler: ConnectionHandler) -> None:
+        self.cp = cp
+        self.handler = handler
+        self.chan: asyncssh.SSHServerChannel | None = None
+        self.command: str | None = None
+        self.task: asyncio.Task | None = None
+
+    def connection_made(self, chan) -> None:
+        self.chan = chan
+
+    def pty_requested(self, term_type, term_size, term_modes) -> bool:
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.command = command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return False
+
+    def session_started(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data, datatype) -> None:
+        pass  # no request reads stdin
+
+    def eof_received(self) -> bool:
+        return True  # stdin closed; keep the channel open for our answer
+
+    def connection_lost(self, exc) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def write_json(self, value: object) -> None:
+        """Write one JSON document (one line) to stdout; used by streaming requests."""
+        self.chan.write(msgspec.json.encode(value) + b"\n")
+
+    async def _run(self) -> None:
+        if self.command is None:
+            self.chan.write(USAGE)
+            self.chan.exit(0)
+            return
+        status = 0
+        try:
+            if self.handler.role not in ("operator", "viewer"):
+                raise Forbidden("agent keys cannot make operator requests")
+            reply = await requests.handle(self.cp, self.handler, self.command, self.write_json)
+            if reply is not None:
+                self.write_json(reply.data)
+                status = reply.status
+        except CentralityError as exc:
+            status = exc.exit_code
+            self.chan.write_stderr(msgspec.json.encode({"error": exc.code, "reason": exc.reason}) + b"\n")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - report, keep serving others
+            self.handler.log.exception("request %r failed", self.command)
+            status = 1
+            self.chan.write_stderr(b'{"error": "internal_error", "reason": "internal error; see the control plane log"}\n')
+        self.handler.log.info("%s ran %r -> %d", self.handler.actor, self.command[:200], status)
+        try:
+            self.chan.exit(status)
+        except (OSError, asyncssh.Error):
+            pass

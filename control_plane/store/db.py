@@ -1,0 +1,279 @@
+"""The Store: a synchronous SQLAlchemy engine and every query the control plane runs.
+
+The control plane calls these methods from worker threads (never on the event
+loop). All writes that the lifecycle produces go through ``write()``, one
+transaction per batch. SQLAlchemy errors are translated to ``StoreError`` here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import SQLAlchemyError
+
+from centrality_core.errors import Conflict, NotFound, StoreError
+
+from .models import EventRow, KeyRow, MachineRow, MetaRow, TokenRow
+
+log = logging.getLogger("centrality.store")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _translated(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            # str(exc) can hold the URL of the database; keep only the first line.
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise StoreError(f"store unavailable: {type(exc).__name__}: {detail}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass
+class WriteBatch:
+    """Lifecycle writes collected between two flushes, applied in one transaction."""
+
+    upserts: dict[str, dict] = field(default_factory=dict)  # machine id -> row
+    deletes: set[str] = field(default_factory=set)          # machine ids
+    events: list[dict] = field(default_factory=list)
+
+    def upsert(self, row: dict) -> None:
+        self.deletes.discard(row["id"])
+        self.upserts[row["id"]] = row
+
+    def delete(self, machine_id: str) -> None:
+        self.upserts.pop(machine_id, None)
+        self.deletes.add(machine_id)
+
+    def __len__(self) -> int:
+        return len(self.upserts) + len(self.deletes) + len(self.events)
+
+    def merge(self, later: WriteBatch) -> None:
+        """Fold ``later`` into this batch (used when a flush failed and is retried)."""
+        for mid in later.deletes:
+            self.delete(mid)
+        for row in later.upserts.values():
+            self.upsert(row)
+        self.events.extend(later.events)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def _redact(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError:
+            raise StoreError(f"invalid database URL {url!r}") from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+            sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+
+    def __repr__(self) -> str:
+        return f"Store({_redact(self.url)})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ schema
+
+    @_translated
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def health(self) -> str | None:
+        """None when the store answers, else a one-line reason."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return None
+        except SQLAlchemyError as exc:
+            return f"{type(exc).__name__}: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+
+    # ------------------------------------------------------------------ machines & events
+
+    @_translated
+    def load_machines(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(MachineRow.__table__)).mappings().all()
+        return [dict(r) for r in rows]
+
+    @_translated
+    def write(self, batch: WriteBatch) -> None:
+        if not len(batch):
+            return
+        machines = MachineRow.__table__
+        with self.engine.begin() as conn:
+            if batch.deletes:
+                conn.execute(machines.delete().where(machines.c.id.in_(batch.deletes)))
+            if batch.upserts:
+                rows = list(batch.upserts.values())
+                # A name can move from one id to another (dead name reused):
+                # clear names about to be taken before upserting.
+                conn.execute(machines.delete().where(
+                    machines.c.name.in_([r["name"] for r in rows]),
+                    machines.c.id.not_in([r["id"] for r in rows])))
+                conn.execute(self._upsert(machines, ["id"]), rows)
+            if batch.events:
+                conn.execute(EventRow.__table__.insert(), batch.events)
+
+    def _upsert(self, table: sa.Table, keys: list[str]):
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+    @_translated
+    def events(self, *, limit: int = 100, machine: str | None = None,
+               since: float | None = None) -> list[dict]:
+        t = EventRow.__table__
+        q = sa.select(t).order_by(t.c.ts.desc(), t.c.id.desc()).limit(limit)
+        if machine:
+            q = q.where(t.c.machine_name == machine)
+        if since is not None:
+            q = q.where(t.c.ts >= since)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    # ------------------------------------------------------------------ keys
+
+    @_translated
+    def add_key(self, *, name: str, role: str, fingerprint: str, public_key: str,
+                created_by: str, now: float) -> dict:
+        t = KeyRow.__table__
+        with self.engine.begin() as conn:
+            old = conn.execute(sa.select(t).where(t.c.fingerprint == fingerprint)).mappings().first()
+            if old and old["revoked_at"] is None:
+                raise Conflict(f"this key is already registered as {old['name']!r} ({old['role']})")
+            if old:  # a revoked key added again: reinstate it with its new role
+                conn.execute(t.update().where(t.c.id == old["id"]).values(
+                    name=name, role=role, revoked_at=None, created_at=now, created_by=created_by))
+            else:
+                conn.execute(t.insert().values(
+                    name=name, role=role, fingerprint=fingerprint, public_key=public_key,
+                    created_at=now, created_by=created_by))
+            return dict(conn.execute(sa.select(t).where(t.c.fingerprint == fingerprint)).mappings().one())
+
+    @_translated
+    def find_key(self, fingerprint: str) -> dict | None:
+        t = KeyRow.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t).where(
+                t.c.fingerprint == fingerprint, t.c.revoked_at.is_(None))).mappings().first()
+        return dict(row) if row else None
+
+    @_translated
+    def list_keys(self, include_revoked: bool = False) -> list[dict]:
+        t = KeyRow.__table__
+        q = sa.select(t).order_by(t.c.id)
+        if not include_revoked:
+            q = q.where(t.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    @_translated
+    def revoke_key(self, name_or_fingerprint: str, now: float) -> list[dict]:
+        """Revoke every live key with that name or fingerprint; return them."""
+        t = KeyRow.__table__
+        match = sa.or_(t.c.name == name_or_fingerprint, t.c.fingerprint == name_or_fingerprint)
+        with self.engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(
+                sa.select(t).where(match, t.c.revoked_at.is_(None))).mappings()]
+            if not rows:
+                raise NotFound(f"no active key named {name_or_fingerprint!r}")
+            conn.execute(t.update().where(t.c.id.in_([r["id"] for r in rows])).values(revoked_at=now))
+        return [{**r, "revoked_at": now} for r in rows]
+
+    # ------------------------------------------------------------------ join tokens
+
+    @_translated
+    def create_token(self, *, id: str, secret_hash: str, expires_at: float, max_uses: int,
+                     created_by: str, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(TokenRow.__table__.insert().values(
+                id=id, secret_hash=secret_hash, created_at=now, created_by=created_by,
+                expires_at=expires_at, max_uses=max_uses, uses=0))
+
+    @_translated
+    def get_token(self, token_id: str) -> dict | None:
+        t = TokenRow.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.id == token_id)).mappings().first()
+        return dict(row) if row else None
+
+    @_translated
+    def consume_token(self, token_id: str, now: float) -> bool:
+        """Count one use, atomically; False if expired, revoked or used up meanwhile."""
+        t = TokenRow.__table__
+        with self.engine.begin() as conn:
+            result = conn.execute(t.update().where(
+                t.c.id == token_id, t.c.revoked_at.is_(None), t.c.expires_at > now,
+                t.c.uses < t.c.max_uses).values(uses=t.c.uses + 1))
+        return result.rowcount == 1
+
+    @_translated
+    def list_tokens(self) -> list[dict]:
+        t = TokenRow.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).order_by(t.c.created_at)).mappings().all()
+        return [{k: v for k, v in r.items() if k != "secret_hash"} for r in rows]
+
+    @_translated
+    def revoke_token(self, token_id: str, now: float) -> None:
+        t = TokenRow.__table__
+        with self.engine.begin() as conn:
+            n = conn.execute(t.update().where(t.c.id == token_id, t.c.revoked_at.is_(None))
+                             .values(revoked_at=now)).rowcount
+        if not n:
+            raise NotFound(f"no active token {token_id!r}")
+
+    # ------------------------------------------------------------------ meta
+
+    @_translated
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(MetaRow.value).where(MetaRow.key == key)).scalar()
+
+    @_translated
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(MetaRow.__table__, ["key"]), [{"key": key, "value": value}])
+
+
+__all__ = ["Store", "WriteBatch"]

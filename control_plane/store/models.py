@@ -1,0 +1,89 @@
+"""Tables. Times are Unix seconds (float, UTC) everywhere, for speed and
+portability between SQLite and Postgres; ids are hex UUIDs or integers.
+
+Schema changes go through a new Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Float, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MachineRow(Base):
+    """One machine, by name. Liveness lives here; history lives in events."""
+
+    __tablename__ = "machines"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    state: Mapped[str] = mapped_column(String(8))
+    identity: Mapped[list] = mapped_column(JSON)
+    info: Mapped[dict] = mapped_column(JSON)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    key_fingerprint: Mapped[str] = mapped_column(String(128), default="")
+    registered_at: Mapped[float] = mapped_column(Float)
+    last_heartbeat: Mapped[float] = mapped_column(Float)
+    state_since: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(Base):
+    """A lifecycle or operator event: who/what/when/why."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_ts", "ts"), Index("ix_events_machine", "machine_name", "ts"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(32))
+    machine_id: Mapped[str] = mapped_column(String(32), default="")
+    machine_name: Mapped[str] = mapped_column(String(63), default="")
+    from_state: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    to_state: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(128), default="system")
+
+
+class KeyRow(Base):
+    """A public key allowed to log in, with its role."""
+
+    __tablename__ = "keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TokenRow(Base):
+    """A join token. Only a hash of its secret is stored."""
+
+    __tablename__ = "join_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    expires_at: Mapped[float] = mapped_column(Float)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MetaRow(Base):
+    """Small key/value facts about the installation (e.g. its creation time)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+

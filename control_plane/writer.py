@@ -1,0 +1,78 @@
+"""The store writer: batches every write of the lifecycle and applies it off the loop.
+
+Writes are queued in memory (``WriteBatch`` coalesces repeated upserts of one
+machine) and flushed by one thread every ``interval`` seconds. A failed flush is
+kept and retried with backoff, merged with whatever arrived meanwhile, so a
+slow or briefly absent database never blocks or disconnects agents and loses
+nothing that is still in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from centrality_core.errors import StoreError
+
+from .store import Store
+from .store.db import WriteBatch
+
+log = logging.getLogger("centrality.writer")
+
+
+class StoreWriter:
+    def __init__(self, store: Store, interval: float = 0.1) -> None:
+        self.store = store
+        self.interval = interval
+        self.pending = WriteBatch()
+        self.last_error: str | None = None
+        self.flushes = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="centrality-store-writer")
+        self._lock = asyncio.Lock()
+
+    # The lifecycle calls these from the event loop; they never block.
+    def upsert_machine(self, row: dict) -> None:
+        self.pending.upsert(row)
+
+    def delete_machine(self, machine_id: str) -> None:
+        self.pending.delete(machine_id)
+
+    def add_event(self, row: dict) -> None:
+        self.pending.events.append(row)
+
+    @property
+    def backlog(self) -> int:
+        return len(self.pending)
+
+    async def flush(self) -> None:
+        """Write what is pending now. Raises StoreError (the batch is kept)."""
+        async with self._lock:
+            batch, self.pending = self.pending, WriteBatch()
+            if not len(batch):
+                return
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self.store.write, batch)
+            except StoreError as exc:
+                batch.merge(self.pending)
+                self.pending = batch
+                self.last_error = exc.reason
+                raise
+            self.last_error = None
+            self.flushes += 1
+
+    async def run(self) -> None:
+        """Flush forever, backing off while the store fails."""
+        delay = self.interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.flush()
+                delay = self.interval
+            except StoreError as exc:
+                delay = min(max(delay * 2, 0.5), 10.0)
+                log.warning("store write failed (%d writes kept, retry in %.1fs): %s",
+                            self.backlog, delay, exc.reason)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the test suite against real PostgreSQL and sshd. Extra arguments go to
+# pytest, e.g. `scripts/test.sh tests/test_fixtures_smoke.py -x`.
+#
+# A missing PostgreSQL/sshd is an error here (the fixtures fail instead of
+# skipping), and so is a run that collects no tests: this must never pass
+# silently.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/bootstrap.sh
+
+export CENTRALITY_REQUIRE_POSTGRES=1
+export CENTRALITY_REQUIRE_SSHD=1
+
+status=0
+.venv/bin/python -m pytest -q -ra -p no:cacheprovider "$@" || status=$?
+
+if [ "$status" -eq 5 ]; then
+    echo "test.sh: no tests ran (pytest collected nothing): failing" >&2
+    exit 1
+fi
+exit "$status"
