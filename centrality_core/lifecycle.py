@@ -143,9 +143,10 @@ class Fleet:
         if existing.state is Liveness.LIVE:
             reason = (f"machine {name!r} is already live on another connection; "
                       "two machines cannot be live under one name")
-            if same:
-                reason += (" (same specs: if this is a restart, the old connection "
-                           f"goes to limbo after {self.thresholds.limbo_after:g}s without heartbeats)")
+            if same:  # likely a restart whose old connection has not dropped yet: retryable
+                reason += (f" (same specs: the old connection goes to limbo after "
+                           f"{self.thresholds.limbo_after:g}s without heartbeats)")
+                return self._refuse(existing, "still_connected", reason, now, actor)
             return self._refuse(existing, "name_in_use", reason, now, actor)
 
         if existing.state is Liveness.LIMBO and not same:

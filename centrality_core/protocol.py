@@ -31,7 +31,8 @@ checks (name rules, token validity) belong to the control plane.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from collections import deque
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 from msgspec import Meta, Struct
@@ -300,3 +301,21 @@ class FrameBuffer:
             raise FrameTooLarge(f"frame exceeds {self.max_frame} bytes")
         self._buf = rest
         return [f for f in frames if f.strip()]
+
+
+class StreamFrames:
+    """Frames from a stream reader (anything with ``async read(n) -> bytes``)."""
+
+    def __init__(self, reader: Any, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._reader = reader
+        self._buffer = FrameBuffer(max_frame)
+        self._ready: deque[bytes] = deque()
+
+    async def next(self) -> bytes | None:
+        """The next frame, or None at end of stream."""
+        while not self._ready:
+            data = await self._reader.read(65536)
+            if not data:
+                return None
+            self._ready.extend(self._buffer.feed(data))
+        return self._ready.popleft()

@@ -1,0 +1,51 @@
+"""The agent's configuration: ``agent.toml`` and its key, in one directory.
+
+Default directory: ``$XDG_CONFIG_HOME/centrality/agent`` (``--config-dir``
+overrides it; provisioning uses ``/etc/centrality/agent``). ``centrality agent
+join`` writes it; people may edit ``name`` and ``labels``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from centrality_core import paths
+from centrality_core.errors import ConfigError
+
+CONFIG_FILE = "agent.toml"
+KEY_FILE = "id_ed25519"
+
+
+class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    address: str = ""
+    """HOST:PORT of the control plane."""
+    fingerprint: str = ""
+    """Pinned SHA256 fingerprint of the control plane's host key."""
+    name: str = ""
+    """Machine name; empty: derived from the hostname."""
+    labels: dict[str, str] = {}
+    """Labels for targeting (``-l pool=eval``)."""
+    join_token: str = ""
+    """Join secret, presented once on first connect, then removed."""
+    profile: str = "real"
+    """Collectors: ``real``, or a simulated ``cpu`` / ``gpu8`` machine."""
+
+
+def default_dir() -> Path:
+    return paths.agent_dir()
+
+
+def load(config_dir: Path) -> AgentConfig:
+    path = config_dir / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"no agent configuration in {config_dir}: run `centrality agent join JOIN_STRING` first")
+    cfg = paths.read_toml(path, AgentConfig)
+    if not cfg.address or not cfg.fingerprint:
+        raise ConfigError(f"{path}: address and fingerprint are required")
+    return cfg
+
+
+def save(config_dir: Path, cfg: AgentConfig) -> None:
+    paths.write_toml(config_dir / CONFIG_FILE, cfg)

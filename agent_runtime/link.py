@@ -1,0 +1,172 @@
+"""The agent's link to the control plane: connect, register, heartbeat, reconnect.
+
+``Agent.run()`` keeps one SSH connection open for as long as it runs. Each
+connection: authenticate with the agent's own key (pinning the control
+plane's host key), open the ``centrality-agent`` subsystem, send ``hello``,
+wait for ``registered``, then send a heartbeat every interval the control
+plane asked for, until the connection ends or the agent stops. Transient
+failures reconnect with jittered exponential backoff; refusals that another
+try cannot fix (different specs under a name in limbo, a revoked key, a
+wrong host key, a bad token) stop the agent with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+
+from centrality_core import protocol as p
+from centrality_core import sshlink
+from centrality_core.errors import (
+    AuthRefused, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused,
+)
+
+from . import config as agent_config
+from .backoff import Backoff
+
+log = logging.getLogger("centrality.agent")
+
+#: Refusals that retrying cannot fix: the agent stops with the reason.
+FATAL_CODES = {"specs_differ", "name_in_use", "invalid_name", "unsupported_version",
+               "token_invalid", "token_expired", "token_used", "token_revoked", "not_enrolled"}
+REGISTER_TIMEOUT = 30.0
+
+
+@dataclass
+class LinkState:
+    """What the agent knows of its link, for status output and tests."""
+
+    registered: bool = False
+    machine_id: str = ""
+    heartbeat_interval: float = 5.0
+    connects: int = 0
+    registrations: int = 0
+    last_error: str = ""
+    seq: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+class Agent:
+    def __init__(self, cfg: agent_config.AgentConfig, key, *, info: dict, name: str,
+                 config_dir: Path | None = None, backoff: Backoff | None = None,
+                 on_registered: Callable[[p.Registered], None] | None = None) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.info = msgspec.convert(info, p.MachineInfo)
+        self.name = name
+        self.config_dir = config_dir
+        self.backoff = backoff or Backoff()
+        self.state = LinkState()
+        self.on_registered = on_registered
+        self._conn = None
+
+    # ------------------------------------------------------------------ outer loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected until ``stop`` is set. Raises on a fatal refusal."""
+        while not stop.is_set():
+            try:
+                await self._connect_once(stop)
+                if stop.is_set():
+                    return
+                self.state.last_error = "connection closed by the control plane"
+            except (HostKeyMismatch, AuthRefused):
+                raise
+            except RegistrationRefused as exc:
+                if exc.code in FATAL_CODES:
+                    raise
+                self.state.last_error = f"{exc.code}: {exc.reason}"
+            except (ConnectError, ProtocolError, OSError, asyncio.TimeoutError) as exc:
+                self.state.last_error = str(exc) or type(exc).__name__
+            finally:
+                self.state.registered = False
+            delay = self.backoff.next()
+            log.warning("%s; reconnecting in %.1fs", self.state.last_error, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _connect_once(self, stop: asyncio.Event) -> None:
+        enrolling = bool(self.cfg.join_token)
+        self.state.connects += 1
+        conn = await sshlink.connect(self.cfg.address, self.cfg.fingerprint, self.key,
+                                     username=p.ENROLL_USER if enrolling else "agent")
+        self._conn = conn
+        try:
+            writer, reader, _ = await conn.open_session(subsystem=p.AGENT_SUBSYSTEM, encoding=None)
+            frames = p.StreamFrames(reader)
+            hello = p.Hello(protocol=p.PROTOCOL_VERSION, name=self.name, info=self.info,
+                            labels=self.cfg.labels, join_token=self.cfg.join_token or None)
+            writer.write(p.encode(hello))
+            first = await asyncio.wait_for(self._next(frames), REGISTER_TIMEOUT)
+            if isinstance(first, p.Rejected):
+                raise RegistrationRefused(first.reason, code=first.code)
+            if not isinstance(first, p.Registered):
+                raise ProtocolError(f"expected registered, got {first.__struct_config__.tag}")
+            self._registered(first, enrolling)
+            await self._session(writer, frames, stop)
+        finally:
+            self._conn = None
+            conn.close()
+            await conn.wait_closed()
+
+    def _registered(self, msg: p.Registered, enrolled_now: bool) -> None:
+        s = self.state
+        s.registered, s.machine_id, s.heartbeat_interval = True, msg.machine_id, msg.heartbeat_interval
+        s.registrations += 1
+        self.backoff.reset()
+        log.info("registered as %s (%s)", msg.name, "continued" if msg.continued else "new machine")
+        if enrolled_now:
+            self.cfg.join_token = ""  # presented once; never again
+            if self.config_dir is not None:
+                agent_config.save(self.config_dir, self.cfg)
+        if self.on_registered:
+            self.on_registered(msg)
+
+    async def _session(self, writer, frames: p.StreamFrames, stop: asyncio.Event) -> None:
+        receiver = asyncio.ensure_future(self._receive(frames))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                self.state.seq += 1
+                writer.write(p.encode(p.Heartbeat(seq=self.state.seq, ts=time.time())))
+                done, _ = await asyncio.wait({receiver, stopper}, timeout=self.state.heartbeat_interval,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    return
+                if receiver in done:
+                    receiver.result()  # raises what ended the connection
+                    return
+        finally:
+            for t in (receiver, stopper):
+                t.cancel()
+            await asyncio.gather(receiver, stopper, return_exceptions=True)
+
+    async def _receive(self, frames: p.StreamFrames) -> None:
+        while True:
+            msg = await self._next(frames)
+            if isinstance(msg, p.Error):
+                raise ProtocolError(f"control plane closed the link: {msg.code}: {msg.reason}")
+            if isinstance(msg, p.Unsupported):
+                log.warning("control plane does not support %r", msg.unsupported_kind)
+            elif isinstance(msg, (p.Command, p.Cancel)):
+                log.info("ignoring %s: this agent does not run commands yet", msg.__struct_config__.tag)
+
+    async def _next(self, frames: p.StreamFrames) -> p.Message:
+        frame = await frames.next()
+        if frame is None:
+            raise ConnectError("connection closed by the control plane")
+        return p.server_decoder.decode(frame)

@@ -1,0 +1,80 @@
+"""The operator client: requests to a control plane over SSH, answers in JSON.
+
+Used by the CLI and the TUI. One ``OperatorClient`` holds one SSH connection;
+each request is an exec channel on it (``machines ls``), so a plain OpenSSH
+client can make the same requests.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from centrality_core import contexts, sshlink
+from centrality_core.errors import CentralityError, ProtocolError, RequestFailed, from_code
+
+
+@dataclass
+class Answer:
+    data: Any
+    status: int
+
+
+class OperatorClient:
+    def __init__(self, context: str | None = None) -> None:
+        self.context_name, self.context = contexts.resolve(context)
+        self._conn = None
+
+    async def __aenter__(self) -> OperatorClient:
+        key = sshlink.load_private_key(self.context.key)
+        self._conn = await sshlink.connect(self.context.address, self.context.fingerprint, key,
+                                           username=self.context.user)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+            self._conn = None
+
+    async def call(self, *argv: str) -> Answer:
+        """Run a request; a non-zero status with a JSON answer on stdout is returned, not raised."""
+        result = await self._conn.run(shlex.join(argv), check=False, encoding="utf-8")
+        status = result.exit_status if result.exit_status is not None else 255
+        out = (result.stdout or "").strip()
+        if status != 0 and not out:
+            raise _error(result.stderr or "", status)
+        try:
+            return Answer(json.loads(out) if out else None, status)
+        except json.JSONDecodeError:
+            raise ProtocolError(f"control plane sent an answer that is not JSON: {out[:200]!r}") from None
+
+    async def request(self, *argv: str) -> Any:
+        """Run a request and return its answer, raising its error."""
+        answer = await self.call(*argv)
+        if answer.status != 0:
+            raise RequestFailed(f"request {' '.join(argv)!r} failed with status {answer.status}")
+        return answer.data
+
+    async def stream(self, *argv: str) -> AsyncIterator[Any]:
+        """Run a request that answers with one JSON document per line, as they come."""
+        process = await self._conn.create_process(shlex.join(argv), encoding="utf-8")
+        async with process:
+            async for line in process.stdout:
+                if line.strip():
+                    yield json.loads(line)
+            await process.wait()
+            if process.exit_status:
+                raise _error(await process.stderr.read(), process.exit_status)
+
+
+def _error(stderr: str, status: int) -> CentralityError:
+    try:
+        body = json.loads(stderr.strip().splitlines()[-1])
+        err = from_code(body["error"], body["reason"])
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        err = RequestFailed(stderr.strip()[:500] or f"request failed with status {status}")
+    err.exit_code = status
+    return err

@@ -1,0 +1,45 @@
+"""``centrality agent join|run``: the agent on a machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import output
+
+agent = typer.Typer(help="Join this machine to a control plane and run its agent.", no_args_is_help=True)
+
+CONFIG_DIR = typer.Option(None, "--config-dir", help="Agent config directory "
+                          "[default: ~/.config/centrality/agent].")
+
+
+@agent.command("join")
+def join(join_string: str = typer.Argument(..., help="From `centrality token create`."),
+         name: Optional[str] = typer.Option(None, "--name", help="Machine name [default: from the hostname]."),
+         config_dir: Optional[Path] = CONFIG_DIR) -> None:
+    """Generate this machine's key and pin the control plane; `agent run` then enrols it."""
+    from agent_runtime.main import join as do_join
+
+    path, cfg = output.run(lambda: do_join(join_string, name=name, config_dir=config_dir))
+    typer.echo(f"joined {cfg.address} (host key {cfg.fingerprint}); config in {path}\n"
+               f"next: centrality agent run{' --config-dir ' + str(config_dir) if config_dir else ''}")
+
+
+@agent.command("run")
+def run(config_dir: Optional[Path] = CONFIG_DIR) -> None:
+    """Run the agent in the foreground until Ctrl-C / SIGTERM."""
+    import logging
+
+    from agent_runtime import config as agent_config
+    from agent_runtime.main import run as do_run
+
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    output.run(lambda: do_run(config_dir or agent_config.default_dir()))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(agent, name="agent")

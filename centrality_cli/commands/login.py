@@ -1,0 +1,79 @@
+"""``centrality login HOST:PORT``: save a context for a remote control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import output
+
+
+def login(
+    address: str = typer.Argument(..., help="HOST:PORT of the control plane."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Private key to log in with "
+                                       "(default: this user's operator key, created if missing)."),
+    fingerprint: Optional[str] = typer.Option(None, "--fingerprint", help="Expected host-key "
+                                              "fingerprint (SHA256:...). Without it, the key seen now is "
+                                              "pinned (trust on first use) and printed."),
+    name: Optional[str] = typer.Option(None, "--name", help="Context name (default: the address)."),
+) -> None:
+    """Pin a remote control plane's host key and save it as a context."""
+
+    async def go():
+        from centrality_core import contexts, paths, sshlink
+
+        contexts.split_address(address)
+        key_path = key or paths.config_dir() / "keys" / "operator_ed25519"
+        if key is None and not key_path.exists():
+            sshlink.generate_key(key_path)
+            output.err_console().print(f"created key {key_path}.pub: ask an operator to run\n"
+                                       f"  centrality keys add --role operator NAME {key_path.name}.pub",
+                                       highlight=False)
+        sshlink.load_private_key(key_path)
+        seen = fingerprint or await _scan(address)
+        ctx = contexts.Context(address=address, fingerprint=seen, key=str(Path(key_path).resolve()))
+        # Prove it works before saving: pinning and our key are both checked.
+        from centrality_cli.client import OperatorClient
+
+        ctx_name = name or address
+        contexts.put(ctx_name, ctx, make_current=True)
+        try:
+            async with OperatorClient(ctx_name) as client:
+                status = await client.request("status")
+        except Exception:
+            ctxs = contexts.load()
+            ctxs.contexts.pop(ctx_name, None)
+            if ctxs.current == ctx_name:
+                ctxs.current = ""
+            contexts.save(ctxs)
+            raise
+        typer.echo(f"logged in to {address} as context {ctx_name!r} (host key {seen}, "
+                   f"control plane v{status['version']})")
+
+    output.run(go)
+
+
+async def _scan(address: str) -> str:
+    """The fingerprint a server presents now (trust on first use)."""
+    import asyncssh
+
+    from centrality_core import contexts, sshlink
+    from centrality_core.errors import ConnectError
+
+    host, port = contexts.split_address(address)
+    try:
+        key = await asyncssh.get_server_host_key(host, port)
+    except (OSError, asyncssh.Error) as exc:
+        raise ConnectError(f"cannot reach {address}: {exc}") from None
+    if key is None:
+        raise ConnectError(f"{address} presented no host key")
+    fp = sshlink.fingerprint(key)
+    output.err_console().print(f"warning: trusting host key {fp} seen now; pass --fingerprint to verify it",
+                               highlight=False)
+    return fp
+
+
+def register(app: typer.Typer) -> None:
+    app.command("login")(login)

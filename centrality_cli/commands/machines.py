@@ -1,0 +1,133 @@
+"""``centrality machines ...``, ``events``, ``wait`` and ``status``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .. import output
+from ..output import Markup
+from . import JSON, operator_call
+
+machines = typer.Typer(help="List, inspect and forget machines.", no_args_is_help=True)
+
+
+def _answer(ctx: typer.Context, *argv: str):
+    answer = operator_call(ctx, *argv)
+    if answer.status:
+        output.fail(f"request failed with status {answer.status}", answer.status)
+    return answer.data
+
+
+@machines.command("ls")
+def ls(ctx: typer.Context,
+       state: Optional[List[str]] = typer.Option(None, "--state", help="Only machines in this state (live, limbo, dead)."),
+       json: bool = JSON) -> None:
+    """List machines: name, state, hostname, last heartbeat."""
+    argv = ["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
+    rows = _answer(ctx, *argv)
+    if json:
+        return output.print_json(rows)
+    output.table(
+        ["NAME", "STATE", "HOSTNAME", "HEARTBEAT", "CPUS", "GPUS", "LABELS"],
+        ([r["name"], Markup(output.state(r["state"])), r["hostname"], output.age(r["heartbeat_age_s"]),
+          r["cpu_count"], r["gpu_count"], output.labels(r["labels"])] for r in rows),
+        empty="no machines yet: create a join token with `centrality token create`")
+
+
+@machines.command("show")
+def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+    """One machine in detail, with its recent events."""
+    m = _answer(ctx, "machines", "show", name)
+    if json:
+        return output.print_json(m)
+    info = m["info"]
+    gpus = ", ".join(f"{g.get('name', '?')}" for g in info.get("gpus", [])) or "none"
+    mem = info.get("memory_total_bytes", 0) / 2**30
+    output.table(["FIELD", "VALUE"], [
+        ("name", m["name"]), ("state", Markup(output.state(m["state"]))),
+        ("since", m["state_since"]), ("last heartbeat", f"{m['last_heartbeat']} ({output.age(m['heartbeat_age_s'])})"),
+        ("hostname", info.get("hostname", "")), ("os", info.get("os", "")), ("kernel", info.get("kernel", "")),
+        ("cpu", f"{info.get('cpu_count', 0)} x {info.get('cpu_model', '?')}"), ("memory", f"{mem:.1f} GiB"),
+        ("gpus", gpus), ("driver", info.get("gpu_driver", "") or "-"), ("agent", info.get("agent_version", "")),
+        ("labels", output.labels(m["labels"]) or "-"), ("id", m["id"]), ("key", m["key_fingerprint"]),
+    ])
+    _events_table(m["events"], title="recent events")
+
+
+@machines.command("forget")
+def forget(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+    """Declare a machine in limbo dead, freeing its name."""
+    r = _answer(ctx, "machines", "forget", name)
+    if json:
+        return output.print_json(r)
+    typer.echo(f"{r['name']}: {'now dead' if r['changed'] else 'already dead'}")
+
+
+def _events_table(rows: list[dict], title: str | None = None) -> None:
+    output.table(["TIME", "MACHINE", "EVENT", "CHANGE", "REASON", "BY"],
+                 ([r["ts"], r["machine"], r["kind"],
+                   f"{r['from'] or '-'} → {r['to'] or '-'}" if r["from"] or r["to"] else "",
+                   r["reason"], r["actor"]] for r in rows),
+                 title=title, empty="no events")
+
+
+def events(ctx: typer.Context,
+           machine: Optional[str] = typer.Option(None, "--machine", "-m", help="Only this machine's events."),
+           since: Optional[str] = typer.Option(None, "--since", help="Only newer than this (10m, 2h, 1d)."),
+           limit: int = typer.Option(100, "--limit", "-n", help="At most this many, newest first."),
+           json: bool = JSON) -> None:
+    """Lifecycle and operator events, newest first."""
+    argv = ["events", "--limit", str(limit)]
+    if machine:
+        argv += ["--machine", machine]
+    if since:
+        argv += ["--since", since]
+    rows = _answer(ctx, *argv)
+    if json:
+        return output.print_json(rows)
+    _events_table(rows)
+
+
+def wait(ctx: typer.Context,
+         live: int = typer.Option(..., "--live", help="Wait until at least N machines are live."),
+         timeout: str = typer.Option("60s", "--timeout", help="Give up after this long; exit 124."),
+         json: bool = JSON) -> None:
+    """Block until N machines are live (for CI after provisioning)."""
+    r = _answer(ctx, "wait", "--live", str(live), "--timeout", timeout)
+    if json:
+        return output.print_json(r)
+    typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")
+
+
+def status(ctx: typer.Context, json: bool = JSON) -> None:
+    """Control plane health: version, uptime, agents, store. Exit 1 when unhealthy."""
+    answer = operator_call(ctx, "status")
+    s = answer.data
+    if json:
+        output.print_json(s)
+    else:
+        ok = "[green]healthy[/]" if s["healthy"] else "[red]UNHEALTHY[/]"
+        m = s["machines"]
+        output.table(["", ""], [
+            ("control plane", Markup(f"{ok}  {output.escape(s['address'])}  v{s['version']}")),
+            ("uptime", f"{s['uptime_s']:.0f}s (since {s['started_at']})"),
+            ("agents connected", s["agents_connected"]),
+            ("machines", Markup(f"{output.state('live')} {m['live']}  {output.state('limbo')} {m['limbo']}  "
+                                f"{output.state('dead')} {m['dead']}")),
+            ("store", f"{s['store']['backend']} {'ok' if s['store']['ok'] else 'FAILING'}, "
+                      f"{s['store']['write_backlog']} writes queued"),
+            ("host key", s["fingerprint"]),
+            *(("problem", p) for p in s["problems"]),
+        ])
+    if answer.status:
+        raise typer.Exit(answer.status)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(machines, name="machines")
+    app.command("events")(events)
+    app.command("wait")(wait)
+    app.command("status")(status)
+

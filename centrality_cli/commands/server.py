@@ -1,0 +1,62 @@
+"""``centrality server``: run the control plane in the foreground."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .. import output
+
+
+def server(
+    listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT to listen on [default: 127.0.0.1:8022]."),
+    db: Optional[str] = typer.Option(None, "--db", help="Store URL [default: SQLite in the data dir]; "
+                                     "e.g. postgresql+psycopg://user@host/centrality."),
+    heartbeat_interval: Optional[str] = typer.Option(None, "--heartbeat-interval", help="Agent heartbeat period [default: 5s]."),
+    limbo_after: Optional[str] = typer.Option(None, "--limbo-after", help="Silence before limbo [default: 15s]."),
+    dead_after: Optional[str] = typer.Option(None, "--dead-after", help="Silence before dead [default: 10m]."),
+    advertise: Optional[str] = typer.Option(None, "--advertise", help="HOST:PORT put in join strings."),
+) -> None:
+    """Run the control plane (SSH server, lifecycle, store) until Ctrl-C."""
+    import asyncio
+    import sys
+
+    from centrality_core.settings import resolve_server
+    from control_plane.server import serve, use_uvloop
+
+    def go():
+        settings = resolve_server({
+            "listen": listen, "db": db, "heartbeat_interval": heartbeat_interval,
+            "limbo_after": limbo_after, "dead_after": dead_after, "advertise": advertise,
+        })
+        from centrality_core.lifecycle import Thresholds
+        from centrality_core.errors import UsageError
+
+        try:
+            Thresholds(settings.heartbeat_interval, settings.limbo_after, settings.dead_after)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+        def ready(cp) -> None:
+            print(f"centrality control plane v{cp.version} listening on {cp.address}\n"
+                  f"  host key  {cp.fingerprint}\n  store     {cp.store!r}\n"
+                  f"  agents    go to limbo after {settings.limbo_after:g}s of silence, "
+                  f"dead after {settings.dead_after:g}s\n"
+                  f"  next      centrality token create   (then `centrality agent join ...` on each machine)",
+                  file=sys.stderr, flush=True)
+
+        use_uvloop()
+        asyncio.run(serve(settings, ready=ready))
+
+    import logging
+
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    output.run(go)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("server")(server)

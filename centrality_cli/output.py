@@ -1,0 +1,94 @@
+"""How the CLI prints: JSON for scripts, tables for people, errors on stderr.
+
+Every read command takes ``--json`` and then prints exactly one JSON document.
+Errors print ``error: <reason>`` on stderr (never a traceback) and exit with
+the error's code (see ``centrality_core.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any, Callable, Iterable, Sequence
+
+import typer
+
+from centrality_core import durations
+from centrality_core.errors import CentralityError
+from centrality_core.sanitize import one_line
+
+STATE_STYLE = {"live": ("●", "green"), "limbo": ("◐", "yellow"), "dead": ("✕", "red")}
+
+
+def run(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` (a coroutine function or plain function) turning errors into exit codes."""
+    try:
+        result = fn()
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return result
+    except CentralityError as exc:
+        fail(exc.reason, exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def console():
+    from rich.console import Console
+
+    return Console()
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def state(value: str) -> str:
+    glyph, colour = STATE_STYLE.get(value, ("?", "white"))
+    return f"[{colour}]{glyph} {value}[/]"
+
+
+def age(seconds: float | None) -> str:
+    return durations.format(seconds) + " ago" if seconds is not None else "-"
+
+
+def labels(value: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+          empty: str = "nothing to show") -> None:
+    """A table for people. Cells from agents are sanitised; markup is ours only."""
+    from rich.table import Table
+
+    rows = list(rows)
+    if not rows:
+        err_console().print(empty)
+        return
+    t = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False)
+    for row in rows:
+        t.add_row(*(c if isinstance(c, Markup) else escape(one_line(str(c), 120)) for c in row))
+    console().print(t)
+
+
+class Markup(str):
+    """A cell that carries our own Rich markup (not agent text)."""
