@@ -61,6 +61,7 @@ class ControlPlane:
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="centrality-store-read")
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._tasks: list[asyncio.Task] = []
+        self._stopped = False
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store call in the read pool."""
@@ -102,6 +103,9 @@ class ControlPlane:
         log.info("listening on %s (host key %s), store %r", self.address, self.fingerprint, self.store)
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         if self._acceptor is not None:
             self._acceptor.close()
         for handler in list(self.connections):
