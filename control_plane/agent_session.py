@@ -19,7 +19,7 @@ import msgspec
 
 from centrality_core import names, protocol as p
 from .logs import contextual
-from centrality_core.errors import ProtocolError, RegistrationRefused, StoreError, UnknownKind
+from centrality_core.errors import Forbidden, ProtocolError, RegistrationRefused, StoreError, UnknownKind
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -40,6 +40,7 @@ class AgentSession(asyncssh.SSHServerSession):
         self.closed = False
         self._early: list[bytes] | None = None  # frames received before registration
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._exec: str | None = None
         self._handlers: dict[type, Callable[[p.Message], None]] = {
             p.Heartbeat: self._on_heartbeat,
             p.MetricsBatch: self._on_metrics,
@@ -60,7 +61,15 @@ class AgentSession(asyncssh.SSHServerSession):
         return subsystem == p.AGENT_SUBSYSTEM
 
     def exec_requested(self, command: str) -> bool:
-        return False
+        self._exec = command  # answered in session_started: a clear "forbidden"
+        return True
+
+    def session_started(self) -> None:
+        if self._exec is not None:
+            self._hello_timer.cancel()
+            err = Forbidden("agent keys cannot make operator requests")
+            self.chan.write_stderr(msgspec.json.encode({"error": err.code, "reason": err.reason}) + b"\n")
+            self.chan.exit(err.exit_code)
 
     def shell_requested(self) -> bool:
         return False

@@ -1,0 +1,47 @@
+"""Light places stay light: `centrality --help` and the agent runtime must not
+import Textual, SQLAlchemy or pyinfra (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("textual", "sqlalchemy", "pyinfra", "alembic", "psycopg")
+
+
+def modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
+                          "print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def heavy(mods: set[str]) -> set[str]:
+    return {m for m in mods if m.split(".")[0] in HEAVY}
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys\nsys.argv = ['centrality', '--help']\nfrom centrality_cli.main import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n")
+    mods = modules_after(code)
+    assert "centrality_cli.main" in mods
+    assert heavy(mods) == set()
+    assert "asyncssh" not in mods  # also keeps --help fast
+
+
+@pytest.mark.parametrize("module", ["agent_runtime.main", "agent_runtime.link", "agent_runtime.collectors",
+                                    "centrality_core.protocol", "centrality_cli.client"])
+def test_agent_runtime_and_client_import_nothing_heavy(module):
+    mods = modules_after(f"import {module}")
+    assert module in mods
+    assert heavy(mods) == set()
+
+
+def test_help_works_and_lists_commands():
+    r = subprocess.run([sys.executable, "-m", "centrality_cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for cmd in ("server", "agent", "machines", "events", "wait", "status", "token", "keys", "login"):
+        assert cmd in r.stdout
