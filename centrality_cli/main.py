@@ -10,7 +10,7 @@ import typer
 
 from centrality_core import __version__
 
-from .commands import agent, keys, login, machines, server, token
+from .commands import agent, demo, keys, login, machines, server, token
 
 app = typer.Typer(
     name="centrality",
@@ -52,6 +52,7 @@ machines.register(app)
 keys.register(app)
 token.register(app)
 login.register(app)
+demo.register(app)
 
 
 def main() -> None:

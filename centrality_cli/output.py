@@ -76,7 +76,7 @@ def labels(value: dict[str, str]) -> str:
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
-          empty: str = "nothing to show") -> None:
+          empty: str = "nothing to show", header: bool = True) -> None:
     """A table for people. Cells from agents are sanitised; markup is ours only."""
     from rich.table import Table
 
@@ -84,7 +84,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
     if not rows:
         err_console().print(empty)
         return
-    t = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False)
+    t = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False, show_header=header)
     for row in rows:
         t.add_row(*(c if isinstance(c, Markup) else escape(one_line(str(c), 120)) for c in row))
     console().print(t)

@@ -120,7 +120,7 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
                       f"{s['store']['write_backlog']} writes queued"),
             ("host key", s["fingerprint"]),
             *(("problem", p) for p in s["problems"]),
-        ])
+        ], header=False)
     if answer.status:
         raise typer.Exit(answer.status)
 

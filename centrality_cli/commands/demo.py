@@ -1,0 +1,141 @@
+"""``centrality demo``: a whole local installation in one command.
+
+Starts a control plane on SQLite and an agent for this machine, each as its
+own ``centrality`` process, in a private state directory (the user's own
+installation is not touched), then walks through the lifecycle from the CLI:
+live, limbo when the agent dies, live again as the same machine. Everything
+it started is stopped when it ends or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import output
+
+
+class Stack:
+    """Owns the demo's processes; stopping it stops them all (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+        self.procs: list[subprocess.Popen] = []
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        r = subprocess.run([sys.executable, "-m", "centrality_cli", *args], env=self.env,
+                           capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise SystemExit(f"`centrality {' '.join(args)}` failed: {r.stderr.strip()}")
+        return r.stdout
+
+    def show(self, *args: str) -> None:
+        output.console().print(f"\n[bold cyan]$ centrality {' '.join(args)}[/]")
+        sys.stdout.write(self.cli(*args, check=False))
+        sys.stdout.flush()
+
+    def spawn(self, *args: str, log: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _say(text: str) -> None:
+    output.console().print(f"\n[bold]{text}[/]")
+
+
+def demo(
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the demo keeps its "
+                                             "installation [default: a temporary directory]."),
+    keep: bool = typer.Option(False, "--keep", help="Keep running after the walk-through, until Ctrl-C."),
+) -> None:
+    """Run a local control plane and an agent for this machine, and show the lifecycle."""
+    with ExitStack() as stack:
+        root = state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="centrality-demo-")))
+        env = {**os.environ, "XDG_CONFIG_HOME": str(root / "config"), "XDG_DATA_HOME": str(root / "data"),
+               "COLUMNS": os.environ.get("COLUMNS", "120")}
+        env.pop("CENTRALITY_CONTEXT", None)
+        procs = Stack(env)
+        stack.callback(procs.close)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        port = _free_port()
+
+        _say(f"1. A control plane on 127.0.0.1:{port}, SQLite store under {root}")
+        procs.spawn("server", "--listen", f"127.0.0.1:{port}", "--heartbeat-interval", "1s",
+                    "--limbo-after", "3s", "--dead-after", "10m", log=root / "server.log")
+        _wait_for_server(procs, root / "server.log")
+        procs.show("status")
+
+        _say("2. An agent for this machine joins with a one-time token")
+        join = procs.cli("token", "create", "--ttl", "10m").strip()
+        agent_dir = root / "agent"
+        procs.cli("agent", "join", join, "--config-dir", str(agent_dir))
+        agent = procs.spawn("agent", "run", "--config-dir", str(agent_dir), log=root / "agent.log")
+        procs.cli("wait", "--live", "1", "--timeout", "30s")
+        procs.show("machines", "ls")
+
+        _say("3. The agent dies: its machine is in limbo at once")
+        procs.stop(agent, signal.SIGKILL)
+        time.sleep(0.5)
+        procs.show("machines", "ls")
+
+        _say("4. The agent restarts with identical specs: the same machine is live again")
+        procs.spawn("agent", "run", "--config-dir", str(agent_dir), log=root / "agent.log")
+        procs.cli("wait", "--live", "1", "--timeout", "30s")
+        procs.show("machines", "ls")
+        procs.show("events")
+
+        if keep:
+            _say(f"Running. In another terminal:\n  export XDG_CONFIG_HOME={root}/config "
+                 f"XDG_DATA_HOME={root}/data\n  centrality machines ls\nCtrl-C stops everything.")
+            try:
+                signal.pause()
+            except KeyboardInterrupt:
+                pass
+        _say("Stopping everything the demo started.")
+
+
+def _wait_for_server(procs: Stack, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and b"listening on" in log.read_bytes():
+            return
+        if any(p.poll() is not None for p in procs.procs):
+            raise SystemExit(f"the control plane did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    raise SystemExit(f"the control plane did not start within {timeout:g}s:\n{log.read_text()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
