@@ -31,6 +31,14 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """Join secret, presented once on first connect, then removed."""
     profile: str = "real"
     """Collectors: ``real``, or a simulated ``cpu`` / ``gpu8`` machine."""
+    sample_interval: float = 1.0
+    """Seconds between samples."""
+    batch_interval: float = 5.0
+    """Seconds between metric batches (each batch also counts as a heartbeat)."""
+    buffer_max_samples: int = 3600
+    """Samples kept while disconnected (oldest dropped first)."""
+    buffer_max_age: float = 3600.0
+    """Seconds a sample may wait for the control plane before it is dropped."""
 
 
 def default_dir() -> Path:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import asyncssh
 import msgspec
 
 from centrality_core import protocol as p
@@ -29,6 +31,7 @@ from centrality_core.errors import (
 
 from . import config as agent_config
 from .backoff import Backoff
+from .metrics import Outbox, Sampler
 
 log = logging.getLogger("centrality.agent")
 
@@ -48,28 +51,52 @@ class LinkState:
     connects: int = 0
     registrations: int = 0
     last_error: str = ""
-    seq: int = 0
-    events: list[str] = field(default_factory=list)
+    heartbeats: int = 0
+    batches_sent: int = 0
 
 
 class Agent:
     def __init__(self, cfg: agent_config.AgentConfig, key, *, info: dict, name: str,
-                 config_dir: Path | None = None, backoff: Backoff | None = None,
+                 sampler: Sampler | None = None, config_dir: Path | None = None,
+                 backoff: Backoff | None = None,
                  on_registered: Callable[[p.Registered], None] | None = None) -> None:
         self.cfg = cfg
         self.key = key
         self.info = msgspec.convert(info, p.MachineInfo)
         self.name = name
+        self.sampler = sampler
+        self.outbox = Outbox(cfg.buffer_max_samples, cfg.buffer_max_age)
+        #: Names this run of the agent in metric batches (sequence numbers restart with it).
+        self.stream = secrets.token_hex(8)
         self.config_dir = config_dir
         self.backoff = backoff or Backoff()
         self.state = LinkState()
         self.on_registered = on_registered
         self._conn = None
+        self._writer = None  # the channel while registered
+        self._seq = 0
+        self._last_sent = 0.0
 
     # ------------------------------------------------------------------ outer loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stay connected until ``stop`` is set. Raises on a fatal refusal."""
+        """Stay connected until ``stop`` is set. Raises on a fatal refusal.
+
+        Sampling and batching go on while disconnected; batches wait in the
+        outbox and are replayed on the next connection.
+        """
+        background = []
+        if self.sampler is not None:
+            background = [asyncio.ensure_future(self.sampler.run()),
+                          asyncio.ensure_future(self._batcher())]
+        try:
+            await self._stay_connected(stop)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+
+    async def _stay_connected(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self._connect_once(stop)
@@ -117,8 +144,12 @@ class Agent:
             if not isinstance(first, p.Registered):
                 raise ProtocolError(f"expected registered, got {first.__struct_config__.tag}")
             self._registered(first, enrolling)
+            for batch in self.outbox:  # replay what was not acknowledged, oldest first
+                self._send(writer, batch)
+            self._writer = writer
             await self._session(writer, frames, stop)
         finally:
+            self._writer = None
             self._conn = None
             conn.close()
             await conn.wait_closed()
@@ -136,14 +167,40 @@ class Agent:
         if self.on_registered:
             self.on_registered(msg)
 
+    def _send(self, writer, msg: p.Message) -> None:
+        writer.write(p.encode(msg))
+        self._last_sent = time.monotonic()
+        if isinstance(msg, p.MetricsBatch):
+            self.state.batches_sent += 1
+
+    async def _batcher(self) -> None:
+        """Every batch interval: pending samples become a batch, sent if connected."""
+        while True:
+            await asyncio.sleep(self.cfg.batch_interval)
+            batch = self.sampler.take_batch(self.stream, self._seq + 1)
+            if batch is None:
+                continue
+            self._seq += 1
+            self.outbox.add(batch)
+            if self._writer is not None:
+                try:
+                    self._send(self._writer, batch)
+                except (OSError, asyncssh.Error):
+                    pass  # the link is going down; the batch is replayed on the next one
+
     async def _session(self, writer, frames: p.StreamFrames, stop: asyncio.Event) -> None:
+        """Heartbeat whenever nothing else was sent for a heartbeat interval."""
         receiver = asyncio.ensure_future(self._receive(frames))
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while True:
-                self.state.seq += 1
-                writer.write(p.encode(p.Heartbeat(seq=self.state.seq, ts=time.time())))
-                done, _ = await asyncio.wait({receiver, stopper}, timeout=self.state.heartbeat_interval,
+                interval = self.state.heartbeat_interval
+                idle = time.monotonic() - self._last_sent
+                if idle >= interval * 0.9:
+                    self.state.heartbeats += 1
+                    self._send(writer, p.Heartbeat(seq=self.state.heartbeats, ts=time.time()))
+                    idle = 0.0
+                done, _ = await asyncio.wait({receiver, stopper}, timeout=interval - idle,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
                     return
@@ -158,9 +215,11 @@ class Agent:
     async def _receive(self, frames: p.StreamFrames) -> None:
         while True:
             msg = await self._next(frames)
-            if isinstance(msg, p.Error):
+            if isinstance(msg, p.MetricsAck):
+                self.outbox.ack(msg.stream, msg.seq)
+            elif isinstance(msg, p.Error):
                 raise ProtocolError(f"control plane closed the link: {msg.code}: {msg.reason}")
-            if isinstance(msg, p.Unsupported):
+            elif isinstance(msg, p.Unsupported):
                 log.warning("control plane does not support %r", msg.unsupported_kind)
             elif isinstance(msg, (p.Command, p.Cancel)):
                 log.info("ignoring %s: this agent does not run commands yet", msg.__struct_config__.tag)

@@ -8,11 +8,14 @@ import signal
 import socket
 from pathlib import Path
 
+import msgspec
+
 from centrality_core import __version__, joinstring, names, sshlink
 from centrality_core.errors import ConfigError
 
 from . import config as agent_config
 from .link import Agent
+from .metrics import Sampler
 
 log = logging.getLogger("centrality.agent")
 
@@ -29,9 +32,8 @@ def join(join_string: str, *, name: str | None, config_dir: Path | None) -> tupl
     old = agent_config.AgentConfig()
     if (config_dir / agent_config.CONFIG_FILE).exists():
         old = agent_config.load(config_dir)
-    cfg = agent_config.AgentConfig(
-        address=js.a, fingerprint=js.fp, name=name or old.name, labels=old.labels,
-        join_token=js.t, profile=old.profile)
+    cfg = msgspec.structs.replace(old, address=js.a, fingerprint=js.fp, name=name or old.name,
+                                  join_token=js.t)
     agent_config.save(config_dir, cfg)
     return config_dir, cfg
 
@@ -50,7 +52,8 @@ def build_agent(config_dir: Path, *, profile: str | None = None, index: int = 0,
     if not names.is_valid(name):
         raise ConfigError(f"{config_dir / agent_config.CONFIG_FILE}: invalid name {name!r}: "
                           f"a name is {names.NAME_RULE}")
-    return Agent(cfg, key, info=info, name=name, config_dir=config_dir)
+    sampler = Sampler(collectors, cfg.sample_interval, blocking=(profile or cfg.profile) == "real")
+    return Agent(cfg, key, info=info, name=name, sampler=sampler, config_dir=config_dir)
 
 
 async def run(config_dir: Path) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from centrality_core import __version__
 
-from .commands import agent, demo, keys, login, machines, server, token
+from .commands import agent, demo, keys, login, machines, metrics, server, token
 
 app = typer.Typer(
     name="centrality",
@@ -53,6 +53,7 @@ keys.register(app)
 token.register(app)
 login.register(app)
 demo.register(app)
+metrics.register(app)
 
 
 def main() -> None:

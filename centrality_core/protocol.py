@@ -11,7 +11,8 @@ Conversation::
       hello(protocol, name, info, token?) ->
                                           <- registered(machine_id, heartbeat_interval)
                                              | rejected(code, reason)   then close
-      heartbeat(seq) / metrics(seq, ...)  ->
+      heartbeat(seq) / metrics(stream, seq, ...) ->
+                                          <- metrics_ack(stream, seq)  once stored
                                           <- command(id, argv, timeout)
       output(id, stream, data)            ->
       exit(id, exit_code, duration)       ->
@@ -131,23 +132,43 @@ class Heartbeat(Message, tag="heartbeat"):
     ts: float
 
 
-class Sample(Struct, kw_only=True, omit_defaults=True, array_like=True):
-    """One sampling instant: flat stream names to numbers, plus optional text."""
-
-    ts: float
-    values: Annotated[dict[Annotated[str, Meta(max_length=128)], float], Meta(max_length=4096)]
-    text: Annotated[dict[Annotated[str, Meta(max_length=64)], Text], Meta(max_length=8)] = {}
+MetricKey = Annotated[str, Meta(max_length=128)]
+Column = Annotated[list[Union[float, None]], Meta(max_length=3600)]
 
 
 class MetricsBatch(Message, tag="metrics"):
-    """Samples taken since the last batch. Doubles as a heartbeat.
+    """Samples taken since the last batch, column by column. Doubles as a heartbeat.
 
-    ``seq`` increases by one per batch for the agent's lifetime, so the control
-    plane can drop a batch it has already stored when the agent replays it.
+    ``ts[i]`` is the time of sample ``i``; ``columns[j][i]`` is the value of
+    ``keys[j]`` at that time (null when the stream had no value then). Keys
+    are ``stream[instance].field`` with units in the field name
+    (``cpu[0].percent``, ``gpu[3].mem_used_bytes``, ``net[eth0].recv_bytes_per_s``).
+
+    ``stream`` names one run of the agent and ``seq`` counts its batches from
+    1, so the control plane can drop a batch it has already stored when the
+    agent replays its buffer after a reconnect; it acknowledges with
+    ``metrics_ack`` once a batch is durably stored.
     """
 
+    stream: Short
     seq: Count
-    samples: Annotated[list[Sample], Meta(max_length=10_000)]
+    ts: Annotated[list[float], Meta(max_length=3600)]
+    keys: Annotated[list[MetricKey], Meta(max_length=4096)]
+    columns: Annotated[list[Column], Meta(max_length=4096)]
+    #: Latest text streams (``nvidia_smi``: the nvidia-smi screen), when they changed.
+    text: Annotated[dict[Annotated[str, Meta(max_length=64)], Text], Meta(max_length=8)] = {}
+    #: Samples the agent had to drop (buffer full while disconnected) before this batch.
+    dropped: Count = 0
+
+    def check_shape(self) -> str | None:
+        """Why the columns do not fit ``ts`` and ``keys``, or None."""
+        if len(self.columns) != len(self.keys):
+            return f"{len(self.keys)} keys but {len(self.columns)} columns"
+        n = len(self.ts)
+        for key, col in zip(self.keys, self.columns):
+            if len(col) != n:
+                return f"column {key!r} has {len(col)} values for {n} timestamps"
+        return None
 
 
 class CommandOutput(Message, tag="output"):
@@ -195,6 +216,13 @@ class Cancel(Message, tag="cancel"):
     id: Short
 
 
+class MetricsAck(Message, tag="metrics_ack"):
+    """Every batch of ``stream`` up to ``seq`` is stored; the agent may forget them."""
+
+    stream: Short
+    seq: Count
+
+
 # --------------------------------------------------------------- either direction
 
 
@@ -213,7 +241,7 @@ class Unsupported(Message, tag="unsupported"):
 
 
 AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, Error, Unsupported]
-ServerMessage = Union[Registered, Rejected, Command, Cancel, Error, Unsupported]
+ServerMessage = Union[Registered, Rejected, Command, Cancel, MetricsAck, Error, Unsupported]
 
 
 class _KindOnly(Struct):

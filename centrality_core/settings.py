@@ -40,6 +40,14 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds without a heartbeat before a live machine goes to limbo."""
     dead_after: float = 600.0
     """Seconds without a heartbeat before a machine in limbo is dead."""
+    raw_retention: float = 2 * 3600.0
+    """Seconds raw metric samples are kept."""
+    rollup_retention: float = 7 * 86400.0
+    """Seconds 1-minute rollups (min/avg/max) are kept."""
+    event_retention: float = 30 * 86400.0
+    """Seconds events (and expired join tokens) are kept."""
+    retention_interval: float = 60.0
+    """Seconds between retention sweeps."""
     max_frame_bytes: int = 1024 * 1024
     """Largest protocol frame accepted from an agent, in bytes."""
     data_dir: str = ""
@@ -52,7 +60,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.db or f"sqlite:///{self.server_dir() / 'centrality.db'}"
 
 
-_DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after"}
+_DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after", "raw_retention",
+              "rollup_retention", "event_retention", "retention_interval"}
 
 
 def config_file() -> Path:

@@ -215,7 +215,12 @@ class AgentSession(asyncssh.SSHServerSession):
 
     def _on_metrics(self, msg: p.MetricsBatch) -> None:
         self._on_heartbeat(msg)  # a batch doubles as a heartbeat
-        self.cp.metrics_received(self.name, msg)
+        if self.closed:
+            return
+        machine = self.cp.registry.fleet.machines[self.name]
+        problem = self.cp.metrics.received(self, self.name, machine.id, msg)
+        if problem:
+            self._fail("malformed_frame", problem)
 
     def _on_command_message(self, msg: p.Message) -> None:
         self.cp.command_message(self.name, msg)

@@ -30,6 +30,7 @@ from centrality_core.lifecycle import Thresholds
 from centrality_core.settings import ServerSettings
 
 from .auth import Auth
+from .metrics import Metrics
 from .registry import Registry
 from .ssh import ConnectionHandler
 from .store import Store
@@ -39,6 +40,7 @@ log = logging.getLogger("centrality.server")
 
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 SAVE_HEARTBEATS_EVERY = 30.0
+ROLLUP_FLUSH_EVERY = 10.0
 
 
 class ControlPlane:
@@ -52,6 +54,7 @@ class ControlPlane:
         self.writer = StoreWriter(self.store)
         self.registry = Registry(self.thresholds, self.writer)
         self.auth = Auth(self)
+        self.metrics = Metrics(self)
         self.connections: set[ConnectionHandler] = set()
         self.started_at = time.time()
         self.host_key: asyncssh.SSHKey | None = None
@@ -77,6 +80,7 @@ class ControlPlane:
         self.fingerprint = sshlink.fingerprint(self.host_key)
         await self.auth.load()
         self.registry.load(await self.db(self.store.load_machines))
+        self.metrics.load(await self.db(self.store.load_cursors))
 
         host, port = split_address(self.settings.listen)
         try:
@@ -124,19 +128,34 @@ class ControlPlane:
         self.store.close()
 
     async def _sweeper(self) -> None:
+        """One timer for the fleet: liveness every tick, then the slower chores."""
         every = min(1.0, self.thresholds.limbo_after / 5)
-        last_save = time.monotonic()
+        chores = [(SAVE_HEARTBEATS_EVERY, self.registry.save_heartbeats),
+                  (ROLLUP_FLUSH_EVERY, self.metrics.flush_rollups),
+                  (self.settings.retention_interval, self._retention)]
+        last = [time.monotonic()] * len(chores)
         while True:
             await asyncio.sleep(every)
             self.registry.sweep()
-            if time.monotonic() - last_save >= SAVE_HEARTBEATS_EVERY:
-                self.registry.save_heartbeats()
-                last_save = time.monotonic()
+            for i, (period, chore) in enumerate(chores):
+                if time.monotonic() - last[i] >= period:
+                    last[i] = time.monotonic()
+                    result = chore()
+                    if asyncio.iscoroutine(result):
+                        await result
+
+    async def _retention(self) -> None:
+        s = self.settings
+        try:
+            deleted = await self.db(self.store.apply_retention, time.time(), raw=s.raw_retention,
+                                    rollups=s.rollup_retention, events=s.event_retention)
+        except StoreError as exc:
+            log.warning("retention sweep failed: %s", exc.reason)
+            return
+        if any(deleted.values()):
+            log.info("retention: deleted %s", ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
 
     # ------------------------------------------------------------------ agents
-
-    def metrics_received(self, name: str, batch: p.MetricsBatch) -> None:
-        """A metrics batch arrived (stored by the metrics pipeline)."""
 
     def command_message(self, name: str, msg: p.Message) -> None:
         """Output or exit of a command an operator sent (routed by the exec pipeline)."""

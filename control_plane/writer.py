@@ -41,6 +41,19 @@ class StoreWriter:
     def add_event(self, row: dict) -> None:
         self.pending.events.append(row)
 
+    def add_metric_batch(self, row: dict | None, cursor: dict) -> None:
+        """Store a batch (``row``; None to only advance the cursor) and its cursor."""
+        if row is not None:
+            self.pending.metric_batches.append(row)
+        self.pending.cursors[cursor["machine_id"]] = cursor
+
+    def add_rollups(self, rows: list[dict]) -> None:
+        self.pending.rollups.extend(rows)
+
+    def after_flush(self, callback) -> None:
+        """Call ``callback()`` once what is pending now is stored."""
+        self.pending.callbacks.append(callback)
+
     @property
     def backlog(self) -> int:
         return len(self.pending)
@@ -60,6 +73,11 @@ class StoreWriter:
                 raise
             self.last_error = None
             self.flushes += 1
+        for callback in batch.callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - e.g. an ack to an agent that just left
+                log.debug("after-flush callback failed", exc_info=True)
 
     async def run(self) -> None:
         """Flush forever, backing off while the store fails."""

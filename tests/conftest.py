@@ -105,6 +105,9 @@ class RunningAgent:
 @pytest.fixture
 async def agents(control_plane, tmp_path):
     """Factory: ``await agents(name, index=0, profile="cpu")`` joins and runs a real agent."""
+    import msgspec
+
+    from agent_runtime import config as agent_config
     from agent_runtime.backoff import Backoff
     from agent_runtime.main import build_agent, join
 
@@ -112,13 +115,17 @@ async def agents(control_plane, tmp_path):
 
     async def start(name: str | None = None, *, index: int = 0, profile: str = "cpu",
                     config_dir: Path | None = None, token: dict | None = None,
-                    wait_live: bool = True) -> RunningAgent:
+                    wait_live: bool = True, collectors=None, **settings) -> RunningAgent:
+        """``settings`` are agent.toml fields, e.g. ``sample_interval=0.1``."""
         config_dir = config_dir or tmp_path / f"agent-{len(running)}"
         if not (config_dir / "agent.toml").exists():
             token = token or await control_plane.auth.create_token(
                 ttl=600, uses=1, actor="test", address=control_plane.address)
             join(token["join"], name=name, config_dir=config_dir)
-        agent = build_agent(config_dir, profile=profile, index=index)
+        if settings:
+            cfg = agent_config.load(config_dir)
+            agent_config.save(config_dir, msgspec.structs.replace(cfg, **settings))
+        agent = build_agent(config_dir, profile=profile, index=index, collectors=collectors)
         agent.backoff = Backoff(initial=0.05, maximum=0.2)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))

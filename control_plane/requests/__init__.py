@@ -108,4 +108,4 @@ async def _help(ctx: Ctx, ns: argparse.Namespace) -> Any:
 
 
 # Register the request modules.
-from . import keys, machines, status, tokens  # noqa: E402,F401
+from . import keys, machines, metrics, status, tokens  # noqa: E402,F401

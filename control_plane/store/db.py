@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import SQLAlchemyError
 
 from centrality_core.errors import Conflict, NotFound, StoreError
 
-from .models import EventRow, KeyRow, MachineRow, MetaRow, TokenRow
+from .models import (
+    EventRow, KeyRow, MachineRow, MetaRow, MetricBatchRow, MetricCursorRow, MetricRollupRow, TokenRow,
+)
 
 log = logging.getLogger("centrality.store")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,11 +43,16 @@ def _translated(fn: F) -> F:
 
 @dataclass
 class WriteBatch:
-    """Lifecycle writes collected between two flushes, applied in one transaction."""
+    """Writes collected between two flushes, applied in one transaction."""
 
     upserts: dict[str, dict] = field(default_factory=dict)  # machine id -> row
     deletes: set[str] = field(default_factory=set)          # machine ids
     events: list[dict] = field(default_factory=list)
+    metric_batches: list[dict] = field(default_factory=list)
+    cursors: dict[str, dict] = field(default_factory=dict)  # machine id -> cursor row
+    rollups: list[dict] = field(default_factory=list)       # {machine_id, minute, stats}
+    #: Called on the event loop once this batch is stored (e.g. metric acks).
+    callbacks: list = field(default_factory=list)
 
     def upsert(self, row: dict) -> None:
         self.deletes.discard(row["id"])
@@ -55,7 +63,8 @@ class WriteBatch:
         self.deletes.add(machine_id)
 
     def __len__(self) -> int:
-        return len(self.upserts) + len(self.deletes) + len(self.events)
+        return (len(self.upserts) + len(self.deletes) + len(self.events) + len(self.metric_batches)
+                + len(self.rollups) + len(self.callbacks))
 
     def merge(self, later: WriteBatch) -> None:
         """Fold ``later`` into this batch (used when a flush failed and is retried)."""
@@ -64,6 +73,10 @@ class WriteBatch:
         for row in later.upserts.values():
             self.upsert(row)
         self.events.extend(later.events)
+        self.metric_batches.extend(later.metric_batches)
+        self.cursors.update(later.cursors)
+        self.rollups.extend(later.rollups)
+        self.callbacks.extend(later.callbacks)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -149,6 +162,28 @@ class Store:
                 conn.execute(self._upsert(machines, ["id"]), rows)
             if batch.events:
                 conn.execute(EventRow.__table__.insert(), batch.events)
+            if batch.metric_batches:
+                conn.execute(MetricBatchRow.__table__.insert(), batch.metric_batches)
+            if batch.cursors:
+                conn.execute(self._upsert(MetricCursorRow.__table__, ["machine_id"]),
+                             list(batch.cursors.values()))
+            if batch.rollups:
+                self._write_rollups(conn, batch.rollups)
+
+    def _write_rollups(self, conn, rollups: list[dict]) -> None:
+        """Upsert minutes, merging with a minute already stored (late samples)."""
+        t = MetricRollupRow.__table__
+        merged: dict[tuple, dict] = {}
+        for r in rollups:
+            k = (r["machine_id"], r["minute"])
+            merged[k] = merge_stats(merged[k], r["stats"]) if k in merged else r["stats"]
+        existing = conn.execute(sa.select(t.c.machine_id, t.c.minute, t.c.payload).where(
+            sa.tuple_(t.c.machine_id, t.c.minute).in_(list(merged)))).all()
+        for mid, minute, payload in existing:
+            merged[(mid, minute)] = merge_stats(msgspec.json.decode(payload), merged[(mid, minute)])
+        conn.execute(self._upsert(t, ["machine_id", "minute"]), [
+            {"machine_id": mid, "minute": minute, "payload": msgspec.json.encode(stats)}
+            for (mid, minute), stats in merged.items()])
 
     def _upsert(self, table: sa.Table, keys: list[str]):
         if self.dialect == "postgresql":
@@ -170,6 +205,45 @@ class Store:
             q = q.where(t.c.ts >= since)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    # ------------------------------------------------------------------ metrics
+
+    @_translated
+    def load_cursors(self) -> dict[str, tuple[str, int]]:
+        t = MetricCursorRow.__table__
+        with self.engine.connect() as conn:
+            return {mid: (stream, seq) for mid, stream, seq in conn.execute(sa.select(t))}
+
+    @_translated
+    def metric_batches(self, machine_id: str, since: float, until: float) -> list[bytes]:
+        t = MetricBatchRow.__table__
+        q = (sa.select(t.c.payload).where(t.c.machine_id == machine_id, t.c.ts_last >= since,
+                                          t.c.ts_first <= until).order_by(t.c.ts_first, t.c.id))
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+    @_translated
+    def metric_rollups(self, machine_id: str, since: float, until: float) -> list[tuple[float, bytes]]:
+        t = MetricRollupRow.__table__
+        q = (sa.select(t.c.minute, t.c.payload).where(
+            t.c.machine_id == machine_id, t.c.minute >= since, t.c.minute <= until).order_by(t.c.minute))
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
+    @_translated
+    def apply_retention(self, now: float, *, raw: float, rollups: float, events: float) -> dict[str, int]:
+        """Delete what is older than each table's retention (seconds). Returns row counts."""
+        deleted = {}
+        with self.engine.begin() as conn:
+            for name, table, column, keep in (
+                ("metric_batches", MetricBatchRow.__table__, "ts_last", raw),
+                ("metric_rollups", MetricRollupRow.__table__, "minute", rollups),
+                ("events", EventRow.__table__, "ts", events),
+            ):
+                deleted[name] = conn.execute(table.delete().where(table.c[column] < now - keep)).rowcount
+            tokens = TokenRow.__table__  # expired tokens are kept as long as events
+            deleted["join_tokens"] = conn.execute(tokens.delete().where(tokens.c.expires_at < now - events)).rowcount
+        return deleted
 
     # ------------------------------------------------------------------ keys
 
@@ -276,4 +350,16 @@ class Store:
             conn.execute(self._upsert(MetaRow.__table__, ["key"]), [{"key": key, "value": value}])
 
 
-__all__ = ["Store", "WriteBatch"]
+def merge_stats(a: dict[str, list], b: dict[str, list]) -> dict[str, list]:
+    """Combine two ``{key: [min, max, sum, count]}`` maps."""
+    out = dict(a)
+    for key, (mn, mx, total, n) in b.items():
+        if key in out:
+            omn, omx, ototal, on = out[key]
+            out[key] = [min(omn, mn), max(omx, mx), ototal + total, on + n]
+        else:
+            out[key] = [mn, mx, total, n]
+    return out
+
+
+__all__ = ["Store", "WriteBatch", "merge_stats"]

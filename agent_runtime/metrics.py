@@ -1,0 +1,119 @@
+"""Sampling, batching and the buffer of unacknowledged batches.
+
+The ``Sampler`` takes one sample per ``interval`` whether or not the agent is
+connected. Every batch interval its pending samples become one columnar
+``MetricsBatch`` in the ``Outbox``; the outbox keeps every batch until the
+control plane acknowledges it (``metrics_ack``), and replays what is left,
+oldest first, after a reconnect. It is bounded by sample count and by age:
+past either bound the oldest samples are dropped, counted, and reported in
+the next batch's ``dropped`` field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from centrality_core import protocol as p
+
+log = logging.getLogger("centrality.agent.metrics")
+
+
+class Sampler:
+    """Collects samples on a fixed cadence and hands them out as batches."""
+
+    def __init__(self, collectors: Any, interval: float = 1.0, *, blocking: bool = True) -> None:
+        self.collectors = collectors
+        self.interval = interval
+        self.blocking = blocking  # real collectors read files and may run nvidia-smi
+        self._ts: list[float] = []
+        self._rows: list[dict[str, float]] = []
+        self._text: dict[str, str] = {}
+
+    def sample(self, now: float) -> None:
+        values, text = self.collectors.sample(now)
+        self.add(now, values, text)
+
+    def add(self, now: float, values: dict[str, float], text: dict[str, str] | None = None) -> None:
+        self._ts.append(now)
+        self._rows.append(values)
+        if text:
+            self._text.update(text)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = time.time()
+        while True:
+            now = time.time()
+            try:
+                if self.blocking:
+                    values, text = await loop.run_in_executor(None, self.collectors.sample, now)
+                    self.add(now, values, text)
+                else:
+                    self.sample(now)
+            except Exception:  # noqa: BLE001 - a broken collector must not stop the agent
+                log.exception("sampling failed")
+            next_at += self.interval
+            delay = next_at - time.time()
+            if delay < 0:  # fell behind (suspend, slow collector): skip, don't burst
+                next_at, delay = time.time() + self.interval, self.interval
+            await asyncio.sleep(delay)
+
+    def take_batch(self, stream: str, seq: int) -> p.MetricsBatch | None:
+        """The pending samples as one batch, or None when there are none."""
+        if not self._ts:
+            return None
+        ts, rows, text = self._ts, self._rows, self._text
+        self._ts, self._rows, self._text = [], [], {}
+        return columnar(stream, seq, ts, rows, text)
+
+
+def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]],
+             text: dict[str, str] | None = None) -> p.MetricsBatch:
+    """Rows of ``{key: value}`` into one batch with a column per key."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    columns = [[row.get(k) for row in rows] for k in keys]
+    return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=list(keys), columns=columns,
+                          text=text or {})
+
+
+class Outbox:
+    """Batches sent or waiting to be sent, until acknowledged. Oldest first."""
+
+    def __init__(self, max_samples: int = 3600, max_age: float = 3600.0) -> None:
+        self.max_samples = max_samples
+        self.max_age = max_age
+        self.batches: deque[p.MetricsBatch] = deque()
+        self.samples = 0
+        self.dropped = 0  # samples dropped and not yet reported
+
+    def add(self, batch: p.MetricsBatch, now: float | None = None) -> None:
+        self.batches.append(batch)
+        self.samples += len(batch.ts)
+        self._trim(time.time() if now is None else now)
+        if self.dropped and self.batches:  # report on the newest batch: it is not sent yet
+            self.batches[-1].dropped += self.dropped
+            self.dropped = 0
+
+    def _trim(self, now: float) -> None:
+        while self.batches and (self.samples > self.max_samples
+                                or self.batches[0].ts[-1] < now - self.max_age):
+            old = self.batches.popleft()
+            self.samples -= len(old.ts)
+            self.dropped += len(old.ts) + old.dropped
+            log.warning("buffer full: dropped %d samples (batch %d)", len(old.ts), old.seq)
+
+    def ack(self, stream: str, seq: int) -> None:
+        while self.batches and self.batches[0].stream == stream and self.batches[0].seq <= seq:
+            self.samples -= len(self.batches.popleft().ts)
+
+    def __iter__(self):
+        return iter(list(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -1,0 +1,85 @@
+"""Metric keys, and the one-line summary of a machine that tables show.
+
+Keys look like ``stream.field`` or ``stream[instance].field``; units are in
+the field name (``_percent``, ``_bytes``, ``_bytes_per_s``). ``summarize``
+turns one sample into the figures of ``centrality top`` and the dashboard.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Iterable, NamedTuple
+
+
+class Key(NamedTuple):
+    stream: str
+    instance: str  # "" for machine-wide keys
+    field: str
+
+
+def split_key(key: str) -> Key:
+    """``gpu[3].util_percent`` -> ("gpu", "3", "util_percent"). Instances may contain dots."""
+    if "[" in key:
+        stream, _, rest = key.partition("[")
+        instance, _, field = rest.rpartition("].")
+        return Key(stream, instance, field)
+    stream, _, field = key.partition(".")
+    return Key(stream, "", field)
+
+
+def select(keys: Iterable[str], patterns: list[str] | None) -> list[str]:
+    """Keys matching any pattern: a stream name (``cpu``), an exact key or a glob."""
+    keys = list(keys)
+    if not patterns:
+        return keys
+    out = []
+    for k in keys:
+        stream = split_key(k).stream
+        if any(p == stream or p == k or fnmatch.fnmatchcase(k, p) for p in patterns):
+            out.append(k)
+    return out
+
+
+class Summary(NamedTuple):
+    """One machine at a glance. None where the machine has no such stream."""
+
+    cpu_percent: float | None
+    mem_percent: float | None
+    gpu_util_percent: float | None
+    gpu_mem_percent: float | None
+    disk_percent: float | None  # the fullest filesystem
+    net_bytes_per_s: float | None  # received + sent, all interfaces
+    gpu_count: int
+
+
+EMPTY = Summary(None, None, None, None, None, None, 0)
+
+
+def summarize(values: dict[str, float]) -> Summary:
+    gpu_util: list[float] = []
+    gpu_used = gpu_total = 0.0
+    disk = net = None
+    for key, v in values.items():
+        if v is None:
+            continue
+        stream, _, field = split_key(key)
+        if stream == "gpu":
+            if field == "util_percent":
+                gpu_util.append(v)
+            elif field == "mem_used_bytes":
+                gpu_used += v
+            elif field == "mem_total_bytes":
+                gpu_total += v
+        elif stream == "fs" and field == "percent":
+            disk = v if disk is None else max(disk, v)
+        elif stream == "net" and field in ("recv_bytes_per_s", "sent_bytes_per_s"):
+            net = (net or 0.0) + v
+    return Summary(
+        cpu_percent=values.get("cpu.percent"),
+        mem_percent=values.get("mem.percent"),
+        gpu_util_percent=sum(gpu_util) / len(gpu_util) if gpu_util else None,
+        gpu_mem_percent=100.0 * gpu_used / gpu_total if gpu_total else None,
+        disk_percent=disk,
+        net_bytes_per_s=net,
+        gpu_count=len(gpu_util),
+    )

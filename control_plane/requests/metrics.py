@@ -1,0 +1,71 @@
+"""``metrics NAME`` (history of a machine's streams) and ``top`` (the fleet now)."""
+
+from __future__ import annotations
+
+import time
+
+from centrality_core import durations, timefmt
+from centrality_core.errors import NotFound, UsageError
+
+from . import Ctx, request
+
+TOP_COLUMNS = ("name", "state", "cpu", "mem", "gpu", "gpu_mem", "disk", "net")
+_SUMMARY_FIELD = {"cpu": "cpu_percent", "mem": "mem_percent", "gpu": "gpu_util_percent",
+                  "gpu_mem": "gpu_mem_percent", "disk": "disk_percent", "net": "net_bytes_per_s"}
+
+
+def _metrics_args(p):
+    p.add_argument("name")
+    p.add_argument("--stream", action="append", help="a stream (cpu, gpu, net...), a key or a glob; repeatable")
+    p.add_argument("--since", default="10m", help="window start, as an age (default 10m)")
+    p.add_argument("--until", default="0s", help="window end, as an age (default now)")
+    p.add_argument("--resolution", choices=["auto", "raw", "1m"], default="auto",
+                   help="raw samples, 1-minute rollups, or auto (rollups past the raw retention)")
+
+
+@request("metrics", args=_metrics_args)
+async def metrics(ctx: Ctx, ns) -> list[dict]:
+    """A machine's samples over a window: [{ts, key: value, ...}]."""
+    m = ctx.cp.registry.fleet.get(ns.name)
+    if m is None:
+        raise NotFound(f"no machine named {ns.name!r}")
+    now = time.time()
+    since, until = now - durations.parse(ns.since), now - durations.parse(ns.until)
+    if since > until:
+        raise UsageError("--since must be further back than --until")
+    resolution = ns.resolution
+    if resolution == "auto":
+        resolution = "1m" if now - since > ctx.cp.settings.raw_retention else "raw"
+    return await ctx.cp.metrics.query(m.id, since, until, ns.stream, resolution)
+
+
+def _top_args(p):
+    p.add_argument("--sort", choices=TOP_COLUMNS, default="name")
+    p.add_argument("--state", action="append", choices=["live", "limbo", "dead"])
+
+
+@request("top", args=_top_args)
+async def top(ctx: Ctx, ns) -> list[dict]:
+    """The fleet now: state and the latest CPU, memory, GPU, disk and network of each machine."""
+    now = time.time()
+    rows = []
+    wanted = set(ns.state or ())
+    for name, m in ctx.cp.registry.fleet.machines.items():
+        if wanted and m.state.value not in wanted:
+            continue
+        latest = ctx.cp.metrics.latest.get(name)
+        s = latest.summary if latest else None
+        row = {"name": name, "state": m.state.value,
+               "sample_ts": timefmt.iso(latest.ts) if latest else None,
+               "sample_age_s": round(now - latest.ts, 3) if latest else None,
+               "gpu_count": s.gpu_count if s else 0}
+        for column, field in _SUMMARY_FIELD.items():
+            value = getattr(s, field) if s else None
+            row[field] = round(value, 2) if value is not None else None
+        rows.append(row)
+    if ns.sort in ("name", "state"):
+        rows.sort(key=lambda r: (r[ns.sort], r["name"]))
+    else:
+        field = _SUMMARY_FIELD[ns.sort]
+        rows.sort(key=lambda r: (r[field] is None, -(r[field] or 0), r["name"]))
+    return rows
