@@ -1,0 +1,81 @@
+"""Rollups and retention with an injected clock, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import msgspec
+
+from centrality_core.summary import split_key, summarize
+from control_plane.metrics import Rollups
+from control_plane.store import Store
+from control_plane.store.db import WriteBatch
+
+T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
+
+
+def test_rollups_min_avg_max_per_minute_and_split_batches():
+    r = Rollups()
+    # One batch straddling a minute boundary, one later batch in the first minute.
+    r.add("m1", [T0 + 58, T0 + 59, T0 + 60, T0 + 61], ["cpu.percent", "gpu[0].util_percent"],
+          [[10.0, 30.0, 50.0, None], [None, 100.0, 0.0, 0.0]])
+    r.add("m1", [T0 + 10], ["cpu.percent"], [[20.0]])
+    assert r.take_closed(T0 + 60 + 29) == []  # minute 0 ends at +60; grace 30 s not over
+    closed = r.take_closed(T0 + 60 + 30)
+    assert closed == [{"machine_id": "m1", "minute": T0,
+                       "stats": {"cpu.percent": [10.0, 30.0, 60.0, 3], "gpu[0].util_percent": [100.0, 100.0, 100.0, 1]}}]
+    later = r.take_closed(T0 + 200)
+    assert later[0]["minute"] == T0 + 60
+    assert later[0]["stats"] == {"cpu.percent": [50.0, 50.0, 50.0, 1], "gpu[0].util_percent": [0.0, 0.0, 0.0, 2]}
+    assert r.buckets == {}
+
+
+def test_late_samples_merge_into_a_stored_minute(store_url):
+    store = Store(store_url)
+    store.migrate()
+    b = WriteBatch()
+    b.rollups.append({"machine_id": "m1", "minute": T0, "stats": {"cpu.percent": [10.0, 30.0, 40.0, 2]}})
+    store.write(b)
+    b = WriteBatch()
+    b.rollups.append({"machine_id": "m1", "minute": T0, "stats": {"cpu.percent": [5.0, 20.0, 25.0, 2],
+                                                                  "mem.percent": [50.0, 50.0, 50.0, 1]}})
+    store.write(b)
+    ((minute, payload),) = store.metric_rollups("m1", T0 - 1, T0 + 1)
+    assert minute == T0
+    assert msgspec.json.decode(payload) == {"cpu.percent": [5.0, 30.0, 65.0, 4], "mem.percent": [50.0, 50.0, 50.0, 1]}
+    store.close()
+
+
+def test_retention_applies_to_every_table(store_url):
+    store = Store(store_url)
+    store.migrate()
+    now = T0 + 40 * 86400
+    b = WriteBatch()
+    for age, tag in ((3 * 3600, "old"), (60, "new")):
+        ts = now - age
+        b.metric_batches.append({"machine_id": "m1", "ts_first": ts, "ts_last": ts,
+                                 "payload": msgspec.json.encode({"ts": [ts], "keys": [tag], "columns": [[1.0]]})})
+    for age in (8 * 86400, 86400):
+        b.rollups.append({"machine_id": "m1", "minute": now - age - (now - age) % 60, "stats": {"x": [1, 1, 1, 1]}})
+    for age in (31 * 86400, 86400):
+        b.events.append({"ts": now - age, "kind": "registered", "machine_id": "m1", "machine_name": "n",
+                         "from_state": None, "to_state": "live", "reason": "", "actor": "t"})
+    store.write(b)
+    deleted = store.apply_retention(now, raw=2 * 3600, rollups=7 * 86400, events=30 * 86400)
+    assert deleted == {"metric_batches": 1, "metric_rollups": 1, "events": 1, "join_tokens": 0}
+    (payload,) = store.metric_batches("m1", 0, now)
+    assert msgspec.json.decode(payload)["keys"] == ["new"]
+    assert len(store.metric_rollups("m1", 0, now)) == 1
+    assert len(store.events()) == 1
+    store.close()
+
+
+def test_summary_of_a_gpu_machine():
+    values = {"cpu.percent": 40.0, "mem.percent": 50.0, "fs[/].percent": 20.0, "fs[/data].percent": 97.0,
+              "net[eth0].recv_bytes_per_s": 100.0, "net[eth0.100].sent_bytes_per_s": 50.0,
+              "gpu[0].util_percent": 100.0, "gpu[1].util_percent": 0.0,
+              "gpu[0].mem_used_bytes": 30.0, "gpu[0].mem_total_bytes": 80.0,
+              "gpu[1].mem_used_bytes": 10.0, "gpu[1].mem_total_bytes": 80.0}
+    s = summarize(values)
+    assert (s.cpu_percent, s.mem_percent, s.gpu_util_percent, s.gpu_mem_percent, s.disk_percent,
+            s.net_bytes_per_s, s.gpu_count) == (40.0, 50.0, 50.0, 25.0, 97.0, 150.0, 2)
+    assert split_key("net[eth0.100].sent_bytes_per_s") == ("net", "eth0.100", "sent_bytes_per_s")
+    assert summarize({}).gpu_count == 0 and summarize({}).cpu_percent is None
