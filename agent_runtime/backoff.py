@@ -17,7 +17,8 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor ** self.attempt)
+        # The exponent is capped so that a days-long outage cannot overflow.
+        ceiling = min(self.maximum, self.initial * self.factor ** min(self.attempt, 64))
         self.attempt += 1
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 

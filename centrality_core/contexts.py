@@ -74,8 +74,10 @@ def split_address(address: str, default_port: int = 8022) -> tuple[str, int]:
 
     host, port = address, default_port
     if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        if rest.startswith(":"):
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise UsageError(f"invalid address {address!r}: expected [IPV6]:PORT")
+        if rest:
             port = rest[1:]
     elif address.count(":") == 1:
         host, port = address.split(":")

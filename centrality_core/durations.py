@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import UsageError
@@ -12,8 +13,10 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 def parse(text: str | float | int) -> float:
     """Seconds in ``text``; a bare number is seconds. Raises ``UsageError``."""
-    if isinstance(text, (int, float)):
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
+    elif not isinstance(text, str):
+        raise UsageError(f"invalid duration {text!r}: expected seconds or a string like 5s")
     else:
         s = text.strip().lower()
         try:
@@ -29,6 +32,8 @@ def parse(text: str | float | int) -> float:
                 raise UsageError(
                     f"invalid duration {text!r}: use a number of seconds or e.g. 5s, 10m, 1h30m, 2d"
                 ) from None
+    if not math.isfinite(seconds):
+        raise UsageError(f"invalid duration {text!r}: must be a finite number of seconds")
     if seconds < 0:
         raise UsageError(f"invalid duration {text!r}: must not be negative")
     return seconds

@@ -12,7 +12,7 @@ import re
 
 from .errors import UsageError
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 NAME_RULE = (
     "1-63 characters of lowercase letters, digits, '-', '_' or '.', "
     "starting and ending with a letter or digit"
@@ -20,7 +20,7 @@ NAME_RULE = (
 
 
 def is_valid(name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return bool(NAME_RE.fullmatch(name))
 
 
 def check(name: str) -> str:

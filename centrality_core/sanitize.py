@@ -16,7 +16,8 @@ _ESCAPES = re.compile(
     \x1b\[[0-?]*[ -/]*[@-~]            # CSI
     | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?  # OSC
     | \x1b[PX^_][^\x1b]*(?:\x1b\\)?    # DCS, SOS, PM, APC
-    | \x1b[@-Z\\-_]                    # other two-byte escapes
+    | \x1b[()*+][0-~]                  # charset designation: ESC ( B
+    | \x1b[ -~]                        # other two-byte escapes: ESC 7, ESC c, ESC =
     | \x9b[0-?]*[ -/]*[@-~]            # 8-bit CSI
     """,
     re.VERBOSE,

@@ -82,21 +82,38 @@ def _file_section(section: str) -> dict[str, Any]:
     return value
 
 
+def _coerce(field: str, value: Any) -> Any:
+    """Turn a duration or a byte count given as text into a number (UsageError if bad)."""
+    if field in _DURATIONS:
+        return durations.parse(value)
+    if field == "max_frame_bytes":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"max_frame_bytes must be a whole number of bytes, not {value!r}") from None
+    return value
+
+
 def resolve_server(flags: dict[str, Any] | None = None) -> ServerSettings:
-    """Merge defaults, config file, environment and flags (``None`` = not given)."""
-    merged: dict[str, Any] = dict(_file_section("server"))
+    """Merge defaults, config file, environment and flags (``None`` = not given).
+
+    A bad value in the config file is a ``ConfigError`` naming the file; a bad
+    value in the environment or a flag is a ``UsageError``.
+    """
+    merged: dict[str, Any] = {}
+    for field, value in _file_section("server").items():
+        try:
+            merged[field] = _coerce(field, value)
+        except UsageError as exc:
+            raise ConfigError(f"{config_file()}: [server] {field}: {exc.reason}") from None
     for field in ServerSettings.__struct_fields__:
         env = os.environ.get(f"CENTRALITY_{field.upper()}")
         if env is not None:
-            merged[field] = env
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
-    for field in _DURATIONS & merged.keys():
-        merged[field] = durations.parse(merged[field])
-    if "max_frame_bytes" in merged:
-        try:
-            merged["max_frame_bytes"] = int(merged["max_frame_bytes"])
-        except ValueError:
-            raise UsageError("max_frame_bytes must be a whole number of bytes") from None
+            try:
+                merged[field] = _coerce(field, env)
+            except UsageError as exc:
+                raise UsageError(f"CENTRALITY_{field.upper()}: {exc.reason}") from None
+    merged.update({k: _coerce(k, v) for k, v in (flags or {}).items() if v is not None})
     try:
         return msgspec.convert(merged, ServerSettings)
     except msgspec.ValidationError as exc:

@@ -33,6 +33,8 @@ async def status(ctx: Ctx, ns) -> Reply:
         "store": {"backend": cp.store.dialect, "ok": store_error is None,
                   "write_backlog": cp.writer.backlog},
         "agents_connected": counts["live"],
+        "metrics": {"samples_stored": cp.metrics.samples_stored,
+                    "duplicate_batches": cp.metrics.duplicates},
         "machines": counts,
         "thresholds": {
             "heartbeat_interval_s": cp.registry.fleet.thresholds.heartbeat_interval,

@@ -96,16 +96,20 @@ class Store:
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
-        except sa.exc.ArgumentError:
-            raise StoreError(f"invalid database URL {url!r}") from None
-        self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url, connect_args={"check_same_thread": False})
-            sa_event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+            self.dialect = parsed.get_backend_name()
+            if self.dialect == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+                sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+            # Never echo the URL: it may hold a password.
+            scheme = url.split(":", 1)[0] if ":" in url else "?"
+            raise StoreError(f"unusable database URL (scheme {scheme!r}): {type(exc).__name__}; "
+                             "expected e.g. sqlite:///path/to.db or "
+                             "postgresql+psycopg://user:password@host:5432/dbname") from None
 
     def __repr__(self) -> str:
         return f"Store({_redact(self.url)})"

@@ -10,7 +10,9 @@ import pytest
 from agent_runtime.collectors.fake import H100_MIB, FakeCollectors, fake_machine_info
 from agent_runtime.collectors.fake_screen import ScreenGpu, render_screen
 from agent_runtime.collectors.nvidia import MIB, parse_screen
-from centrality_core.protocol import MachineInfo, Sample
+from agent_runtime.metrics import columnar
+from centrality_core import protocol
+from centrality_core.protocol import MachineInfo
 
 T0 = 1_800_000_000.0
 GPU_FIELDS = ("util_percent", "mem_used_bytes", "mem_total_bytes", "mem_util_percent", "temp_c", "power_w")
@@ -130,7 +132,7 @@ def test_machine_info_distinct_and_consistent():
 def test_samples_fit_the_wire_protocol():
     for profile in ("cpu", "gpu8"):
         values, text = FakeCollectors(profile, 0, 0).sample(T0)
-        msgspec.convert([T0, values, text], Sample)  # array_like on the wire
+        protocol.agent_decoder.decode(protocol.encode(columnar("s", 1, [T0], [values], text)))  # fits the wire
 
 
 def test_fake_screen_reads_back_and_matches_values():

@@ -11,7 +11,9 @@ import msgspec
 import pytest
 
 from agent_runtime.collectors import PROFILES, make_collectors
-from centrality_core.protocol import MachineInfo, Sample
+from agent_runtime.metrics import columnar
+from centrality_core import protocol
+from centrality_core.protocol import MachineInfo
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # tests/collectors -> tests -> repo
@@ -45,7 +47,7 @@ def test_make_real_collectors(no_gpu_env):
     values, text = c.sample(ts)
     assert "cpu.percent" in values and "mem.total_bytes" in values
     assert not [k for k in values if k.startswith("gpu[")]
-    msgspec.convert([ts, values, text], Sample)  # array_like on the wire
+    protocol.agent_decoder.decode(protocol.encode(columnar("s", 1, [ts], [values], text)))  # fits the wire
     msgspec.convert(c.machine_info(), MachineInfo)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks. Each writes JSON into bench/results/ and its table into docs/performance.md."""

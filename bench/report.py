@@ -1,0 +1,43 @@
+"""Write a benchmark's results: JSON under bench/results/, a Markdown section in docs/performance.md.
+
+Each benchmark owns one section of docs/performance.md, between
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; rerunning it replaces
+only that section.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "performance.md"
+
+
+def machine() -> str:
+    freq = psutil.cpu_freq()
+    return (f"{psutil.cpu_count()} cores{f' @ {freq.max / 1000:.1f} GHz' if freq and freq.max else ''}, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def write(name: str, command: str, results: dict, markdown: str) -> None:
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"name": name, "command": command, "machine": machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    section = (f"<!-- bench:{name} -->\n{markdown.rstrip()}\n\nCommand: `{command}`  \n"
+               f"Machine: {doc['machine']}; run {doc['date']}; raw results: `bench/results/{name}.json`.\n"
+               f"<!-- /bench:{name} -->")
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(text)
+    print(markdown, file=sys.stderr)
