@@ -65,9 +65,9 @@ class OperatorClient:
             async for line in process.stdout:
                 if line.strip():
                     yield json.loads(line)
-            await process.wait()
-            if process.exit_status:
-                raise _error(await process.stderr.read(), process.exit_status)
+            result = await process.wait()
+            if result.exit_status:
+                raise _error(result.stderr or "", result.exit_status)
 
 
 def _error(stderr: str, status: int) -> CentralityError:

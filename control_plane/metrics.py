@@ -113,6 +113,7 @@ class Metrics:
             self.cp.writer.after_flush(ack)
             return None
         self._update_latest(name, batch)
+        self.cp.changes.touch(name)
         self.rollups.add(machine_id, batch.ts, batch.keys, batch.columns)
         self.cp.writer.add_metric_batch(*self._rows(machine_id, batch))
         self.cp.writer.after_flush(ack)

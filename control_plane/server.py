@@ -31,6 +31,7 @@ from centrality_core.settings import ServerSettings
 
 from .auth import Auth
 from .metrics import Metrics
+from .views import Changes
 from .registry import Registry
 from .ssh import ConnectionHandler
 from .store import Store
@@ -55,6 +56,9 @@ class ControlPlane:
         self.registry = Registry(self.thresholds, self.writer)
         self.auth = Auth(self)
         self.metrics = Metrics(self)
+        #: Which machines' rows changed, for subscriptions (lifecycle events and new samples).
+        self.changes = Changes()
+        self.registry.add_listener(lambda events: [self.changes.touch(e.name) for e in events])
         self.connections: set[ConnectionHandler] = set()
         self.started_at = time.time()
         self.host_key: asyncssh.SSHKey | None = None

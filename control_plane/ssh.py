@@ -163,7 +163,8 @@ class OperatorSession(asyncssh.SSHServerSession):
         try:
             if self.handler.role not in ("operator", "viewer"):
                 raise Forbidden("agent keys cannot make operator requests")
-            reply = await requests.handle(self.cp, self.handler, self.command, self.write_json)
+            reply = await requests.handle(self.cp, self.handler, self.command, self.write_json,
+                                          self.chan.get_write_buffer_size)
             if reply is not None:
                 self.write_json(reply.data)
                 status = reply.status

@@ -34,6 +34,8 @@ class Ctx:
     conn: ConnectionHandler
     #: Writes one JSON line to the client now (for requests that stream).
     emit: Callable[[Any], None]
+    #: Bytes written to the client but not yet sent (for requests that stream).
+    backlog: Callable[[], int] = lambda: 0
 
     @property
     def actor(self) -> str:
@@ -84,7 +86,7 @@ def _lookup(argv: list[str]) -> tuple[Spec, list[str]]:
 
 
 async def handle(cp: ControlPlane, conn: ConnectionHandler, command: str,
-                 emit: Callable[[Any], None]) -> Reply | None:
+                 emit: Callable[[Any], None], backlog: Callable[[], int] = lambda: 0) -> Reply | None:
     try:
         argv = shlex.split(command)
     except ValueError as exc:
@@ -95,7 +97,7 @@ async def handle(cp: ControlPlane, conn: ConnectionHandler, command: str,
     if spec.writes and conn.role != "operator":
         raise Forbidden(f"{spec.path!r} changes the fleet: {conn.role} keys may only read")
     ns = spec.parser.parse_args(rest)
-    result = await spec.handler(Ctx(cp, conn, emit), ns)
+    result = await spec.handler(Ctx(cp, conn, emit, backlog), ns)
     return result if isinstance(result, Reply) or result is None else Reply(result)
 
 
@@ -108,4 +110,4 @@ async def _help(ctx: Ctx, ns: argparse.Namespace) -> Any:
 
 
 # Register the request modules.
-from . import keys, machines, metrics, status, tokens  # noqa: E402,F401
+from . import keys, machines, metrics, status, subscribe, tokens  # noqa: E402,F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from centrality_core import durations, timefmt
-from centrality_core.errors import Conflict, NotFound
+from centrality_core.errors import Conflict, NotFound, StoreError
 from centrality_core.lifecycle import Liveness
 
 from . import Ctx, request
@@ -65,8 +65,7 @@ async def machines_show(ctx: Ctx, ns) -> dict:
     out["info"] = rec.info
     out["registered_at"] = timefmt.iso(rec.registered_at)
     out["key_fingerprint"] = rec.key_fingerprint
-    out["events"] = [event_json(e) for e in
-                     await ctx.cp.db(ctx.cp.store.events, machine=ns.name, limit=20)]
+    out["events"] = await stored_events(ctx, machine=ns.name, limit=20)
     return out
 
 
@@ -80,6 +79,15 @@ async def machines_forget(ctx: Ctx, ns) -> dict:
         raise Conflict(str(exc)) from None
     return {"name": ns.name, "state": ctx.cp.registry.fleet.machines[ns.name].state.value,
             "changed": bool(events)}
+
+
+async def stored_events(ctx: Ctx, **query) -> list[dict]:
+    """Events from the store, after writing what is queued (so a reader sees its own changes)."""
+    try:
+        await ctx.cp.writer.flush()
+    except StoreError:
+        pass  # the read below reports the store's state
+    return [event_json(r) for r in await ctx.cp.db(ctx.cp.store.events, **query)]
 
 
 def event_json(row: dict) -> dict:
@@ -101,5 +109,4 @@ async def events(ctx: Ctx, ns) -> list[dict]:
     """Lifecycle and operator events, newest first."""
     since = time.time() - durations.parse(ns.since) if ns.since else None
     limit = max(1, min(ns.limit, 10_000))
-    rows = await ctx.cp.db(ctx.cp.store.events, machine=ns.machine, since=since, limit=limit)
-    return [event_json(r) for r in rows]
+    return await stored_events(ctx, machine=ns.machine, since=since, limit=limit)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from centrality_core import durations, timefmt
+from centrality_core import durations
 from centrality_core.errors import NotFound, UsageError
 
+from ..views import fleet_row
 from . import Ctx, request
 
 TOP_COLUMNS = ("name", "state", "cpu", "mem", "gpu", "gpu_mem", "disk", "net")
@@ -48,21 +49,9 @@ def _top_args(p):
 async def top(ctx: Ctx, ns) -> list[dict]:
     """The fleet now: state and the latest CPU, memory, GPU, disk and network of each machine."""
     now = time.time()
-    rows = []
     wanted = set(ns.state or ())
-    for name, m in ctx.cp.registry.fleet.machines.items():
-        if wanted and m.state.value not in wanted:
-            continue
-        latest = ctx.cp.metrics.latest.get(name)
-        s = latest.summary if latest else None
-        row = {"name": name, "state": m.state.value,
-               "sample_ts": timefmt.iso(latest.ts) if latest else None,
-               "sample_age_s": round(now - latest.ts, 3) if latest else None,
-               "gpu_count": s.gpu_count if s else 0}
-        for column, field in _SUMMARY_FIELD.items():
-            value = getattr(s, field) if s else None
-            row[field] = round(value, 2) if value is not None else None
-        rows.append(row)
+    rows = [fleet_row(ctx.cp, name, now) for name, m in ctx.cp.registry.fleet.machines.items()
+            if not wanted or m.state.value in wanted]
     if ns.sort in ("name", "state"):
         rows.sort(key=lambda r: (r[ns.sort], r["name"]))
     else:

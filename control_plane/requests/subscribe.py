@@ -1,0 +1,82 @@
+"""``subscribe``: live pushes for dashboards, one JSON document per line.
+
+First line: ``{"type": "snapshot", "machines": [row...], "events": [...]}``.
+Then, at most once per ``--interval``, only when something changed:
+``{"type": "update", "machines": [changed rows], "removed": [names], "events": [new events]}``.
+With ``--machine NAME``, also ``{"type": "machine", "name", "ts", "values", "text"}``
+whenever that machine sends new samples. Rows are ``views.fleet_row``; events
+are shaped like ``centrality events --json``. A client that reads slowly is
+not flooded: while its channel is backed up, changes keep accumulating and
+are sent as one update when it catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from centrality_core import durations
+from centrality_core.errors import NotFound, UsageError
+
+from ..registry import event_row
+from ..views import fleet_row
+from . import Ctx, request
+from .machines import event_json, stored_events
+
+BACKLOG_LIMIT = 4 * 1024 * 1024  # bytes queued on the channel before we hold back
+
+
+def _args(p):
+    p.add_argument("--interval", default="1s", help="at most one update per interval (default 1s)")
+    p.add_argument("--machine", help="also push this machine's latest values and text")
+    p.add_argument("--events", type=int, default=50, help="recent events in the snapshot")
+
+
+@request("subscribe", args=_args)
+async def subscribe(ctx: Ctx, ns) -> None:
+    """Stream the fleet: a snapshot, then changed rows and new events as they happen."""
+    cp = ctx.cp
+    interval = durations.parse(ns.interval)
+    if interval < 0.05:
+        raise UsageError("--interval must be at least 50ms")
+    if ns.machine and ns.machine not in cp.registry.fleet.machines:
+        raise NotFound(f"no machine named {ns.machine!r}")
+    pending_events: list[dict] = []
+    remove_listener = cp.registry.add_listener(
+        lambda events: pending_events.extend(event_json(event_row(e)) for e in events))
+    try:
+        rev = cp.changes.counter
+        known = set(cp.registry.fleet.machines)
+        now = time.time()
+        recent = await stored_events(ctx, limit=max(0, min(ns.events, 1000)))
+        pending_events.clear()  # they are in the snapshot's events now
+        ctx.emit({"type": "snapshot", "ts": now, "machines": [fleet_row(cp, n, now) for n in sorted(known)],
+                  "events": recent})
+        machine_ts = _push_machine(ctx, ns.machine, 0.0)
+        while True:
+            await asyncio.sleep(interval)
+            if ctx.backlog() > BACKLOG_LIMIT:
+                continue  # the client is behind: let changes coalesce
+            changed = cp.changes.since(rev)
+            rev = cp.changes.counter
+            now = time.time()
+            current = cp.registry.fleet.machines
+            rows = [fleet_row(cp, n, now) for n in changed if n in current]
+            removed = sorted(known - current.keys())
+            known = set(current)
+            if rows or removed or pending_events:
+                events, pending_events[:] = list(pending_events), []
+                ctx.emit({"type": "update", "ts": now, "machines": rows, "removed": removed,
+                          "events": events[::-1]})
+            machine_ts = _push_machine(ctx, ns.machine, machine_ts)
+    finally:
+        remove_listener()
+
+
+def _push_machine(ctx: Ctx, name: str | None, last_ts: float) -> float:
+    latest = ctx.cp.metrics.latest.get(name) if name else None
+    if latest is None or latest.ts <= last_ts:
+        return last_ts
+    ctx.emit({"type": "machine", "name": name, "ts": latest.ts, "values": latest.values,
+              "text": latest.text, "text_ts": latest.text_ts})
+    return latest.ts

@@ -1,0 +1,57 @@
+"""What operators see of a machine: one row built from the registry and the
+latest metrics, shared by ``top``, ``subscribe`` and the dashboard, plus the
+change counter that lets subscriptions send only rows that changed."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from centrality_core.timefmt import iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import ControlPlane
+
+
+class Changes:
+    """A revision per machine name, bumped on every change of its row."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.revs: dict[str, int] = {}
+
+    def touch(self, name: str) -> None:
+        self.counter += 1
+        self.revs[name] = self.counter
+
+    def since(self, rev: int) -> list[str]:
+        return [name for name, r in self.revs.items() if r > rev]
+
+
+SUMMARY_FIELDS = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent",
+                  "disk_percent", "net_bytes_per_s")
+
+
+def fleet_row(cp: ControlPlane, name: str, now: float | None = None) -> dict:
+    """One machine as a row of the fleet table (JSON-ready)."""
+    now = time.time() if now is None else now
+    m = cp.registry.fleet.machines[name]
+    rec = cp.registry.records[name]
+    latest = cp.metrics.latest.get(name)
+    s = latest.summary if latest else None
+    row = {
+        "name": name,
+        "state": m.state.value,
+        "hostname": rec.info.get("hostname", ""),
+        "labels": rec.labels,
+        "gpu_count": len(rec.info.get("gpus", ())),
+        "cpu_count": rec.info.get("cpu_count", 0),
+        "last_heartbeat": iso(m.last_heartbeat),
+        "heartbeat_age_s": round(now - m.last_heartbeat, 3),
+        "sample_ts": iso(latest.ts) if latest else None,
+        "sample_age_s": round(now - latest.ts, 3) if latest else None,
+    }
+    for field in SUMMARY_FIELDS:
+        value = getattr(s, field) if s else None
+        row[field] = round(value, 2) if value is not None else None
+    return row
