@@ -72,6 +72,8 @@ class Agent:
         self.backoff = backoff or Backoff()
         self.state = LinkState()
         self.on_registered = on_registered
+        #: False when a simulator drives sampling and batching from one shared timer.
+        self.own_timers = True
         self._conn = None
         self._writer = None  # the channel while registered
         self._seq = 0
@@ -86,7 +88,7 @@ class Agent:
         outbox and are replayed on the next connection.
         """
         background = []
-        if self.sampler is not None:
+        if self.sampler is not None and self.own_timers:
             background = [asyncio.ensure_future(self.sampler.run()),
                           asyncio.ensure_future(self._batcher())]
         try:
@@ -177,16 +179,20 @@ class Agent:
         """Every batch interval: pending samples become a batch, sent if connected."""
         while True:
             await asyncio.sleep(self.cfg.batch_interval)
-            batch = self.sampler.take_batch(self.stream, self._seq + 1)
-            if batch is None:
-                continue
-            self._seq += 1
-            self.outbox.add(batch)
-            if self._writer is not None:
-                try:
-                    self._send(self._writer, batch)
-                except (OSError, asyncssh.Error):
-                    pass  # the link is going down; the batch is replayed on the next one
+            self.flush_batch()
+
+    def flush_batch(self) -> None:
+        """Turn pending samples into a batch: into the outbox, and out now if connected."""
+        batch = self.sampler.take_batch(self.stream, self._seq + 1)
+        if batch is None:
+            return
+        self._seq += 1
+        self.outbox.add(batch)
+        if self._writer is not None:
+            try:
+                self._send(self._writer, batch)
+            except (OSError, asyncssh.Error):
+                pass  # the link is going down; the batch is replayed on the next one
 
     async def _session(self, writer, frames: p.StreamFrames, stop: asyncio.Event) -> None:
         """Heartbeat whenever nothing else was sent for a heartbeat interval."""

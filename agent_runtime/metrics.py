@@ -32,12 +32,19 @@ class Sampler:
         self._ts: list[float] = []
         self._rows: list[dict[str, float]] = []
         self._text: dict[str, str] = {}
+        self.taken = 0  # samples taken since start
 
     def sample(self, now: float) -> None:
         values, text = self.collectors.sample(now)
         self.add(now, values, text)
 
+    @property
+    def pending(self) -> int:
+        """Samples taken and not yet in a batch."""
+        return len(self._ts)
+
     def add(self, now: float, values: dict[str, float], text: dict[str, str] | None = None) -> None:
+        self.taken += 1
         self._ts.append(now)
         self._rows.append(values)
         if text:
@@ -91,6 +98,8 @@ class Outbox:
         self.batches: deque[p.MetricsBatch] = deque()
         self.samples = 0
         self.dropped = 0  # samples dropped and not yet reported
+        self.dropped_total = 0
+        self.acked_samples = 0
 
     def add(self, batch: p.MetricsBatch, now: float | None = None) -> None:
         self.batches.append(batch)
@@ -106,11 +115,14 @@ class Outbox:
             old = self.batches.popleft()
             self.samples -= len(old.ts)
             self.dropped += len(old.ts) + old.dropped
+            self.dropped_total += len(old.ts)
             log.warning("buffer full: dropped %d samples (batch %d)", len(old.ts), old.seq)
 
     def ack(self, stream: str, seq: int) -> None:
         while self.batches and self.batches[0].stream == stream and self.batches[0].seq <= seq:
-            self.samples -= len(self.batches.popleft().ts)
+            n = len(self.batches.popleft().ts)
+            self.samples -= n
+            self.acked_samples += n
 
     def __iter__(self):
         return iter(list(self.batches))

@@ -101,7 +101,7 @@ async def test_restart_mid_stream_stores_every_sample_exactly_once(control_plane
         await wait_for(lambda: a.agent.state.registered, what="reconnect")
         await wait_for(lambda: cp2.metrics.samples_stored >= 5, what="samples after the restart")
         rec.paused = True  # stop taking samples, let everything taken be sent and acknowledged
-        await wait_for(lambda: not a.agent.sampler._ts and not a.agent.outbox, what="outbox drained")
+        await wait_for(lambda: not a.agent.sampler.pending and not a.agent.outbox, what="outbox drained")
         await cp2.writer.flush()
         machine_id = cp2.registry.fleet.get("steady-01").id
         stored = []
