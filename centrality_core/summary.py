@@ -56,23 +56,27 @@ EMPTY = Summary(None, None, None, None, None, None, 0)
 
 
 def summarize(values: dict[str, float]) -> Summary:
+    """The figures of one sample that tables show. Runs once per batch per
+    machine on the control plane, so it matches key suffixes rather than
+    parsing every key."""
     gpu_util: list[float] = []
     gpu_used = gpu_total = 0.0
     disk = net = None
     for key, v in values.items():
         if v is None:
             continue
-        stream, _, field = split_key(key)
-        if stream == "gpu":
-            if field == "util_percent":
+        first = key[0]
+        if first == "g" and key.startswith("gpu["):
+            if key.endswith("].util_percent"):
                 gpu_util.append(v)
-            elif field == "mem_used_bytes":
+            elif key.endswith("].mem_used_bytes"):
                 gpu_used += v
-            elif field == "mem_total_bytes":
+            elif key.endswith("].mem_total_bytes"):
                 gpu_total += v
-        elif stream == "fs" and field == "percent":
-            disk = v if disk is None else max(disk, v)
-        elif stream == "net" and field in ("recv_bytes_per_s", "sent_bytes_per_s"):
+        elif first == "f" and key.startswith("fs[") and key.endswith("].percent"):
+            disk = v if disk is None or v > disk else disk
+        elif first == "n" and key.startswith("net[") and (
+                key.endswith("].recv_bytes_per_s") or key.endswith("].sent_bytes_per_s")):
             net = (net or 0.0) + v
     return Summary(
         cpu_percent=values.get("cpu.percent"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,7 +23,6 @@ from centrality_core import protocol as p
 from centrality_core.summary import EMPTY, Summary, select, summarize
 from centrality_core.timefmt import iso
 
-from .store.db import merge_stats
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -56,17 +56,31 @@ class Rollups:
         self.buckets: dict[tuple[str, float], dict[str, list]] = {}
 
     def add(self, machine_id: str, ts: list[float], keys: list[str], columns: list[list]) -> None:
-        minutes = [t - t % 60 for t in ts]
-        for minute in set(minutes):
-            idx = [i for i, m in enumerate(minutes) if m == minute]
-            whole = len(idx) == len(ts)
-            stats = {}
+        first = ts[0] - ts[0] % 60
+        if all(first <= t < first + 60 for t in ts):  # the usual case: one minute
+            groups = [(first, None)]
+        else:
+            minutes = [t - t % 60 for t in ts]
+            groups = [(m, [i for i, x in enumerate(minutes) if x == m]) for m in set(minutes)]
+        for minute, idx in groups:
+            bucket = self.buckets.setdefault((machine_id, minute), {})
             for key, col in zip(keys, columns):
-                vals = [v for v in (col if whole else (col[i] for i in idx)) if v is not None]
-                if vals:
-                    stats[key] = [min(vals), max(vals), sum(vals), len(vals)]
-            bucket = self.buckets.get((machine_id, minute))
-            self.buckets[(machine_id, minute)] = merge_stats(bucket, stats) if bucket else stats
+                vals = col if idx is None else [col[i] for i in idx]
+                if None in vals:
+                    vals = [v for v in vals if v is not None]
+                    if not vals:
+                        continue
+                lo, hi = min(vals), max(vals)
+                stats = bucket.get(key)
+                if stats is None:
+                    bucket[key] = [lo, hi, sum(vals), len(vals)]
+                else:
+                    if lo < stats[0]:
+                        stats[0] = lo
+                    if hi > stats[1]:
+                        stats[1] = hi
+                    stats[2] += sum(vals)
+                    stats[3] += len(vals)
 
     def take_closed(self, now: float, grace: float = ROLLUP_GRACE_S) -> list[dict]:
         """Remove and return the minutes that ended at least ``grace`` seconds ago."""
@@ -84,6 +98,8 @@ class Metrics:
         self.rollups = Rollups()
         self.samples_stored = 0
         self.duplicates = 0
+        #: (stored at, seconds from the sample's timestamp to its batch being stored).
+        self.lag: deque[tuple[float, float]] = deque(maxlen=200_000)
 
     def load(self, cursors: dict[str, tuple[str, int]]) -> None:
         self.cursors = dict(cursors)
@@ -116,7 +132,13 @@ class Metrics:
         self.cp.changes.touch(name)
         self.rollups.add(machine_id, batch.ts, batch.keys, batch.columns)
         self.cp.writer.add_metric_batch(*self._rows(machine_id, batch))
-        self.cp.writer.after_flush(ack)
+
+        def stored() -> None:
+            now = self.clock()
+            self.lag.extend((now, now - t) for t in batch.ts)
+            ack()
+
+        self.cp.writer.after_flush(stored)
         self.samples_stored += len(batch.ts)
         return None
 
@@ -144,6 +166,15 @@ class Metrics:
             latest.text.update(batch.text)
             latest.text_ts = batch.ts[last]
         latest.dropped += batch.dropped
+
+    def lag_percentiles(self, window: float = 30.0) -> dict[str, float | None]:
+        """p50/p99 of sample-to-stored delay of the samples stored in the last ``window`` seconds."""
+        since = self.clock() - window
+        ordered = sorted(lag for at, lag in self.lag if at >= since)
+        if not ordered:
+            return {"p50_s": None, "p99_s": None}
+        pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731
+        return {"p50_s": pick(0.50), "p99_s": pick(0.99)}
 
     def flush_rollups(self, now: float | None = None) -> int:
         rows = self.rollups.take_closed(self.clock() if now is None else now)

@@ -34,7 +34,8 @@ async def status(ctx: Ctx, ns) -> Reply:
                   "write_backlog": cp.writer.backlog},
         "agents_connected": counts["live"],
         "metrics": {"samples_stored": cp.metrics.samples_stored,
-                    "duplicate_batches": cp.metrics.duplicates},
+                    "duplicate_batches": cp.metrics.duplicates,
+                    "sample_to_stored_lag": cp.metrics.lag_percentiles()},
         "machines": counts,
         "thresholds": {
             "heartbeat_interval_s": cp.registry.fleet.thresholds.heartbeat_interval,
