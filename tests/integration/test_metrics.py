@@ -132,9 +132,9 @@ async def test_replayed_batch_is_stored_once(control_plane, home):
     acks = [await raw.receive() for _ in range(3)]
     assert all(isinstance(m, p.MetricsAck) and (m.stream, m.seq) == ("run1", 1) for m in acks)
     assert control_plane.metrics.duplicates == 2
-    status, out, _ = await cli(home, "metrics", "replay-01", "--json")
-    assert [r["cpu.percent"] for r in json.loads(out)] == [10.0, 20.0]
     # A batch whose columns do not match its keys is a protocol error.
     raw.send(b'{"kind":"metrics","stream":"run1","seq":2,"ts":[1.0],"keys":["a","b"],"columns":[[1.0]]}\n')
     err = await raw.receive()
     assert isinstance(err, p.Error) and "2 keys but 1 columns" in err.reason
+    status, out, _ = await cli(home, "metrics", "replay-01", "--json")
+    assert [r["cpu.percent"] for r in json.loads(out)] == [10.0, 20.0]
