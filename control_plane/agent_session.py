@@ -133,6 +133,8 @@ class AgentSession(asyncssh.SSHServerSession):
     # ------------------------------------------------------------------ hello / registration
 
     async def _hello(self, frame: bytes) -> None:
+        if self._hello_timer:
+            self._hello_timer.cancel()  # the hello is here; enrolment may take a while
         try:
             await self._register(frame)
         except RegistrationRefused as exc:
@@ -144,9 +146,6 @@ class AgentSession(asyncssh.SSHServerSession):
         except Exception:  # noqa: BLE001 - one bad session must not kill the server
             self.log.exception("hello failed")
             self._reject("internal_error", "internal error in the control plane; see its log")
-        finally:
-            if self._hello_timer:
-                self._hello_timer.cancel()
         if self.name is not None and self._early:
             early, self._early = self._early, []
             for f in early:

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from centrality_core import joinstring
-from centrality_core.errors import Conflict, RegistrationRefused, UsageError
+from centrality_core.errors import RegistrationRefused, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -108,27 +108,25 @@ class Auth:
                 "this key is not enrolled and no join token was presented; "
                 "run `centrality agent join JOIN_STRING` first", code="not_enrolled")
         token_id = token.partition(".")[0]
-        row = await self.cp.db(self.cp.store.get_token, token_id)
         now = time.time()
-        if row is None or not joinstring.secret_matches(token, row["secret_hash"]):
-            raise RegistrationRefused("join token is not valid for this control plane",
-                                      code="token_invalid")
-        if row["revoked_at"] is not None:
-            raise RegistrationRefused(f"join token {token_id} was revoked", code="token_revoked")
-        if row["expires_at"] <= now:
+        outcome, row = await self.cp.db(
+            self.cp.store.enrol, token=token, now=now, name=f"agent:{name}", role="agent",
+            fingerprint=handler.fingerprint, public_key=handler.public_key)
+        if outcome == "token_invalid":
+            raise RegistrationRefused("join token is not valid for this control plane", code=outcome)
+        if outcome == "token_revoked":
+            raise RegistrationRefused(f"join token {token_id} was revoked", code=outcome)
+        if outcome == "token_expired":
             raise RegistrationRefused(
                 f"join token {token_id} expired {int(now - row['expires_at'])}s ago; "
-                "create a new one with `centrality token create`", code="token_expired")
-        if not await self.cp.db(self.cp.store.consume_token, token_id, now):
+                "create a new one with `centrality token create`", code=outcome)
+        if outcome == "token_used":
             raise RegistrationRefused(
                 f"join token {token_id} has already been used {row['max_uses']} time(s), "
-                "its limit; create a new one with `centrality token create --uses N`",
-                code="token_used")
-        try:
-            await self.add_key(name=f"agent:{name}", role="agent",
-                               public_key=handler.public_key, actor=f"token:{token_id}")
-        except Conflict:
-            pass  # enrolled concurrently by another connection with the same key
+                "its limit; create a new one with `centrality token create --uses N`", code=outcome)
+        key = await self.cp.db(self.cp.store.find_key, handler.fingerprint)
+        if key is not None:
+            self.keys[key["fingerprint"]] = key
         handler.role = "agent"
         self.attach(handler)
         log.info("enrolled agent key %s for %s with token %s", handler.fingerprint, name, token_id)

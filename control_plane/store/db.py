@@ -326,6 +326,42 @@ class Store:
         return result.rowcount == 1
 
     @_translated
+    def enrol(self, *, token: str, now: float, name: str, role: str, fingerprint: str,
+              public_key: str) -> tuple[str, dict | None]:
+        """Check a join token, count one use and record the key, in one transaction.
+
+        Returns ``("ok", token_row)``, or a refusal code (``token_invalid``,
+        ``token_revoked``, ``token_expired``, ``token_used``) with the token row
+        when there is one. A key already recorded and active is left as it is.
+        """
+        from centrality_core.joinstring import secret_matches
+
+        tokens, keys = TokenRow.__table__, KeyRow.__table__
+        token_id = token.partition(".")[0]
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).mappings().first()
+            if row is None or not secret_matches(token, row["secret_hash"]):
+                return "token_invalid", None
+            row = dict(row)
+            if row["revoked_at"] is not None:
+                return "token_revoked", row
+            if row["expires_at"] <= now:
+                return "token_expired", row
+            used = conn.execute(tokens.update().where(
+                tokens.c.id == token_id, tokens.c.uses < tokens.c.max_uses).values(uses=tokens.c.uses + 1))
+            if used.rowcount != 1:
+                return "token_used", row
+            old = conn.execute(sa.select(keys).where(keys.c.fingerprint == fingerprint)).mappings().first()
+            if old is None:
+                conn.execute(keys.insert().values(name=name, role=role, fingerprint=fingerprint,
+                                                  public_key=public_key, created_at=now,
+                                                  created_by=f"token:{token_id}"))
+            elif old["revoked_at"] is not None:
+                conn.execute(keys.update().where(keys.c.id == old["id"]).values(
+                    name=name, role=role, revoked_at=None, created_at=now, created_by=f"token:{token_id}"))
+            return "ok", row
+
+    @_translated
     def list_tokens(self) -> list[dict]:
         t = TokenRow.__table__
         with self.engine.connect() as conn:
