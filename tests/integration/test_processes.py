@@ -23,10 +23,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_spawned: list = []
+
+
+@pytest.fixture(autouse=True)
+def _reap():
+    """Whatever a test started is gone after it, even when the test fails midway."""
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 async def spawn(home, *args):
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "centrality_cli", *args, env=cli_env(home), cwd=str(REPO),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    _spawned.append(proc)
+    return proc
 
 
 async def wait_line(stream, text: str, timeout: float = 20) -> str:
