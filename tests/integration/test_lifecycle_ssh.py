@@ -61,6 +61,10 @@ async def test_agent_lifecycle_seen_from_cli(control_plane, agents, home):
 
 
 async def test_forget_machine_in_limbo(control_plane, agents, home):
+    from centrality_core.lifecycle import Thresholds
+
+    # Long enough a dead_after that the machine cannot expire on its own meanwhile.
+    control_plane.registry.fleet.thresholds = Thresholds(0.2, 1.0, 300.0)
     a = await agents("cpu-01")
     status, _, err = await cli(home, "machines", "forget", "cpu-01")
     assert status == 10 and "live" in err  # a live machine cannot be forgotten

@@ -23,16 +23,16 @@ def store_url(request, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 async def test_300_simulated_machines_all_live_none_lost(control_plane, tmp_path):
     cp = control_plane
     token = await cp.auth.create_token(ttl=600, uses=N, actor="test", address=cp.address)
-    spec = FleetSpec(count=N, profile="mixed", ramp=3.0, sample_interval=0.5, batch_interval=1.0)
+    spec = FleetSpec(count=N, profile="mixed", ramp=6.0, sample_interval=0.5, batch_interval=1.0)
     fleet = SimulatedFleet(spec, StateDir(tmp_path / "sim"), token["join"])
     stop = asyncio.Event()
     runner = asyncio.create_task(fleet.run(stop))
     try:
-        await wait_for(lambda: fleet.live == N or runner.done(), timeout=120, interval=0.5,
+        await wait_for(lambda: fleet.live == N or runner.done(), timeout=180, interval=0.5,
                        what=f"{N} simulated machines live")
         assert cp.registry.counts()["live"] == N
         await asyncio.sleep(3)  # a few batches each
@@ -62,7 +62,7 @@ async def test_simulate_command_joins_stops_cleanly_and_rejoins_without_token(co
             "--processes", "2", "--ramp", "1", "--state-dir", str(tmp_path / "state"), "--name-prefix", "t-"]
     proc = await asyncio.create_subprocess_exec(*args, "--join", join.strip(), env=cli_env(home), cwd=str(REPO),
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    status, out, err = await cli(home, "wait", "--live", "20", "--timeout", "60s", "--json")
+    status, out, err = await cli(home, "wait", "--live", "20", "--timeout", "60s", "--json", timeout=90)
     assert status == 0, err
     assert json.loads(out)["machines"][:2] == ["t-00001", "t-00002"]
     proc.send_signal(signal.SIGINT)
