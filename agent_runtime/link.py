@@ -39,6 +39,7 @@ log = logging.getLogger("centrality.agent")
 FATAL_CODES = {"specs_differ", "name_in_use", "invalid_name", "unsupported_version",
                "token_invalid", "token_expired", "token_used", "token_revoked", "not_enrolled"}
 REGISTER_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -131,8 +132,11 @@ class Agent:
     async def _connect_once(self, stop: asyncio.Event) -> None:
         enrolling = bool(self.cfg.join_token)
         self.state.connects += 1
+        # A long timeout on purpose: in a reconnect storm the control plane answers
+        # handshakes in turn, and giving up early only makes it redo the work.
         conn = await sshlink.connect(self.cfg.address, self.cfg.fingerprint, self.key,
-                                     username=p.ENROLL_USER if enrolling else "agent")
+                                     username=p.ENROLL_USER if enrolling else "agent",
+                                     timeout=CONNECT_TIMEOUT)
         self._conn = conn
         try:
             writer, reader, _ = await conn.open_session(subsystem=p.AGENT_SUBSYSTEM, encoding=None)
