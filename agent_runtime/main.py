@@ -20,8 +20,12 @@ from .metrics import Sampler
 log = logging.getLogger("centrality.agent")
 
 
-def join(join_string: str, *, name: str | None, config_dir: Path | None) -> tuple[Path, agent_config.AgentConfig]:
-    """Write the agent's config and generate its key. The key never leaves this machine."""
+def join(join_string: str, *, name: str | None, config_dir: Path | None,
+         labels: dict[str, str] | None = None) -> tuple[Path, agent_config.AgentConfig]:
+    """Write the agent's config and generate its key. The key never leaves this machine.
+
+    ``labels``, when given, replace the labels in the config (provisioning sets them).
+    """
     js = joinstring.decode(join_string)
     config_dir = config_dir or agent_config.default_dir()
     if name is not None:
@@ -33,7 +37,7 @@ def join(join_string: str, *, name: str | None, config_dir: Path | None) -> tupl
     if (config_dir / agent_config.CONFIG_FILE).exists():
         old = agent_config.load(config_dir)
     cfg = msgspec.structs.replace(old, address=js.a, fingerprint=js.fp, name=name or old.name,
-                                  join_token=js.t)
+                                  join_token=js.t, labels=old.labels if labels is None else dict(labels))
     agent_config.save(config_dir, cfg)
     return config_dir, cfg
 

@@ -10,7 +10,7 @@ import typer
 
 from centrality_core import __version__
 
-from .commands import agent, demo, keys, login, machines, metrics, server, token
+from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token
 
 app = typer.Typer(
     name="centrality",
@@ -54,6 +54,8 @@ token.register(app)
 login.register(app)
 demo.register(app)
 metrics.register(app)
+simulate.register(app)
+provision.register(app)
 
 
 def main() -> None:
