@@ -10,7 +10,7 @@ import typer
 
 from centrality_core import __version__
 
-from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token
+from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
 
 app = typer.Typer(
     name="centrality",
@@ -56,6 +56,7 @@ demo.register(app)
 metrics.register(app)
 simulate.register(app)
 provision.register(app)
+tui.register(app)
 
 
 def main() -> None:

@@ -2,7 +2,10 @@
 
 Starts a control plane on SQLite and an agent for this machine, each as its
 own ``centrality`` process, in a private state directory (the user's own
-installation is not touched), then walks through the lifecycle from the CLI:
+installation is not touched). Then, by default, a simulated fleet of a few
+dozen machines of mixed profiles (``centrality simulate``) and the dashboard
+(``centrality tui``) in front; quitting the dashboard stops everything the
+demo started. ``--no-tui`` instead walks through the lifecycle from the CLI:
 live, limbo when the agent dies, live again as the same machine. Everything
 it started is stopped when it ends or on Ctrl-C.
 """
@@ -51,6 +54,18 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def foreground(self, *args: str) -> int:
+        """Run ``centrality ARGS`` on this terminal until it exits (the dashboard)."""
+        env = {k: v for k, v in self.env.items() if k not in ("COLUMNS", "LINES")}
+        env.update({k: os.environ[k] for k in ("COLUMNS", "LINES") if k in os.environ})  # the real terminal's
+        proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env=env)
+        self.procs.append(proc)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the dashboard handles its own keys
+        try:
+            return proc.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         if proc.poll() is None:
             proc.send_signal(sig)
@@ -78,11 +93,22 @@ def _say(text: str) -> None:
 def demo(
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the demo keeps its "
                                              "installation [default: a temporary directory]."),
-    keep: bool = typer.Option(False, "--keep", help="Keep running after the walk-through, until Ctrl-C."),
+    keep: bool = typer.Option(False, "--keep", help="With --no-tui: keep running after the walk-through, "
+                              "until Ctrl-C."),
+    no_tui: bool = typer.Option(False, "--no-tui", help="Walk through the lifecycle from the CLI instead "
+                                "of opening the dashboard."),
+    machines: int = typer.Option(36, "--machines", min=0, help="Simulated machines next to this one "
+                                 "(a mix of 8-GPU and CPU machines)."),
 ) -> None:
-    """Run a local control plane and an agent for this machine, and show the lifecycle."""
+    """Run a local control plane, an agent for this machine and a simulated fleet, with the dashboard."""
+    if not no_tui and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _say("Not on a terminal: the dashboard needs one, so here is the walk-through from the CLI.")
+        no_tui = True
     with ExitStack() as stack:
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
         root = state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="centrality-demo-")))
+        root = root.resolve()
         env = {**os.environ, "XDG_CONFIG_HOME": str(root / "config"), "XDG_DATA_HOME": str(root / "data"),
                "COLUMNS": os.environ.get("COLUMNS", "120")}
         env.pop("CENTRALITY_CONTEXT", None)
@@ -101,9 +127,14 @@ def demo(
         join = procs.cli("token", "create", "--ttl", "10m").strip()
         agent_dir = root / "agent"
         procs.cli("agent", "join", join, "--config-dir", str(agent_dir))
+        if not no_tui:
+            _lively(agent_dir)
         agent = procs.spawn("agent", "run", "--config-dir", str(agent_dir), log=root / "agent.log")
         procs.cli("wait", "--live", "1", "--timeout", "30s")
         procs.show("machines", "ls")
+
+        if not no_tui:
+            return _fleet_and_dashboard(procs, root, machines)
 
         _say("3. The agent dies: its machine is in limbo at once")
         procs.stop(agent, signal.SIGKILL)
@@ -118,12 +149,39 @@ def demo(
 
         if keep:
             _say(f"Running. In another terminal:\n  export XDG_CONFIG_HOME={root}/config "
-                 f"XDG_DATA_HOME={root}/data\n  centrality machines ls\nCtrl-C stops everything.")
+                 f"XDG_DATA_HOME={root}/data\n  centrality tui\nCtrl-C stops everything.")
             try:
                 signal.pause()
             except KeyboardInterrupt:
                 pass
         _say("Stopping everything the demo started.")
+
+
+def _lively(agent_dir: Path) -> None:
+    """This machine's agent samples and sends every second, so its charts move in the dashboard."""
+    import msgspec
+
+    from agent_runtime import config as agent_config
+
+    cfg = agent_config.load(agent_dir)
+    agent_config.save(agent_dir, msgspec.structs.replace(cfg, sample_interval=1.0, batch_interval=1.0))
+
+
+def _fleet_and_dashboard(procs: Stack, root: Path, machines: int) -> None:
+    if machines:
+        _say(f"3. A simulated fleet of {machines} machines (1 in 4 with 8 GPUs) joins")
+        join = procs.cli("token", "create", "--ttl", "10m", "--uses", str(machines)).strip()
+        procs.spawn("simulate", "--agents", str(machines), "--join", join, "--profile", "mixed",
+                    "--name-prefix", "sim-", "--sample-interval", "1", "--batch-interval", "1",
+                    "--state-dir", str(root / "simulate"), log=root / "simulate.log")
+        procs.cli("wait", "--live", str(machines + 1), "--timeout", "120s")
+    _say(f"4. The dashboard. q quits it and stops everything the demo started.\n"
+         f"   (Logs and state: {root})")
+    time.sleep(1.0)
+    status = procs.foreground("tui")
+    _say("Stopping everything the demo started.")
+    if status not in (0, None):
+        raise SystemExit(status)
 
 
 def _wait_for_server(procs: Stack, log: Path, timeout: float = 30) -> None:

@@ -30,6 +30,8 @@ def _args(p):
     p.add_argument("--interval", default="1s", help="at most one update per interval (default 1s)")
     p.add_argument("--machine", help="also push this machine's latest values and text")
     p.add_argument("--events", type=int, default=50, help="recent events in the snapshot")
+    p.add_argument("--no-fleet", action="store_true",
+                   help="with --machine: send only that machine's documents (the dashboard's machine screen)")
 
 
 @request("subscribe", args=_args)
@@ -41,6 +43,13 @@ async def subscribe(ctx: Ctx, ns) -> None:
         raise UsageError("--interval must be at least 50ms")
     if ns.machine and ns.machine not in cp.registry.fleet.machines:
         raise NotFound(f"no machine named {ns.machine!r}")
+    if ns.no_fleet:
+        if not ns.machine:
+            raise UsageError("--no-fleet needs --machine")
+        machine_ts = 0.0
+        while True:
+            machine_ts = _push_machine(ctx, ns.machine, machine_ts)
+            await asyncio.sleep(interval)
     pending_events: list[dict] = []
     remove_listener = cp.registry.add_listener(
         lambda events: pending_events.extend(event_json(event_row(e)) for e in events))

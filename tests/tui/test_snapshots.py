@@ -1,0 +1,90 @@
+"""SVG snapshots of every screen, against the fake fleet with the clock frozen.
+
+Regenerate after an intended change with
+``.venv/bin/python -m pytest tests/tui/test_snapshots.py --snapshot-update``
+and look at the SVGs (tests/tui/__snapshots__/) before committing them.
+"""
+
+from __future__ import annotations
+
+import random
+
+from agent_runtime.backoff import Backoff
+
+from .conftest import machine_ready, make_app, ready, scenario, until
+
+SIZE = (150, 44)
+
+
+def test_cluster(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)
+
+
+def test_cluster_light_theme_sorted_by_gpu(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("U")
+
+    assert snap_compare(make_app(theme="light"), terminal_size=SIZE, run_before=run_before)
+
+
+def test_cluster_filtered(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("slash")
+        pilot.app.screen.query_one("#filter").cursor_blink = False
+        await pilot.press(*"pool=batch")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_machine_gpu(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        pilot.app.open_machine("gpu-02")
+        await machine_ready(pilot, "gpu-02")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_machine_cpu_one_hour_and_nvidia_less(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        pilot.app.open_machine("cpu-01")
+        await machine_ready(pilot, "cpu-01")
+        await pilot.press("3")
+        await until(pilot, lambda: pilot.app.screen.window == "1h" and not pilot.app.screen.history_loading)
+        await machine_ready(pilot, "cpu-01")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_events(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        pilot.app.redraw()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("question_mark")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_connection_lost_banner(snap_compare):
+    src = scenario()
+    app = make_app(src, backoff=Backoff(initial=30, maximum=30, rng=random.Random(1)))
+
+    async def run_before(pilot):
+        await ready(pilot)
+        src.disconnect("control plane at 127.0.0.1:8022 closed the connection")
+        await until(pilot, lambda: app.feed.status.state == "lost")
+        app.redraw()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,306 @@
+"""``FakeSource``: an in-memory control plane for tests, snapshots and the benchmark.
+
+It speaks the same documents as ``subscribe`` / ``metrics`` / ``machines show``
+/ ``events``. Everything is a pure function of the clock it is given, so with
+a frozen clock two runs draw the same screens. Tests steer it: ``update()``,
+``set_state()``, ``disconnect()`` / ``reconnect()``, ``push_machine()``.
+
+Rows of small fleets come from the agent's fake collectors (so the table and
+the machine charts agree); large fleets (the benchmark's feeder) use a cheap
+formula.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import AsyncIterator, Callable
+
+from centrality_core.summary import summarize
+from centrality_core.timefmt import iso
+
+from .source import SourceError
+
+_ROW_FIELDS = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent", "disk_percent",
+               "net_bytes_per_s")
+SMALL_FLEET = 300  # up to this many machines, rows come from the fake collectors
+
+
+class FakeMachine:
+    __slots__ = ("name", "profile", "index", "state", "labels", "hostname", "drained", "drain_reason",
+                 "unhealthy", "last_heartbeat", "registered_at", "_collectors")
+
+    def __init__(self, name: str, profile: str, index: int, labels: dict, registered_at: float) -> None:
+        self.name, self.profile, self.index, self.labels = name, profile, index, labels
+        self.state = "live"
+        self.hostname = f"{'gpu' if profile == 'gpu8' else 'cpu'}-{index:05d}"
+        self.drained = False
+        self.drain_reason = ""
+        self.unhealthy = False
+        self.last_heartbeat = registered_at
+        self.registered_at = registered_at
+        self._collectors = None
+
+    @property
+    def collectors(self):
+        if self._collectors is None:
+            from agent_runtime.collectors.fake import FakeCollectors
+
+            self._collectors = FakeCollectors(self.profile, self.index)
+        return self._collectors
+
+    def info(self) -> dict:
+        info = self.collectors.machine_info()
+        info["hostname"] = self.hostname
+        info["agent_version"] = "0.1.0"
+        return info
+
+
+class FakeSource:
+    """A ``FleetSource`` held in memory."""
+
+    def __init__(self, machines: list[FakeMachine], *, clock: Callable[[], float] = time.time,
+                 events: list[dict] | None = None, flags: bool = True, replay: int = 0) -> None:
+        self.label = "fake (in memory)"
+        self.clock = clock
+        self.machines = {m.name: m for m in machines}
+        self.event_list: list[dict] = list(events or [])  # newest first
+        self.flags = flags  # rows carry drained/unhealthy
+        self.replay = replay  # seconds of updates sent after the snapshot (sparklines start full)
+        self.up = True
+        self.down_reason = ""
+        self.connects = 0
+        self.requests: list[tuple] = []
+        self._subs: list[asyncio.Queue] = []
+        self._machine_subs: dict[str, list[asyncio.Queue]] = {}
+        self._cheap = len(machines) > SMALL_FLEET
+        self._tick = 0
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def fleet(cls, gpu: int = 8, cpu: int = 16, *, clock: Callable[[], float] = time.time,
+              flags: bool = True, replay: int = 0) -> FakeSource:
+        """``gpu`` 8-GPU machines and ``cpu`` CPU machines, with labels and a little history."""
+        now = clock()
+        machines, events = [], []
+        width = max(2, len(str(max(gpu, cpu))))
+        for i in range(gpu):
+            m = FakeMachine(f"gpu-{i + 1:0{width}d}", "gpu8", i + 1,
+                            {"pool": "train" if i % 4 else "eval", "rack": f"r{i // 8 + 1}"}, now - 3600 - i)
+            machines.append(m)
+        for i in range(cpu):
+            m = FakeMachine(f"cpu-{i + 1:0{width}d}", "cpu", 1000 + i,
+                            {"pool": "batch" if i % 3 else "web", "rack": f"r{i // 16 + 1}"}, now - 3000 - i)
+            machines.append(m)
+        for m in machines:
+            events.append(_event(m.registered_at, "registered", m.name, None, "live", "new machine", "agent"))
+        src = cls(machines, clock=clock, events=events, flags=flags, replay=replay)
+        src.event_list.sort(key=lambda e: e["ts"], reverse=True)
+        return src
+
+    def row(self, m: FakeMachine, now: float) -> dict:
+        """``views.fleet_row`` of one machine at ``now``."""
+        age = max(0.0, now - m.last_heartbeat) if m.state != "live" else (now % 1.0)
+        row = {"name": m.name, "state": m.state, "hostname": m.hostname, "labels": m.labels,
+               "gpu_count": 8 if m.profile == "gpu8" else 0, "cpu_count": 112 if m.profile == "gpu8" else 16,
+               "last_heartbeat": iso(now - age), "heartbeat_age_s": round(age, 3)}
+        if m.state == "live":
+            row["sample_ts"] = iso(math.floor(now))
+            row["sample_age_s"] = round(now - math.floor(now), 3)
+            if self._cheap:
+                row.update(_cheap_numbers(m.index, now, m.profile == "gpu8"))
+            else:
+                s = summarize(m.collectors.sample(math.floor(now))[0])
+                for f in _ROW_FIELDS:
+                    v = getattr(s, f)
+                    row[f] = round(v, 2) if v is not None else None
+        else:
+            row["sample_ts"] = iso(m.last_heartbeat)
+            row["sample_age_s"] = round(now - m.last_heartbeat, 3)
+            for f in _ROW_FIELDS:
+                row[f] = None
+        if self.flags:
+            row["drained"] = m.drained
+            row["unhealthy"] = m.unhealthy
+        return row
+
+    # ------------------------------------------------------------------ steering (tests)
+
+    def _send(self, queues: list[asyncio.Queue], doc) -> None:
+        for q in list(queues):
+            q.put_nowait(doc)
+
+    def push(self, doc: dict) -> None:
+        """Deliver a document to every fleet subscriber."""
+        self._send(self._subs, doc)
+
+    def update(self, *names: str, events: list[dict] | None = None) -> None:
+        """Push fresh rows for ``names`` (all machines when none given)."""
+        now = self.clock()
+        rows = [self.row(self.machines[n], now) for n in (names or self.machines)]
+        self.push({"type": "update", "ts": now, "machines": rows, "removed": [], "events": events or []})
+
+    def set_state(self, name: str, state: str, reason: str = "connection closed") -> None:
+        m = self.machines[name]
+        now = self.clock()
+        old, m.state = m.state, state
+        if state != "live":
+            m.last_heartbeat = now
+        ev = _event(now, {"limbo": "disconnected", "dead": "forgotten"}.get(state, "reconnected"),
+                    name, old, state, reason, "system")
+        self.event_list.insert(0, ev)
+        self.update(name, events=[ev])
+
+    def add_machine(self, m: FakeMachine) -> None:
+        self.machines[m.name] = m
+        ev = _event(self.clock(), "registered", m.name, None, "live", "new machine", "agent")
+        self.event_list.insert(0, ev)
+        self.update(m.name, events=[ev])
+
+    def remove_machine(self, name: str) -> None:
+        del self.machines[name]
+        self.push({"type": "update", "ts": self.clock(), "machines": [], "removed": [name], "events": []})
+
+    def disconnect(self, reason: str = "connection lost", *, stay_down: bool = True) -> None:
+        """Break every open stream; with ``stay_down`` new connections fail until ``reconnect()``."""
+        self.up = not stay_down
+        self.down_reason = reason
+        err = SourceError(reason)
+        self._send(self._subs, err)
+        for qs in self._machine_subs.values():
+            self._send(qs, err)
+
+    def reconnect(self) -> None:
+        self.up = True
+
+    def push_machine(self, name: str, ts: float | None = None) -> None:
+        """Push ``name``'s sample at ``ts`` (default: now) to its machine streams."""
+        ts = self.clock() if ts is None else ts
+        self._send(self._machine_subs.get(name, []), self._machine_doc(self.machines[name], ts))
+
+    def _machine_doc(self, m: FakeMachine, ts: float) -> dict:
+        values, _ = m.collectors.sample(math.floor(ts))
+        text = {"nvidia_smi": m.collectors.screen(math.floor(ts))} if m.profile == "gpu8" else {}
+        return {"type": "machine", "name": m.name, "ts": math.floor(ts), "values": values, "text": text,
+                "text_ts": math.floor(ts)}
+
+    # ------------------------------------------------------------------ FleetSource
+
+    def _check(self) -> None:
+        if not self.up:
+            raise SourceError(self.down_reason or "cannot reach the control plane")
+
+    async def _queue_stream(self, queues: list[asyncio.Queue], first: list[dict]) -> AsyncIterator[dict]:
+        q: asyncio.Queue = asyncio.Queue()
+        queues.append(q)
+        try:
+            for doc in first:
+                yield doc
+            while True:
+                item = await q.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            queues.remove(q)
+
+    async def snapshots(self) -> AsyncIterator[dict]:
+        await asyncio.sleep(0)
+        self._check()
+        self.connects += 1
+        now = self.clock()
+        start = now - self.replay
+        docs = [{"type": "snapshot", "ts": start, "machines": [self.row(m, start) for m in self.machines.values()],
+                 "events": self.event_list[:50]}]
+        for t in range(1, self.replay + 1):
+            docs.append({"type": "update", "ts": start + t, "removed": [], "events": [],
+                         "machines": [self.row(m, start + t) for m in self.machines.values()]})
+        async for doc in self._queue_stream(self._subs, docs):
+            yield doc
+
+    async def machine_stream(self, name: str) -> AsyncIterator[dict]:
+        await asyncio.sleep(0)
+        self._check()
+        if name not in self.machines:
+            raise SourceError(f"no machine named {name!r}", lost=False)
+        m = self.machines[name]
+        first = [self._machine_doc(m, self.clock())] if m.state == "live" else []
+        async for doc in self._queue_stream(self._machine_subs.setdefault(name, []), first):
+            yield doc
+
+    async def metrics(self, name: str, since: str, resolution: str) -> list[dict]:
+        from centrality_core import durations
+
+        self.requests.append(("metrics", name, since, resolution))
+        await asyncio.sleep(0)
+        self._check()
+        m = self.machines.get(name)
+        if m is None:
+            raise SourceError(f"no machine named {name!r}", lost=False)
+        now = math.floor(self.clock())
+        end = now if m.state == "live" else math.floor(m.last_heartbeat)
+        start = max(now - durations.parse(since), m.registered_at)
+        if resolution == "1m":
+            out = []
+            minute = start - start % 60
+            while minute + 60 <= end:
+                vals = [m.collectors.sample(minute + s)[0] for s in (5, 25, 45)]
+                row: dict = {"ts": iso(minute)}
+                for key in vals[0]:
+                    xs = [v[key] for v in vals]
+                    row[key], row[f"{key}:min"], row[f"{key}:max"] = sum(xs) / len(xs), min(xs), max(xs)
+                out.append(row)
+                minute += 60
+            return out
+        step = 1 if now - start <= 600 else 10
+        out = []
+        t = math.ceil(start)
+        while t <= end:
+            values, _ = m.collectors.sample(t)
+            out.append({"ts": iso(t), **values})
+            t += step
+        return out
+
+    async def machine(self, name: str) -> dict:
+        self.requests.append(("machine", name))
+        await asyncio.sleep(0)
+        self._check()
+        m = self.machines.get(name)
+        if m is None:
+            raise SourceError(f"no machine named {name!r}", lost=False)
+        now = self.clock()
+        info = m.info()
+        return {"name": m.name, "state": m.state, "hostname": m.hostname,
+                "last_heartbeat": iso(m.last_heartbeat if m.state != "live" else now),
+                "state_since": iso(m.registered_at), "connected": m.state == "live", "labels": m.labels,
+                "cpu_count": info["cpu_count"], "memory_total_bytes": info["memory_total_bytes"],
+                "gpu_count": len(info["gpus"]), "agent_version": "0.1.0", "id": f"id-{m.index:05d}",
+                "drained": m.drained, "drain_reason": m.drain_reason, "unhealthy": m.unhealthy,
+                "info": info, "registered_at": iso(m.registered_at),
+                "events": [e for e in self.event_list if e["machine"] == name][:20]}
+
+    async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
+        self.requests.append(("events", machine, limit))
+        await asyncio.sleep(0)
+        self._check()
+        return [e for e in self.event_list if machine is None or e["machine"] == machine][:limit]
+
+    async def close(self) -> None:
+        self.disconnect("closed", stay_down=False)
+
+def _event(ts: float, kind: str, machine: str, frm: str | None, to: str, reason: str, actor: str) -> dict:
+    return {"ts": iso(ts), "kind": kind, "machine": machine, "from": frm, "to": to, "reason": reason,
+            "actor": actor, "machine_id": f"id-{machine}"}
+
+
+def _cheap_numbers(index: int, now: float, gpu: bool) -> dict:
+    """Plausible, cheap figures for big simulated fleets (the benchmark)."""
+    phase = index * 0.7 + now / 30.0
+    cpu = 50 + 45 * math.sin(phase)
+    return {"cpu_percent": round(cpu, 2), "mem_percent": round(40 + 20 * math.sin(phase / 3), 2),
+            "gpu_util_percent": round(50 + 49 * math.sin(phase * 1.3), 2) if gpu else None,
+            "gpu_mem_percent": round(60 + 30 * math.sin(phase / 5), 2) if gpu else None,
+            "disk_percent": round(30 + (index % 60), 2),
+            "net_bytes_per_s": round(1e6 * (5 + 4 * math.sin(phase * 2)), 2)}

@@ -1,0 +1,65 @@
+"""What every dashboard screen shares: title bar, connection banner, footer,
+``q``/Escape to go back, and ``tick()``, called by the app a few times a
+second to redraw from the model when something changed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from ..widgets.chrome import Banner, TitleBar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..app import CentralityApp
+
+
+class BaseScreen(Screen):
+    BINDINGS = [
+        Binding("q", "back", "Back"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    crumbs: list[str] = []
+    ready = False  # composed and mounted: ticks may draw
+
+    @property
+    def dash(self) -> CentralityApp:
+        return self.app  # type: ignore[return-value]
+
+    def chrome_top(self):
+        yield TitleBar()
+        yield Banner()
+
+    def chrome_bottom(self):
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._link_rev = -1
+        self.ready = True
+        self.tick()
+
+    def safe_tick(self) -> None:
+        """``tick()``, unless the screen is being built or torn down (its widgets come and go)."""
+        if not self.ready or not self.is_attached:
+            return
+        try:
+            self.tick()
+        except NoMatches:
+            if self.is_attached and self.children:
+                raise
+
+    def tick(self) -> None:
+        """Redraw what changed. Called by the app's redraw timer (and after keys)."""
+        status = self.dash.feed.status
+        if status.revision != self._link_rev or status.state != "connected":
+            self._link_rev = status.revision
+            self.query_one(TitleBar).show(self.crumbs, self.dash.source.label, status)
+            self.query_one(Banner).show(status, self.dash.monotonic(), self.dash.source.label,
+                                        self.dash.feed.last_document_at)
+
+    def action_back(self) -> None:
+        self.dismiss()

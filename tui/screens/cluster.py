@@ -1,0 +1,115 @@
+"""The cluster screen: fleet summary and the table of machines."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Input
+
+from ..model import SORTS
+from ..widgets.chrome import FilterBar, SummaryBar
+from ..widgets.fleet_table import FleetTable
+from .base import BaseScreen
+
+#: Sort keys in column order, with their key and name (for the footer, help and palette).
+SORT_KEYS = [("name", "N", "name"), ("state", "T", "state"), ("flags", "F", "flags"), ("kind", "K", "kind"),
+             ("labels", "L", "labels"), ("cpu", "C", "CPU %"), ("mem", "M", "memory %"),
+             ("gpu", "U", "GPU util %"), ("gpu_mem", "V", "GPU memory %"), ("disk", "D", "disk %"),
+             ("net", "W", "network"), ("age", "A", "heartbeat age")]
+SORT_NAMES = {key: name for key, _, name in SORT_KEYS}
+assert set(SORT_NAMES) == set(SORTS)
+
+
+class ClusterScreen(BaseScreen):
+    crumbs = ["Fleet"]
+
+    BINDINGS = [
+        Binding("q", "app.quit", "Quit"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("r", "sort_reverse", "Reverse"),
+        Binding("e", "app.events", "Events"),
+        *(Binding(key, f"sort('{sort}')", f"Sort by {name}", show=False) for sort, key, name in SORT_KEYS),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.chrome_top()
+        yield SummaryBar()
+        yield FleetTable(self.dash.model, id="fleet")
+        yield FilterBar("filter: name, hostname, label (pool=eval), state:limbo, kind:gpu, drained…", id="filter")
+        yield from self.chrome_bottom()
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one(FleetTable)
+
+    def on_mount(self) -> None:
+        self._rev = -1
+        self._second = -1
+        super().on_mount()
+        self.table.focus()
+
+    def on_screen_resume(self) -> None:
+        self._rev = -1
+        self.tick()
+
+    def tick(self) -> None:
+        super().tick()
+        model = self.dash.model
+        second = int(self.dash.monotonic())
+        if model.revision != self._rev:
+            self._rev = model.revision
+            self.table.sync()
+            self.query_one(SummaryBar).show(model.summary(), sort=SORT_NAMES[model.sort_key],
+                                            descending=model.sort_desc, filter_text=model.filter_text,
+                                            has_flags=model.has_flags)
+        elif second != self._second:
+            self.table.sync()  # heartbeat ages move on; a pending re-sort lands
+        self._second = second
+
+    # ------------------------------------------------------------------ actions
+
+    def on_fleet_table_opened(self, message: FleetTable.Opened) -> None:
+        self.dash.open_machine(message.name)
+
+    def action_open_selected(self) -> None:
+        self.table.action_open()
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBar).open(self.dash.model.filter_text)
+
+    def action_clear_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        bar.close()
+        self.apply_filter("")
+        self.table.focus()
+
+    def apply_filter(self, text: str) -> None:
+        self.dash.model.set_filter(text)
+        self.tick()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if isinstance(event.input, FilterBar):
+            self.apply_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if isinstance(event.input, FilterBar):
+            event.input.close()
+            self.table.focus()
+
+    def action_sort(self, key: str) -> None:
+        self.dash.model.set_sort(key)
+        self.tick()
+
+    def action_sort_next(self) -> None:
+        keys = [k for k, _, _ in SORT_KEYS if k != "flags" or self.dash.model.has_flags]
+        current = self.dash.model.sort_key
+        nxt = keys[(keys.index(current) + 1) % len(keys)] if current in keys else keys[0]
+        self.dash.model.set_sort(nxt, None if nxt != current else self.dash.model.sort_desc)
+        self.tick()
+
+    def action_sort_reverse(self) -> None:
+        model = self.dash.model
+        model.set_sort(model.sort_key, not model.sort_desc)
+        self.tick()

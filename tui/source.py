@@ -1,0 +1,177 @@
+"""Where the dashboard's data comes from: the ``FleetSource`` interface, and
+``OperatorSource``, its implementation over the operator channel (SSH).
+
+The dashboard never polls the fleet: ``snapshots()`` is the ``subscribe``
+request, pushed by the control plane (a snapshot, then changed rows and new
+events), and ``machine_stream(name)`` pushes one machine's latest values and
+nvidia-smi screen. History and details are one-off requests. Every failure
+of the link surfaces as ``SourceError`` with a reason a person can act on;
+the caller (``feed.Feed``) reconnects.
+
+``tui.fake.FakeSource`` is the in-memory double used by tests, snapshots and
+the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator, Protocol
+
+from centrality_core.errors import CentralityError, ConnectError, NotFound, UsageError
+
+log = logging.getLogger("centrality.tui")
+
+SUBSCRIBE_INTERVAL = "0.25s"  # the control plane coalesces changes to at most 4 updates a second
+MACHINE_INTERVAL = "0.5s"
+
+
+class SourceError(Exception):
+    """The data source failed: the link is down, or a request was refused."""
+
+    def __init__(self, reason: str, *, lost: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.lost = lost  # the connection is gone (as opposed to one request failing)
+
+
+class FleetSource(Protocol):
+    """What the dashboard needs from a control plane."""
+
+    #: Shown in the title bar: which control plane this is.
+    label: str
+
+    def snapshots(self) -> AsyncIterator[dict]:
+        """The fleet subscription: ``snapshot`` then ``update`` documents. Ends by raising SourceError."""
+
+    def machine_stream(self, name: str) -> AsyncIterator[dict]:
+        """``machine`` documents (latest values and text) for one machine."""
+
+    async def metrics(self, name: str, since: str, resolution: str) -> list[dict]:
+        """History: ``[{"ts": ISO, key: value}]`` (rollups add ``key:min``/``key:max``)."""
+
+    async def machine(self, name: str) -> dict:
+        """``machines show NAME``: info, labels and recent events."""
+
+    async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
+        """Stored events, newest first."""
+
+    async def close(self) -> None:
+        """Drop the connection."""
+
+
+class OperatorSource:
+    """A ``FleetSource`` over one SSH connection to the control plane (``OperatorClient``).
+
+    The connection is opened on first use and again after it is lost; every
+    request and stream shares it, each on its own channel.
+    """
+
+    def __init__(self, context: str | None = None) -> None:
+        from centrality_cli.client import OperatorClient
+
+        self._client_class = OperatorClient
+        probe = OperatorClient(context)  # resolves the context now: a bad one fails before the UI starts
+        self.context = context
+        self.label = f"{probe.context_name} ({probe.context.address})"
+        self._client = None
+        self._lock = asyncio.Lock()
+        self._machine_flags: list[str] | None = ["--no-fleet"]
+
+    async def _connected(self):
+        async with self._lock:
+            if self._client is None:
+                client = self._client_class(self.context)
+                try:
+                    await client.__aenter__()
+                except CentralityError as exc:
+                    raise SourceError(exc.reason) from None
+                except (OSError, asyncio.TimeoutError) as exc:
+                    raise SourceError(f"cannot reach {self.label}: {exc}") from None
+                self._client = client
+            return self._client
+
+    async def _drop(self, client) -> None:
+        async with self._lock:
+            if self._client is client:
+                self._client = None
+        try:
+            await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+        except Exception:  # noqa: BLE001 - it is already broken; nothing to report
+            pass
+
+    def _lost(self, exc: BaseException) -> SourceError:
+        if isinstance(exc, SourceError):
+            return exc
+        if isinstance(exc, CentralityError) and not isinstance(exc, ConnectError):
+            return SourceError(exc.reason, lost=False)
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        return SourceError(f"connection to {self.label} lost: {reason}")
+
+    async def _stream(self, *argv: str) -> AsyncIterator[dict]:
+        client = await self._connected()
+        try:
+            async for doc in client.stream(*argv):
+                if isinstance(doc, dict):
+                    yield doc
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure of the link is reported the same way
+            err = self._lost(exc)
+            if err.lost:
+                await self._drop(client)
+            raise err from None
+        # The channel closed without an error: the control plane went away.
+        await self._drop(client)
+        raise SourceError(f"{self.label} closed the subscription")
+
+    async def snapshots(self) -> AsyncIterator[dict]:
+        async for doc in self._stream("subscribe", "--interval", SUBSCRIBE_INTERVAL):
+            yield doc
+
+    async def machine_stream(self, name: str) -> AsyncIterator[dict]:
+        argv = ["subscribe", "--interval", MACHINE_INTERVAL, "--events", "0", "--machine", name]
+        try:
+            async for doc in self._stream(*argv, *(self._machine_flags or ())):
+                if doc.get("type") == "machine":
+                    yield doc
+        except SourceError as exc:
+            if self._machine_flags and not exc.lost and "no-fleet" in exc.reason:
+                # An older control plane: it sends the fleet too, which we skip.
+                self._machine_flags = None
+                async for doc in self.machine_stream(name):
+                    yield doc
+                return
+            raise
+
+    async def _request(self, *argv: str) -> Any:
+        client = await self._connected()
+        try:
+            return await client.request(*argv)
+        except (NotFound, UsageError) as exc:
+            raise SourceError(exc.reason, lost=False) from None
+        except Exception as exc:  # noqa: BLE001
+            err = self._lost(exc)
+            if err.lost:
+                await self._drop(client)
+            raise err from None
+
+    async def metrics(self, name: str, since: str, resolution: str) -> list[dict]:
+        return await self._request("metrics", name, "--since", since, "--resolution", resolution) or []
+
+    async def machine(self, name: str) -> dict:
+        return await self._request("machines", "show", name) or {}
+
+    async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
+        argv = ["events", "--limit", str(limit)]
+        if machine:
+            argv += ["--machine", machine]
+        return await self._request(*argv) or []
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,1 @@
+"""Widgets of the dashboard. Tables use the Line API (``table.LineTable``)."""
