@@ -82,13 +82,15 @@ async def run_one(backend: str, db_url: str, agents: int, seconds: float, nkeys:
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "XDG_DATA_HOME": str(tmp / "data")}
     os.environ.update({k: env[k] for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME")})
     port = free_port()
+    log = tmp / "server.log"
     server = subprocess.Popen([sys.executable, "-m", "centrality_cli", "server", "--listen", f"127.0.0.1:{port}",
                                "--db", db_url, "--heartbeat-interval", "5s", "--limbo-after", "60s"],
-                              env=env, stderr=subprocess.PIPE, text=True)
+                              env=env, stderr=open(log, "wb"))  # a file: an unread pipe would block it
     try:
-        for line in server.stderr:
-            if "listening on" in line:
-                break
+        while b"listening on" not in log.read_bytes():
+            if server.poll() is not None:
+                raise RuntimeError(f"control plane exited:\n{log.read_text()}")
+            await asyncio.sleep(0.1)
         from centrality_cli.client import OperatorClient
 
         async with OperatorClient("local") as op:
