@@ -8,6 +8,7 @@ join`` writes it; people may edit ``name`` and ``labels``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Union
 
 import msgspec
 
@@ -16,6 +17,22 @@ from centrality_core.errors import ConfigError
 
 CONFIG_FILE = "agent.toml"
 KEY_FILE = "id_ed25519"
+
+
+class CheckConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A custom healthcheck: a command that exits 0 when the machine is fine.
+
+    ``[[checks]]`` tables in agent.toml::
+
+        [[checks]]
+        name = "ib-link"
+        command = ["/usr/local/bin/check-ib", "mlx5_0"]   # or one string, run with sh -c
+        timeout = 5                                        # seconds [health_timeout]
+    """
+
+    name: str
+    command: Union[list[str], str]
+    timeout: Optional[float] = None
 
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -39,6 +56,20 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """Samples kept while disconnected (oldest dropped first)."""
     buffer_max_age: float = 3600.0
     """Seconds a sample may wait for the control plane before it is dropped."""
+    health_interval: float = 60.0
+    """Seconds between rounds of healthchecks (built-in checks and ``checks``)."""
+    health_timeout: float = 10.0
+    """Seconds a check (nvidia-smi, a custom check) may take before it fails."""
+    disk_max_percent: float = 95.0
+    """The disk check fails when a filesystem is fuller than this."""
+    memory_max_percent: float = 95.0
+    """The memory check fails when more than this much memory is in use."""
+    checks: list[CheckConfig] = []
+    """Custom healthchecks (``[[checks]]``); exit status 0 passes."""
+    exec_max_running: int = 16
+    """Commands from operators (``centrality exec``) that may run at once."""
+    kill_grace: float = 2.0
+    """Seconds between SIGTERM and SIGKILL when a command's process group is ended."""
 
 
 def default_dir() -> Path:

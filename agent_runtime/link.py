@@ -31,6 +31,8 @@ from centrality_core.errors import (
 
 from . import config as agent_config
 from .backoff import Backoff
+from .executor import Executor
+from .health import HealthMonitor
 from .metrics import Outbox, Sampler
 
 log = logging.getLogger("centrality.agent")
@@ -60,7 +62,8 @@ class Agent:
     def __init__(self, cfg: agent_config.AgentConfig, key, *, info: dict, name: str,
                  sampler: Sampler | None = None, config_dir: Path | None = None,
                  backoff: Backoff | None = None,
-                 on_registered: Callable[[p.Registered], None] | None = None) -> None:
+                 on_registered: Callable[[p.Registered], None] | None = None,
+                 probe_gpus: bool = False) -> None:
         self.cfg = cfg
         self.key = key
         self.info = msgspec.convert(info, p.MachineInfo)
@@ -75,6 +78,11 @@ class Agent:
         self.on_registered = on_registered
         #: False when a simulator drives sampling and batching from one shared timer.
         self.own_timers = True
+        #: Healthchecks; ``probe_gpus`` (real machines) adds nvidia-smi and NVML checks.
+        self.health = HealthMonitor(cfg, values=lambda: self.sampler.latest if self.sampler else {},
+                                    registered_gpus=len(self.info.gpus), probe_gpus=probe_gpus,
+                                    on_report=self._send_health)
+        self._executor: Executor | None = None  # commands of the current connection
         self._conn = None
         self._writer = None  # the channel while registered
         self._seq = 0
@@ -92,6 +100,8 @@ class Agent:
         if self.sampler is not None and self.own_timers:
             background = [asyncio.ensure_future(self.sampler.run()),
                           asyncio.ensure_future(self._batcher())]
+        if self.health.enabled:
+            background.append(asyncio.ensure_future(self.health.run()))
         try:
             await self._stay_connected(stop)
         finally:
@@ -153,9 +163,17 @@ class Agent:
             for batch in self.outbox:  # replay what was not acknowledged, oldest first
                 self._send(writer, batch)
             self._writer = writer
+            self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
+                                      max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
+                                      machine=self.name)
+            if self.health.last is not None:
+                self._send_quiet(writer, self.health.last)
             await self._session(writer, frames, stop)
         finally:
             self._writer = None
+            if self._executor is not None:  # commands end with the connection they came on
+                executor, self._executor = self._executor, None
+                await executor.close()
             self._conn = None
             conn.close()
             await conn.wait_closed()
@@ -178,6 +196,17 @@ class Agent:
         self._last_sent = time.monotonic()
         if isinstance(msg, p.MetricsBatch):
             self.state.batches_sent += 1
+
+    def _send_quiet(self, writer, msg: p.Message) -> None:
+        """Send a message that is not a heartbeat (command output, health) if the link is up."""
+        try:
+            writer.write(p.encode(msg))
+        except (OSError, asyncssh.Error):
+            pass  # the link is going down
+
+    def _send_health(self, report: p.HealthReport) -> None:
+        if self._writer is not None:
+            self._send_quiet(self._writer, report)
 
     async def _batcher(self) -> None:
         """Every batch interval: pending samples become a batch, sent if connected."""
@@ -231,8 +260,12 @@ class Agent:
                 raise ProtocolError(f"control plane closed the link: {msg.code}: {msg.reason}")
             elif isinstance(msg, p.Unsupported):
                 log.warning("control plane does not support %r", msg.unsupported_kind)
-            elif isinstance(msg, (p.Command, p.Cancel)):
-                log.info("ignoring %s: this agent does not run commands yet", msg.__struct_config__.tag)
+            elif isinstance(msg, p.Command):
+                if self._executor is not None:
+                    self._executor.start(msg)
+            elif isinstance(msg, p.Cancel):
+                if self._executor is not None:
+                    self._executor.cancel(msg.id)
 
     async def _next(self, frames: p.StreamFrames) -> p.Message:
         frame = await frames.next()

@@ -57,7 +57,8 @@ def build_agent(config_dir: Path, *, profile: str | None = None, index: int = 0,
         raise ConfigError(f"{config_dir / agent_config.CONFIG_FILE}: invalid name {name!r}: "
                           f"a name is {names.NAME_RULE}")
     sampler = Sampler(collectors, cfg.sample_interval, blocking=(profile or cfg.profile) == "real")
-    return Agent(cfg, key, info=info, name=name, sampler=sampler, config_dir=config_dir)
+    return Agent(cfg, key, info=info, name=name, sampler=sampler, config_dir=config_dir,
+                 probe_gpus=(profile or cfg.profile) == "real")
 
 
 async def run(config_dir: Path) -> None:

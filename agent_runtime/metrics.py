@@ -33,6 +33,8 @@ class Sampler:
         self._rows: list[dict[str, float]] = []
         self._text: dict[str, str] = {}
         self.taken = 0  # samples taken since start
+        #: The newest sample's values (healthchecks read it).
+        self.latest: dict[str, float] = {}
 
     def sample(self, now: float) -> None:
         values, text = self.collectors.sample(now)
@@ -47,6 +49,7 @@ class Sampler:
         self.taken += 1
         self._ts.append(now)
         self._rows.append(values)
+        self.latest = values
         if text:
             self._text.update(text)
 

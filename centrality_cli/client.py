@@ -58,15 +58,21 @@ class OperatorClient:
             raise RequestFailed(f"request {' '.join(argv)!r} failed with status {answer.status}")
         return answer.data
 
-    async def stream(self, *argv: str) -> AsyncIterator[Any]:
-        """Run a request that answers with one JSON document per line, as they come."""
+    async def stream(self, *argv: str, check: bool = True) -> AsyncIterator[Any]:
+        """Run a request that answers with one JSON document per line, as they come.
+
+        With ``check=False`` a non-zero exit status after some lines is not an
+        error (``exec`` ends with a summary line carrying its exit code).
+        """
         process = await self._conn.create_process(shlex.join(argv), encoding="utf-8")
+        lines = 0
         async with process:
             async for line in process.stdout:
                 if line.strip():
+                    lines += 1
                     yield json.loads(line)
             result = await process.wait()
-            if result.exit_status:
+            if result.exit_status and (check or not lines):
                 raise _error(result.stderr or "", result.exit_status)
 
 

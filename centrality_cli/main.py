@@ -11,6 +11,7 @@ import typer
 from centrality_core import __version__
 
 from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
+from .commands import exec as exec_cmd, fleetops
 
 app = typer.Typer(
     name="centrality",
@@ -57,6 +58,8 @@ metrics.register(app)
 simulate.register(app)
 provision.register(app)
 tui.register(app)
+exec_cmd.register(app)
+fleetops.register(app)
 
 
 def main() -> None:

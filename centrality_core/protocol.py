@@ -17,6 +17,7 @@ Conversation::
       output(id, stream, data)            ->
       exit(id, exit_code, duration)       ->
                                           <- cancel(id)
+      health(ts, checks)                  ->   after each round of healthchecks
       anything malformed                  -> <- error(code, reason)     then close
       an unknown kind                     -> <- unsupported(kind)       connection stays
 
@@ -178,11 +179,39 @@ class CommandOutput(Message, tag="output"):
 
 
 class CommandExit(Message, tag="exit"):
+    """A command ended. ``exit_code`` is None when it did not exit by itself.
+
+    ``signal`` is the signal that ended it (the agent's SIGTERM/SIGKILL after
+    a timeout or a cancel, or any other); ``timed_out`` says the agent killed
+    it for running past its ``timeout``; ``truncated`` that output beyond
+    ``max_output_bytes`` was dropped; ``error`` why it did not run or end
+    normally (``command not found``, ``cancelled``...).
+    """
+
     id: Short
-    exit_code: int | None = None
+    exit_code: Annotated[int, Meta(ge=-(1 << 31), le=1 << 31)] | None = None
     duration: Seconds = 0.0
     truncated: bool = False
     error: Short | None = None
+    signal: Annotated[int, Meta(ge=1, le=128)] | None = None
+    timed_out: bool = False
+
+
+class CheckResult(Struct, kw_only=True, omit_defaults=True):
+    """One healthcheck's outcome: built-in (``disk``, ``memory``, ``nvidia_smi``,
+    ``gpu_count``, ``gpu_ecc``, ``gpu_xid``) or custom (named in agent.toml)."""
+
+    name: Annotated[str, Meta(max_length=64)]
+    ok: bool
+    detail: Annotated[str, Meta(max_length=1024)] = ""
+    duration: Seconds = 0.0
+
+
+class HealthReport(Message, tag="health"):
+    """The results of one round of healthchecks; any failed check makes the machine unhealthy."""
+
+    ts: float
+    checks: Annotated[list[CheckResult], Meta(max_length=128)] = []
 
 
 # --------------------------------------------------------------- control plane -> agent
@@ -240,7 +269,8 @@ class Unsupported(Message, tag="unsupported"):
     reason: Text = ""
 
 
-AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, Error, Unsupported]
+AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, HealthReport, Error,
+                     Unsupported]
 ServerMessage = Union[Registered, Rejected, Command, Cancel, MetricsAck, Error, Unsupported]
 
 

@@ -15,12 +15,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 
 from . import durations, paths
 from .errors import ConfigError, UsageError
+
+
+class HookRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A hook: when an event matches ``on``, run a command or POST to a webhook.
+
+    ``[[server.hooks]]`` tables in config.toml::
+
+        [[server.hooks]]
+        on = ["machine.dead", "machine.unhealthy"]   # event names, or globs ("machine.*")
+        run = ["/usr/local/bin/page-oncall"]          # argv, or one string for sh -c; event JSON on stdin
+        timeout = "10s"
+
+        [[server.hooks]]
+        on = ["exec.failed"]
+        webhook = "https://hooks.example.com/centrality"   # POST, event JSON as the body
+    """
+
+    on: list[str]
+    run: Union[list[str], str, None] = None
+    webhook: str = ""
+    timeout: float = 10.0
+    name: str = ""
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +74,15 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Largest protocol frame accepted from an agent, in bytes."""
     data_dir: str = ""
     """Where the host key and the SQLite store live. Empty: XDG data dir."""
+    auto_drain: bool = False
+    """Drain machines whose healthchecks fail, and undrain them when the checks
+    pass again (only machines drained this way; an operator's drain stays)."""
+    exec_confirm_above: int = 50
+    """``exec`` on more machines than this needs ``--yes`` (the CLI asks)."""
+    audit_retention: float = 365 * 86400.0
+    """Seconds exec audit records are kept."""
+    hooks: list[HookRule] = []
+    """Hooks run on events (``[[server.hooks]]``); see ``HookRule``."""
 
     def server_dir(self) -> Path:
         return Path(self.data_dir) if self.data_dir else paths.server_dir()
@@ -61,7 +92,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after", "raw_retention",
-              "rollup_retention", "event_retention", "retention_interval"}
+              "rollup_retention", "event_retention", "retention_interval", "audit_retention"}
+_BOOLS = {"auto_drain"}
+_INTS = {"max_frame_bytes", "exec_confirm_above"}
 
 
 def config_file() -> Path:
@@ -86,11 +119,27 @@ def _coerce(field: str, value: Any) -> Any:
     """Turn a duration or a byte count given as text into a number (UsageError if bad)."""
     if field in _DURATIONS:
         return durations.parse(value)
-    if field == "max_frame_bytes":
+    if field in _INTS:
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise UsageError(f"max_frame_bytes must be a whole number of bytes, not {value!r}") from None
+            raise UsageError(f"{field} must be a whole number, not {value!r}") from None
+    if field in _BOOLS and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise UsageError(f"{field} must be true or false, not {value!r}")
+    if field == "hooks":
+        if isinstance(value, str):  # CENTRALITY_HOOKS: a JSON list of rules
+            try:
+                value = msgspec.json.decode(value)
+            except msgspec.DecodeError as exc:
+                raise UsageError(f"hooks must be a JSON list of rules: {exc}") from None
+        if isinstance(value, list):
+            return [{**r, "timeout": durations.parse(r["timeout"])} if isinstance(r, dict) and "timeout" in r
+                    else r for r in value]
     return value
 
 

@@ -46,6 +46,7 @@ class AgentSession(asyncssh.SSHServerSession):
             p.MetricsBatch: self._on_metrics,
             p.CommandOutput: self._on_command_message,
             p.CommandExit: self._on_command_message,
+            p.HealthReport: self._on_health,
             p.Error: self._on_peer_error,
             p.Unsupported: self._on_unsupported,
         }
@@ -223,6 +224,10 @@ class AgentSession(asyncssh.SSHServerSession):
 
     def _on_command_message(self, msg: p.Message) -> None:
         self.cp.command_message(self.name, msg)
+
+    def _on_health(self, msg: p.HealthReport) -> None:
+        if self.cp.registry.session(self.name) is self:  # not from a connection that lost its machine
+            self.cp.health_report(self.name, msg)
 
     def _on_peer_error(self, msg: p.Error) -> None:
         self.log.warning("agent reported a protocol error: %s: %s", msg.code, msg.reason)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Registration, Thresholds
 
+from .flags import Flags, effective_labels
 from .writer import StoreWriter
 
 
@@ -35,6 +36,7 @@ class Record:
     key_fingerprint: str = ""
     registered_at: float = 0.0
     dirty: bool = False  # last_heartbeat changed since the last periodic save
+    flags: Flags = field(default_factory=Flags)  # drained, unhealthy, operator labels
 
 
 class Registry:
@@ -57,7 +59,7 @@ class Registry:
                         r["last_heartbeat"], r["state_since"])
             self.fleet.machines[m.name] = m
             self.records[m.name] = Record(r["info"], r["labels"] or {}, r["key_fingerprint"],
-                                          r["registered_at"])
+                                          r["registered_at"], flags=Flags.from_row(r))
             if m.state is Liveness.LIVE:
                 m.state, m.state_since = Liveness.LIMBO, now
                 self._apply([Event("disconnected", m.id, m.name, now, Liveness.LIVE,
@@ -73,7 +75,7 @@ class Registry:
             rec = self.records.get(name)
             if reg.continued and rec is not None:
                 rec.info = info
-                rec.labels = {**rec.labels, **labels}
+                rec.labels = effective_labels(labels, rec.flags.operator_labels)
             else:
                 rec = self.records[name] = Record(info, dict(labels), key_fingerprint, now)
             rec.key_fingerprint = key_fingerprint
@@ -131,7 +133,7 @@ class Registry:
             "id": m.id, "name": m.name, "state": m.state.value, "identity": list(m.identity),
             "info": rec.info, "labels": rec.labels, "key_fingerprint": rec.key_fingerprint,
             "registered_at": rec.registered_at, "last_heartbeat": m.last_heartbeat,
-            "state_since": m.state_since,
+            "state_since": m.state_since, **rec.flags.columns(),
         }
 
     def counts(self) -> dict[str, int]:

@@ -30,6 +30,9 @@ from centrality_core.lifecycle import Thresholds
 from centrality_core.settings import ServerSettings
 
 from .auth import Auth
+from .commands import CommandRouter
+from .flags import FlagKeeper
+from .hooks import Hooks
 from .metrics import Metrics
 from .views import Changes
 from .registry import Registry
@@ -59,6 +62,12 @@ class ControlPlane:
         #: Which machines' rows changed, for subscriptions (lifecycle events and new samples).
         self.changes = Changes()
         self.registry.add_listener(lambda events: [self.changes.touch(e.name) for e in events])
+        #: Drained / unhealthy / operator labels (flags.py), exec fan-out (commands.py), hooks (hooks.py).
+        self.flags = FlagKeeper(self)
+        self.commands = CommandRouter()
+        self.hooks = Hooks(settings.hooks)
+        self.registry.add_listener(self.commands.on_lifecycle)
+        self.registry.add_listener(self.hooks.on_lifecycle)
         self.connections: set[ConnectionHandler] = set()
         self.started_at = time.time()
         self.host_key: asyncssh.SSHKey | None = None
@@ -84,6 +93,7 @@ class ControlPlane:
         self.fingerprint = sshlink.fingerprint(self.host_key)
         await self.auth.load()
         self.registry.load(await self.db(self.store.load_machines))
+        self.hooks.active = True  # not for the restart's own limbo events
         self.metrics.load(await self.db(self.store.load_cursors))
 
         host, port = split_address(self.settings.listen)
@@ -120,6 +130,10 @@ class ControlPlane:
             handler.close("control plane shutting down")
         if self._acceptor is not None:
             await self._acceptor.wait_closed()
+        if self.commands.runs:  # let running execs record their end (audit) before the last flush
+            self.commands.cancel_all("control plane shutting down")
+            await asyncio.sleep(0.05)
+        await self.hooks.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -152,7 +166,8 @@ class ControlPlane:
         s = self.settings
         try:
             deleted = await self.db(self.store.apply_retention, time.time(), raw=s.raw_retention,
-                                    rollups=s.rollup_retention, events=s.event_retention)
+                                    rollups=s.rollup_retention, events=s.event_retention,
+                                    audit=s.audit_retention)
         except StoreError as exc:
             log.warning("retention sweep failed: %s", exc.reason)
             return
@@ -162,7 +177,12 @@ class ControlPlane:
     # ------------------------------------------------------------------ agents
 
     def command_message(self, name: str, msg: p.Message) -> None:
-        """Output or exit of a command an operator sent (routed by the exec pipeline)."""
+        """Output or exit of a command an operator sent (routed to its ``ExecRun``)."""
+        self.commands.message(name, msg)
+
+    def health_report(self, name: str, msg: p.HealthReport) -> None:
+        """A round of healthchecks from an agent."""
+        self.flags.health_report(name, msg)
 
     # ------------------------------------------------------------------ first start
 

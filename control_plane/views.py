@@ -50,6 +50,8 @@ def fleet_row(cp: ControlPlane, name: str, now: float | None = None) -> dict:
         "heartbeat_age_s": round(now - m.last_heartbeat, 3),
         "sample_ts": iso(latest.ts) if latest else None,
         "sample_age_s": round(now - latest.ts, 3) if latest else None,
+        "drained": rec.flags.drained,
+        "unhealthy": rec.flags.unhealthy,
     }
     for field in SUMMARY_FIELDS:
         value = getattr(s, field) if s else None

@@ -47,6 +47,10 @@ class StoreWriter:
             self.pending.metric_batches.append(row)
         self.pending.cursors[cursor["machine_id"]] = cursor
 
+    def put_audit(self, row: dict) -> None:
+        """Insert or update one exec audit record (coalesced by its id)."""
+        self.pending.audits[row["id"]] = row
+
     def add_rollups(self, rows: list[dict]) -> None:
         self.pending.rollups.extend(rows)
 

@@ -30,9 +30,10 @@ def ls(ctx: typer.Context,
     if json:
         return output.print_json(rows)
     output.table(
-        ["NAME", "STATE", "HOSTNAME", "HEARTBEAT", "CPUS", "GPUS", "LABELS"],
+        ["NAME", "STATE", "HOSTNAME", "HEARTBEAT", "CPUS", "GPUS", "LABELS", "FLAGS"],
         ([r["name"], Markup(output.state(r["state"])), r["hostname"], output.age(r["heartbeat_age_s"]),
-          r["cpu_count"], r["gpu_count"], output.labels(r["labels"])] for r in rows),
+          r["cpu_count"], r["gpu_count"], output.labels(r["labels"]),
+          ",".join(f for f in ("drained", "unhealthy") if r.get(f)) or "-"] for r in rows),
         empty="no machines yet: create a join token with `centrality token create`")
 
 

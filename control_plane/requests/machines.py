@@ -29,6 +29,7 @@ def summary(ctx: Ctx, name: str, now: float) -> dict:
         "gpu_count": len(info.get("gpus", ())),
         "agent_version": info.get("agent_version", ""),
         "id": m.id,
+        **ctx.cp.flags.view(name),  # drained (+ by whom, why), unhealthy (+ failed checks)
     }
 
 

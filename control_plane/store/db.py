@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from centrality_core.errors import Conflict, NotFound, StoreError
 
 from .models import (
-    EventRow, KeyRow, MachineRow, MetaRow, MetricBatchRow, MetricCursorRow, MetricRollupRow, TokenRow,
+    EventRow, ExecAuditRow, KeyRow, MachineRow, MetaRow, MetricBatchRow, MetricCursorRow, MetricRollupRow,
+    TokenRow,
 )
 
 log = logging.getLogger("centrality.store")
@@ -51,6 +52,7 @@ class WriteBatch:
     metric_batches: list[dict] = field(default_factory=list)
     cursors: dict[str, dict] = field(default_factory=dict)  # machine id -> cursor row
     rollups: list[dict] = field(default_factory=list)       # {machine_id, minute, stats}
+    audits: dict[str, dict] = field(default_factory=dict)   # exec id -> audit row (upserted)
     #: Called on the event loop once this batch is stored (e.g. metric acks).
     callbacks: list = field(default_factory=list)
 
@@ -64,7 +66,7 @@ class WriteBatch:
 
     def __len__(self) -> int:
         return (len(self.upserts) + len(self.deletes) + len(self.events) + len(self.metric_batches)
-                + len(self.rollups) + len(self.callbacks))
+                + len(self.rollups) + len(self.callbacks) + len(self.audits))
 
     def merge(self, later: WriteBatch) -> None:
         """Fold ``later`` into this batch (used when a flush failed and is retried)."""
@@ -77,6 +79,7 @@ class WriteBatch:
         self.cursors.update(later.cursors)
         self.rollups.extend(later.rollups)
         self.callbacks.extend(later.callbacks)
+        self.audits.update(later.audits)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -173,6 +176,8 @@ class Store:
                              list(batch.cursors.values()))
             if batch.rollups:
                 self._write_rollups(conn, batch.rollups)
+            if batch.audits:
+                conn.execute(self._upsert(ExecAuditRow.__table__, ["id"]), list(batch.audits.values()))
 
     def _write_rollups(self, conn, rollups: list[dict]) -> None:
         """Upsert minutes, merging with a minute already stored (late samples)."""
@@ -235,10 +240,14 @@ class Store:
             return [tuple(r) for r in conn.execute(q)]
 
     @_translated
-    def apply_retention(self, now: float, *, raw: float, rollups: float, events: float) -> dict[str, int]:
+    def apply_retention(self, now: float, *, raw: float, rollups: float, events: float,
+                        audit: float | None = None) -> dict[str, int]:
         """Delete what is older than each table's retention (seconds). Returns row counts."""
         deleted = {}
         with self.engine.begin() as conn:
+            if audit is not None:
+                t = ExecAuditRow.__table__
+                deleted["exec_audit"] = conn.execute(t.delete().where(t.c.started_at < now - audit)).rowcount
             for name, table, column, keep in (
                 ("metric_batches", MetricBatchRow.__table__, "ts_last", raw),
                 ("metric_rollups", MetricRollupRow.__table__, "minute", rollups),
@@ -248,6 +257,23 @@ class Store:
             tokens = TokenRow.__table__  # expired tokens are kept as long as events
             deleted["join_tokens"] = conn.execute(tokens.delete().where(tokens.c.expires_at < now - events)).rowcount
         return deleted
+
+    # ------------------------------------------------------------------ exec audit
+
+    @_translated
+    def audit(self, *, limit: int = 100, since: float | None = None, actor: str | None = None,
+              id: str | None = None) -> list[dict]:
+        """Exec audit records, newest first."""
+        t = ExecAuditRow.__table__
+        q = sa.select(t).order_by(t.c.started_at.desc(), t.c.id).limit(limit)
+        if since is not None:
+            q = q.where(t.c.started_at >= since)
+        if actor:
+            q = q.where(t.c.actor == actor)
+        if id:
+            q = q.where(t.c.id.startswith(id, autoescape=True))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
     # ------------------------------------------------------------------ keys
 

@@ -6,7 +6,8 @@ Schema changes go through a new Alembic revision in ``migrations/versions``.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -29,6 +30,16 @@ class MachineRow(Base):
     registered_at: Mapped[float] = mapped_column(Float)
     last_heartbeat: Mapped[float] = mapped_column(Float)
     state_since: Mapped[float] = mapped_column(Float)
+    # Operator flags, independent of the liveness above (see control_plane/flags.py).
+    drained: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    drain_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    drained_by: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    drained_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    auto_drained: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    unhealthy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    health: Mapped[list | None] = mapped_column(JSON, nullable=True)  # the last round of checks
+    health_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    operator_labels: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class EventRow(Base):
@@ -128,3 +139,22 @@ class MetricCursorRow(Base):
     machine_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     stream: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExecAuditRow(Base):
+    """One ``exec``: who ran what on which machines, and how each ended."""
+
+    __tablename__ = "exec_audit"
+    __table_args__ = (Index("ix_exec_audit_started", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    argv: Mapped[list] = mapped_column(JSON)
+    selector: Mapped[str] = mapped_column(Text)  # the targets as typed
+    machines: Mapped[list] = mapped_column(JSON)  # names it ran on
+    skipped: Mapped[list] = mapped_column(JSON)  # [[name, reason], ...]
+    results: Mapped[dict] = mapped_column(JSON)  # name -> {status, exit_code, signal, duration, ...}
+    status: Mapped[str] = mapped_column(String(16))  # running | done | cancelled
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)  # worst of all

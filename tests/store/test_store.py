@@ -38,6 +38,9 @@ def machine_row(name: str, *, id: str | None = None, state: str = "live", t: flo
         "registered_at": t,
         "last_heartbeat": t,
         "state_since": t,
+        # operator flags (migration 0003), as the registry writes them
+        "drained": False, "drain_reason": "", "drained_by": "", "drained_at": None, "auto_drained": False,
+        "unhealthy": False, "health": [], "health_at": None, "operator_labels": {},
     }
     row.update(over)
     return row

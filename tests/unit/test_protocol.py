@@ -18,7 +18,7 @@ from centrality_core.errors import FrameTooLarge, MalformedFrame, ProtocolError,
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "v1"
 
-AGENT_TO_SERVER = {"hello", "heartbeat", "metrics", "output", "exit"}
+AGENT_TO_SERVER = {"hello", "heartbeat", "metrics", "output", "exit", "health"}
 SERVER_TO_AGENT = {"registered", "rejected", "command", "cancel", "metrics_ack"}
 BOTH = {"error", "unsupported"}
 
@@ -167,8 +167,15 @@ def test_golden_values_decode_to_the_expected_objects():
     assert command.argv[0] == "sh" and command.timeout == 30.0 and command.max_output_bytes == 1 << 20
 
     exits = [p.agent_decoder.decode(f) for f in (GOLDEN / "exit.jsonl").read_bytes().splitlines()]
-    assert [e.exit_code for e in exits] == [1, 0, None, None]
+    assert [e.exit_code for e in exits] == [1, 0, None, None, None]
     assert exits[1].truncated is True and exits[2].error == "timed out after 30s"
+    assert exits[2].signal is None and exits[2].timed_out is False  # fields added later default
+    assert (exits[4].signal, exits[4].timed_out) == (15, True)
+
+    health = [p.agent_decoder.decode(f) for f in (GOLDEN / "health.jsonl").read_bytes().splitlines()]
+    assert [c.name for c in health[0].checks if not c.ok] == ["gpu_count", "ib-link"]
+    assert health[0].checks[4] == p.CheckResult(name="gpu_ecc", ok=True)
+    assert health[1].checks == []
 
     out = p.agent_decoder.decode((GOLDEN / "output.jsonl").read_bytes().splitlines()[2])
     assert out.data == "café ✓ \t tab\x1b[31mred\x1b[0m"  # raw: sanitising is the viewer's job

@@ -1,0 +1,119 @@
+"""``centrality machines drain|undrain|label`` and ``centrality health``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .. import output
+from ..output import Markup
+from . import JSON, operator_call
+
+
+def _answer(ctx: typer.Context, *argv: str):
+    answer = operator_call(ctx, *argv)
+    if answer.status:
+        output.fail(f"request failed with status {answer.status}", answer.status)
+    return answer.data
+
+
+TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).")
+LABELS = typer.Option(None, "--label", "-l", help="KEY=VALUE: only machines with this label; repeatable.")
+
+
+def _targets(targets: List[str], label: Optional[List[str]]) -> list[str]:
+    return [a for lab in label or () for a in ("--label", lab)] + ["--", *targets]
+
+
+def drain(ctx: typer.Context, targets: List[str] = TARGETS,
+          reason: str = typer.Option(..., "--reason", "-r", help="Why: shown with the flag and kept in events."),
+          label: Optional[List[str]] = LABELS, json: bool = JSON) -> None:
+    """Drain machines: exec skips them (unless --include-drained) until undrained."""
+    r = _answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
+    if json:
+        return output.print_json(r)
+    from centrality_core import hostlist
+
+    if r["drained"]:
+        typer.echo(f"drained {hostlist.fold(r['drained'])}: {reason}")
+    if r["already"]:
+        typer.echo(f"already drained: {hostlist.fold(r['already'])}")
+    for expr in r["unknown"]:
+        typer.echo(f"unknown: {expr}", err=True)
+
+
+def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[List[str]] = LABELS,
+            json: bool = JSON) -> None:
+    """Undrain machines."""
+    r = _answer(ctx, "machines", "undrain", *_targets(targets, label))
+    if json:
+        return output.print_json(r)
+    from centrality_core import hostlist
+
+    if r["undrained"]:
+        typer.echo(f"undrained {hostlist.fold(r['undrained'])}")
+    if r["not_drained"]:
+        typer.echo(f"not drained: {hostlist.fold(r['not_drained'])}")
+    for expr in r["unknown"]:
+        typer.echo(f"unknown: {expr}", err=True)
+
+
+def label(ctx: typer.Context, name: str,
+          changes: List[str] = typer.Argument(..., help="KEY=VALUE sets a label, KEY- removes it."),
+          json: bool = JSON) -> None:
+    """Set or remove a machine's labels (they win over the labels in its agent.toml)."""
+    r = _answer(ctx, "machines", "label", "--", name, *changes)
+    if json:
+        return output.print_json(r)
+    typer.echo(f"{r['name']}: {output.labels(r['labels']) or '(no labels)'}")
+
+
+def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="One machine (default: all)."),
+           unhealthy: bool = typer.Option(False, "--unhealthy", help="Only unhealthy machines."),
+           json: bool = JSON) -> None:
+    """Healthcheck results. Exit 1 when a machine shown is unhealthy."""
+    argv = ["health"] + (["--unhealthy"] if unhealthy else []) + (["--", name] if name else [])
+    rows = _answer(ctx, *argv)
+    if json:
+        output.print_json(rows)
+    elif name:
+        _health_detail(rows[0])
+    else:
+        output.table(["NAME", "STATE", "HEALTH", "DRAINED", "FAILED CHECKS", "CHECKED"],
+                     ([r["name"], Markup(output.state(r["state"])), Markup(_health(r)),
+                       _drained(r), ", ".join(r["failed"]) or "-", r["checked_at"] or "-"] for r in rows),
+                     empty="no machines" if not unhealthy else "no unhealthy machine")
+    if any(r["unhealthy"] for r in rows):
+        raise typer.Exit(1)
+
+
+def _health(r: dict) -> str:
+    if r["unhealthy"]:
+        return "[red]unhealthy[/]"
+    return "[green]ok[/]" if r["checked_at"] else "unknown"
+
+
+def _drained(r: dict) -> str:
+    d = r.get("drain")
+    return f"yes: {d['reason']} ({d['by']})" if d else "-"
+
+
+def _health_detail(r: dict) -> None:
+    output.table(["FIELD", "VALUE"], [
+        ("name", r["name"]), ("state", Markup(output.state(r["state"]))), ("health", Markup(_health(r))),
+        ("drained", _drained(r)), ("checked", r["checked_at"] or "never"),
+    ], header=False)
+    output.table(["CHECK", "RESULT", "DETAIL", "TOOK"],
+                 ([c["name"], Markup("[green]pass[/]" if c["ok"] else "[red]FAIL[/]"), c.get("detail", ""),
+                   f"{c.get('duration', 0):.2f}s"] for c in r["checks"]),
+                 empty="no healthcheck results yet")
+
+
+def register(app: typer.Typer) -> None:
+    from .machines import machines
+
+    machines.command("drain")(drain)
+    machines.command("undrain")(undrain)
+    machines.command("label")(label)
+    app.command("health")(health)
