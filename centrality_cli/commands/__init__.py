@@ -21,4 +21,12 @@ def operator_call(ctx: typer.Context, *argv: str) -> Any:
     return output.run(go)
 
 
+def answer(ctx: typer.Context, *argv: str) -> Any:
+    """The data of a request that must succeed; a non-zero status exits with it."""
+    reply = operator_call(ctx, *argv)
+    if reply.status:
+        output.fail(f"request failed with status {reply.status}", reply.status)
+    return reply.data
+
+
 JSON = typer.Option(False, "--json", help="Print one JSON document instead of a table.")

@@ -8,14 +8,7 @@ import typer
 
 from .. import output
 from ..output import Markup
-from . import JSON, operator_call
-
-
-def _answer(ctx: typer.Context, *argv: str):
-    answer = operator_call(ctx, *argv)
-    if answer.status:
-        output.fail(f"request failed with status {answer.status}", answer.status)
-    return answer.data
+from . import JSON, answer
 
 
 TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).")
@@ -30,7 +23,7 @@ def drain(ctx: typer.Context, targets: List[str] = TARGETS,
           reason: str = typer.Option(..., "--reason", "-r", help="Why: shown with the flag and kept in events."),
           label: Optional[List[str]] = LABELS, json: bool = JSON) -> None:
     """Drain machines: exec skips them (unless --include-drained) until undrained."""
-    r = _answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
+    r = answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
     if json:
         return output.print_json(r)
     from centrality_core import hostlist
@@ -46,7 +39,7 @@ def drain(ctx: typer.Context, targets: List[str] = TARGETS,
 def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[List[str]] = LABELS,
             json: bool = JSON) -> None:
     """Undrain machines."""
-    r = _answer(ctx, "machines", "undrain", *_targets(targets, label))
+    r = answer(ctx, "machines", "undrain", *_targets(targets, label))
     if json:
         return output.print_json(r)
     from centrality_core import hostlist
@@ -63,7 +56,7 @@ def label(ctx: typer.Context, name: str,
           changes: List[str] = typer.Argument(..., help="KEY=VALUE sets a label, KEY- removes it."),
           json: bool = JSON) -> None:
     """Set or remove a machine's labels (they win over the labels in its agent.toml)."""
-    r = _answer(ctx, "machines", "label", "--", name, *changes)
+    r = answer(ctx, "machines", "label", "--", name, *changes)
     if json:
         return output.print_json(r)
     typer.echo(f"{r['name']}: {output.labels(r['labels']) or '(no labels)'}")
@@ -74,7 +67,7 @@ def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="
            json: bool = JSON) -> None:
     """Healthcheck results. Exit 1 when a machine shown is unhealthy."""
     argv = ["health"] + (["--unhealthy"] if unhealthy else []) + (["--", name] if name else [])
-    rows = _answer(ctx, *argv)
+    rows = answer(ctx, *argv)
     if json:
         output.print_json(rows)
     elif name:

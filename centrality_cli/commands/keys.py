@@ -9,21 +9,16 @@ import typer
 from centrality_core.errors import UsageError
 
 from .. import output
-from . import JSON, operator_call
+from . import JSON, answer
 
 keys = typer.Typer(help="Manage the SSH keys allowed to log in, and their roles.", no_args_is_help=True)
-
-
-def _data(ctx, *argv):
-    answer = operator_call(ctx, *argv)
-    return answer.data
 
 
 @keys.command("ls")
 def ls(ctx: typer.Context, all: bool = typer.Option(False, "--all", help="Include revoked keys."),
        json: bool = JSON) -> None:
     """List keys with their role."""
-    rows = _data(ctx, "keys", "ls", *(["--all"] if all else []))
+    rows = answer(ctx, "keys", "ls", *(["--all"] if all else []))
     if json:
         return output.print_json(rows)
     output.table(["NAME", "ROLE", "FINGERPRINT", "CREATED", "BY", "REVOKED"],
@@ -43,7 +38,7 @@ def add(ctx: typer.Context, name: str,
         public_key = pubkey_file.read_text().strip()
     except OSError as exc:
         output.fail(f"cannot read {pubkey_file}: {exc.strerror}", UsageError.exit_code)
-    row = _data(ctx, "keys", "add", "--role", role, name, public_key)
+    row = answer(ctx, "keys", "add", "--role", role, name, public_key)
     if json:
         return output.print_json(row)
     typer.echo(f"added {row['role']} key {row['name']} ({row['fingerprint']})")
@@ -53,7 +48,7 @@ def add(ctx: typer.Context, name: str,
 def revoke(ctx: typer.Context, key: str = typer.Argument(..., help="Key name or SHA256 fingerprint."),
            json: bool = JSON) -> None:
     """Revoke a key; connections using it are closed at once."""
-    rows = _data(ctx, "keys", "revoke", key)
+    rows = answer(ctx, "keys", "revoke", key)
     if json:
         return output.print_json(rows)
     for r in rows:

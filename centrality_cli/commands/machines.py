@@ -8,16 +8,9 @@ import typer
 
 from .. import output
 from ..output import Markup
-from . import JSON, operator_call
+from . import JSON, answer, operator_call
 
 machines = typer.Typer(help="List, inspect and forget machines.", no_args_is_help=True)
-
-
-def _answer(ctx: typer.Context, *argv: str):
-    answer = operator_call(ctx, *argv)
-    if answer.status:
-        output.fail(f"request failed with status {answer.status}", answer.status)
-    return answer.data
 
 
 @machines.command("ls")
@@ -26,7 +19,7 @@ def ls(ctx: typer.Context,
        json: bool = JSON) -> None:
     """List machines: name, state, hostname, last heartbeat."""
     argv = ["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
-    rows = _answer(ctx, *argv)
+    rows = answer(ctx, *argv)
     if json:
         return output.print_json(rows)
     output.table(
@@ -40,7 +33,7 @@ def ls(ctx: typer.Context,
 @machines.command("show")
 def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
     """One machine in detail, with its recent events."""
-    m = _answer(ctx, "machines", "show", name)
+    m = answer(ctx, "machines", "show", name)
     if json:
         return output.print_json(m)
     info = m["info"]
@@ -60,7 +53,7 @@ def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
 @machines.command("forget")
 def forget(ctx: typer.Context, name: str, json: bool = JSON) -> None:
     """Declare a machine in limbo dead, freeing its name."""
-    r = _answer(ctx, "machines", "forget", name)
+    r = answer(ctx, "machines", "forget", name)
     if json:
         return output.print_json(r)
     typer.echo(f"{r['name']}: {'now dead' if r['changed'] else 'already dead'}")
@@ -85,7 +78,7 @@ def events(ctx: typer.Context,
         argv += ["--machine", machine]
     if since:
         argv += ["--since", since]
-    rows = _answer(ctx, *argv)
+    rows = answer(ctx, *argv)
     if json:
         return output.print_json(rows)
     _events_table(rows)
@@ -96,7 +89,7 @@ def wait(ctx: typer.Context,
          timeout: str = typer.Option("60s", "--timeout", help="Give up after this long; exit 124."),
          json: bool = JSON) -> None:
     """Block until N machines are live (for CI after provisioning)."""
-    r = _answer(ctx, "wait", "--live", str(live), "--timeout", timeout)
+    r = answer(ctx, "wait", "--live", str(live), "--timeout", timeout)
     if json:
         return output.print_json(r)
     typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")

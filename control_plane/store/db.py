@@ -344,12 +344,8 @@ class Store:
     @_translated
     def consume_token(self, token_id: str, now: float) -> bool:
         """Count one use, atomically; False if expired, revoked or used up meanwhile."""
-        t = TokenRow.__table__
         with self.engine.begin() as conn:
-            result = conn.execute(t.update().where(
-                t.c.id == token_id, t.c.revoked_at.is_(None), t.c.expires_at > now,
-                t.c.uses < t.c.max_uses).values(uses=t.c.uses + 1))
-        return result.rowcount == 1
+            return _use_token(conn, token_id, now)
 
     @_translated
     def enrol(self, *, token: str, now: float, name: str, role: str, fingerprint: str,
@@ -373,9 +369,7 @@ class Store:
                 return "token_revoked", row
             if row["expires_at"] <= now:
                 return "token_expired", row
-            used = conn.execute(tokens.update().where(
-                tokens.c.id == token_id, tokens.c.uses < tokens.c.max_uses).values(uses=tokens.c.uses + 1))
-            if used.rowcount != 1:
+            if not _use_token(conn, token_id, now):
                 return "token_used", row
             old = conn.execute(sa.select(keys).where(keys.c.fingerprint == fingerprint)).mappings().first()
             if old is None:
@@ -414,6 +408,14 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._upsert(MetaRow.__table__, ["key"]), [{"key": key, "value": value}])
+
+
+def _use_token(conn, token_id: str, now: float) -> bool:
+    """The one atomic statement that counts a token use (valid, unexpired, not used up)."""
+    t = TokenRow.__table__
+    return conn.execute(t.update().where(
+        t.c.id == token_id, t.c.revoked_at.is_(None), t.c.expires_at > now,
+        t.c.uses < t.c.max_uses).values(uses=t.c.uses + 1)).rowcount == 1
 
 
 def merge_stats(a: dict[str, list], b: dict[str, list]) -> dict[str, list]:
