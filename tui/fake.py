@@ -1,9 +1,14 @@
 """``FakeSource``: an in-memory control plane for tests, snapshots and the benchmark.
 
 It speaks the same documents as ``subscribe`` / ``metrics`` / ``machines show``
-/ ``events``. Everything is a pure function of the clock it is given, so with
-a frozen clock two runs draw the same screens. Tests steer it: ``update()``,
-``set_state()``, ``disconnect()`` / ``reconnect()``, ``push_machine()``.
+/ ``events`` / ``exec`` / ``machines drain|undrain``. Everything is a pure
+function of the clock it is given, so with a frozen clock two runs draw the
+same screens. Tests steer it: ``update()``, ``set_state()``, ``disconnect()``
+/ ``reconnect()``, ``push_machine()``; ``role = "viewer"`` makes it refuse
+writes as the control plane does, ``confirm_above`` is its exec threshold,
+``exec_results[name]`` overrides what a machine answers (else
+``tui.fakeshell``), and ``execs`` / ``cancelled`` record what ran and what
+was cancelled.
 
 Rows of small fleets come from the agent's fake collectors (so the table and
 the machine charts agree); large fleets (the benchmark's feeder) use a cheap
@@ -17,9 +22,13 @@ import math
 import time
 from typing import AsyncIterator, Callable
 
+from centrality_core import durations, hostlist, targeting
+from centrality_core.errors import UsageError
+from centrality_core.settings import ServerSettings
 from centrality_core.summary import summarize
 from centrality_core.timefmt import iso
 
+from . import fakeshell
 from .source import SourceError
 
 _ROW_FIELDS = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent", "disk_percent",
@@ -29,7 +38,7 @@ SMALL_FLEET = 300  # up to this many machines, rows come from the fake collector
 
 class FakeMachine:
     __slots__ = ("name", "profile", "index", "state", "labels", "hostname", "drained", "drain_reason",
-                 "unhealthy", "last_heartbeat", "registered_at", "_collectors")
+                 "drained_by", "drained_at", "unhealthy", "last_heartbeat", "registered_at", "_collectors")
 
     def __init__(self, name: str, profile: str, index: int, labels: dict, registered_at: float) -> None:
         self.name, self.profile, self.index, self.labels = name, profile, index, labels
@@ -37,6 +46,8 @@ class FakeMachine:
         self.hostname = f"{'gpu' if profile == 'gpu8' else 'cpu'}-{index:05d}"
         self.drained = False
         self.drain_reason = ""
+        self.drained_by = ""
+        self.drained_at: float | None = None
         self.unhealthy = False
         self.last_heartbeat = registered_at
         self.registered_at = registered_at
@@ -72,6 +83,12 @@ class FakeSource:
         self.down_reason = ""
         self.connects = 0
         self.requests: list[tuple] = []
+        self.role = "operator"  # "viewer": writes (exec, drain) are refused
+        self.actor = "operator:you"
+        self.confirm_above = ServerSettings().exec_confirm_above
+        self.exec_results: dict[str, fakeshell.FakeResult] = {}
+        self.execs: list[dict] = []  # every exec asked for: targets, argv, yes, status
+        self.cancelled: list[str] = []  # machines a cancelled exec was still running on
         self._subs: list[asyncio.Queue] = []
         self._machine_subs: dict[str, list[asyncio.Queue]] = {}
         self._cheap = len(machines) > SMALL_FLEET
@@ -277,7 +294,9 @@ class FakeSource:
                 "state_since": iso(m.registered_at), "connected": m.state == "live", "labels": m.labels,
                 "cpu_count": info["cpu_count"], "memory_total_bytes": info["memory_total_bytes"],
                 "gpu_count": len(info["gpus"]), "agent_version": "0.1.0", "id": f"id-{m.index:05d}",
-                "drained": m.drained, "drain_reason": m.drain_reason, "unhealthy": m.unhealthy,
+                "drained": m.drained, "unhealthy": m.unhealthy,
+                "drain": ({"reason": m.drain_reason, "by": m.drained_by, "at": iso(m.drained_at),
+                           "auto": False} if m.drained else None),
                 "info": info, "registered_at": iso(m.registered_at),
                 "events": [e for e in self.event_list if e["machine"] == name][:20]}
 
@@ -287,10 +306,127 @@ class FakeSource:
         self._check()
         return [e for e in self.event_list if machine is None or e["machine"] == machine][:limit]
 
+    def _writes(self, path: str) -> None:
+        if self.role != "operator":
+            raise SourceError(f"{path!r} changes the fleet: {self.role} keys may only read", lost=False,
+                              code="forbidden")
+
+    def _resolve(self, targets: list[str], include_drained: bool = False) -> targeting.Resolution:
+        views = [targeting.MachineView(m.name, m.state, m.labels, m.drained) for m in self.machines.values()]
+        try:
+            res = targeting.resolve(views, targeting.Selector(tuple(targets), include_drained=include_drained))
+        except UsageError as exc:
+            raise SourceError(exc.reason, lost=False, code=exc.code) from None
+        if not res.matched:
+            raise SourceError(f"no machine matches {' '.join(targets)!r}", lost=False, code="not_found")
+        return res
+
+    async def exec(self, targets: list[str], argv: list[str], *, timeout: str = "30s", max_output: str = "1M",
+                   yes: bool = False) -> AsyncIterator[dict]:
+        record = {"targets": list(targets), "argv": list(argv), "yes": yes, "status": "refused"}
+        self.execs.append(record)
+        await asyncio.sleep(0)
+        self._check()
+        self._writes("exec")
+        res = self._resolve(targets)
+        if len(res.selected) > self.confirm_above and not yes:
+            raise SourceError(f"this would run on {len(res.selected)} machines, more than {self.confirm_above}: "
+                              "confirm with --yes", lost=False, code="confirm_required")
+        record["status"] = "running"
+        limit = durations.parse(timeout)
+        exec_id = f"fake{len(self.execs):04d}"
+        yield {"type": "start", "id": exec_id, "argv": argv, "selector": " ".join(targets),
+               "machines": res.selected, "machines_folded": hostlist.fold(res.selected),
+               "skipped": [{"machine": n, "reason": why} for n, why in res.skipped], "unknown": res.unknown}
+        results = {}
+        for name in res.selected:
+            m = self.machines[name]
+            results[name] = self.exec_results.get(name) or fakeshell.run(argv, hostname=m.hostname, info=m.info(),
+                                                                          timeout=limit)
+        pending = list(res.selected)
+        elapsed = 0.0
+        try:
+            for name in sorted(res.selected, key=lambda n: (results[n].wait, hostlist.natural_key(n))):
+                r = results[name]
+                if r.wait > elapsed:
+                    await asyncio.sleep(r.wait - elapsed)
+                    elapsed = r.wait
+                for stream, data in (("stdout", r.stdout), ("stderr", r.stderr)):
+                    if data:
+                        yield {"type": "output", "machine": name, "stream": stream, "data": data}
+                pending.remove(name)
+                yield {"type": "exit", "machine": name, "status": r.status,
+                       "exit_code": r.exit_code if r.status in ("ok", "failed") else None, "signal": None,
+                       "code": r.code, "duration": r.wait, "truncated": False, "error": None}
+                await asyncio.sleep(0)
+        except (asyncio.CancelledError, GeneratorExit):
+            record["status"] = "cancelled"  # the control plane sends `cancel` to the machines still running
+            self.cancelled.extend(pending)
+            raise
+        record["status"] = "done"
+        codes = [results[n].code for n in res.selected]
+        counts: dict[str, int] = {}
+        for n in res.selected:
+            counts[results[n].status] = counts.get(results[n].status, 0) + 1
+        yield {"type": "summary", "id": exec_id, "actor": self.actor, "argv": argv, "status": "done",
+               "exit_code": max(codes, default=1), "duration": elapsed, "counts": counts,
+               "ran": len(res.selected), "skipped": len(res.skipped),
+               "failed": hostlist.fold(n for n in res.selected if results[n].status != "ok")}
+
+    async def drain(self, names: list[str], reason: str) -> dict:
+        self.requests.append(("drain", tuple(names), reason))
+        await asyncio.sleep(0)
+        self._check()
+        self._writes("machines drain")
+        reason = reason.strip()
+        if not reason:
+            raise SourceError("--reason must say why", lost=False, code="usage")
+        res = self._resolve(names, include_drained=True)
+        matched = sorted([*res.selected, *(n for n, _ in res.skipped)], key=hostlist.natural_key)
+        now = self.clock()
+        changed, events = [], []
+        for name in matched:
+            m = self.machines[name]
+            if m.drained:
+                continue
+            m.drained, m.drain_reason, m.drained_by, m.drained_at = True, reason, self.actor, now
+            changed.append(name)
+            events.insert(0, _event(now, "drained", name, None, None, reason, self.actor))
+        self._flags_changed(changed, events)
+        return {"drained": changed, "already": [n for n in matched if n not in changed], "unknown": res.unknown,
+                "reason": reason}
+
+    async def undrain(self, names: list[str]) -> dict:
+        self.requests.append(("undrain", tuple(names)))
+        await asyncio.sleep(0)
+        self._check()
+        self._writes("machines undrain")
+        res = self._resolve(names, include_drained=True)
+        matched = sorted([*res.selected, *(n for n, _ in res.skipped)], key=hostlist.natural_key)
+        now = self.clock()
+        changed, events = [], []
+        for name in matched:
+            m = self.machines[name]
+            if not m.drained:
+                continue
+            why = f"was drained by {m.drained_by}: {m.drain_reason}"
+            m.drained, m.drain_reason, m.drained_by, m.drained_at = False, "", "", None
+            changed.append(name)
+            events.insert(0, _event(now, "undrained", name, None, None, why, self.actor))
+        self._flags_changed(changed, events)
+        return {"undrained": changed, "not_drained": [n for n in matched if n not in changed],
+                "unknown": res.unknown}
+
+    def _flags_changed(self, names: list[str], events: list[dict]) -> None:
+        """Push the changed rows and their events, as the subscription does."""
+        self.event_list[:0] = events
+        if names:
+            self.update(*names, events=events)
+
     async def close(self) -> None:
         self.disconnect("closed", stay_down=False)
 
-def _event(ts: float, kind: str, machine: str, frm: str | None, to: str, reason: str, actor: str) -> dict:
+def _event(ts: float, kind: str, machine: str, frm: str | None, to: str | None, reason: str, actor: str) -> dict:
     return {"ts": iso(ts), "kind": kind, "machine": machine, "from": frm, "to": to, "reason": reason,
             "actor": actor, "machine_id": f"id-{machine}"}
 

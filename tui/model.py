@@ -272,6 +272,8 @@ class FleetModel:
         self.sort_key = "name"
         self.sort_desc = False
         self.filter_text = ""
+        #: Machines the operator marked (``space``): what ``x`` runs a command on.
+        self.marked: set[str] = set()
         self._terms: list[tuple[str, str]] = []
         self._view: list[str] = []
         self._pos: dict[str, int] | None = None
@@ -306,6 +308,7 @@ class FleetModel:
         names = {one_line(str(r["name"]), 64) for r in rows if isinstance(r, dict) and r.get("name")}
         for gone in [n for n in self.rows if n not in names]:
             del self.rows[gone]
+            self.marked.discard(gone)
             self._view_dirty = True
             self._members_rev += 1
 
@@ -348,7 +351,9 @@ class FleetModel:
 
     def remove(self, names: Iterable[str]) -> None:
         for name in names:
-            if self.rows.pop(one_line(str(name), 64), None) is not None:
+            name = one_line(str(name), 64)
+            self.marked.discard(name)
+            if self.rows.pop(name, None) is not None:
                 self._view_dirty = True
                 self._members_rev += 1
                 self.revision += 1
@@ -356,6 +361,22 @@ class FleetModel:
     def server_now(self) -> float:
         """The control plane's clock, as far as its last document told us."""
         return self.clock() + self.server_offset
+
+    # ------------------------------------------------------------------ marks
+
+    def toggle_mark(self, name: str) -> bool:
+        """Mark ``name`` (or unmark it if it was marked); returns whether it is marked now."""
+        if name in self.marked:
+            self.marked.discard(name)
+        elif name in self.rows:
+            self.marked.add(name)
+        self.revision += 1
+        return name in self.marked
+
+    def clear_marks(self) -> None:
+        if self.marked:
+            self.marked.clear()
+            self.revision += 1
 
     # ------------------------------------------------------------------ view
 

@@ -4,9 +4,13 @@
 The dashboard never polls the fleet: ``snapshots()`` is the ``subscribe``
 request, pushed by the control plane (a snapshot, then changed rows and new
 events), and ``machine_stream(name)`` pushes one machine's latest values and
-nvidia-smi screen. History and details are one-off requests. Every failure
-of the link surfaces as ``SourceError`` with a reason a person can act on;
-the caller (``feed.Feed``) reconnects.
+nvidia-smi screen. History and details are one-off requests. ``exec()``
+streams a command's run (closing it cancels the command everywhere);
+``drain()`` and ``undrain()`` change a flag. Every failure of the link
+surfaces as ``SourceError`` with a reason a person can act on; the caller
+(``feed.Feed``) reconnects. A refused request (a viewer key, a confirmation
+the control plane wants) is a ``SourceError`` with ``lost=False`` and the
+control plane's error ``code``.
 
 ``tui.fake.FakeSource`` is the in-memory double used by tests, snapshots and
 the benchmark.
@@ -29,10 +33,11 @@ MACHINE_INTERVAL = "0.5s"
 class SourceError(Exception):
     """The data source failed: the link is down, or a request was refused."""
 
-    def __init__(self, reason: str, *, lost: bool = True) -> None:
+    def __init__(self, reason: str, *, lost: bool = True, code: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.lost = lost  # the connection is gone (as opposed to one request failing)
+        self.code = code  # the control plane's error code when it refused: forbidden, confirm_required...
 
 
 class FleetSource(Protocol):
@@ -55,6 +60,18 @@ class FleetSource(Protocol):
 
     async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
         """Stored events, newest first."""
+
+    def exec(self, targets: list[str], argv: list[str], *, timeout: str = "30s", max_output: str = "1M",
+             yes: bool = False) -> AsyncIterator[dict]:
+        """Run ``argv`` on ``targets`` (names, hostlist ranges): the ``exec`` request's documents,
+        ``start``, ``output``, ``exit`` then ``summary``, as they come. Closing the iterator before
+        the summary cancels the command on every machine still running it."""
+
+    async def drain(self, names: list[str], reason: str) -> dict:
+        """``machines drain --reason REASON NAMES``: ``{drained, already, unknown, reason}``."""
+
+    async def undrain(self, names: list[str]) -> dict:
+        """``machines undrain NAMES``: ``{undrained, not_drained, unknown}``."""
 
     async def close(self) -> None:
         """Drop the connection."""
@@ -104,7 +121,7 @@ class OperatorSource:
         if isinstance(exc, SourceError):
             return exc
         if isinstance(exc, CentralityError) and not isinstance(exc, ConnectError):
-            return SourceError(exc.reason, lost=False)
+            return SourceError(exc.reason, lost=False, code=exc.code)
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         return SourceError(f"connection to {self.label} lost: {reason}")
 
@@ -149,7 +166,7 @@ class OperatorSource:
         try:
             return await client.request(*argv)
         except (NotFound, UsageError) as exc:
-            raise SourceError(exc.reason, lost=False) from None
+            raise SourceError(exc.reason, lost=False, code=exc.code) from None
         except Exception as exc:  # noqa: BLE001
             err = self._lost(exc)
             if err.lost:
@@ -167,6 +184,30 @@ class OperatorSource:
         if machine:
             argv += ["--machine", machine]
         return await self._request(*argv) or []
+
+    async def exec(self, targets: list[str], argv: list[str], *, timeout: str = "30s", max_output: str = "1M",
+                   yes: bool = False) -> AsyncIterator[dict]:
+        request = ["exec", "--timeout", timeout, "--max-output", max_output, *(["--yes"] if yes else ()),
+                   *targets, "--", *argv]
+        client = await self._connected()
+        try:
+            # check=False: a run ends with a summary and the worst exit status, which is no error.
+            async for doc in client.stream(*request, check=False):
+                if isinstance(doc, dict):
+                    yield doc
+        except (asyncio.CancelledError, GeneratorExit):
+            raise  # the channel closes on the way out: the control plane cancels the command
+        except Exception as exc:  # noqa: BLE001
+            err = self._lost(exc)
+            if err.lost:
+                await self._drop(client)
+            raise err from None
+
+    async def drain(self, names: list[str], reason: str) -> dict:
+        return await self._request("machines", "drain", "--reason", reason, "--", *names) or {}
+
+    async def undrain(self, names: list[str]) -> dict:
+        return await self._request("machines", "undrain", "--", *names) or {}
 
     async def close(self) -> None:
         client, self._client = self._client, None
