@@ -84,12 +84,16 @@ class Sampler:
 def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]],
              text: dict[str, str] | None = None) -> p.MetricsBatch:
     """Rows of ``{key: value}`` into one batch with a column per key."""
-    keys: dict[str, None] = {}
-    for row in rows:
-        keys.update(dict.fromkeys(row))
-    columns = [[row.get(k) for row in rows] for k in keys]
-    return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=list(keys), columns=columns,
-                          text=text or {})
+    keys = list(rows[0]) if rows else []
+    if all(list(row) == keys for row in rows):  # the usual case: transpose in C
+        columns = list(map(list, zip(*map(dict.values, rows)))) if keys else []
+    else:  # keys came or went during the batch: null where a row lacks one
+        union: dict[str, None] = {}
+        for row in rows:
+            union.update(dict.fromkeys(row))
+        keys = list(union)
+        columns = [[row.get(k) for row in rows] for k in keys]
+    return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, columns=columns, text=text or {})
 
 
 class Outbox:

@@ -41,7 +41,8 @@ class AgentSession(asyncssh.SSHServerSession):
         self._early: list[bytes] | None = None  # frames received before registration
         self._hello_timer: asyncio.TimerHandle | None = None
         self._exec: str | None = None
-        self._handlers: dict[type, Callable[[p.Message], None]] = {
+        #: Handlers get the decoded message and the frame it came in.
+        self._handlers: dict[type, Callable[[p.Message, bytes], None]] = {
             p.Heartbeat: self._on_heartbeat,
             p.MetricsBatch: self._on_metrics,
             p.CommandOutput: self._on_command_message,
@@ -110,8 +111,12 @@ class AgentSession(asyncssh.SSHServerSession):
     # ------------------------------------------------------------------ sending
 
     def send(self, msg: p.Message) -> None:
+        self.send_bytes(p.encode(msg))
+
+    def send_bytes(self, frame: bytes) -> None:
+        """Send an encoded message (``protocol.encode``)."""
         if not self.closed and self.chan is not None:
-            self.chan.write(p.encode(msg))
+            self.chan.write(frame)
 
     def close(self, reason: str = "") -> None:
         """Close the whole SSH connection of this agent."""
@@ -207,32 +212,32 @@ class AgentSession(asyncssh.SSHServerSession):
         if handler is None:  # a kind valid only in the other direction, e.g. a second hello
             self._fail("unexpected_kind", f"{msg.__struct_config__.tag} is not expected now")
             return
-        handler(msg)
+        handler(msg, frame)
 
-    def _on_heartbeat(self, msg: p.Heartbeat) -> None:
+    def _on_heartbeat(self, msg: p.Heartbeat, frame: bytes = b"") -> None:
         if not self.cp.registry.heartbeat(self.name, self):
             self.close("heartbeat from a connection that no longer owns its machine")
 
-    def _on_metrics(self, msg: p.MetricsBatch) -> None:
+    def _on_metrics(self, msg: p.MetricsBatch, frame: bytes) -> None:
         self._on_heartbeat(msg)  # a batch doubles as a heartbeat
         if self.closed:
             return
         machine = self.cp.registry.fleet.machines[self.name]
-        problem = self.cp.metrics.received(self, self.name, machine.id, msg)
+        problem = self.cp.metrics.received(self, self.name, machine.id, msg, frame)
         if problem:
             self._fail("malformed_frame", problem)
 
-    def _on_command_message(self, msg: p.Message) -> None:
+    def _on_command_message(self, msg: p.Message, frame: bytes = b"") -> None:
         self.cp.command_message(self.name, msg)
 
-    def _on_health(self, msg: p.HealthReport) -> None:
+    def _on_health(self, msg: p.HealthReport, frame: bytes = b"") -> None:
         if self.cp.registry.session(self.name) is self:  # not from a connection that lost its machine
             self.cp.health_report(self.name, msg)
 
-    def _on_peer_error(self, msg: p.Error) -> None:
+    def _on_peer_error(self, msg: p.Error, frame: bytes = b"") -> None:
         self.log.warning("agent reported a protocol error: %s: %s", msg.code, msg.reason)
         self.close("agent reported an error")
 
-    def _on_unsupported(self, msg: p.Unsupported) -> None:
+    def _on_unsupported(self, msg: p.Unsupported, frame: bytes = b"") -> None:
         self.log.warning("agent does not support %r: %s", msg.unsupported_kind, msg.reason)
 

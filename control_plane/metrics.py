@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
@@ -23,6 +23,7 @@ from centrality_core import protocol as p
 from centrality_core.summary import EMPTY, Summary, select, summarize
 from centrality_core.timefmt import iso
 
+from .rollups import Rollups
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -32,61 +33,33 @@ log = logging.getLogger("centrality.metrics")
 #: Samples stamped further than this from the control plane's clock are dropped.
 MAX_FUTURE_S = 300.0
 MAX_PAST_S = 7 * 86400.0
-#: A minute's rollup is written this long after the minute ends (late samples
-#: arriving after that are merged into the stored row).
-ROLLUP_GRACE_S = 30.0
 
 
-@dataclass
 class Latest:
-    """The newest values of one machine, served from memory."""
+    """The newest values of one machine, served from memory.
 
-    ts: float = 0.0
-    values: dict[str, float] = field(default_factory=dict)
-    summary: Summary = EMPTY
-    text: dict[str, str] = field(default_factory=dict)
-    text_ts: float = 0.0
-    dropped: int = 0  # samples the agent reported dropping, in total
+    ``summary`` (the fleet table's figures) is computed when first read, not
+    per batch: most batches are never looked at before the next one arrives.
+    """
 
-
-class Rollups:
-    """1-minute min/max/sum/count per machine and key, built in memory."""
+    __slots__ = ("ts", "values", "_summary", "text", "text_ts", "dropped")
 
     def __init__(self) -> None:
-        self.buckets: dict[tuple[str, float], dict[str, list]] = {}
+        self.ts = 0.0
+        self.values: dict[str, float] = {}
+        self._summary: Summary | None = EMPTY
+        self.text: dict[str, str] = {}
+        self.text_ts = 0.0
+        self.dropped = 0  # samples the agent reported dropping, in total
 
-    def add(self, machine_id: str, ts: list[float], keys: list[str], columns: list[list]) -> None:
-        first = ts[0] - ts[0] % 60
-        if all(first <= t < first + 60 for t in ts):  # the usual case: one minute
-            groups = [(first, None)]
-        else:
-            minutes = [t - t % 60 for t in ts]
-            groups = [(m, [i for i, x in enumerate(minutes) if x == m]) for m in set(minutes)]
-        for minute, idx in groups:
-            bucket = self.buckets.setdefault((machine_id, minute), {})
-            for key, col in zip(keys, columns):
-                vals = col if idx is None else [col[i] for i in idx]
-                if None in vals:
-                    vals = [v for v in vals if v is not None]
-                    if not vals:
-                        continue
-                lo, hi = min(vals), max(vals)
-                stats = bucket.get(key)
-                if stats is None:
-                    bucket[key] = [lo, hi, sum(vals), len(vals)]
-                else:
-                    if lo < stats[0]:
-                        stats[0] = lo
-                    if hi > stats[1]:
-                        stats[1] = hi
-                    stats[2] += sum(vals)
-                    stats[3] += len(vals)
+    def set(self, ts: float, values: dict[str, float]) -> None:
+        self.ts, self.values, self._summary = ts, values, None
 
-    def take_closed(self, now: float, grace: float = ROLLUP_GRACE_S) -> list[dict]:
-        """Remove and return the minutes that ended at least ``grace`` seconds ago."""
-        closed = [k for k in self.buckets if k[1] + 60 + grace <= now]
-        return [{"machine_id": mid, "minute": minute, "stats": self.buckets.pop((mid, minute))}
-                for mid, minute in closed]
+    @property
+    def summary(self) -> Summary:
+        if self._summary is None:
+            self._summary = summarize(self.values)
+        return self._summary
 
 
 class Metrics:
@@ -98,79 +71,80 @@ class Metrics:
         self.rollups = Rollups()
         self.samples_stored = 0
         self.duplicates = 0
-        #: (stored at, seconds from the sample's timestamp to its batch being stored).
-        self.lag: deque[tuple[float, float]] = deque(maxlen=200_000)
+        #: (stored at, the batch's sample timestamps): sample-to-stored delays,
+        #: computed only when asked for (``lag_percentiles``).
+        self.lag: deque[tuple[float, list[float]]] = deque(maxlen=100_000)
 
     def load(self, cursors: dict[str, tuple[str, int]]) -> None:
         self.cursors = dict(cursors)
 
     # ------------------------------------------------------------------ ingest
 
-    def received(self, session: Any, name: str, machine_id: str, batch: p.MetricsBatch) -> str | None:
-        """Take one batch. Returns a protocol-error reason when it is malformed."""
+    def received(self, session: Any, name: str, machine_id: str, batch: p.MetricsBatch,
+                 frame: bytes) -> str | None:
+        """Take one batch (``frame``: its validated bytes, stored as they are).
+
+        Returns a protocol-error reason when it is malformed.
+        """
         problem = batch.check_shape()
         if problem:
             return f"metrics batch {batch.seq}: {problem}"
-        if not all(math.isfinite(t) for t in batch.ts):
+        ts = batch.ts
+        if not all(map(math.isfinite, ts)):
             return f"metrics batch {batch.seq}: timestamps must be finite"
-        ack = lambda: session.send(p.MetricsAck(stream=batch.stream, seq=batch.seq))  # noqa: E731
+        ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
+        send = session.send_bytes
         cursor = self.cursors.get(machine_id)
         if cursor is not None and cursor[0] == batch.stream and batch.seq <= cursor[1]:
             self.duplicates += 1
-            self.cp.writer.after_flush(ack)  # it is stored, or about to be
+            self.cp.writer.after_flush(lambda: send(ack))  # it is stored, or about to be
             return None
         self.cursors[machine_id] = (batch.stream, batch.seq)
+        cursor_row = {"machine_id": machine_id, "stream": batch.stream, "seq": batch.seq}
         now = self.clock()
-        if not batch.ts or any(t > now + MAX_FUTURE_S or t < now - MAX_PAST_S for t in batch.ts):
-            if batch.ts:
+        if not ts or max(ts) > now + MAX_FUTURE_S or min(ts) < now - MAX_PAST_S:
+            if ts:
                 log.warning("%s: batch %d has samples outside [-7d, +5m] of our clock; dropped",
                             name, batch.seq)
-            self.cp.writer.add_metric_batch(*self._rows(machine_id, batch, store=False))
-            self.cp.writer.after_flush(ack)
+            self.cp.writer.add_metric_batch(None, cursor_row)
+            self.cp.writer.after_flush(lambda: send(ack))
             return None
         self._update_latest(name, batch)
         self.cp.changes.touch(name)
-        self.rollups.add(machine_id, batch.ts, batch.keys, batch.columns)
-        self.cp.writer.add_metric_batch(*self._rows(machine_id, batch))
+        self.rollups.add(machine_id, ts, batch.keys, batch.columns)
+        self.cp.writer.add_metric_batch(
+            {"machine_id": machine_id, "ts_first": min(ts), "ts_last": max(ts), "payload": frame}, cursor_row)
 
         def stored() -> None:
-            now = self.clock()
-            self.lag.extend((now, now - t) for t in batch.ts)
-            ack()
+            self.lag.append((self.clock(), ts))
+            send(ack)
 
         self.cp.writer.after_flush(stored)
-        self.samples_stored += len(batch.ts)
+        self.samples_stored += len(ts)
         return None
-
-    def _rows(self, machine_id: str, batch: p.MetricsBatch, store: bool = True):
-        cursor = {"machine_id": machine_id, "stream": batch.stream, "seq": batch.seq}
-        if not store:
-            return None, cursor
-        payload = msgspec.json.encode({"ts": batch.ts, "keys": batch.keys, "columns": batch.columns})
-        return ({"machine_id": machine_id, "ts_first": min(batch.ts), "ts_last": max(batch.ts),
-                 "payload": payload}, cursor)
 
     def _update_latest(self, name: str, batch: p.MetricsBatch) -> None:
         latest = self.latest.get(name)
         if latest is None:
             latest = self.latest[name] = Latest()
-        last = max(range(len(batch.ts)), key=batch.ts.__getitem__)
-        if batch.ts[last] >= latest.ts:
-            values = {}
-            for key, col in zip(batch.keys, batch.columns):
-                v = col[last]
-                if v is not None:
-                    values[key] = v
-            latest.ts, latest.values, latest.summary = batch.ts[last], values, summarize(values)
+        ts = batch.ts
+        newest_ts = max(ts)
+        last = len(ts) - 1 if ts[-1] == newest_ts else ts.index(newest_ts)
+        if ts[last] >= latest.ts:
+            newest = list(map(itemgetter(last), batch.columns))
+            if None in newest:
+                latest.set(ts[last], {k: v for k, v in zip(batch.keys, newest) if v is not None})
+            else:
+                latest.set(ts[last], dict(zip(batch.keys, newest)))
         if batch.text:
             latest.text.update(batch.text)
-            latest.text_ts = batch.ts[last]
+            latest.text_ts = ts[last]
         latest.dropped += batch.dropped
 
     def lag_percentiles(self, window: float = 30.0) -> dict[str, float | None]:
         """p50/p99 of sample-to-stored delay of the samples stored in the last ``window`` seconds."""
         since = self.clock() - window
-        ordered = sorted(lag for at, lag in self.lag if at >= since)
+        ordered = sorted(at - t for at, ts in self.lag if at >= since for t in ts)
         if not ordered:
             return {"p50_s": None, "p99_s": None}
         pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731

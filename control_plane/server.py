@@ -47,6 +47,10 @@ SAVE_HEARTBEATS_EVERY = 30.0
 ROLLUP_FLUSH_EVERY = 10.0
 
 
+#: Pending connections the kernel may queue (capped by net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+
+
 class ControlPlane:
     def __init__(self, settings: ServerSettings, *, write_local_context: bool = True) -> None:
         self.settings = settings
@@ -107,6 +111,9 @@ class ControlPlane:
                 keepalive_interval=30, keepalive_count_max=3,
                 login_timeout=30,
                 server_version=f"Centrality_{self.version}",
+                # A whole fleet reconnects at once after a restart: let the
+                # kernel queue the handshakes instead of resetting them.
+                backlog=LISTEN_BACKLOG,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self.settings.listen}: {exc.strerror or exc}") from None

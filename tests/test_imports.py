@@ -1,5 +1,5 @@
 """Light places stay light: `centrality --help` and the agent runtime must not
-import Textual, SQLAlchemy or pyinfra (checked in a fresh interpreter)."""
+import Textual, SQLAlchemy, numpy or pyinfra (checked in a fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("textual", "sqlalchemy", "pyinfra", "alembic", "psycopg")
+HEAVY = ("textual", "sqlalchemy", "pyinfra", "alembic", "psycopg", "numpy")
 
 
 def modules_after(code: str) -> set[str]:

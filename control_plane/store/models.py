@@ -103,8 +103,9 @@ class MetaRow(Base):
 class MetricBatchRow(Base):
     """Raw samples: one row per agent batch (about 5 samples of every stream).
 
-    The payload is the batch's columns as compact JSON
-    (``{"ts": [...], "keys": [...], "columns": [[...], ...]}``): one insert per
+    The payload is the batch's frame exactly as the agent sent it and the
+    control plane validated it (a ``metrics`` message: ``ts``, ``keys``,
+    ``columns``, and the ``text`` streams when they changed): one insert per
     batch instead of one per value keeps 10,000 machines at 1 Hz to about
     2,000 inserts a second, and a machine's window is read with one index range.
     """

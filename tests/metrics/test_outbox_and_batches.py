@@ -20,6 +20,15 @@ def test_columnar_batch_keeps_every_value_and_marks_gaps():
     assert decoded == b
 
 
+def test_columnar_batch_of_rows_with_the_same_keys():
+    b = columnar("run", 1, [1.0, 2.0], [{"a": 1.0, "b": None}, {"a": 3.0, "b": 4.0}])
+    assert (b.keys, b.columns) == (["a", "b"], [[1.0, 3.0], [None, 4.0]])
+    # Same keys in another order are still matched by name.
+    b = columnar("run", 2, [1.0, 2.0], [{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}])
+    assert (b.keys, b.columns) == (["a", "b"], [[1.0, 3.0], [2.0, 4.0]])
+    assert columnar("run", 3, [1.0], [{}]).columns == []
+
+
 def test_sampler_hands_out_pending_samples_once():
     class C:
         def sample(self, now):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from centrality_core.summary import split_key, summarize
-from control_plane.metrics import Rollups
+from control_plane.rollups import Rollups
 from control_plane.store import Store
 from control_plane.store.db import WriteBatch
 
@@ -25,6 +25,19 @@ def test_rollups_min_avg_max_per_minute_and_split_batches():
     later = r.take_closed(T0 + 200)
     assert later[0]["minute"] == T0 + 60
     assert later[0]["stats"] == {"cpu.percent": [50.0, 50.0, 50.0, 1], "gpu[0].util_percent": [0.0, 0.0, 0.0, 2]}
+    assert r.buckets == {}
+
+
+def test_rollups_merge_batches_of_same_and_changing_keys():
+    r = Rollups()
+    keys = ["a", "b"]
+    r.add("m1", [T0 + 1, T0 + 2], keys, [[1.0, 5.0], [7.0, 7.0]])
+    r.add("m1", [T0 + 3, T0 + 4], keys, [[0.5, 2.0], [9.0, 8.0]])     # same keys: merged column-wise
+    r.add("m1", [T0 + 5], ["a", "c", "b"], [[3.0], [None], [1.0]])      # a key appears, with no value
+    r.add("m1", [T0 + 6], ["c"], [[4.0]])                                # and gets one later
+    r.add("m2", [T0 + 1], ["a"], [[None]])                               # nothing to roll up
+    (m1,) = r.take_closed(T0 + 200)  # m2's minute had no values: no row
+    assert m1["stats"] == {"a": [0.5, 5.0, 11.5, 5], "b": [1.0, 9.0, 32.0, 5], "c": [4.0, 4.0, 4.0, 1]}
     assert r.buckets == {}
 
 

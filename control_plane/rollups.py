@@ -1,0 +1,102 @@
+"""1-minute rollups (min, max, sum, count per key) built in memory as batches arrive.
+
+Pure logic, no I/O. A metrics batch is a matrix (keys x samples); numpy
+reduces it per key in one call each, so the cost per batch barely depends on
+the number of keys (a GPU machine sends ~200). Batches of one agent carry the
+same keys in the same order, so a minute's stats are parallel arrays merged
+element-wise; a batch whose keys differ (a disk appeared) turns the minute
+into a dict keyed by name, the slow but general path.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import numpy as np
+
+#: A minute's rollup is handed out this long after the minute ends; samples
+#: arriving later are merged into the stored row by the store.
+ROLLUP_GRACE_S = 30.0
+
+Stats = dict[str, list]  # key -> [min, max, sum, count]
+
+
+def column_stats(columns: list[list], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``n`` values (None = no value): min, max, sum, count.
+
+    A column without values has min/max NaN, sum 0 and count 0.
+    """
+    a = np.fromiter(chain.from_iterable(columns), np.float64, len(columns) * n).reshape(len(columns), n)
+    missing = np.isnan(a)  # None becomes NaN
+    if not missing.any():
+        return a.min(axis=1), a.max(axis=1), a.sum(axis=1), np.full(len(columns), n, np.int64)
+    counts = n - missing.sum(axis=1)
+    return np.fmin.reduce(a, axis=1), np.fmax.reduce(a, axis=1), np.nansum(a, axis=1), counts
+
+
+class Minute:
+    """One machine's minute."""
+
+    __slots__ = ("keys", "mins", "maxs", "sums", "counts", "by_key")
+
+    def __init__(self, keys: list[str], mins, maxs, sums, counts) -> None:
+        self.keys: list[str] | None = keys
+        self.mins, self.maxs, self.sums, self.counts = mins, maxs, sums, counts
+        self.by_key: Stats | None = None
+
+    def merge(self, keys: list[str], mins, maxs, sums, counts) -> None:
+        if self.keys is not None and keys == self.keys:
+            np.fmin(self.mins, mins, out=self.mins)
+            np.fmax(self.maxs, maxs, out=self.maxs)
+            self.sums += sums
+            self.counts += counts
+            return
+        stats = self.stats()
+        self.keys, self.by_key = None, stats
+        for key, lo, hi, total, n in zip(keys, mins.tolist(), maxs.tolist(), sums.tolist(), counts.tolist()):
+            if not n:
+                continue
+            s = stats.get(key)
+            if s is None:
+                stats[key] = [lo, hi, total, n]
+            else:
+                s[0], s[1], s[2], s[3] = min(s[0], lo), max(s[1], hi), s[2] + total, s[3] + n
+
+    def stats(self) -> Stats:
+        """``{key: [min, max, sum, count]}`` of the keys that had values."""
+        if self.by_key is not None:
+            return self.by_key
+        return {k: [lo, hi, total, n] for k, lo, hi, total, n in zip(
+            self.keys, self.mins.tolist(), self.maxs.tolist(), self.sums.tolist(), self.counts.tolist()) if n}
+
+
+class Rollups:
+    """The minutes being built, per machine."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[tuple[str, float], Minute] = {}
+
+    def add(self, machine_id: str, ts: list[float], keys: list[str], columns: list[list]) -> None:
+        first = ts[0] - ts[0] % 60
+        if all(first <= t < first + 60 for t in ts):  # the usual case: one minute
+            self._add(machine_id, first, keys, columns, len(ts))
+            return
+        minutes = [t - t % 60 for t in ts]
+        for minute in set(minutes):
+            idx = [i for i, m in enumerate(minutes) if m == minute]
+            self._add(machine_id, minute, keys, [[col[i] for i in idx] for col in columns], len(idx))
+
+    def _add(self, machine_id: str, minute: float, keys: list[str], columns: list[list], n: int) -> None:
+        stats = column_stats(columns, n)
+        bucket = self.buckets.get((machine_id, minute))
+        if bucket is None:
+            self.buckets[(machine_id, minute)] = Minute(keys, *stats)
+        else:
+            bucket.merge(keys, *stats)
+
+    def take_closed(self, now: float, grace: float = ROLLUP_GRACE_S) -> list[dict]:
+        """Remove and return the minutes that ended at least ``grace`` seconds ago (those with values)."""
+        closed = [k for k in self.buckets if k[1] + 60 + grace <= now]
+        rows = [{"machine_id": mid, "minute": minute, "stats": self.buckets.pop((mid, minute)).stats()}
+                for mid, minute in closed]
+        return [row for row in rows if row["stats"]]
