@@ -27,13 +27,15 @@ from .model import FleetModel
 from .screens.base import BaseScreen
 from .screens.cluster import ClusterScreen
 from .screens.events import EventsScreen
+from .screens.exec import ExecScreen
 from .screens.help import HelpScreen
 from .screens.machine import MachineScreen
 from .source import FleetSource
 from .theme import THEMES
 
 #: Actions not worth a palette entry (cursor movement).
-_NOT_IN_PALETTE = {"cursor", "page", "jump", "command_palette", "help", "quit", "toggle_theme", "dismiss"}
+_NOT_IN_PALETTE = {"cursor", "page", "jump", "command_palette", "help", "quit", "toggle_theme", "dismiss",
+                   "scroll_results"}
 
 
 class MachineCommands(Provider):
@@ -102,6 +104,9 @@ class CentralityApp(App):
     def open_events(self, machine: str | None = None) -> None:
         self.push_screen(EventsScreen(machine))
 
+    def open_exec(self, names: list[str], description: str, crumbs: list[str] | None = None) -> None:
+        self.push_screen(ExecScreen(names, description, crumbs))
+
     def action_events(self) -> None:
         self.open_events()
 
@@ -142,4 +147,9 @@ _TITLES = {
     "app.events": "Events", "events": "This machine's events", "nvidia": "Show the nvidia-smi screen",
     "open": "Open the selected row", "back": "Back", "clear_filter": "Clear the filter",
     "back_or_clear": "Clear the filter, or back", "reload": "Reload the chart history",
+    "toggle_mark": "Mark / unmark the selected machine", "clear_marks": "Clear the marks",
+    "exec('selection')": "Run a command on the marked machines (or the selected one)",
+    "exec('filter')": "Run a command on every machine shown (the filter's matches)",
+    "exec('machine')": "Run a command on this machine", "drain": "Drain this machine (asks why)",
+    "undrain": "Undrain this machine", "close": "Cancel the running command / close",
 }

@@ -27,6 +27,7 @@ def scenario(*, replay: int = 24, gpu: int = 6, cpu: int = 12) -> FakeSource:
     m["gpu-03"].state, m["gpu-03"].last_heartbeat = "limbo", FROZEN - 42
     m["cpu-07"].state, m["cpu-07"].last_heartbeat = "dead", FROZEN - 900
     m["gpu-05"].drained, m["gpu-05"].drain_reason = True, "NCCL timeouts"
+    m["gpu-05"].drained_by, m["gpu-05"].drained_at = "operator:alice", FROZEN - 300
     m["cpu-04"].unhealthy = True
     m["cpu-02"].hostname = EVIL_HOSTNAME
     m["cpu-02"].labels = {"team": "ml\x1b[2J", "pool": "batch"}
@@ -34,7 +35,7 @@ def scenario(*, replay: int = 24, gpu: int = 6, cpu: int = 12) -> FakeSource:
         {"ts": "2027-01-15T07:59:18.000Z", "kind": "disconnected", "machine": "gpu-03", "from": "live",
          "to": "limbo", "reason": "connection closed", "actor": "system", "machine_id": "id-gpu-03"},
         {"ts": "2027-01-15T07:55:00.000Z", "kind": "drained", "machine": "gpu-05", "from": "live",
-         "to": "live", "reason": "NCCL timeouts", "actor": "alice", "machine_id": "id-gpu-05"},
+         "to": "live", "reason": "NCCL timeouts", "actor": "operator:alice", "machine_id": "id-gpu-05"},
         {"ts": "2027-01-15T07:45:00.000Z", "kind": "forgotten", "machine": "cpu-07", "from": "limbo",
          "to": "dead", "reason": "decommissioned", "actor": "bob", "machine_id": "id-cpu-07"},
     ]

@@ -117,7 +117,9 @@ async def test_drill_in_window_change_and_back():
         assert ("metrics", "gpu-05", "10m", "raw") in src.requests
         assert {"cpu", "cores", "gpu_util", "gpu_mem", "net"} <= set(screen.chart_widgets)
         text = screen_text(app)
-        assert "GPU utilisation % (8 GPUs)" in text and "DRAINED" in text and "NCCL timeouts" not in text
+        assert "GPU utilisation % (8 GPUs)" in text and "DRAINED" in text
+        # Who drained it, when and why come from `machines show`.
+        assert "drained by operator:alice at 2027-01-15 07:55:00 UTC (5m ago): NCCL timeouts" in text
         await pilot.press("3")
         await until(pilot, lambda: ("metrics", "gpu-05", "1h", "1m") in src.requests and not screen.history_loading)
         assert screen.window == "1h" and screen.series.window_s == 3600

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from agent_runtime.backoff import Backoff
+from tui.fakeshell import FakeResult
 
 from .conftest import machine_ready, make_app, ready, scenario, until
 
@@ -36,6 +37,31 @@ def test_cluster_filtered(snap_compare):
         await pilot.press(*"pool=batch")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_cluster_marked(snap_compare):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("space", "space", "down", "space")  # cpu-01, cpu-02, cpu-04
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_exec_results(snap_compare):
+    """Every row (X): folded outputs, a failure group, a timeout, skipped machines with reasons."""
+    src = scenario()
+    src.exec_results["cpu-04"] = FakeResult(status="timeout", exit_code=None)
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("X")
+        await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
+        pilot.app.screen.query_one("#exec-command").cursor_blink = False
+        await pilot.press(*"nvidia-smi -L", "enter")
+        await until(pilot, lambda: pilot.app.screen.results is not None and not pilot.app.screen.results.running)
+        pilot.app.redraw()
+
+    assert snap_compare(make_app(src), terminal_size=SIZE, run_before=run_before)
 
 
 def test_machine_gpu(snap_compare):

@@ -1,4 +1,8 @@
-"""The cluster screen: fleet summary and the table of machines."""
+"""The cluster screen: fleet summary and the table of machines.
+
+``space`` marks machines (``c`` clears the marks); ``x`` opens the exec
+screen on the marked machines, or on the row under the cursor when none
+is marked; ``X`` on every row the filter shows."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input
 
+from .. import execrun
 from ..model import SORTS
 from ..widgets.chrome import FilterBar, SummaryBar
 from ..widgets.fleet_table import FleetTable
@@ -30,6 +35,10 @@ class ClusterScreen(BaseScreen):
         Binding("s", "sort_next", "Sort"),
         Binding("r", "sort_reverse", "Reverse"),
         Binding("e", "app.events", "Events"),
+        Binding("space", "toggle_mark", "Mark", key_display="space"),
+        Binding("c", "clear_marks", "Clear marks", show=False),
+        Binding("x", "exec('selection')", "Exec"),
+        Binding("X", "exec('filter')", "Exec on all shown", show=False),
         *(Binding(key, f"sort('{sort}')", f"Sort by {name}", show=False) for sort, key, name in SORT_KEYS),
     ]
 
@@ -63,7 +72,7 @@ class ClusterScreen(BaseScreen):
             self.table.sync()
             self.query_one(SummaryBar).show(model.summary(), sort=SORT_NAMES[model.sort_key],
                                             descending=model.sort_desc, filter_text=model.filter_text,
-                                            has_flags=model.has_flags)
+                                            has_flags=model.has_flags, marked=len(model.marked))
         elif second != self._second:
             self.table.sync()  # heartbeat ages move on; a pending re-sort lands
         self._second = second
@@ -113,3 +122,27 @@ class ClusterScreen(BaseScreen):
         model = self.dash.model
         model.set_sort(model.sort_key, not model.sort_desc)
         self.tick()
+
+    def action_toggle_mark(self) -> None:
+        name = self.table.selected
+        if name is None:
+            return
+        self.dash.model.toggle_mark(name)
+        self.table.action_cursor(1)  # on to the next row, so space space space marks a run of rows
+        self.tick()
+
+    def action_clear_marks(self) -> None:
+        self.dash.model.clear_marks()
+        self.tick()
+
+    def action_exec(self, scope: str) -> None:
+        """``x``: the marked machines (else the one under the cursor); ``X``: every row shown."""
+        model = self.dash.model
+        if scope == "filter":
+            names, description = execrun.matching(model.view(), model.filter_text)
+        else:
+            names, description = execrun.selection(model.marked, self.table.selected)
+        if not names:
+            self.notify("No machine to run a command on.", title="Exec", severity="warning")
+            return
+        self.dash.open_exec(names, description)

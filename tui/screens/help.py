@@ -10,6 +10,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ..execrun import CONFIRM_ABOVE
 from .cluster import SORT_KEYS
 
 SECTIONS = [
@@ -25,18 +26,30 @@ SECTIONS = [
         (" ".join(key for _, key, _ in SORT_KEYS[:5]), "sort by " + ", ".join(n for _, _, n in SORT_KEYS[:5])),
         (" ".join(key for _, key, _ in SORT_KEYS[5:]), "sort by " + ", ".join(n for _, _, n in SORT_KEYS[5:])),
         ("e", "events"),
+        ("space / c", "mark / unmark the machine under the cursor (✓, then on to the next row) / clear the marks"),
+        ("x", "run a command on the marked machines, or else on the one under the cursor"),
+        ("X", "run a command on every machine shown (all rows matching the filter)"),
         ("filter", "words must all match name, hostname, labels, state, kind or flags; "
                    "state:limbo, kind:gpu, label:pool=eval, name:gpu-0 match one field"),
     ]),
     ("Machine", [
         ("1 2 3 4", "chart window: 1 min, 10 min (raw samples), 1 hour, 24 hours (1-minute rollups)"),
         ("n", "jump to the nvidia-smi screen"), ("e", "this machine's events"), ("R", "reload history"),
+        ("x", "run a command on this machine"),
+        ("d / u", "drain (asks why; exec skips drained machines) / undrain"),
+    ]),
+    ("Exec", [
+        ("Enter", f"run the line (as sh -c LINE) on the machines listed; above {CONFIRM_ABOVE} "
+                  "it asks first (y / n)"),
+        ("Esc", "cancel a running command on every machine still running it, and close"),
+        ("PgUp PgDn", "scroll the results: identical outputs are folded under gpu-[01-12] (12)"),
     ]),
     ("Events", [("Enter", "open the event's machine"), ("/", "filter by machine, kind, state, reason, actor")]),
     ("States", [
         ("● live", "heartbeats arrive"), ("◐ limbo", "connection lost or heartbeats stopped; may come back"),
         ("✕ dead", "silent too long, or forgotten by an operator"),
         ("DRAINED / UNHEALTHY", "operator and health flags, independent of the state"),
+        ("✓", "marked: x runs a command on the marked machines"),
     ]),
 ]
 

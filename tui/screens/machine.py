@@ -5,6 +5,11 @@ History comes from ``metrics NAME`` when the screen opens or the window
 changes (raw samples up to 10 minutes, 1-minute rollups beyond); live values
 are pushed by a ``subscribe --machine NAME`` stream and appended. Charts are
 redrawn at most once a second, and only those on screen cost anything.
+
+``d`` drains the machine (a reason is required, as for ``centrality machines
+drain --reason``), ``u`` undrains it, ``x`` runs a command on it. The
+DRAINED flag arrives with the subscription; who drained it, when and why
+come from ``machines show``, reloaded when the flag changes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from textual.widgets import Static
 
 from agent_runtime.backoff import Backoff
 from centrality_core.sanitize import one_line
+from centrality_core.timefmt import parse_iso
 
 from .. import format as fmt
 from ..series import WINDOWS, Series, charts
@@ -28,6 +34,7 @@ from ..widgets.charts import MetricChart, TextPanel
 from ..widgets.event_table import EventTable
 from ..widgets.fleet_table import STATE_GLYPH
 from .base import BaseScreen
+from .dialogs import ReasonScreen
 
 WINDOW_NAMES = {"1m": "1 min", "10m": "10 min", "1h": "1 hour", "24h": "24 hours"}
 CHART_EVERY = 1.0  # seconds between chart redraws while data flows
@@ -43,6 +50,9 @@ class MachineScreen(BaseScreen):
         Binding("4", "window('24h')", "24h"),
         Binding("n", "nvidia", "nvidia-smi"),
         Binding("e", "events", "Events"),
+        Binding("x", "exec('machine')", "Exec"),
+        Binding("d", "drain", "Drain"),
+        Binding("u", "undrain", "Undrain"),
         Binding("R", "reload", "Reload history", show=False),
     ]
 
@@ -77,6 +87,7 @@ class MachineScreen(BaseScreen):
         self._smi_dirty = False
         self._ev_rev = -1
         self._state_seen: str | None = None
+        self._drained_seen: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.chrome_top()
@@ -176,10 +187,12 @@ class MachineScreen(BaseScreen):
         model = self.dash.model
         m = model.rows.get(self.machine_name)
         state = m.state if m else None
-        if state != self._state_seen:
+        drained = m.drained if m else None
+        if state != self._state_seen or drained != self._drained_seen:
+            # A new state or drain flag: `machines show` has the details (who drained it, when, why).
             if self._state_seen is not None and self.info is not None:
                 self.run_worker(self._load_info(), group="info", exclusive=True)
-            self._state_seen = state
+            self._state_seen, self._drained_seen = state, drained
         self._draw_info()
         now = time.monotonic()
         if not self.history_loading and (self._dirty and now - self._charts_at >= CHART_EVERY
@@ -215,6 +228,9 @@ class MachineScreen(BaseScreen):
         elif self.dash.model.loaded:
             parts += ["  ", ("no longer in the fleet", "$text-error bold")]
         lines = [Content.assemble(*parts)]
+        drain = (self.info or {}).get("drain")
+        if m is not None and m.drained and isinstance(drain, dict):
+            lines.append(self._drain_line(drain))
         if self.info_error:
             lines.append(Content.styled(one_line(self.info_error, 200), "$text-error"))
         if info:
@@ -242,6 +258,27 @@ class MachineScreen(BaseScreen):
             lines.append(Content.styled("loading machine info…", "$text-muted"))
         for static in self.query("#info").results(Static):  # none while the screen is torn down
             _show(static, Content("\n").join(lines))
+
+    def _drain_line(self, drain: dict) -> Content:
+        """Who drained it, when and why, as ``machines show`` says."""
+        parts: list = [("drained", "$text-warning bold")]
+        by = one_line(str(drain.get("by") or ""), 80)
+        if by:
+            parts += [(" by ", "$text-muted"), (by, "bold")]
+        if drain.get("auto"):
+            parts.append((" (auto-drain)", "$text-muted"))
+        try:
+            at = parse_iso(str(drain.get("at") or ""))
+        except ValueError:
+            at = None
+        if at is not None:
+            ago = fmt.age(self.dash.model.server_now() - at)
+            parts += [(" at ", "$text-muted"), (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)), ""),
+                      (f" ({ago} ago)", "$text-muted")]
+        reason = one_line(str(drain.get("reason") or ""), 300)
+        if reason:
+            parts += [(": ", "$text-muted"), (reason, "")]
+        return Content.assemble(*parts)
 
     def _draw_window(self) -> None:
         parts: list = [("window ", "$text-muted")]
@@ -309,6 +346,44 @@ class MachineScreen(BaseScreen):
 
     def action_events(self) -> None:
         self.dash.open_events(machine=self.machine_name)
+
+    def action_exec(self, scope: str = "machine") -> None:
+        self.dash.open_exec([self.machine_name], "this machine", ["Fleet", self.machine_name])
+
+    def action_drain(self) -> None:
+        name = self.machine_name
+        m = self.dash.model.rows.get(name)
+        if m is not None and m.drained:
+            self.notify(f"{name} is already drained; u undrains it.", title="Drain", severity="warning")
+            return
+
+        def answered(reason: str | None) -> None:
+            if reason:
+                self.run_worker(self._set_drained(True, reason), group="flags")
+
+        question = Content.assemble(("Drain ", ""), (name, "bold"), (": exec skips it until it is undrained. "
+                                    "Why? (shown with the flag and kept in its events)", ""))
+        self.app.push_screen(ReasonScreen(f"Drain {name}", question, placeholder="e.g. PSU swap, NCCL timeouts",
+                                          required="A reason is required: say why it is drained."), answered)
+
+    def action_undrain(self) -> None:
+        self.run_worker(self._set_drained(False), group="flags")
+
+    async def _set_drained(self, drain: bool, reason: str = "") -> None:
+        name, source = self.machine_name, self.dash.source
+        verb = "drain" if drain else "undrain"
+        try:
+            r = await (source.drain([name], reason) if drain else source.undrain([name]))
+        except SourceError as exc:
+            self.notify(one_line(exc.reason, 300), title=f"Cannot {verb} {name}", severity="error")
+            return
+        if r.get("drained" if drain else "undrained"):
+            self.notify(f"{name} {verb}ed" + (f": {one_line(reason, 200)}" if drain else ""), title=verb.title())
+        else:
+            self.notify(f"{name} was {'already' if drain else 'not'} drained.", title=verb.title(),
+                        severity="warning")
+        if self.is_attached:
+            self.run_worker(self._load_info(), group="info", exclusive=True)
 
     def on_event_table_opened(self, message: EventTable.Opened) -> None:
         message.stop()  # these are this machine's own events

@@ -65,7 +65,8 @@ class SummaryBar(Static):
 
     _shown: Content | None = None
 
-    def show(self, s: Summary, *, sort: str, descending: bool, filter_text: str, has_flags: bool) -> None:
+    def show(self, s: Summary, *, sort: str, descending: bool, filter_text: str, has_flags: bool,
+             marked: int = 0) -> None:
         parts: list = [
             (f"{s.total} machines", "bold"), "   ",
             (f"● live {s.live}", "$text-success"), "  ",
@@ -85,6 +86,9 @@ class SummaryBar(Static):
                        (f"   sorted by {sort} {'▼' if descending else '▲'}", "$text-muted")]
         if filter_text:
             line2 += [("   filter: ", "$text-muted"), (filter_text, "bold $text-accent")]
+        if marked:
+            line2 += [("   ", ""), (f"✓ {marked} marked", "bold $text-accent"),
+                      ("  (x runs a command on them, c clears)", "$text-muted")]
         content = Content.assemble(*parts, "\n", *line2)
         if content != self._shown:  # a fixed height: no layout pass, only this bar repaints
             self._shown = content

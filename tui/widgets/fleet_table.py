@@ -24,6 +24,7 @@ from ..model import FleetModel, Machine
 from .table import LineTable, fit
 
 STATE_GLYPH = {"live": "●", "limbo": "◐", "dead": "✕"}
+MARK_GLYPH = "✓"  # a machine marked with space (x runs a command on the marked machines)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Column:
 
 
 def fleet_columns(name_width: int, flags: bool) -> list[Column]:
-    cols = [Column("name", "NAME", name_width + 1, "name"), Column("state", "STATE", 7, "state")]
+    cols = [Column("mark", "", 1, ""), Column("name", "NAME", name_width + 1, "name"),
+            Column("state", "STATE", 7, "state")]
     if flags:
         cols.append(Column("flags", "FLAGS", 9, "flags"))
     cols += [
@@ -66,6 +68,7 @@ class FleetTable(LineTable):
         "fleet-table--limbo", "fleet-table--dead", "fleet-table--warn", "fleet-table--crit",
         "fleet-table--dim", "fleet-table--drained", "fleet-table--unhealthy", "fleet-table--cpu-spark",
         "fleet-table--gpu-spark", "fleet-table--gpu", "fleet-table--empty", "fleet-table--name",
+        "fleet-table--mark",
     }
 
     DEFAULT_CSS = """
@@ -76,6 +79,7 @@ class FleetTable(LineTable):
         & > .fleet-table--sorted { background: $panel; color: $text-accent; text-style: bold underline; }
         & > .fleet-table--cursor { background: $block-cursor-blurred-background; }
         & > .fleet-table--name { text-style: bold; }
+        & > .fleet-table--mark { color: $text-accent; text-style: bold; }
         & > .fleet-table--live { color: $text-success; }
         & > .fleet-table--limbo { color: $text-warning; text-style: bold; }
         & > .fleet-table--dead { color: $text-error; text-style: bold; }
@@ -169,7 +173,7 @@ class FleetTable(LineTable):
 
     def header_clicked(self, x: int) -> None:
         for c, off in zip(self._cols, self._offsets):
-            if off <= x < off + c.width + 1:
+            if off <= x < off + c.width + 1 and c.sort:
                 self.model.set_sort(c.sort)
                 self.sync()
                 return
@@ -209,7 +213,8 @@ class FleetTable(LineTable):
         m = self.model.rows.get(self._view[index])
         if m is None:
             return None
-        return (m.name, m.version, selected, fmt.age(m.age(self.model.clock())), self._layout_key)
+        return (m.name, m.version, selected, m.name in self.model.marked, fmt.age(m.age(self.model.clock())),
+                self._layout_key)
 
     def render_row(self, index: int, selected: bool) -> Strip:
         m = self.model.rows.get(self._view[index])
@@ -228,7 +233,9 @@ class FleetTable(LineTable):
         cells: list[tuple[str, Style]] = []
         for c in self._cols:
             cid = c.id
-            if cid == "name":
+            if cid == "mark":
+                cells.append((MARK_GLYPH if m.name in self.model.marked else "", S("mark")))
+            elif cid == "name":
                 cells.append((m.name, S("name")))
             elif cid == "state":
                 cells.append((f"{STATE_GLYPH.get(m.state, '?')} {m.state}", state_style))

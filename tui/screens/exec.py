@@ -1,0 +1,183 @@
+"""The exec screen: run a command line on the chosen machines, see the results folded.
+
+What it runs on is decided by the screen that opened it (``execrun.Plan``:
+the marked machines, the one under the cursor, or every row the filter
+shows) and shown before anything runs. Enter runs the line (``sh -c LINE``)
+through ``FleetSource.exec``; above ``CONFIRM_ABOVE`` machines, or when the
+control plane asks, a confirmation comes first. Escape cancels a running
+command (closing the request's channel makes the control plane send
+``cancel`` to every machine still running it) and closes the screen.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Input
+from textual.worker import Worker
+
+from .. import execrun
+from ..execrun import ExecResults, Plan
+from ..source import SourceError
+from ..widgets.exec_view import PlanPanel, ProgressLine, ResultsPanel
+from .base import BaseScreen
+from .dialogs import ConfirmScreen
+
+REPLAN_EVERY = 1.0  # seconds between re-checks of the targets while nothing runs
+
+
+class ExecScreen(BaseScreen):
+    BINDINGS = [
+        Binding("escape", "close", "Cancel / close"),
+        Binding("q", "close", "Back", show=False),
+        Binding("pageup", "scroll_results(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_results(1)", "Scroll down", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    ExecScreen #exec-command { margin: 0 1; border: tall $accent; }
+    ExecScreen #exec-page { height: 1fr; }
+    """
+
+    def __init__(self, names: list[str], description: str, crumbs: list[str] | None = None) -> None:
+        super().__init__()
+        self.names, self.description = list(names), description
+        self.crumbs = [*(crumbs or ["Fleet"]), "Exec"]
+        self.plan: Plan | None = None
+        self.results: ExecResults | None = None
+        self.command = ""
+        self.worker: Worker | None = None
+        self._started = 0.0
+        self._drawn = (-1, -1, -1)
+        self._model_rev = -1
+        self._planned_at = -1e9
+        self._plan_rev = 0
+
+    def compose(self) -> ComposeResult:
+        yield from self.chrome_top()
+        yield PlanPanel(id="exec-plan")
+        yield Input(placeholder="command line, e.g. nvidia-smi -L   (Enter runs it on the machines above)",
+                    id="exec-command")
+        yield ProgressLine(id="exec-progress")
+        with VerticalScroll(id="exec-page"):
+            yield ResultsPanel(id="exec-results")
+        yield from self.chrome_bottom()
+
+    def on_mount(self) -> None:
+        self.replan()
+        super().on_mount()
+        self.query_one("#exec-command", Input).focus()
+
+    @property
+    def running(self) -> bool:
+        return self.results is not None and self.results.running
+
+    # ------------------------------------------------------------------ drawing
+
+    def replan(self) -> None:
+        model = self.dash.model
+        self._model_rev, self._planned_at = model.revision, self.dash.monotonic()
+        self.plan = execrun.plan(model.rows, self.names, self.description)
+        self._plan_rev += 1
+        self.query_one(PlanPanel).show(self.plan)
+
+    def tick(self) -> None:
+        super().tick()
+        now = self.dash.monotonic()
+        model = self.dash.model
+        if (not self.running and model.revision != self._model_rev
+                and now - self._planned_at >= REPLAN_EVERY):
+            self.replan()
+        r = self.results
+        elapsed = now - self._started if r is not None else 0.0
+        key = (r.revision if r is not None else -1, id(r), self._plan_rev, int(elapsed * 10) if self.running else 0)
+        if key == self._drawn:
+            return
+        self._drawn = key
+        self.query_one(ProgressLine).show(r, elapsed, self.command)
+        self.query_one(ResultsPanel).show(r, self.plan)
+
+    # ------------------------------------------------------------------ running
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        argv = execrun.command_argv(event.value)
+        if self.running:
+            self.notify("A command is still running; Escape cancels it.", title="Exec", severity="warning")
+            return
+        if not argv:
+            self.notify("Type a command to run.", title="Exec", severity="warning")
+            return
+        self.replan()
+        plan = self.plan
+        if plan is None or not plan.selected:
+            self.notify("None of these machines can run it (all skipped: see why above).", title="Exec",
+                        severity="warning")
+            return
+        if plan.needs_confirm:
+            self.confirm(argv, Content.assemble(
+                ("Run ", ""), (execrun.describe_command(argv), "bold"), (" on ", ""),
+                (f"{len(plan.selected)} machines", "bold $text-warning"),
+                (f"? That is more than {execrun.CONFIRM_ABOVE}.", "")))
+        else:
+            self.start(argv)
+
+    def confirm(self, argv: list[str], question: Content) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start(argv, yes=True)
+            else:
+                self.notify("Not run.", title="Exec")
+
+        self.app.push_screen(ConfirmScreen("Run on many machines?", question), answered)
+
+    def start(self, argv: list[str], *, yes: bool = False) -> None:
+        self.command = execrun.describe_command(argv)
+        self.results = ExecResults()
+        self._started = self.dash.monotonic()
+        self.worker = self.run_worker(self._run(self.results, argv, yes), group="exec", exclusive=True)
+        self.tick()
+
+    async def _run(self, results: ExecResults, argv: list[str], yes: bool) -> None:
+        assert self.plan is not None
+        stream = self.dash.source.exec(self.plan.targets(), argv, timeout=execrun.TIMEOUT,
+                                       max_output=execrun.MAX_OUTPUT, yes=yes)
+        try:
+            async for doc in stream:
+                results.feed(doc)
+        except SourceError as exc:
+            if exc.code == "confirm_required" and not yes:  # the control plane's threshold is lower
+                self.results = None
+                self.confirm(argv, Content.assemble(("The control plane asks: ", ""), (exc.reason, "bold"),
+                                                    ("\nRun it anyway?", "")))
+                return
+            results.fail(exc.reason)
+            title = "refused" if exc.code == "forbidden" else "not run" if results.start is None else "failed"
+            self.notify(exc.reason, title=f"Exec {title}", severity="error")
+        finally:
+            await stream.aclose()
+        results.finish()
+        self.safe_tick()
+
+    # ------------------------------------------------------------------ keys
+
+    def action_close(self) -> None:
+        if self.running and self.worker is not None:
+            self.worker.cancel()  # the channel closes: the control plane cancels it on every machine
+            assert self.results is not None
+            self.results.cancel()
+            self.notify(f"Cancelled on the machines still running: {self.command}", title="Exec",
+                        severity="warning")
+        self.dismiss()
+
+    def action_back(self) -> None:
+        self.action_close()
+
+    def action_scroll_results(self, direction: int) -> None:
+        page = self.query_one("#exec-page", VerticalScroll)
+        if direction < 0:
+            page.scroll_page_up(animate=False)
+        else:
+            page.scroll_page_down(animate=False)
