@@ -22,6 +22,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Mapping, NamedTuple
 
 from centrality_cli.execview import STATUS_TEXT, describe_exit
@@ -54,11 +55,11 @@ class Plan:
     selected: tuple[str, ...]  # those that would run it: live and not drained
     skipped: tuple[tuple[str, str], ...]  # (name, limbo | dead | drained)
 
-    @property
+    @cached_property  # folding 10,000 names takes about 0.1 s: once per plan
     def folded(self) -> str:
         return hostlist.fold(self.names)
 
-    @property
+    @cached_property
     def selected_folded(self) -> str:
         return hostlist.fold(self.selected)
 
@@ -94,6 +95,12 @@ def matching(view: list[str], filter_text: str) -> tuple[list[str], str]:
     if filter_text:
         return names, f"every machine matching the filter “{one_line(filter_text, 80)}” ({len(names)})"
     return names, f"every machine in the fleet ({len(names)})"
+
+
+def plan_key(rows: Mapping[str, object], names: Iterable[str]) -> tuple:
+    """What a plan depends on: changes only when one of ``names`` comes, goes, or changes state or drain."""
+    get = rows.get
+    return tuple((m.state, m.drained) if (m := get(n)) is not None else None for n in names)
 
 
 def plan(rows: Mapping[str, object], names: Iterable[str], description: str) -> Plan:

@@ -66,6 +66,12 @@ def test_plan_skips_limbo_dead_and_drained_as_the_control_plane_would():
                                                                ("drained", "gpu-05")]
     assert not p.needs_confirm
     assert plan(model.rows, [], "nothing").targets() == []
+    # A plan is made again only when one of its machines changes state or drain, comes or goes.
+    key = execrun.plan_key(model.rows, p.names)
+    model.rows["cpu-01"].cpu = 99.0
+    assert execrun.plan_key(model.rows, p.names) == key
+    model.rows["cpu-01"].drained = True
+    assert execrun.plan_key(model.rows, p.names) != key
 
 
 def test_plan_needs_confirmation_above_the_control_planes_default_threshold():

@@ -54,6 +54,7 @@ class ExecScreen(BaseScreen):
         self._model_rev = -1
         self._planned_at = -1e9
         self._plan_rev = 0
+        self._plan_key: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield from self.chrome_top()
@@ -77,8 +78,13 @@ class ExecScreen(BaseScreen):
     # ------------------------------------------------------------------ drawing
 
     def replan(self) -> None:
+        """The plan again, if a machine came, went, or changed state or drain since the last one."""
         model = self.dash.model
         self._model_rev, self._planned_at = model.revision, self.dash.monotonic()
+        key = execrun.plan_key(model.rows, self.names)
+        if self.plan is not None and key == self._plan_key:
+            return
+        self._plan_key = key
         self.plan = execrun.plan(model.rows, self.names, self.description)
         self._plan_rev += 1
         self.query_one(PlanPanel).show(self.plan)
