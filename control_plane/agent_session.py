@@ -192,6 +192,11 @@ class AgentSession(asyncssh.SSHServerSession):
         self.log = self.handler.log = contextual("centrality.agent",
                                                  f"agent={msg.name} conn={self.handler.id}")
         self.log.info("registered (%s)", "continued" if reg.continued else "new")
+        if self.handler.conn is not None:
+            # Silence is the fleet's job from here (heartbeats; the session is
+            # closed when the machine goes to limbo): no SSH keepalive timer
+            # to re-arm on every packet.
+            self.handler.conn.set_keepalive(0)
         self.send(p.Registered(machine_id=reg.machine.id, name=msg.name,
                                heartbeat_interval=self.cp.registry.fleet.thresholds.heartbeat_interval,
                                continued=reg.continued, server_version=self.cp.version))

@@ -14,16 +14,16 @@ import logging
 import math
 import time
 from collections import deque
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
+import numpy as np
 
 from centrality_core import protocol as p
 from centrality_core.summary import EMPTY, Summary, select, summarize
 from centrality_core.timefmt import iso
 
-from .rollups import Rollups
+from .rollups import Rollups, matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -38,28 +38,41 @@ MAX_PAST_S = 7 * 86400.0
 class Latest:
     """The newest values of one machine, served from memory.
 
-    ``summary`` (the fleet table's figures) is computed when first read, not
-    per batch: most batches are never looked at before the next one arrives.
+    Kept compact, for 10,000 machines: the key list is shared by machines of
+    the same shape and the values are one float array. ``values`` is built
+    when asked for; ``summary`` (the fleet table's figures) when first read.
     """
 
-    __slots__ = ("ts", "values", "_summary", "text", "text_ts", "dropped")
+    __slots__ = ("ts", "keys", "row", "_summary", "text", "text_ts", "dropped")
 
     def __init__(self) -> None:
         self.ts = 0.0
-        self.values: dict[str, float] = {}
+        self.keys: list[str] = []
+        self.row: np.ndarray | None = None
         self._summary: Summary | None = EMPTY
         self.text: dict[str, str] = {}
         self.text_ts = 0.0
         self.dropped = 0  # samples the agent reported dropping, in total
 
-    def set(self, ts: float, values: dict[str, float]) -> None:
-        self.ts, self.values, self._summary = ts, values, None
+    def set(self, ts: float, keys: list[str], row: np.ndarray) -> None:
+        self.ts, self.keys, self.row, self._summary = ts, keys, row, None
+
+    @property
+    def values(self) -> dict[str, float]:
+        if self.row is None:
+            return {}
+        return {k: v for k, v in zip(self.keys, self.row.tolist()) if v == v}  # NaN: no value
 
     @property
     def summary(self) -> Summary:
         if self._summary is None:
             self._summary = summarize(self.values)
         return self._summary
+
+
+#: At most this many distinct metric names are shared between machines
+#: (``Metrics.shared_keys``); past it, key lists are simply not shared.
+MAX_SHARED_KEYS = 200_000
 
 
 class Metrics:
@@ -69,6 +82,9 @@ class Metrics:
         self.cursors: dict[str, tuple[str, int]] = {}
         self.latest: dict[str, Latest] = {}
         self.rollups = Rollups()
+        self._keys: dict[str, list[str]] = {}  # machine id -> its key list (shared)
+        self._shapes: dict[tuple[str, ...], list[str]] = {}  # key list -> the one shared copy
+        self._shared = 0  # keys held in _shapes
         self.samples_stored = 0
         self.duplicates = 0
         #: (stored at, the batch's sample timestamps): sample-to-stored delays,
@@ -109,9 +125,11 @@ class Metrics:
             self.cp.writer.add_metric_batch(None, cursor_row)
             self.cp.writer.after_flush(lambda: send(ack))
             return None
-        self._update_latest(name, batch)
+        keys = self.shared_keys(machine_id, batch.keys)
+        a = matrix(batch.columns, len(ts))
+        self._update_latest(name, batch, keys, a)
         self.cp.changes.touch(name)
-        self.rollups.add(machine_id, ts, batch.keys, batch.columns)
+        self.rollups.add(machine_id, ts, keys, a)
         self.cp.writer.add_metric_batch(
             {"machine_id": machine_id, "ts_first": min(ts), "ts_last": max(ts), "payload": frame}, cursor_row)
 
@@ -123,22 +141,32 @@ class Metrics:
         self.samples_stored += len(ts)
         return None
 
-    def _update_latest(self, name: str, batch: p.MetricsBatch) -> None:
+    def shared_keys(self, machine_id: str, keys: list[str]) -> list[str]:
+        """``keys``, as the list already held for an equal one (most batches repeat their
+        machine's keys; GPU machines of one model all send the same ones)."""
+        prev = self._keys.get(machine_id)
+        if prev is not None and prev == keys:
+            return prev
+        shape = tuple(keys)
+        shared = self._shapes.get(shape)
+        if shared is None and self._shared + len(keys) <= MAX_SHARED_KEYS:
+            shared = self._shapes[shape] = keys
+            self._shared += len(keys)
+        self._keys[machine_id] = shared or keys
+        return shared or keys
+
+    def _update_latest(self, name: str, batch: p.MetricsBatch, keys: list[str], a: np.ndarray) -> None:
         latest = self.latest.get(name)
         if latest is None:
             latest = self.latest[name] = Latest()
         ts = batch.ts
-        newest_ts = max(ts)
-        last = len(ts) - 1 if ts[-1] == newest_ts else ts.index(newest_ts)
-        if ts[last] >= latest.ts:
-            newest = list(map(itemgetter(last), batch.columns))
-            if None in newest:
-                latest.set(ts[last], {k: v for k, v in zip(batch.keys, newest) if v is not None})
-            else:
-                latest.set(ts[last], dict(zip(batch.keys, newest)))
+        newest = max(ts)
+        if newest >= latest.ts:
+            last = len(ts) - 1 if ts[-1] == newest else ts.index(newest)
+            latest.set(newest, keys, a[:, last].copy())
         if batch.text:
             latest.text.update(batch.text)
-            latest.text_ts = ts[last]
+            latest.text_ts = newest
         latest.dropped += batch.dropped
 
     def lag_percentiles(self, window: float = 30.0) -> dict[str, float | None]:

@@ -109,10 +109,12 @@ class Registry:
     def save_heartbeats(self) -> int:
         """Queue the last-heartbeat times that changed since the last call."""
         n = 0
+        machines = self.fleet.machines
         for name, rec in self.records.items():
             if rec.dirty:
                 rec.dirty = False
-                self.writer.upsert_machine(self.row(name))
+                m = machines[name]
+                self.writer.save_heartbeat(m.id, m.last_heartbeat)
                 n += 1
         return n
 

@@ -21,17 +21,21 @@ ROLLUP_GRACE_S = 30.0
 Stats = dict[str, list]  # key -> [min, max, sum, count]
 
 
-def column_stats(columns: list[list], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of ``n`` values (None = no value): min, max, sum, count.
+def matrix(columns: list[list], n: int) -> np.ndarray:
+    """The batch as a keys x samples array; None becomes NaN."""
+    return np.fromiter(chain.from_iterable(columns), np.float64, len(columns) * n).reshape(len(columns), n)
 
-    A column without values has min/max NaN, sum 0 and count 0.
+
+def row_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``a``: min, max, sum, count of the values that are not NaN.
+
+    A row without values has min/max NaN, sum 0 and count 0.
     """
-    a = np.fromiter(chain.from_iterable(columns), np.float64, len(columns) * n).reshape(len(columns), n)
-    missing = np.isnan(a)  # None becomes NaN
+    n = a.shape[1]
+    missing = np.isnan(a)
     if not missing.any():
-        return a.min(axis=1), a.max(axis=1), a.sum(axis=1), np.full(len(columns), n, np.int64)
-    counts = n - missing.sum(axis=1)
-    return np.fmin.reduce(a, axis=1), np.fmax.reduce(a, axis=1), np.nansum(a, axis=1), counts
+        return a.min(axis=1), a.max(axis=1), a.sum(axis=1), np.full(a.shape[0], n, np.int64)
+    return np.fmin.reduce(a, axis=1), np.fmax.reduce(a, axis=1), np.nansum(a, axis=1), n - missing.sum(axis=1)
 
 
 class Minute:
@@ -45,7 +49,7 @@ class Minute:
         self.by_key: Stats | None = None
 
     def merge(self, keys: list[str], mins, maxs, sums, counts) -> None:
-        if self.keys is not None and keys == self.keys:
+        if self.keys is not None and (keys is self.keys or keys == self.keys):
             np.fmin(self.mins, mins, out=self.mins)
             np.fmax(self.maxs, maxs, out=self.maxs)
             self.sums += sums
@@ -76,18 +80,19 @@ class Rollups:
     def __init__(self) -> None:
         self.buckets: dict[tuple[str, float], Minute] = {}
 
-    def add(self, machine_id: str, ts: list[float], keys: list[str], columns: list[list]) -> None:
+    def add(self, machine_id: str, ts: list[float], keys: list[str], a: np.ndarray) -> None:
+        """Fold in one batch: sample times ``ts`` and ``a = matrix(columns, len(ts))``."""
         first = ts[0] - ts[0] % 60
-        if all(first <= t < first + 60 for t in ts):  # the usual case: one minute
-            self._add(machine_id, first, keys, columns, len(ts))
+        if first <= min(ts) and max(ts) < first + 60:  # the usual case: one minute
+            self._add(machine_id, first, keys, a)
             return
-        minutes = [t - t % 60 for t in ts]
-        for minute in set(minutes):
-            idx = [i for i, m in enumerate(minutes) if m == minute]
-            self._add(machine_id, minute, keys, [[col[i] for i in idx] for col in columns], len(idx))
+        t = np.asarray(ts)
+        minutes = t - t % 60
+        for minute in np.unique(minutes).tolist():
+            self._add(machine_id, minute, keys, a[:, minutes == minute])
 
-    def _add(self, machine_id: str, minute: float, keys: list[str], columns: list[list], n: int) -> None:
-        stats = column_stats(columns, n)
+    def _add(self, machine_id: str, minute: float, keys: list[str], a: np.ndarray) -> None:
+        stats = row_stats(a)
         bucket = self.buckets.get((machine_id, minute))
         if bucket is None:
             self.buckets[(machine_id, minute)] = Minute(keys, *stats)

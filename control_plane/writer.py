@@ -35,6 +35,10 @@ class StoreWriter:
     def upsert_machine(self, row: dict) -> None:
         self.pending.upsert(row)
 
+    def save_heartbeat(self, machine_id: str, ts: float) -> None:
+        """Only the last-heartbeat time of a machine (no full row)."""
+        self.pending.heartbeats[machine_id] = ts
+
     def delete_machine(self, machine_id: str) -> None:
         self.pending.delete(machine_id)
 

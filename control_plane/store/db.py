@@ -48,6 +48,7 @@ class WriteBatch:
 
     upserts: dict[str, dict] = field(default_factory=dict)  # machine id -> row
     deletes: set[str] = field(default_factory=set)          # machine ids
+    heartbeats: dict[str, float] = field(default_factory=dict)  # machine id -> last heartbeat
     events: list[dict] = field(default_factory=list)
     metric_batches: list[dict] = field(default_factory=list)
     cursors: dict[str, dict] = field(default_factory=dict)  # machine id -> cursor row
@@ -62,11 +63,12 @@ class WriteBatch:
 
     def delete(self, machine_id: str) -> None:
         self.upserts.pop(machine_id, None)
+        self.heartbeats.pop(machine_id, None)
         self.deletes.add(machine_id)
 
     def __len__(self) -> int:
-        return (len(self.upserts) + len(self.deletes) + len(self.events) + len(self.metric_batches)
-                + len(self.rollups) + len(self.callbacks) + len(self.audits))
+        return (len(self.upserts) + len(self.deletes) + len(self.heartbeats) + len(self.events)
+                + len(self.metric_batches) + len(self.rollups) + len(self.callbacks) + len(self.audits))
 
     def merge(self, later: WriteBatch) -> None:
         """Fold ``later`` into this batch (used when a flush failed and is retried)."""
@@ -74,6 +76,7 @@ class WriteBatch:
             self.delete(mid)
         for row in later.upserts.values():
             self.upsert(row)
+        self.heartbeats.update(later.heartbeats)
         self.events.extend(later.events)
         self.metric_batches.extend(later.metric_batches)
         self.cursors.update(later.cursors)
@@ -117,11 +120,9 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({_redact(self.url)})"
 
-    @property
-    def _insert_batches_sql(self) -> str:
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        return ("INSERT INTO metric_batches (machine_id, ts_first, ts_last, payload) "
-                f"VALUES ({', '.join([mark] * 4)})")
+    def _sql(self, text: str) -> str:
+        """Driver-level SQL written with ``?`` placeholders, in this driver's style."""
+        return text if self.engine.dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -175,14 +176,20 @@ class Store:
                 conn.execute(self._upsert(machines, ["id"]), rows)
             if batch.events:
                 conn.execute(EventRow.__table__.insert(), batch.events)
+            # The hot statements (thousands of rows a second at fleet scale) go
+            # straight to the driver, without per-row parameter processing.
+            if batch.heartbeats:
+                conn.exec_driver_sql(self._sql("UPDATE machines SET last_heartbeat = ? WHERE id = ?"),
+                                     [(ts, mid) for mid, ts in batch.heartbeats.items()])
             if batch.metric_batches:
-                # The hot insert (thousands of rows a second at fleet scale):
-                # straight to the driver, without per-row parameter processing.
-                conn.exec_driver_sql(self._insert_batches_sql, [
-                    (r["machine_id"], r["ts_first"], r["ts_last"], r["payload"]) for r in batch.metric_batches])
+                conn.exec_driver_sql(self._sql(
+                    "INSERT INTO metric_batches (machine_id, ts_first, ts_last, payload) VALUES (?, ?, ?, ?)"),
+                    [(r["machine_id"], r["ts_first"], r["ts_last"], r["payload"]) for r in batch.metric_batches])
             if batch.cursors:
-                conn.execute(self._upsert(MetricCursorRow.__table__, ["machine_id"]),
-                             list(batch.cursors.values()))
+                conn.exec_driver_sql(self._sql(
+                    "INSERT INTO metric_cursors (machine_id, stream, seq) VALUES (?, ?, ?) ON CONFLICT (machine_id) "
+                    "DO UPDATE SET stream = excluded.stream, seq = excluded.seq"),
+                    [(c["machine_id"], c["stream"], c["seq"]) for c in batch.cursors.values()])
             if batch.rollups:
                 self._write_rollups(conn, batch.rollups)
             if batch.audits:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import msgspec
 
 from centrality_core.summary import split_key, summarize
-from control_plane.rollups import Rollups
+from control_plane.rollups import Rollups, matrix
 from control_plane.store import Store
 from control_plane.store.db import WriteBatch
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 
 
+def add(r: Rollups, machine_id: str, ts: list[float], keys: list[str], columns: list[list]) -> None:
+    r.add(machine_id, ts, keys, matrix(columns, len(ts)))
+
+
 def test_rollups_min_avg_max_per_minute_and_split_batches():
     r = Rollups()
     # One batch straddling a minute boundary, one later batch in the first minute.
-    r.add("m1", [T0 + 58, T0 + 59, T0 + 60, T0 + 61], ["cpu.percent", "gpu[0].util_percent"],
+    add(r, "m1", [T0 + 58, T0 + 59, T0 + 60, T0 + 61], ["cpu.percent", "gpu[0].util_percent"],
           [[10.0, 30.0, 50.0, None], [None, 100.0, 0.0, 0.0]])
-    r.add("m1", [T0 + 10], ["cpu.percent"], [[20.0]])
+    add(r, "m1", [T0 + 10], ["cpu.percent"], [[20.0]])
     assert r.take_closed(T0 + 60 + 29) == []  # minute 0 ends at +60; grace 30 s not over
     closed = r.take_closed(T0 + 60 + 30)
     assert closed == [{"machine_id": "m1", "minute": T0,
@@ -31,11 +35,11 @@ def test_rollups_min_avg_max_per_minute_and_split_batches():
 def test_rollups_merge_batches_of_same_and_changing_keys():
     r = Rollups()
     keys = ["a", "b"]
-    r.add("m1", [T0 + 1, T0 + 2], keys, [[1.0, 5.0], [7.0, 7.0]])
-    r.add("m1", [T0 + 3, T0 + 4], keys, [[0.5, 2.0], [9.0, 8.0]])     # same keys: merged column-wise
-    r.add("m1", [T0 + 5], ["a", "c", "b"], [[3.0], [None], [1.0]])      # a key appears, with no value
-    r.add("m1", [T0 + 6], ["c"], [[4.0]])                                # and gets one later
-    r.add("m2", [T0 + 1], ["a"], [[None]])                               # nothing to roll up
+    add(r, "m1", [T0 + 1, T0 + 2], keys, [[1.0, 5.0], [7.0, 7.0]])
+    add(r, "m1", [T0 + 3, T0 + 4], keys, [[0.5, 2.0], [9.0, 8.0]])     # same keys: merged column-wise
+    add(r, "m1", [T0 + 5], ["a", "c", "b"], [[3.0], [None], [1.0]])      # a key appears, with no value
+    add(r, "m1", [T0 + 6], ["c"], [[4.0]])                                # and gets one later
+    add(r, "m2", [T0 + 1], ["a"], [[None]])                               # nothing to roll up
     (m1,) = r.take_closed(T0 + 200)  # m2's minute had no values: no row
     assert m1["stats"] == {"a": [0.5, 5.0, 11.5, 5], "b": [1.0, 9.0, 32.0, 5], "c": [4.0, 4.0, 4.0, 1]}
     assert r.buckets == {}

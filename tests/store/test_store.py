@@ -191,6 +191,27 @@ def test_upsert_after_delete_in_one_batch_keeps_the_row(store):
     assert [r["id"] for r in store.load_machines()] == [row["id"]]
 
 
+def test_heartbeat_times_update_only_that_column(store):
+    a = machine_row("gpu1", id="a" * 32)
+    _write(store, upserts=[a])
+    b = WriteBatch()
+    b.heartbeats[a["id"]] = 1234.5
+    b.heartbeats["f" * 32] = 99.0  # a machine not stored (forgotten meanwhile): nothing happens
+    store.write(b)
+    (row,) = store.load_machines()
+    assert row == {**a, "last_heartbeat": 1234.5}
+    # A new machine and its first saved heartbeat in one batch; a deleted one's is dropped.
+    b = WriteBatch()
+    new = machine_row("gpu2", id="b" * 32)
+    b.upsert(new)
+    b.heartbeats[new["id"]] = 2000.0
+    b.heartbeats[a["id"]] = 3000.0
+    b.delete(a["id"])
+    assert a["id"] not in b.heartbeats
+    store.write(b)
+    assert {r["name"]: r["last_heartbeat"] for r in store.load_machines()} == {"gpu2": 2000.0}
+
+
 def test_delete_of_unknown_id_is_harmless(store):
     _write(store, upserts=[machine_row("gpu1")])
     _write(store, deletes=["f" * 32])
