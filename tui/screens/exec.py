@@ -11,6 +11,8 @@ command (closing the request's channel makes the control plane send
 
 from __future__ import annotations
 
+import time
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -26,6 +28,8 @@ from .base import BaseScreen
 from .dialogs import ConfirmScreen
 
 REPLAN_EVERY = 1.0  # seconds between re-checks of the targets while nothing runs
+RESULTS_EVERY = 1.0  # seconds between costly redraws of the folded results while a command runs
+COSTLY = 0.02  # seconds: a redraw that took longer is costly
 
 
 class ExecScreen(BaseScreen):
@@ -50,7 +54,9 @@ class ExecScreen(BaseScreen):
         self.command = ""
         self.worker: Worker | None = None
         self._started = 0.0
-        self._drawn = (-1, -1, -1)
+        self._drawn: tuple = ()
+        self._results_drawn: tuple = ()
+        self._results_next = 0.0
         self._model_rev = -1
         self._planned_at = -1e9
         self._plan_rev = 0
@@ -103,7 +109,15 @@ class ExecScreen(BaseScreen):
             return
         self._drawn = key
         self.query_one(ProgressLine).show(r, elapsed, self.command)
-        self.query_one(ResultsPanel).show(r, self.plan)
+        # Folding is the costly part (0.3 s for 10,000 machines): while a run goes on, a costly
+        # redraw waits at least a second and ten times what it took; at once when the run ends.
+        results_key = (r.revision if r is not None else -1, id(r), self._plan_rev)
+        clock = time.monotonic()
+        if results_key != self._results_drawn and (not self.running or clock >= self._results_next):
+            self.query_one(ResultsPanel).show(r, self.plan)
+            took = time.monotonic() - clock
+            self._results_drawn = results_key
+            self._results_next = clock + max(RESULTS_EVERY, 10 * took) if took > COSTLY else 0.0
 
     # ------------------------------------------------------------------ running
 
