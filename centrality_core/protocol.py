@@ -166,6 +166,8 @@ class MetricsBatch(Message, tag="metrics"):
         if len(self.columns) != len(self.keys):
             return f"{len(self.keys)} keys but {len(self.columns)} columns"
         n = len(self.ts)
+        if not self.columns or min(map(len, self.columns)) == max(map(len, self.columns)) == n:
+            return None
         for key, col in zip(self.keys, self.columns):
             if len(col) != n:
                 return f"column {key!r} has {len(col)} values for {n} timestamps"

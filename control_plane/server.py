@@ -12,7 +12,6 @@ import asyncio
 import functools
 import getpass
 import logging
-import os
 import signal
 import socket
 import time
@@ -246,15 +245,3 @@ async def serve(settings: ServerSettings, *, ready: Callable[[ControlPlane], Non
         await cp.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-
-
-def use_uvloop() -> bool:
-    """Install uvloop's event loop policy when available (much cheaper per message)."""
-    if os.environ.get("CENTRALITY_NO_UVLOOP"):
-        return False
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True

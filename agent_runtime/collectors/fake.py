@@ -44,6 +44,12 @@ def _noise(width: int, spread: float) -> tuple[tuple[float, ...], ...]:
 
 
 @lru_cache(maxsize=None)
+def _row_bounds(width: int, spread: float) -> tuple[tuple[float, float, float], ...]:
+    """(min, max, mean) of each row of ``_noise(width, spread)``."""
+    return tuple((min(r), max(r), sum(r) / width) for r in _noise(width, spread))
+
+
+@lru_cache(maxsize=None)
 def _keys(ncores: int, mounts: tuple[str, ...], disks: tuple[str, ...], nics: tuple[str, ...],
           ngpus: int) -> tuple[str, ...]:
     """Sample keys, in the order ``FakeCollectors._values`` fills them."""
@@ -105,6 +111,7 @@ class FakeCollectors:
         self._ckpt_len = rng.uniform(15, 30)
         self._gpu_mem_off = tuple(rng.uniform(-1.5, 1.5) * GIB for _ in range(self.ngpus))
         self._core_noise = _noise(self.ncores, 12.0)  # shared tables: only references here
+        self._core_bounds = _row_bounds(self.ncores, 12.0)
         self._jitter = _noise(16, 0.5)
         self._gpu_noise = _noise(self.ngpus, 1.5) if self.gpu else ()
         self._screen_slot: int | None = None
@@ -172,8 +179,12 @@ class FakeCollectors:
             mem_frac = self._mem_frac + 0.2 * load
             disk_act = 0.2 + load
         pct = 100.0 * load
-        cores = [v if 0.0 <= v <= 100.0 else (0.0 if v < 0.0 else 100.0) for v in map(pct.__add__, core_off)]
-        vals = [sum(cores) / self.ncores, *cores]
+        lo, hi, mean = self._core_bounds[row]
+        if 0.0 <= pct + lo and pct + hi <= 100.0:  # no core to clamp: no Python loop per core
+            vals = [pct + mean, *map(pct.__add__, core_off)]
+        else:
+            cores = [v if 0.0 <= v <= 100.0 else (0.0 if v < 0.0 else 100.0) for v in map(pct.__add__, core_off)]
+            vals = [sum(cores) / self.ncores, *cores]
         mem_used = self.mem_total * mem_frac * (1.0 + 0.02 * jit[0])
         vals += (mem_used, float(self.mem_total), 100.0 * mem_used / self.mem_total)
         for (_, _, _, total), used in zip(self.mounts, self._fs_used):

@@ -23,7 +23,8 @@ def server(
     import sys
 
     from centrality_core.settings import resolve_server
-    from control_plane.server import serve, use_uvloop
+    from centrality_core.runtime import tune_gc, use_uvloop
+    from control_plane.server import serve
 
     def go():
         settings = resolve_server({
@@ -47,6 +48,7 @@ def server(
                   file=sys.stderr, flush=True)
 
         use_uvloop()
+        tune_gc()
         asyncio.run(serve(settings, ready=ready))
 
     import logging

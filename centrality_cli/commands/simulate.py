@@ -48,13 +48,14 @@ def simulate(
         import asyncio
 
         from agent_runtime.simulate import FleetSpec, SimulatedFleet, StateDir
-        from control_plane.server import use_uvloop
+        from centrality_core.runtime import tune_gc, use_uvloop
 
         spec = FleetSpec(count=agents, start=start, profile=profile, prefix=name_prefix, seed=seed,
                          ramp=ramp, sample_interval=sample_interval, batch_interval=batch_interval)
         fleet = SimulatedFleet(spec, StateDir(state), join)
         fleet.build()
         use_uvloop()
+        tune_gc()
         asyncio.run(_run(fleet))
 
     output.run(go)

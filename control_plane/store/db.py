@@ -85,11 +85,18 @@ class WriteBatch:
         self.audits.update(later.audits)
 
 
+#: SQLite page cache per connection (KiB).
+SQLITE_CACHE_KIB = 64 * 1024
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=5000")
+    # Batches of 10,000 machines land all over the (machine, time) index: keep
+    # its hot pages in memory rather than re-reading them for every commit.
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.close()
 
 
