@@ -109,7 +109,7 @@ class Auth:
                 "run `centrality agent join JOIN_STRING` first", code="not_enrolled")
         token_id = token.partition(".")[0]
         now = time.time()
-        outcome, row = await self.cp.db(
+        outcome, row = await self.cp.writer.call(
             self.cp.store.enrol, token=token, now=now, name=f"agent:{name}", role="agent",
             fingerprint=handler.fingerprint, public_key=handler.public_key)
         if outcome == "token_invalid":

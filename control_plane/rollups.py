@@ -70,8 +70,10 @@ class Minute:
         """``{key: [min, max, sum, count]}`` of the keys that had values."""
         if self.by_key is not None:
             return self.by_key
-        return {k: [lo, hi, total, n] for k, lo, hi, total, n in zip(
-            self.keys, self.mins.tolist(), self.maxs.tolist(), self.sums.tolist(), self.counts.tolist()) if n}
+        columns = zip(self.mins.tolist(), self.maxs.tolist(), self.sums.tolist(), self.counts.tolist())
+        if self.counts.all():  # every key had values: built in C
+            return dict(zip(self.keys, map(list, columns)))
+        return {k: list(c) for k, c in zip(self.keys, columns) if c[3]}
 
 
 class Rollups:

@@ -108,6 +108,7 @@ class ControlPlane:
                 line_editor=False,
                 encryption_algs=sshlink.CIPHERS,
                 keepalive_interval=30, keepalive_count_max=3,
+                gss_host=None,  # no GSSAPI: also spares a host-name lookup per authentication
                 login_timeout=30,
                 server_version=f"Centrality_{self.version}",
                 # A whole fleet reconnects at once after a restart: let the

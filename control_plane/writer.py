@@ -10,6 +10,7 @@ nothing that is still in memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,6 +62,12 @@ class StoreWriter:
     def after_flush(self, callback) -> None:
         """Call ``callback()`` once what is pending now is stored."""
         self.pending.callbacks.append(callback)
+
+    async def call(self, fn, *args, **kwargs):
+        """Run another store write on the writer's thread: SQLite takes one writer at a
+        time, and a burst of enrolments in other threads would wait on its lock."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(fn, *args, **kwargs))
 
     @property
     def backlog(self) -> int:
