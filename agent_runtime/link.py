@@ -70,6 +70,8 @@ class Agent:
         self.name = name
         self.sampler = sampler
         self.outbox = Outbox(cfg.buffer_max_samples, cfg.buffer_max_age)
+        #: Batches go out packed (protocol 1.1) once a control plane said it reads them.
+        self.packed = False
         #: Names this run of the agent in metric batches (sequence numbers restart with it).
         self.stream = secrets.token_hex(8)
         self.config_dir = config_dir
@@ -161,7 +163,7 @@ class Agent:
                 raise ProtocolError(f"expected registered, got {first.__struct_config__.tag}")
             self._registered(first, enrolling)
             for batch in self.outbox:  # replay what was not acknowledged, oldest first
-                self._send(writer, batch)
+                self._send(writer, batch if self.packed else batch.unpacked())
             self._writer = writer
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
@@ -182,6 +184,7 @@ class Agent:
         s = self.state
         s.registered, s.machine_id, s.heartbeat_interval = True, msg.machine_id, msg.heartbeat_interval
         s.registrations += 1
+        self.packed = tuple(msg.protocol) >= (1, 1)  # the control plane reads packed metric values
         self.backoff.reset()
         log.info("registered as %s (%s)", msg.name, "continued" if msg.continued else "new machine")
         if enrolled_now:
@@ -216,7 +219,7 @@ class Agent:
 
     def flush_batch(self) -> None:
         """Turn pending samples into a batch: into the outbox, and out now if connected."""
-        batch = self.sampler.take_batch(self.stream, self._seq + 1)
+        batch = self.sampler.take_batch(self.stream, self._seq + 1, packed=self.packed)
         if batch is None:
             return
         self._seq += 1

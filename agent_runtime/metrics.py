@@ -72,27 +72,34 @@ class Sampler:
                 next_at, delay = time.time() + self.interval, self.interval
             await asyncio.sleep(delay)
 
-    def take_batch(self, stream: str, seq: int) -> p.MetricsBatch | None:
-        """The pending samples as one batch, or None when there are none."""
+    def take_batch(self, stream: str, seq: int, *, packed: bool = False) -> p.MetricsBatch | None:
+        """The pending samples as one batch (values packed for protocol 1.1), or None."""
         if not self._ts:
             return None
         ts, rows, text = self._ts, self._rows, self._text
         self._ts, self._rows, self._text = [], [], {}
-        return columnar(stream, seq, ts, rows, text)
+        return columnar(stream, seq, ts, rows, text, packed=packed)
 
 
 def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]],
-             text: dict[str, str] | None = None) -> p.MetricsBatch:
-    """Rows of ``{key: value}`` into one batch with a column per key."""
+             text: dict[str, str] | None = None, *, packed: bool = False) -> p.MetricsBatch:
+    """Rows of ``{key: value}`` into one batch with a column per key (or packed values)."""
     keys = list(rows[0]) if rows else []
     if all(list(row) == keys for row in rows):  # the usual case: transpose in C
-        columns = list(map(list, zip(*map(dict.values, rows)))) if keys else []
+        columns = zip(*map(dict.values, rows))
+        if packed and keys:
+            return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, values=p.pack_values(columns),
+                                  text=text or {})
+        columns = list(map(list, columns)) if keys else []
     else:  # keys came or went during the batch: null where a row lacks one
         union: dict[str, None] = {}
         for row in rows:
             union.update(dict.fromkeys(row))
         keys = list(union)
         columns = [[row.get(k) for row in rows] for k in keys]
+        if packed:
+            return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, values=p.pack_values(columns),
+                                  text=text or {})
     return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, columns=columns, text=text or {})
 
 

@@ -199,7 +199,8 @@ class AgentSession(asyncssh.SSHServerSession):
             self.handler.conn.set_keepalive(0)
         self.send(p.Registered(machine_id=reg.machine.id, name=msg.name,
                                heartbeat_interval=self.cp.registry.fleet.thresholds.heartbeat_interval,
-                               continued=reg.continued, server_version=self.cp.version))
+                               continued=reg.continued, server_version=self.cp.version,
+                               protocol=p.PROTOCOL_VERSION))
 
     # ------------------------------------------------------------------ steady state
 

@@ -125,8 +125,13 @@ class Metrics:
             self.cp.writer.add_metric_batch(None, cursor_row)
             self.cp.writer.after_flush(lambda: send(ack))
             return None
+        if batch.values:
+            a = np.frombuffer(batch.values, "<f8").reshape(len(batch.keys), len(ts))
+            if np.isinf(a).any():
+                return f"metrics batch {batch.seq}: values must be finite (NaN for no value)"
+        else:
+            a = matrix(batch.columns, len(ts))
         keys = self.shared_keys(machine_id, batch.keys)
-        a = matrix(batch.columns, len(ts))
         self._update_latest(name, batch, keys, a)
         self.cp.changes.touch(name)
         self.rollups.add(machine_id, ts, keys, a)
@@ -195,16 +200,32 @@ class Metrics:
         payloads = await self.cp.db(self.cp.store.metric_batches, machine_id, since, until)
         out = []
         for payload in payloads:
-            b = msgspec.json.decode(payload)
-            wanted = set(select(b["keys"], patterns))
-            cols = [(k, c) for k, c in zip(b["keys"], b["columns"]) if k in wanted]
-            for i, t in enumerate(b["ts"]):
+            b = _stored_batch.decode(payload)
+            wanted = set(select(b.keys, patterns))
+            cols = [(k, c) for k, c in zip(b.keys, b.column_lists()) if k in wanted]
+            for i, t in enumerate(b.ts):
                 if since <= t <= until:
                     row = {"ts": iso(t)}
                     row.update((k, c[i]) for k, c in cols if c[i] is not None)
                     out.append(row)
         out.sort(key=lambda r: r["ts"])
         return out
+
+
+class _StoredBatch(msgspec.Struct):
+    """A stored batch payload: the agent's ``metrics`` frame (or, written by
+    versions before it was stored as received, only ``ts``/``keys``/``columns``)."""
+
+    ts: list[float]
+    keys: list[str]
+    columns: list[list[float | None]] = []
+    values: bytes = b""
+
+    def column_lists(self) -> list[list[float | None]]:
+        return p.unpack_values(self.values, len(self.ts)) if self.values else self.columns
+
+
+_stored_batch = msgspec.json.Decoder(_StoredBatch)
 
 
 def _rollup_row(minute: float, stats: dict[str, list], patterns: list[str] | None) -> dict:

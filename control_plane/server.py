@@ -76,6 +76,7 @@ class ControlPlane:
         self.host_key: asyncssh.SSHKey | None = None
         self.fingerprint = ""
         self.address = ""      # where we listen, HOST:PORT (port resolved)
+        self.handshakes = 0    # SSH connections not yet authenticated (see ssh.MAX_HANDSHAKES)
         self.advertise = ""    # where agents should connect
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="centrality-store-read")
         self._acceptor: asyncssh.SSHAcceptor | None = None

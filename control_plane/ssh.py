@@ -31,6 +31,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _ids = itertools.count(1)
 
+#: SSH handshakes in progress at most; connections beyond are turned away at
+#: once ("busy", the client backs off and retries). Each handshake costs a few
+#: ms of CPU: when a whole fleet reconnects, serving them in turn finishes
+#: them, where interleaving thousands makes each too slow to beat its timeout.
+MAX_HANDSHAKES = 128
+
 
 class ConnectionHandler(asyncssh.SSHServer):
     """One client connection: its key, role and sessions."""
@@ -46,6 +52,7 @@ class ConnectionHandler(asyncssh.SSHServer):
         self.role: str | None = None
         self.machine: str | None = None
         self.log: logging.LoggerAdapter = contextual("centrality.ssh", f"conn={self.id}")
+        self.handshaking = False  # counted in cp.handshakes until authenticated or gone
 
     # ------------------------------------------------------------------ connection
 
@@ -54,8 +61,22 @@ class ConnectionHandler(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
         self.cp.connections.add(self)
+        if self.cp.handshakes >= MAX_HANDSHAKES:
+            self.log.debug("busy: %d handshakes in progress; turning %s away", self.cp.handshakes, self.peer)
+            asyncio.get_running_loop().call_soon(
+                conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS,
+                "control plane busy (many machines connecting at once); retry shortly")
+            return
+        self.handshaking = True
+        self.cp.handshakes += 1
+
+    def _handshake_over(self) -> None:
+        if self.handshaking:
+            self.handshaking = False
+            self.cp.handshakes -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._handshake_over()
         self.cp.connections.discard(self)
         self.cp.auth.detach(self)
 
@@ -89,6 +110,7 @@ class ConnectionHandler(asyncssh.SSHServer):
         return True
 
     def auth_completed(self) -> None:
+        self._handshake_over()
         self.log.debug("authenticated %s as %s (%s)", self.fingerprint, self.key_name, self.role)
         if self.role != "enrolling":
             self.cp.auth.attach(self)

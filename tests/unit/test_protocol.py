@@ -161,7 +161,13 @@ def test_golden_values_decode_to_the_expected_objects():
     registered = p.server_decoder.decode((GOLDEN / "registered.jsonl").read_bytes().splitlines()[1])
     assert registered == p.Registered(machine_id="1b9d6bcdbbfd4b2d9b5dab8dfbbd4bed", name="cpu-03",
                                       heartbeat_interval=0.2)
-    assert registered.continued is False and registered.protocol == p.PROTOCOL_VERSION
+    assert registered.continued is False and registered.protocol == (1, 0)  # absent: a 1.0 control plane
+    newer = p.server_decoder.decode((GOLDEN / "registered.jsonl").read_bytes().splitlines()[2])
+    assert newer.protocol == (1, 1)
+
+    packed = p.agent_decoder.decode((GOLDEN / "metrics.jsonl").read_bytes().splitlines()[3])
+    assert packed.check_shape() is None and packed.columns == []
+    assert packed.column_lists() == [[12.5, None], [71.0, 72.0]]
 
     command = p.server_decoder.decode((GOLDEN / "command.jsonl").read_bytes().splitlines()[1])
     assert command.argv[0] == "sh" and command.timeout == 30.0 and command.max_output_bytes == 1 << 20
@@ -189,7 +195,32 @@ def test_encoded_metrics_batch_is_columnar():
         "keys": ["cpu.percent", "mem.used_bytes"], "columns": [[3.0, None], [1e9, 2e9]]}
 
 
-@pytest.mark.parametrize("lineno", [0, 1, 2])
+def test_packed_values_round_trip_and_convert_both_ways():
+    columns = [[3.0, None, -1.5], [1e9, 2e9, 0.0]]
+    batch = p.MetricsBatch(stream="s1", seq=7, ts=[1.0, 2.0, 3.0], keys=["a", "b"], columns=columns)
+    packed = batch.packed()
+    assert packed.columns == [] and len(packed.values) == 8 * 6 and packed.check_shape() is None
+    wire = json.loads(p.encode(packed))
+    assert "columns" not in wire and isinstance(wire["values"], str)  # base64 in the JSON
+    back = p.agent_decoder.decode(p.encode(packed))
+    assert back.column_lists() == columns
+    assert back.unpacked() == batch
+    assert p.unpack_values(p.pack_values(columns), 3) == columns
+
+
+@pytest.mark.parametrize("values, words", [
+    (b"\0" * 8 * 5, ["40 bytes", "2 keys x 3 timestamps", "expected 48"]),
+    (b"\0" * 7, ["7 bytes"]),
+])
+def test_packed_values_of_the_wrong_size_are_refused(values, words):
+    batch = p.MetricsBatch(stream="s", seq=1, ts=[1.0, 2.0, 3.0], keys=["a", "b"], values=values)
+    problem = batch.check_shape()
+    assert problem and all(w in problem for w in words)
+    both = p.MetricsBatch(stream="s", seq=1, ts=[1.0], keys=["a"], columns=[[1.0]], values=b"\0" * 8)
+    assert both.check_shape() == "both columns and packed values"
+
+
+@pytest.mark.parametrize("lineno", [0, 1, 2, 3])
 def test_golden_metrics_have_a_consistent_shape(lineno):
     frame = (GOLDEN / "metrics.jsonl").read_bytes().splitlines()[lineno]
     assert p.agent_decoder.decode(frame).check_shape() is None
@@ -315,7 +346,7 @@ def test_invalid_json_is_malformed(frame):
     b'{"kind":"exit","id":"c1","exit_code":"0"}',
     b'{"kind":"metrics","stream":"s","seq":1,"ts":[1.0],"keys":["cpu"],"columns":[["high"]]}',
     b'{"kind":"metrics","stream":"s","seq":1,"ts":[1.0],"keys":["cpu"],"columns":[1.0]}',
-    b'{"kind":"metrics","stream":"s","seq":1,"ts":[1.0],"keys":["cpu"]}',
+    b'{"kind":"metrics","stream":"s","seq":1,"ts":[1.0],"keys":["cpu"],"values":"not base64!"}',
     b'{"kind":"metrics","stream":"s","seq":1,"ts":[1.0],"keys":["cpu"],"columns":[],"dropped":-1}',
     b'{"kind":"hello","protocol":[1],"name":"n","info":{"hostname":"h"}}',
     b'{"kind":"hello","protocol":[1,0],"name":"n","info":{"hostname":"h","cpu_count":-4}}',
@@ -429,16 +460,18 @@ def test_peek_protocol_reads_version_of_future_hello():
 
 def test_peek_protocol_of_current_hello_and_garbage():
     frame = (GOLDEN / "hello.jsonl").read_bytes().splitlines()[0]
-    assert tuple(p.peek_protocol(frame)) == p.PROTOCOL_VERSION
+    assert tuple(p.peek_protocol(frame)) == (1, 0)  # a 1.0 agent's hello
     assert p.peek_protocol(b'{"kind":"hello","protocol":"three"}') == "three"
     assert p.peek_protocol(b'{"kind":"heartbeat","seq":1,"ts":1}') is None
     assert p.peek_protocol(b"not json") is None
     assert p.peek_protocol(b"[1,2]") is None
 
 
-def test_registered_announces_current_version():
+def test_registered_without_a_version_means_1_0():
     reg = p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5)
-    assert reg.protocol == (p.PROTOCOL_MAJOR, p.PROTOCOL_MINOR) == (1, 0)
+    assert reg.protocol == (1, 0)  # what a 1.0 control plane (which omits it) speaks
+    assert json.loads(p.encode(p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5,
+                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == [1, 1]
 
 
 # ---------------------------------------------------------------- identity
