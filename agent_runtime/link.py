@@ -124,7 +124,9 @@ class Agent:
                 if exc.code in FATAL_CODES:
                     raise
                 self.state.last_error = f"{exc.code}: {exc.reason}"
-            except (ConnectError, ProtocolError, OSError, asyncio.TimeoutError) as exc:
+            except (ConnectError, ProtocolError, OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+                # asyncssh.Error: e.g. the session channel refused because the
+                # control plane went away between authentication and open.
                 self.state.last_error = str(exc) or type(exc).__name__
             finally:
                 self.state.registered = False

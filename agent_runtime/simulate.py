@@ -167,6 +167,9 @@ class SimulatedFleet:
         except CentralityError as exc:
             self.failed[agent.name] = exc.reason
             log.error("%s stopped: %s", agent.name, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - one machine's bug must not stop thousands
+            self.failed[agent.name] = f"{type(exc).__name__}: {exc}"
+            log.exception("%s stopped", agent.name)
 
     @staticmethod
     def _sample(agent: Agent) -> None:

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
+import time
+
+log = logging.getLogger("centrality.runtime")
 
 #: Allocations between young-generation collections (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 50_000
@@ -37,3 +41,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+    gc.callbacks.append(_time_collections)
+
+
+#: A collection that stops the process longer than this is logged.
+GC_PAUSE_WARN_S = 0.5
+_gc_started = 0.0
+
+
+def _time_collections(phase: str, info: dict) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    paused = time.perf_counter() - _gc_started
+    if paused >= GC_PAUSE_WARN_S:
+        log.warning("garbage collection (generation %d) paused the process for %.2fs (%d objects freed)",
+                    info["generation"], paused, info["collected"])

@@ -243,3 +243,25 @@ async def test_specs_differ_from_machine_in_limbo(control_plane, agents):
     assert err.value.code == "specs_differ"
     assert "hostname" in err.value.reason
     assert control_plane.registry.fleet.get("node-01").state.value == "limbo"
+
+
+async def test_agent_retries_when_its_session_channel_is_refused(control_plane, agents, monkeypatch):
+    """The control plane going away between authentication and the channel opening
+    (asyncssh's ChannelOpenError) is a reason to reconnect, not to stop the agent."""
+    from control_plane.ssh import ConnectionHandler
+
+    a = await agents("chan-01", index=5)
+    await a.stop()
+    refusals = []
+
+    def refuse(self):
+        refusals.append(self.id)
+        return False
+
+    monkeypatch.setattr(ConnectionHandler, "session_requested", refuse)
+    b = await agents(config_dir=a.config_dir, index=5, wait_live=False)
+    await wait_for(lambda: len(refusals) >= 2 or b.task.done(), what="the agent to retry a refused channel")
+    assert not b.task.done(), b.task.exception()
+    assert b.agent.state.last_error and not b.agent.state.registered
+    monkeypatch.undo()
+    await wait_for(lambda: b.agent.state.registered, what="the agent to register once channels open again")
