@@ -50,11 +50,17 @@ class Env:
         return subprocess.run([PY, "-m", "centrality_cli", *args], env=self.env, capture_output=True,
                               text=True, timeout=timeout)
 
-    def json(self, *args: str) -> dict:
-        r = self.cli(*args, "--json")
-        if r.returncode not in (0, 1):
-            raise RuntimeError(f"centrality {' '.join(args)}: {r.stderr}")
-        return json.loads(r.stdout)
+    def json(self, *args: str, attempts: int = 3) -> dict:
+        """A command's JSON answer; retried, since the box may be saturated on purpose."""
+        for attempt in range(attempts):
+            r = self.cli(*args, "--json")
+            try:
+                return json.loads(r.stdout)
+            except json.JSONDecodeError:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"centrality {' '.join(args)} --json: exit {r.returncode}: "
+                                       f"{r.stderr.strip()[:500]}") from None
+                time.sleep(2)
 
     def spawn(self, *args: str, log: str) -> subprocess.Popen:
         return subprocess.Popen([PY, "-m", "centrality_cli", *args], env=self.env,
@@ -82,8 +88,8 @@ def start_server(env: Env, port: int) -> subprocess.Popen:
 
 def live(env: Env) -> int:
     try:
-        return env.json("status")["machines"]["live"]
-    except (RuntimeError, json.JSONDecodeError, subprocess.TimeoutExpired):
+        return env.json("status", attempts=1)["machines"]["live"]
+    except (RuntimeError, subprocess.TimeoutExpired):
         return 0
 
 

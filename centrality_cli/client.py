@@ -7,13 +7,20 @@ client can make the same requests.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import shlex
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from centrality_core import contexts, sshlink
-from centrality_core.errors import CentralityError, ProtocolError, RequestFailed, from_code
+from centrality_core.errors import Busy, CentralityError, ProtocolError, RequestFailed, from_code
+
+#: How long a request keeps retrying a control plane that answers "busy"
+#: (a whole fleet reconnecting) before giving up.
+BUSY_RETRY_S = 15.0
 
 
 @dataclass
@@ -29,9 +36,18 @@ class OperatorClient:
 
     async def __aenter__(self) -> OperatorClient:
         key = sshlink.load_private_key(self.context.key)
-        self._conn = await sshlink.connect(self.context.address, self.context.fingerprint, key,
-                                           username=self.context.user)
-        return self
+        deadline = time.monotonic() + BUSY_RETRY_S
+        delay = 0.2
+        while True:
+            try:
+                self._conn = await sshlink.connect(self.context.address, self.context.fingerprint, key,
+                                                   username=self.context.user)
+                return self
+            except Busy:  # a fleet is (re)connecting: wait our turn a little
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 2.0)
 
     async def __aexit__(self, *exc) -> None:
         if self._conn is not None:

@@ -61,6 +61,12 @@ class ConnectError(CentralityError):
     exit_code = 4
 
 
+class Busy(ConnectError):
+    """The control plane turned the connection away: too many being set up at once."""
+
+    code = "busy"
+
+
 class HostKeyMismatch(ConnectError):
     code = "host_key_mismatch"
     exit_code = 5

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthRefused, ConfigError, ConnectError, HostKeyMismatch, ProtocolError
+from .errors import AuthRefused, Busy, ConfigError, ConnectError, HostKeyMismatch, ProtocolError
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncssh
@@ -107,6 +107,8 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
         why = client.banner or "its key is unknown or revoked"
         raise AuthRefused(f"{address} refused our key ({fingerprint(key)}): {why}") from None
     except asyncssh.DisconnectError as exc:
+        if exc.code == asyncssh.DISC_TOO_MANY_CONNECTIONS:
+            raise Busy(f"{address} is busy: {exc.reason}") from None
         raise ConnectError(f"{address} closed the connection: {exc.reason}") from None
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise ConnectError(f"cannot reach {address}: timed out after {timeout:g}s") from exc
