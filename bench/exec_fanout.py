@@ -239,7 +239,9 @@ def main() -> None:
         f"Speed-up: **{speedup:.0f}x** in time for the request, **{speedup_cli:.0f}x** for the whole command, "
         f"**{speedup_cpu:.0f}x** in CPU (goal: <= 2 s and >= 10x). Baseline failures: {base['failures']}. "
         "Other work shared this 2-core box while it ran (the load average before each part is in the table), "
-        "so times vary from run to run (1.0-2.2 s for ours at 1,000); the CPU column is the steadier comparison. On our side the work is one `true` process per machine, "
+        f"so times vary from run to run (this run, ours: {min(ours['request_s']):.2f}-{max(ours['request_s']):.2f} s "
+        "over its repetitions); the CPU column is the steadier comparison. On our side the work is one `true` "
+        "process per machine, "
         f"{2 * args.agents:,} small messages and the JSON lines to the operator; the agents' side, which on a "
         "real fleet is spread over the machines, is here concentrated on the same two cores."
 

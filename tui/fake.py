@@ -373,6 +373,11 @@ class FakeSource:
                "ran": len(res.selected), "skipped": len(res.skipped),
                "failed": hostlist.fold(n for n in res.selected if results[n].status != "ok")}
 
+    def _matched(self, names: list[str]):
+        """What ``machines drain|undrain NAMES`` resolves to: every named machine, whatever its state."""
+        res = self._resolve(names, include_drained=True)
+        return res, sorted([*res.selected, *(n for n, _ in res.skipped)], key=hostlist.natural_key)
+
     async def drain(self, names: list[str], reason: str) -> dict:
         self.requests.append(("drain", tuple(names), reason))
         await asyncio.sleep(0)
@@ -381,8 +386,7 @@ class FakeSource:
         reason = reason.strip()
         if not reason:
             raise SourceError("--reason must say why", lost=False, code="usage")
-        res = self._resolve(names, include_drained=True)
-        matched = sorted([*res.selected, *(n for n, _ in res.skipped)], key=hostlist.natural_key)
+        res, matched = self._matched(names)
         now = self.clock()
         changed, events = [], []
         for name in matched:
@@ -401,8 +405,7 @@ class FakeSource:
         await asyncio.sleep(0)
         self._check()
         self._writes("machines undrain")
-        res = self._resolve(names, include_drained=True)
-        matched = sorted([*res.selected, *(n for n, _ in res.skipped)], key=hostlist.natural_key)
+        res, matched = self._matched(names)
         now = self.clock()
         changed, events = [], []
         for name in matched:
