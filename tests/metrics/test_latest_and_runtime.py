@@ -1,0 +1,56 @@
+"""The control plane's compact latest values, shared key lists, and the process
+settings of long-running processes (garbage collector)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+
+from centrality_core import runtime
+from control_plane import metrics as m
+
+
+def test_latest_values_skip_missing_and_summary_follows_new_values():
+    latest = m.Latest()
+    assert latest.values == {} and latest.summary.cpu_percent is None
+    latest.set(10.0, ["cpu.percent", "mem.percent"], np.array([25.0, np.nan]))
+    assert latest.values == {"cpu.percent": 25.0}  # NaN: no value
+    assert latest.summary.cpu_percent == 25.0
+    latest.set(11.0, ["cpu.percent", "mem.percent"], np.array([75.0, 40.0]))
+    assert latest.summary.cpu_percent == 75.0 and latest.summary.mem_percent == 40.0
+
+
+def test_machines_of_one_shape_share_one_key_list(monkeypatch):
+    metrics = m.Metrics(cp=None)
+    a = metrics.shared_keys("m1", ["cpu.percent", "mem.percent"])
+    b = metrics.shared_keys("m2", ["cpu.percent", "mem.percent"])  # equal, separately decoded
+    assert a is b
+    assert metrics.shared_keys("m1", list(a)) is a  # the next batch of m1
+    c = metrics.shared_keys("m1", ["cpu.percent"])  # its keys changed
+    assert c == ["cpu.percent"] and metrics.shared_keys("m2", list(a)) is a
+    monkeypatch.setattr(m, "MAX_SHARED_KEYS", 3)  # past the bound: correct, just not shared
+    d = metrics.shared_keys("m3", ["x", "y"])
+    assert d == ["x", "y"] and metrics.shared_keys("m4", ["x", "y"]) is not d
+
+
+def test_tune_gc_raises_the_threshold_and_freezes_start_up_objects():
+    code = ("import gc, json\nfrom centrality_core.runtime import tune_gc\ntune_gc()\n"
+            "print(json.dumps([gc.get_threshold(), gc.get_freeze_count() > 0]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    threshold, frozen = json.loads(out)
+    assert threshold[0] == runtime.GC_YOUNG_THRESHOLD and frozen
+
+
+def test_long_collections_are_logged(monkeypatch, caplog):
+    clock = iter([100.0, 100.1, 200.0, 201.5])
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level(logging.WARNING, logger="centrality.runtime"):
+        for _ in range(2):
+            runtime._time_collections("start", {"generation": 2})
+            runtime._time_collections("stop", {"generation": 2, "collected": 12})
+    (record,) = caplog.records  # 0.1 s is not worth a line; 1.5 s is
+    assert "paused the process for 1.50s" in record.getMessage()
