@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+import msgspec
+
 from centrality_core import contexts, sshlink
 from centrality_core.errors import Busy, CentralityError, ProtocolError, RequestFailed, from_code
 
@@ -63,8 +65,8 @@ class OperatorClient:
         if status != 0 and not out:
             raise _error(result.stderr or "", status)
         try:
-            return Answer(json.loads(out) if out else None, status)
-        except json.JSONDecodeError:
+            return Answer(msgspec.json.decode(out) if out else None, status)
+        except msgspec.DecodeError:
             raise ProtocolError(f"control plane sent an answer that is not JSON: {out[:200]!r}") from None
 
     async def request(self, *argv: str) -> Any:
