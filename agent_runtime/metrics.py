@@ -86,7 +86,7 @@ def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]
     """Rows of ``{key: value}`` into one batch with a column per key (or packed values)."""
     keys = list(rows[0]) if rows else []
     if all(list(row) == keys for row in rows):  # the usual case: transpose in C
-        columns = zip(*map(dict.values, rows))
+        columns = list(zip(*map(dict.values, rows)))
         if packed and keys:
             return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, values=p.pack_values(columns),
                                   text=text or {})

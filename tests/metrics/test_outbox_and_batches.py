@@ -29,6 +29,15 @@ def test_columnar_batch_of_rows_with_the_same_keys():
     assert columnar("run", 3, [1.0], [{}]).columns == []
 
 
+def test_packed_batch_keeps_every_value_and_marks_gaps():
+    rows = [{"a": 1.0, "b": None}, {"a": 3.0, "b": 4.0}]  # a collector without a value: None
+    b = columnar("run", 1, [1.0, 2.0], rows, packed=True)
+    assert b.columns == [] and b.check_shape() is None
+    assert b.column_lists() == [[1.0, 3.0], [None, 4.0]]
+    gaps = columnar("run", 2, [1.0, 2.0], [{"a": 1.0}, {"b": 2.0}], packed=True)  # keys came and went
+    assert gaps.keys == ["a", "b"] and gaps.column_lists() == [[1.0, None], [None, 2.0]]
+
+
 def test_sampler_hands_out_pending_samples_once():
     class C:
         def sample(self, now):
