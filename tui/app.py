@@ -15,7 +15,7 @@ import time
 from functools import partial
 from typing import Callable, Iterable
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
@@ -89,7 +89,10 @@ class CentralityApp(App):
 
     def redraw(self) -> None:
         """Let the current screen draw what changed since its last tick."""
-        screen = self.screen
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is closing: its screens are gone, the timer not yet
+            return
         if isinstance(screen, BaseScreen):
             self.redraws += 1
             screen.safe_tick()

@@ -257,3 +257,10 @@ async def test_summary_bar_counts():
         for part in ("18 machines", "● live 16", "◐ limbo 1", "✕ dead 1", "drained 1", "unhealthy 1",
                      "GPU machines 6", "(48 GPUs)", "CPU machines 12", "fleet GPU", "CPU"):
             assert part in text
+
+
+async def test_a_redraw_tick_while_the_app_closes_is_harmless():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+    app.redraw()  # the screens are gone; the interval timer may still fire once
