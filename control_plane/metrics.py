@@ -108,6 +108,10 @@ class Metrics:
         ts = batch.ts
         if not all(map(math.isfinite, ts)):
             return f"metrics batch {batch.seq}: timestamps must be finite"
+        a = (np.frombuffer(batch.values, "<f8").reshape(len(batch.keys), len(ts)) if batch.values
+             else matrix(batch.columns, len(ts)))
+        if np.isinf(a).any():  # checked before the cursor moves: a refused batch can come back fixed
+            return f"metrics batch {batch.seq}: values must be finite (NaN for no value)"
         ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
         send = session.send_bytes
         cursor = self.cursors.get(machine_id)
@@ -125,12 +129,6 @@ class Metrics:
             self.cp.writer.add_metric_batch(None, cursor_row)
             self.cp.writer.after_flush(lambda: send(ack))
             return None
-        if batch.values:
-            a = np.frombuffer(batch.values, "<f8").reshape(len(batch.keys), len(ts))
-            if np.isinf(a).any():
-                return f"metrics batch {batch.seq}: values must be finite (NaN for no value)"
-        else:
-            a = matrix(batch.columns, len(ts))
         keys = self.shared_keys(machine_id, batch.keys)
         self._update_latest(name, batch, keys, a)
         self.cp.changes.touch(name)

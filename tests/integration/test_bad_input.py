@@ -265,3 +265,33 @@ async def test_agent_retries_when_its_session_channel_is_refused(control_plane, 
     assert b.agent.state.last_error and not b.agent.state.registered
     monkeypatch.undo()
     await wait_for(lambda: b.agent.state.registered, what="the agent to register once channels open again")
+
+
+async def test_infinite_metric_values_are_refused_and_the_batch_can_come_back(control_plane, enrolled,
+                                                                              bystander):
+    """A packed value that is not finite closes the connection without moving the machine's
+    cursor, so the same batch, corrected, is stored when it comes back."""
+    import struct
+    import time
+
+    now = time.time()
+    bad = p.MetricsBatch(stream="run1", seq=1, ts=[now], keys=["cpu.percent"],
+                         values=struct.pack("<d", float("inf")))
+    raw = await RawAgent.connect(control_plane, enrolled)
+    raw.send(hello())
+    assert isinstance(await raw.receive(), p.Registered)
+    raw.send(p.encode(bad))
+    reply = await raw.receive()
+    assert isinstance(reply, p.Error) and "finite" in reply.reason
+    assert await raw.closed()
+
+    good = p.MetricsBatch(stream="run1", seq=1, ts=[now], keys=["cpu.percent"],
+                          values=struct.pack("<d", 42.0))
+    raw = await RawAgent.connect(control_plane, enrolled)
+    raw.send(hello())
+    assert isinstance(await raw.receive(), p.Registered)
+    raw.send(p.encode(good))
+    assert await raw.receive() == p.MetricsAck(stream="run1", seq=1)
+    assert control_plane.metrics.latest["raw-01"].values == {"cpu.percent": 42.0}
+    assert control_plane.metrics.duplicates == 0
+    await assert_bystander_fine(control_plane, bystander)
