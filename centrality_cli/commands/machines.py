@@ -110,6 +110,7 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
             ("agents connected", s["agents_connected"]),
             ("machines", Markup(f"{output.state('live')} {m['live']}  {output.state('limbo')} {m['limbo']}  "
                                 f"{output.state('dead')} {m['dead']}")),
+            ("flags", f"{s['flags']['drained']} drained, {s['flags']['unhealthy']} unhealthy"),
             ("store", f"{s['store']['backend']} {'ok' if s['store']['ok'] else 'FAILING'}, "
                       f"{s['store']['write_backlog']} writes queued"),
             ("host key", s["fingerprint"]),

@@ -37,6 +37,8 @@ async def status(ctx: Ctx, ns) -> Reply:
                     "duplicate_batches": cp.metrics.duplicates,
                     "sample_to_stored_lag": cp.metrics.lag_percentiles()},
         "machines": counts,
+        "flags": {"drained": sum(r.flags.drained for r in cp.registry.records.values()),
+                  "unhealthy": sum(r.flags.unhealthy for r in cp.registry.records.values())},
         "thresholds": {
             "heartbeat_interval_s": cp.registry.fleet.thresholds.heartbeat_interval,
             "limbo_after_s": cp.registry.fleet.thresholds.limbo_after,

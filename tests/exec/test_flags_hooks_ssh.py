@@ -49,6 +49,10 @@ async def test_failing_custom_check_makes_unhealthy_and_auto_drains(control_plan
     assert status == 1
     line = next(ln for ln in out.splitlines() if ln.startswith("gpu01"))
     assert "unhealthy" in line and "scratch" in line and "system:auto-drain" in line
+    status, out, _ = await cli(home, "status", "--json")
+    assert status == 0 and json.loads(out)["flags"] == {"drained": 1, "unhealthy": 1}
+    status, out, _ = await cli(home, "status")
+    assert "1 drained, 1 unhealthy" in out
 
     # exec skips it now, and says why
     lines = [ln async for ln in operator.stream("exec", "gpu*", "--", "true", check=False)]
