@@ -86,21 +86,18 @@ def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]
     """Rows of ``{key: value}`` into one batch with a column per key (or packed values)."""
     keys = list(rows[0]) if rows else []
     if all(list(row) == keys for row in rows):  # the usual case: transpose in C
-        columns = list(zip(*map(dict.values, rows)))
-        if packed and keys:
-            return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, values=p.pack_values(columns),
-                                  text=text or {})
-        columns = list(map(list, columns)) if keys else []
+        columns: list = list(zip(*map(dict.values, rows)))
     else:  # keys came or went during the batch: null where a row lacks one
         union: dict[str, None] = {}
         for row in rows:
             union.update(dict.fromkeys(row))
         keys = list(union)
         columns = [[row.get(k) for row in rows] for k in keys]
-        if packed:
-            return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, values=p.pack_values(columns),
-                                  text=text or {})
-    return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, columns=columns, text=text or {})
+    if packed and keys:
+        return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, values=p.pack_values(columns),
+                              text=text or {})
+    return p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=keys, columns=list(map(list, columns)),
+                          text=text or {})
 
 
 class Outbox:

@@ -39,6 +39,8 @@ from pathlib import Path
 import asyncssh
 import psutil
 
+from centrality_core.runtime import use_uvloop
+
 from . import report
 from .ingest import free_port
 
@@ -206,12 +208,7 @@ def main() -> None:
     ap.add_argument("--sshd", type=int, default=8, help="baseline: sshd processes playing the hosts")
     ap.add_argument("--baseline-reps", type=int, default=1)
     args = ap.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     ours = asyncio.run(centrality_side(args.agents, args.processes, args.reps))
     base = asyncio.run(baseline(args.agents, args.sshd, args.fanout, args.baseline_reps))
     speedup = base["median_s"] / ours["request_median_s"]

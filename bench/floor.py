@@ -21,6 +21,7 @@ import sys
 import asyncssh
 
 from centrality_core import sshlink
+from centrality_core.runtime import use_uvloop
 
 ACK = b'{"kind":"metrics_ack","stream":"0123456789abcdef","seq":123}\n'
 
@@ -116,12 +117,7 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--ramp", type=float, default=5.0)
     args = ap.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     if args.role == "server":
         asyncio.run(serve(args.port))
     else:

@@ -198,12 +198,6 @@ class MetricsBatch(Message, tag="metrics"):
             return self.columns
         return unpack_values(self.values, len(self.ts))
 
-    def packed(self) -> MetricsBatch:
-        """This batch with its values packed (protocol 1.1)."""
-        if self.values or not self.keys:
-            return self
-        return msgspec.structs.replace(self, columns=[], values=pack_values(self.columns))
-
     def unpacked(self) -> MetricsBatch:
         """This batch with JSON columns (for a protocol 1.0 control plane)."""
         if not self.values:

@@ -152,11 +152,13 @@ class Metrics:
             return prev
         shape = tuple(keys)
         shared = self._shapes.get(shape)
-        if shared is None and self._shared + len(keys) <= MAX_SHARED_KEYS:
-            shared = self._shapes[shape] = keys
-            self._shared += len(keys)
-        self._keys[machine_id] = shared or keys
-        return shared or keys
+        if shared is None:
+            shared = keys
+            if self._shared + len(keys) <= MAX_SHARED_KEYS:
+                self._shapes[shape] = keys
+                self._shared += len(keys)
+        self._keys[machine_id] = shared
+        return shared
 
     def _update_latest(self, name: str, batch: p.MetricsBatch, keys: list[str], a: np.ndarray) -> None:
         latest = self.latest.get(name)

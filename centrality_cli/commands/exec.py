@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from .. import output
-from . import JSON, operator_call
+from . import JSON, answer
 
 
 class _DashDash(TyperCommand):
@@ -106,10 +106,7 @@ async def _stream(ctx: typer.Context, argv: list[str], view, *, may_ask: bool) -
 
 
 def _dry_run(ctx: typer.Context, argv: list[str], json: bool) -> None:
-    answer = operator_call(ctx, *argv)
-    if answer.status:
-        output.fail(f"request failed with status {answer.status}", answer.status)
-    r = answer.data
+    r = answer(ctx, *argv)
     if json:
         return output.print_json(r)
     from centrality_core import fold as folding
@@ -139,10 +136,7 @@ def audit(ctx: typer.Context,
         argv += ["--actor", actor]
     if id:
         argv += ["--id", id]
-    answer = operator_call(ctx, *argv)
-    if answer.status:
-        output.fail(f"request failed with status {answer.status}", answer.status)
-    rows = answer.data
+    rows = answer(ctx, *argv)
     if json:
         return output.print_json(rows)
     if id and rows:

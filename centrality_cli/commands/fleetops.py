@@ -24,30 +24,25 @@ def drain(ctx: typer.Context, targets: List[str] = TARGETS,
           label: Optional[List[str]] = LABELS, json: bool = JSON) -> None:
     """Drain machines: exec skips them (unless --include-drained) until undrained."""
     r = answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
-    if json:
-        return output.print_json(r)
-    from centrality_core import hostlist
-
-    if r["drained"]:
-        typer.echo(f"drained {hostlist.fold(r['drained'])}: {reason}")
-    if r["already"]:
-        typer.echo(f"already drained: {hostlist.fold(r['already'])}")
-    for expr in r["unknown"]:
-        typer.echo(f"unknown: {expr}", err=True)
+    _print_outcome(r, json, [("drained", "drained ", f": {reason}"), ("already", "already drained: ", "")])
 
 
 def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[List[str]] = LABELS,
             json: bool = JSON) -> None:
     """Undrain machines."""
     r = answer(ctx, "machines", "undrain", *_targets(targets, label))
+    _print_outcome(r, json, [("undrained", "undrained ", ""), ("not_drained", "not drained: ", "")])
+
+
+def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> None:
+    """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on stderr."""
     if json:
         return output.print_json(r)
     from centrality_core import hostlist
 
-    if r["undrained"]:
-        typer.echo(f"undrained {hostlist.fold(r['undrained'])}")
-    if r["not_drained"]:
-        typer.echo(f"not drained: {hostlist.fold(r['not_drained'])}")
+    for field, before, after in lines:
+        if r[field]:
+            typer.echo(f"{before}{hostlist.fold(r[field])}{after}")
     for expr in r["unknown"]:
         typer.echo(f"unknown: {expr}", err=True)
 
