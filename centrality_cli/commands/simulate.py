@@ -83,7 +83,10 @@ async def _run(fleet) -> None:
         print(f"  {name}: {reason}", file=sys.stderr)
     import json
 
-    print(json.dumps(fleet.totals()), flush=True)  # one summary line on stdout
+    # One summary line on stdout, in one write: worker processes share the pipe, and a line
+    # written in pieces could be split by another worker's.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps(fleet.totals()) + "\n").encode())
 
 
 def _spawn_workers(agents, processes, join, profile, prefix, ramp, sample_interval, batch_interval,
