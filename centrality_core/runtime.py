@@ -35,7 +35,7 @@ def tune_gc() -> None:
     finds garbage in reference cycles. With CPython's default threshold it
     runs hundreds of times a second under a stream of short-lived lists (a
     metrics batch holds one per key), and its full collections walk every
-    object of every connection: a third of the CPU at a few thousand agents.
+    object of every connection: a third of the fleet simulator's CPU at a few thousand agents.
     What exists at start-up (modules, classes) is frozen out of its walks.
     """
     gc.collect()
