@@ -26,7 +26,7 @@ import msgspec
 from centrality_core import protocol as p
 from centrality_core import sshlink
 from centrality_core.errors import (
-    AuthRefused, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused,
+    AuthRefused, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused, UnknownKind,
 )
 
 from . import config as agent_config
@@ -34,6 +34,7 @@ from .backoff import Backoff
 from .executor import Executor
 from .health import HealthMonitor
 from .metrics import Outbox, Sampler
+from .shell import Shells
 
 log = logging.getLogger("centrality.agent")
 
@@ -85,6 +86,8 @@ class Agent:
                                     registered_gpus=len(self.info.gpus), probe_gpus=probe_gpus,
                                     on_report=self._send_health)
         self._executor: Executor | None = None  # commands of the current connection
+        self._shells: Shells | None = None  # shell sessions of the current connection
+        self._files = None  # file transfers of the current connection (files.Transfers)
         self._conn = None
         self._writer = None  # the channel while registered
         self._seq = 0
@@ -170,11 +173,20 @@ class Agent:
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
                                       machine=self.name)
+            self._shells = Shells(lambda msg: self._send_quiet(writer, msg), run_as=self.cfg.run_as,
+                                  machine=self.name, kill_grace=self.cfg.kill_grace)
+            self._files = self._new_transfers(writer)
             if self.health.last is not None:
                 self._send_quiet(writer, self.health.last)
             await self._session(writer, frames, stop)
         finally:
             self._writer = None
+            if self._shells is not None:  # sessions end with the connection they came on
+                shells, self._shells = self._shells, None
+                await shells.close()
+            if self._files is not None:
+                files, self._files = self._files, None
+                files.close()
             if self._executor is not None:  # commands end with the connection they came on
                 executor, self._executor = self._executor, None
                 await executor.close()
@@ -256,9 +268,27 @@ class Agent:
                 t.cancel()
             await asyncio.gather(receiver, stopper, return_exceptions=True)
 
+    def _new_transfers(self, writer):
+        from .files import Transfers
+
+        return Transfers(lambda msg: self._send_quiet(writer, msg), run_as=self.cfg.run_as,
+                         root=self.cfg.files_root, buffered=lambda: _buffered(writer))
+
     async def _receive(self, frames: p.StreamFrames) -> None:
         while True:
-            msg = await self._next(frames)
+            try:
+                msg = await self._next(frames)
+            except UnknownKind as exc:  # from a newer control plane: say so, keep the link
+                if self._writer is not None:
+                    self._send_quiet(self._writer, p.Unsupported(
+                        unsupported_kind=exc.kind[:256], reason="this agent does not know that message kind"))
+                continue
+            if self._shells is not None and self._shells.handle(msg):
+                if isinstance(msg, p.Cancel) and self._executor is not None:
+                    self._executor.cancel(msg.id)
+                continue
+            if self._files is not None and self._files.handle(msg):
+                continue
             if isinstance(msg, p.MetricsAck):
                 self.outbox.ack(msg.stream, msg.seq)
             elif isinstance(msg, p.Error):
@@ -277,3 +307,11 @@ class Agent:
         if frame is None:
             raise ConnectError("connection closed by the control plane")
         return p.server_decoder.decode(frame)
+
+
+def _buffered(writer) -> int:
+    """Bytes written to the link but not yet sent (the SSH window is full)."""
+    try:
+        return writer.channel.get_write_buffer_size()
+    except (AttributeError, OSError):
+        return 0

@@ -57,6 +57,11 @@ class OperatorClient:
             await self._conn.wait_closed()
             self._conn = None
 
+    @property
+    def connection(self):
+        """The SSH connection (for requests that need a channel of their own, such as ``ssh``)."""
+        return self._conn
+
     async def call(self, *argv: str) -> Answer:
         """Run a request; a non-zero status with a JSON answer on stdout is returned, not raised."""
         result = await self._conn.run(shlex.join(argv), check=False, encoding="utf-8")

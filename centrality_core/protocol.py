@@ -18,6 +18,17 @@ Conversation::
       exit(id, exit_code, duration)       ->
                                           <- cancel(id)
       health(ts, checks)                  ->   after each round of healthchecks
+                                          <- shell_open(id, command, term, cols, rows)   (1.2)
+                                          <- shell_input(id, data) / shell_resize / shell_ack
+      shell_output(id, data)              ->   at most SHELL_WINDOW bytes not yet acknowledged
+      shell_exit(id, exit_code, signal)   ->
+                                          <- file_put(id, path, size, sha256, mode) (1.2)
+                                          <- file_chunk(id, offset, data)
+      file_ack(id, offset)                ->   bytes written so far (the sender's window)
+      file_done(id, size, sha256, error)  ->   renamed into place, or why not
+                                          <- file_get(id, path, max_bytes)          (1.2)
+      file_chunk(id, offset, data)        -> <- file_ack(id, offset)
+      file_done(id, size, sha256)         ->
       anything malformed                  -> <- error(code, reason)     then close
       an unknown kind                     -> <- unsupported(kind)       connection stays
 
@@ -26,7 +37,10 @@ refused with ``rejected(code="unsupported_version")``. Minor versions only add
 fields with defaults; decoders ignore fields they do not know, so an old peer
 keeps working. ``registered.protocol`` tells the agent what the control plane
 speaks, and the agent uses a minor's additions only when both do (1.1:
-``metrics.values``; to a 1.0 control plane it sends ``columns``).
+``metrics.values``; to a 1.0 control plane it sends ``columns``). The
+control plane sends 1.2's shell and file messages only to agents whose hello
+said 1.2 or later; an older agent is reported "too old" to the operator, and
+any agent answers a kind it does not know with ``unsupported``.
 
 Everything decoded here is untrusted: sizes are bounded by ``msgspec.Meta``
 constraints and the frame limit, and types are checked by msgspec. Semantic
@@ -47,7 +61,7 @@ from msgspec import Meta, Struct
 from .errors import FrameTooLarge, MalformedFrame, UnknownKind
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1  # 1.1: metrics values packed as float64 (``MetricsBatch.values``)
+PROTOCOL_MINOR = 2  # 1.1: packed metric values; 1.2: shell sessions and file copy
 PROTOCOL_VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
 
 #: SSH subsystem an agent opens to speak this protocol.
@@ -56,6 +70,14 @@ AGENT_SUBSYSTEM = "centrality-agent"
 ENROLL_USER = "centrality-join"
 #: Largest frame either side accepts, newline included.
 MAX_FRAME_BYTES = 1024 * 1024
+#: Bytes of one ``shell_output`` / ``shell_input`` at most.
+SHELL_CHUNK = 64 * 1024
+#: Output of a shell session the agent sends before the control plane acknowledges it.
+SHELL_WINDOW = 256 * 1024
+#: Bytes of one ``file_chunk`` at most (base64 in the frame: 4/3 of it).
+FILE_CHUNK = 256 * 1024
+#: Protocol version that brought shell sessions and file copy.
+SHELL_FILES = (1, 2)
 
 Short = Annotated[str, Meta(max_length=256)]
 Text = Annotated[str, Meta(max_length=64 * 1024)]
@@ -255,6 +277,39 @@ class CommandExit(Message, tag="exit"):
     timed_out: bool = False
 
 
+class ShellOutput(Message, tag="shell_output"):
+    """Bytes the PTY (or the command's pipes) of shell session ``id`` wrote (1.2)."""
+
+    id: Short
+    data: Annotated[bytes, Meta(max_length=SHELL_CHUNK)]
+
+
+class ShellExit(Message, tag="shell_exit"):
+    """Shell session ``id`` ended: its exit status, the signal that ended it, or why it did not start."""
+
+    id: Short
+    exit_code: Annotated[int, Meta(ge=-(1 << 31), le=1 << 31)] | None = None
+    signal: Annotated[int, Meta(ge=1, le=128)] | None = None
+    error: Short | None = None
+
+
+class FileDone(Message, tag="file_done"):
+    """A file transfer ended (1.2). ``error`` set: it failed and nothing was left behind.
+
+    After a ``file_put``: the file is in place (renamed atomically), ``size``
+    bytes whose SHA-256 is ``sha256``. After a ``file_get``: every chunk was sent.
+    ``code`` names the refusal (``traversal``, ``symlink``, ``exists``,
+    ``permission``, ``too_large``, ``checksum``, ``io``...).
+    """
+
+    id: Short
+    size: Count = 0
+    sha256: Short = ""
+    mode: Annotated[int, Meta(ge=0, le=0o7777)] = 0
+    error: Text = ""
+    code: Short = ""
+
+
 class CheckResult(Struct, kw_only=True, omit_defaults=True):
     """One healthcheck's outcome: built-in (``disk``, ``memory``, ``nvidia_smi``,
     ``gpu_count``, ``gpu_ecc``, ``gpu_xid``) or custom (named in agent.toml)."""
@@ -301,6 +356,8 @@ class Command(Message, tag="command"):
 
 
 class Cancel(Message, tag="cancel"):
+    """Stop command ``id``; also hangs up shell session ``id`` or abandons file transfer ``id`` (1.2)."""
+
     id: Short
 
 
@@ -309,6 +366,80 @@ class MetricsAck(Message, tag="metrics_ack"):
 
     stream: Short
     seq: Count
+
+
+Dimension = Annotated[int, Meta(ge=0, le=10000)]
+
+
+class ShellOpen(Message, tag="shell_open"):
+    """Start an interactive session (1.2): ``command`` (``sh -c``) or, empty, the login shell.
+
+    It runs as the agent's ``run_as`` user. ``pty``: on a new pseudo-terminal
+    of ``cols`` x ``rows`` with ``TERM=term`` (else on pipes, stdout and
+    stderr merged).
+    """
+
+    id: Short
+    command: Annotated[str, Meta(max_length=65536)] = ""
+    term: Short = "xterm-256color"
+    cols: Dimension = 80
+    rows: Dimension = 24
+    pty: bool = True
+
+
+class ShellInput(Message, tag="shell_input"):
+    """Keystrokes (or piped stdin) for session ``id``; ``eof``: the operator's stdin closed."""
+
+    id: Short
+    data: Annotated[bytes, Meta(max_length=SHELL_CHUNK)] = b""
+    eof: bool = False
+
+
+class ShellResize(Message, tag="shell_resize"):
+    id: Short
+    cols: Dimension
+    rows: Dimension
+
+
+class ShellAck(Message, tag="shell_ack"):
+    """The control plane passed on ``consumed`` more bytes of session ``id``'s output."""
+
+    id: Short
+    consumed: Count
+
+
+FileMode = Annotated[int, Meta(ge=0, le=0o7777)]
+
+
+class FilePut(Message, tag="file_put"):
+    """Write a file of ``size`` bytes at ``path`` (1.2), sent next as ``file_chunk``s.
+
+    The agent writes a temporary file beside it and renames it into place once
+    all bytes are there and their SHA-256 is ``sha256``. ``path`` is absolute
+    or relative to the ``run_as`` user's home; ``..`` is refused, and so is a
+    symlink as the file itself or (for ``-r``, below ``base``) in the tree.
+    ``mkdirs``: create missing directories below ``base`` (the destination
+    directory, which must exist). ``owner``/``group`` are names; empty: keep.
+    """
+
+    id: Short
+    path: Annotated[str, Meta(max_length=4096)]
+    size: Count
+    sha256: Annotated[str, Meta(min_length=64, max_length=64)]
+    mode: FileMode = 0o644
+    owner: Short = ""
+    group: Short = ""
+    base: Annotated[str, Meta(max_length=4096)] = ""
+    mkdirs: bool = False
+
+
+class FileGet(Message, tag="file_get"):
+    """Send the file at ``path`` as ``file_chunk``s (1.2); refuse it if larger than ``max_bytes``."""
+
+    id: Short
+    path: Annotated[str, Meta(max_length=4096)]
+    max_bytes: Count = 1 << 30
+    follow_symlinks: bool = False
 
 
 # --------------------------------------------------------------- either direction
@@ -328,9 +459,27 @@ class Unsupported(Message, tag="unsupported"):
     reason: Text = ""
 
 
-AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, HealthReport, Error,
-                     Unsupported]
-ServerMessage = Union[Registered, Rejected, Command, Cancel, MetricsAck, Error, Unsupported]
+class FileChunk(Message, tag="file_chunk"):
+    """Bytes ``offset``.. of file transfer ``id`` (control plane -> agent for a put, back for a get)."""
+
+    id: Short
+    offset: Count
+    data: Annotated[bytes, Meta(max_length=FILE_CHUNK)]
+
+
+class FileAck(Message, tag="file_ack"):
+    """The receiver has the first ``offset`` bytes of transfer ``id``; the sender may run
+    ``offset + window`` ahead. An agent's first ack of a ``file_get`` carries the file's ``size``."""
+
+    id: Short
+    offset: Count
+    size: Count | None = None
+
+
+AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, HealthReport,
+                     ShellOutput, ShellExit, FileDone, FileChunk, FileAck, Error, Unsupported]
+ServerMessage = Union[Registered, Rejected, Command, Cancel, MetricsAck, ShellOpen, ShellInput,
+                      ShellResize, ShellAck, FilePut, FileGet, FileChunk, FileAck, Error, Unsupported]
 
 
 class _KindOnly(Struct):

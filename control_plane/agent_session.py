@@ -41,6 +41,8 @@ class AgentSession(asyncssh.SSHServerSession):
         self._early: list[bytes] | None = None  # frames received before registration
         self._hello_timer: asyncio.TimerHandle | None = None
         self._exec: str | None = None
+        #: The protocol the agent's hello said it speaks (shell and file messages need 1.2).
+        self.protocol: tuple[int, int] = (1, 0)
         #: Handlers get the decoded message and the frame it came in.
         self._handlers: dict[type, Callable[[p.Message, bytes], None]] = {
             p.Heartbeat: self._on_heartbeat,
@@ -48,6 +50,12 @@ class AgentSession(asyncssh.SSHServerSession):
             p.CommandOutput: self._on_command_message,
             p.CommandExit: self._on_command_message,
             p.HealthReport: self._on_health,
+            # shell sessions and file copies (1.2), routed by id like command output
+            p.ShellOutput: self._on_command_message,
+            p.ShellExit: self._on_command_message,
+            p.FileChunk: self._on_command_message,
+            p.FileAck: self._on_command_message,
+            p.FileDone: self._on_command_message,
             p.Error: self._on_peer_error,
             p.Unsupported: self._on_unsupported,
         }
@@ -188,6 +196,7 @@ class AgentSession(asyncssh.SSHServerSession):
         if reg.refusal is not None:
             raise RegistrationRefused(reg.refusal.reason, code=reg.refusal.code)
         self.name = msg.name
+        self.protocol = tuple(msg.protocol)
         self.handler.machine = msg.name
         self.log = self.handler.log = contextual("centrality.agent",
                                                  f"agent={msg.name} conn={self.handler.id}")

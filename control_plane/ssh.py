@@ -142,12 +142,32 @@ class OperatorSession(asyncssh.SSHServerSession):
         self.chan: asyncssh.SSHServerChannel | None = None
         self.command: str | None = None
         self.task: asyncio.Task | None = None
+        #: (TERM, cols, rows) when the client asked for a PTY; only the ``ssh`` request uses it.
+        self.pty: tuple[str, int, int] | None = None
+        #: Where the client's bytes go while a request relays them (``ssh``: a ShellRelay).
+        self.sink = None
 
     def connection_made(self, chan) -> None:
         self.chan = chan
 
     def pty_requested(self, term_type, term_size, term_modes) -> bool:
+        # Accepted for the ``ssh`` request (the machine's shell gets a PTY of this
+        # size and TERM); the other requests ignore it.
+        self.pty = (term_type or "xterm", term_size[0] or 80, term_size[1] or 24)
         return True
+
+    def terminal_size_changed(self, width, height, pixwidth, pixheight) -> None:
+        if self.pty is not None:
+            self.pty = (self.pty[0], width, height)
+        if self.sink is not None:
+            self.sink.resize(width, height)
+
+    def attach(self, sink) -> None:
+        """Send the client's bytes, EOF and window changes to ``sink`` (None: drop them)."""
+        self.sink = sink
+
+    def write_raw(self, data: bytes) -> None:
+        self.chan.write(data)
 
     def shell_requested(self) -> bool:
         return True
@@ -163,9 +183,12 @@ class OperatorSession(asyncssh.SSHServerSession):
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data, datatype) -> None:
-        pass  # no request reads stdin
+        if self.sink is not None:
+            self.sink.input(data)  # other requests do not read stdin
 
     def eof_received(self) -> bool:
+        if self.sink is not None:
+            self.sink.eof()
         return True  # stdin closed; keep the channel open for our answer
 
     def connection_lost(self, exc) -> None:
@@ -186,9 +209,10 @@ class OperatorSession(asyncssh.SSHServerSession):
             if self.handler.role not in ("operator", "viewer"):
                 raise Forbidden("agent keys cannot make operator requests")
             reply = await requests.handle(self.cp, self.handler, self.command, self.write_json,
-                                          self.chan.get_write_buffer_size)
+                                          self.chan.get_write_buffer_size, self)
             if reply is not None:
-                self.write_json(reply.data)
+                if reply.data is not None:  # None: the request wrote raw bytes (ssh)
+                    self.write_json(reply.data)
                 status = reply.status
         except CentralityError as exc:
             status = exc.exit_code

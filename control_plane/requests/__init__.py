@@ -36,6 +36,8 @@ class Ctx:
     emit: Callable[[Any], None]
     #: Bytes written to the client but not yet sent (for requests that stream).
     backlog: Callable[[], int] = lambda: 0
+    #: The operator's session channel, for requests that relay raw bytes (``ssh``, ``cp``).
+    session: Any = None
 
     @property
     def actor(self) -> str:
@@ -86,7 +88,8 @@ def _lookup(argv: list[str]) -> tuple[Spec, list[str]]:
 
 
 async def handle(cp: ControlPlane, conn: ConnectionHandler, command: str,
-                 emit: Callable[[Any], None], backlog: Callable[[], int] = lambda: 0) -> Reply | None:
+                 emit: Callable[[Any], None], backlog: Callable[[], int] = lambda: 0,
+                 session: Any = None) -> Reply | None:
     try:
         argv = shlex.split(command)
     except ValueError as exc:
@@ -97,7 +100,7 @@ async def handle(cp: ControlPlane, conn: ConnectionHandler, command: str,
     if spec.writes and conn.role != "operator":
         raise Forbidden(f"{spec.path!r} changes the fleet: {conn.role} keys may only read")
     ns = spec.parser.parse_args(rest)
-    result = await spec.handler(Ctx(cp, conn, emit, backlog), ns)
+    result = await spec.handler(Ctx(cp, conn, emit, backlog, session), ns)
     return result if isinstance(result, Reply) or result is None else Reply(result)
 
 
@@ -110,4 +113,4 @@ async def _help(ctx: Ctx, ns: argparse.Namespace) -> Any:
 
 
 # Register the request modules.
-from . import exec, fleetops, keys, machines, metrics, status, subscribe, tokens  # noqa: E402,F401
+from . import exec, fleetops, keys, machines, metrics, shell, status, subscribe, tokens  # noqa: E402,F401

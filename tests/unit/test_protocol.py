@@ -19,9 +19,11 @@ from centrality_core.errors import FrameTooLarge, MalformedFrame, ProtocolError,
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "v1"
 
-AGENT_TO_SERVER = {"hello", "heartbeat", "metrics", "output", "exit", "health"}
-SERVER_TO_AGENT = {"registered", "rejected", "command", "cancel", "metrics_ack"}
-BOTH = {"error", "unsupported"}
+AGENT_TO_SERVER = {"hello", "heartbeat", "metrics", "output", "exit", "health",
+                   "shell_output", "shell_exit", "file_done"}
+SERVER_TO_AGENT = {"registered", "rejected", "command", "cancel", "metrics_ack",
+                   "shell_open", "shell_input", "shell_resize", "shell_ack", "file_put", "file_get"}
+BOTH = {"error", "unsupported", "file_chunk", "file_ack"}
 
 
 def _all_message_classes() -> dict[str, type]:
@@ -472,7 +474,7 @@ def test_registered_without_a_version_means_1_0():
     reg = p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5)
     assert reg.protocol == (1, 0)  # what a 1.0 control plane (which omits it) speaks
     assert json.loads(p.encode(p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5,
-                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == [1, 1]
+                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == list(p.PROTOCOL_VERSION)
 
 
 # ---------------------------------------------------------------- identity
@@ -530,3 +532,31 @@ def test_identity_is_hashable_and_survives_the_wire():
     hello = p.Hello(protocol=(1, 0), name="gpu-node-07", info=info)
     back = p.agent_decoder.decode(p.encode(hello).rstrip(b"\n"))
     assert back.info.identity() == info.identity()
+
+
+def test_golden_shell_and_file_frames_decode_to_the_expected_objects():
+    lines = lambda kind: (GOLDEN / f"{kind}.jsonl").read_bytes().splitlines()  # noqa: E731
+    login = p.server_decoder.decode(lines("shell_open")[0])
+    assert login == p.ShellOpen(id="s-4c1e9a", term="xterm-256color", cols=132, rows=43)
+    assert login.command == "" and login.pty is True  # empty command: the login shell
+    piped = p.server_decoder.decode(lines("shell_open")[2])
+    assert piped.pty is False and piped.cols == 80
+    assert p.server_decoder.decode(lines("shell_input")[1]).data == b"\x03"  # Ctrl-C, raw
+    assert p.server_decoder.decode(lines("shell_input")[2]).eof is True
+    assert p.agent_decoder.decode(lines("shell_exit")[1]).signal == 1
+    put = p.server_decoder.decode(lines("file_put")[1])
+    assert (put.mode, put.owner, put.mkdirs, put.base) == (0o600, "svc", True, "/opt/models")
+    ack = p.agent_decoder.decode(lines("file_ack")[1])
+    assert (ack.offset, ack.size) == (0, 18234)
+    chunk = p.server_decoder.decode(lines("file_chunk")[0])
+    assert chunk.data.startswith(b"# NCCL settings\n")
+    done = p.agent_decoder.decode(lines("file_done")[1])
+    assert done.code == "traversal" and done.size == 0
+
+
+def test_shell_and_file_payloads_are_bounded():
+    big = p.encode(p.ShellOutput(id="s", data=b"x" * p.SHELL_CHUNK)).replace(b'"data":"', b'"data":"eHh4')
+    with pytest.raises(MalformedFrame):
+        p.agent_decoder.decode(big[:-1])
+    frame = p.encode(p.FileChunk(id="f", offset=0, data=b"\xff" * p.FILE_CHUNK))
+    assert len(frame) < p.MAX_FRAME_BYTES  # a full chunk fits in one frame, base64 and all

@@ -1,0 +1,113 @@
+"""``ssh NAME [-- CMD]``: an interactive session on one machine, over its agent's channel.
+
+Unlike the other requests this one answers raw bytes, not JSON: the channel
+becomes the terminal of a shell on the machine. With a PTY on the operator's
+channel (``ssh -t``, or ``centrality ssh``) the shell gets a PTY of the same
+size and ``TERM``; without one the command runs on pipes, so
+``ssh -p 8022 cp ssh gpu01 -- uname -a | ...`` scripts cleanly. The exit
+status is the shell's (128 + N when a signal ended it; 255 when the machine
+went away; 130 when the operator did).
+
+Refusals come before any byte of the session, as the usual JSON error on
+stderr: viewers and agent keys (it writes), a machine that is not live, a
+drained machine without ``--force``, an agent too old for shell sessions.
+Every session is audited (who, machine, start, end, exit status) in the exec
+audit, argv ``["ssh", NAME, ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from centrality_core import protocol as p
+from centrality_core.errors import Conflict, NotFound, RequestFailed, UsageError
+
+from ..shell import Recorder, ShellRelay
+from . import Ctx, Reply, request
+
+
+def _args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="open it on a drained machine too")
+    parser.add_argument("name", help="the machine")
+    parser.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD [ARGS...]]")
+
+
+def agent_for(ctx: Ctx, name: str, *, force: bool, what: str):
+    """The live agent session of ``name``, or the refusal an operator can act on."""
+    reg = ctx.cp.registry
+    machine = reg.fleet.machines.get(name)
+    if machine is None:
+        raise NotFound(f"no machine named {name!r}")
+    if machine.state.value != "live":
+        raise Conflict(f"{name} is {machine.state.value}: its agent is not connected", code="not_live")
+    if reg.records[name].flags.drained and not force:
+        raise Conflict(f"{name} is drained ({reg.records[name].flags.drain_reason or 'no reason given'}): "
+                       f"add --force to {what} anyway", code="drained")
+    session = reg.session(name)
+    version = tuple(getattr(session, "protocol", (1, 0)))
+    if session is None or version < p.SHELL_FILES:
+        raise Conflict(f"the agent on {name} speaks protocol {version[0]}.{version[1]}, too old to {what} "
+                       f"(needs {p.SHELL_FILES[0]}.{p.SHELL_FILES[1]}): upgrade it", code="unsupported")
+    return session
+
+
+@request("ssh", writes=True, args=_args)
+async def ssh(ctx: Ctx, ns) -> Reply:
+    """Open a shell (or run CMD on a terminal) on one machine, relayed over its agent's link."""
+    words = ns.words[1:] if ns.words[:1] == ["--"] else ns.words  # argparse may have taken the --
+    if ctx.session is None:
+        raise UsageError("ssh needs an SSH session channel")
+    cp, name = ctx.cp, ns.name
+    agent = agent_for(ctx, name, force=ns.force, what="open a shell")
+    term = ctx.session.pty  # (term, cols, rows) or None
+    command = " ".join(words)  # as OpenSSH does: the remote shell parses it
+    sid = uuid.uuid4().hex
+    recorder = None
+    if cp.settings.ssh_record_bytes > 0:
+        recorder = Recorder(cp.settings.server_dir() / "recordings" / f"{sid}.out", cp.settings.ssh_record_bytes)
+    relay = ShellRelay(id=sid, name=name, session=agent, out=ctx.session.write_raw, backlog=ctx.backlog,
+                       recorder=recorder)
+    argv = ["ssh", name] + (["--", *words] if words else [])
+    audit = {"id": sid, "started_at": relay.started, "finished_at": None, "actor": ctx.actor, "argv": argv,
+             "selector": name, "machines": [name], "skipped": [], "results": {}, "status": "running",
+             "exit_code": None}
+    cp.writer.put_audit(dict(audit))
+    cp.commands.add(relay)
+    ctx.session.attach(relay)
+    status = "done"
+    try:
+        if term is not None:
+            relay.open(p.ShellOpen(id=sid, command=command, term=term[0][:256] or "xterm",
+                                   cols=min(term[1], 10000), rows=min(term[2], 10000)))
+        else:
+            relay.open(p.ShellOpen(id=sid, command=command, pty=False))
+        result = await relay.wait()
+    except asyncio.CancelledError:  # the operator's channel closed
+        relay.cancel()
+        status = "cancelled"
+        raise
+    finally:
+        ctx.session.attach(None)
+        cp.commands.remove(relay)
+        r = relay.result
+        if r.status == "cancelled":
+            status = "cancelled"
+        ended = time.time()
+        entry = {"machine": name, "status": r.status, "exit_code": r.exit_code, "signal": r.signal,
+                 "code": r.code, "duration": round(ended - relay.started, 3), "error": r.error,
+                 "pty": term is not None}
+        if recorder is not None:
+            entry.update(recording=str(recorder.path), recorded_bytes=recorder.size,
+                         recording_truncated=recorder.truncated)
+        audit.update(finished_at=ended, status=status, exit_code=r.code, results={name: entry})
+        cp.writer.put_audit(audit)
+    if result.status == "error":
+        raise RequestFailed(f"{name}: {result.error}", code="shell_failed")
+    if result.status == "unreachable":
+        err = Conflict(f"{name} disconnected during the session", code="unreachable")
+        err.exit_code = 255
+        raise err
+    return Reply(None, result.code)
