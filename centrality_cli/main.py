@@ -11,7 +11,7 @@ import typer
 from centrality_core import __version__
 
 from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
-from .commands import exec as exec_cmd, fleetops, shell
+from .commands import copy, exec as exec_cmd, fleetops, shell
 
 app = typer.Typer(
     name="centrality",
@@ -61,6 +61,7 @@ tui.register(app)
 exec_cmd.register(app)
 fleetops.register(app)
 shell.register(app)
+copy.register(app)
 
 
 def main() -> None:

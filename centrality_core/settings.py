@@ -81,6 +81,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``exec`` on more machines than this needs ``--yes`` (the CLI asks)."""
     audit_retention: float = 365 * 86400.0
     """Seconds exec audit records are kept."""
+    copy_max_bytes: int = 16 * 1024**3
+    """Largest upload one ``cp`` push may carry (all its files together)."""
     ssh_record_bytes: int = 0
     """Record the first this many bytes of every ``ssh`` session's output in
     ``<data_dir>/recordings/<session id>.out`` (named in its audit row); 0: no recording."""
@@ -97,7 +99,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after", "raw_retention",
               "rollup_retention", "event_retention", "retention_interval", "audit_retention"}
 _BOOLS = {"auto_drain"}
-_INTS = {"max_frame_bytes", "exec_confirm_above", "ssh_record_bytes"}
+_INTS = {"max_frame_bytes", "exec_confirm_above", "ssh_record_bytes", "copy_max_bytes"}
 
 
 def config_file() -> Path:

@@ -1,0 +1,217 @@
+"""``cp put`` (push an upload to many machines) and ``cp get`` (gather a file from each).
+
+``cp put [SELECTOR] [--mode M] [--owner U] [--group G] [-r] [TARGET...] -- DEST``
+reads its upload on stdin: for each file a JSON header line
+``{"rel": PATH, "size": N, "sha256": HEX, "mode": M}`` then exactly N bytes;
+end of input ends the upload. Without ``-r`` there is one file, written at
+``DEST`` (or ``DEST/<rel>`` when DEST ends with ``/``); with ``-r`` each file
+goes to ``DEST/<rel>`` and missing directories below DEST are created.
+
+``cp get [SELECTOR] [--max-size S] [--fanout N] [--follow-symlinks] [TARGET...] -- PATH``
+sends each machine's file back.
+
+Both answer JSON lines like ``exec``: ``start`` (machines, skipped, unknown),
+then ``progress`` (push) or ``begin`` / ``data`` (gather) and ``done`` per machine, then ``summary`` (its
+``exit_code``, the request's status, is the worst of all machines). Both are
+writes (operators only: a gather reads files as the agent's user) and audited
+in the exec audit (argv ``["cp", "put"|"get", PATH]``). Closing the channel
+(Ctrl-C) cancels the copy everywhere; agents remove their partial files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections import Counter
+
+import msgspec
+
+from centrality_core import hostlist, protocol as p
+from centrality_core.errors import UsageError
+
+from ..copy import GatherRun, Inbox, PushRun, worst
+from .exec import parse_size, resolution_json, resolve, selector_args, split_words
+from . import Ctx, Reply, request
+
+MAX_FILES = 100_000
+DEFAULT_MAX_GET = "1G"
+MAX_FANOUT = 1024
+
+
+class Header(msgspec.Struct, forbid_unknown_fields=False):
+    rel: str
+    size: int
+    sha256: str
+    mode: int = 0o644
+
+
+_header = msgspec.json.Decoder(Header)
+
+
+def _put_args(parser: argparse.ArgumentParser) -> None:
+    selector_args(parser)
+    parser.add_argument("--mode", help="octal mode of the files (default: each local file's)")
+    parser.add_argument("--owner", default="", help="user that owns the files (the agent must be root)")
+    parser.add_argument("--group", default="", help="group of the files")
+    parser.add_argument("-r", "--recursive", action="store_true", help="a tree: DEST/<rel>, directories made")
+    parser.add_argument("--yes", action="store_true", help="no confirmation above the threshold")
+    parser.add_argument("words", nargs=argparse.REMAINDER, help="[TARGET...] -- DEST")
+
+
+def _get_args(parser: argparse.ArgumentParser) -> None:
+    selector_args(parser)
+    parser.add_argument("--max-size", default=DEFAULT_MAX_GET, help="refuse larger files (default 1G)")
+    parser.add_argument("--fanout", type=int, default=32, help="machines sending at once (default 32)")
+    parser.add_argument("--follow-symlinks", action="store_true", help="read a file that is a symlink")
+    parser.add_argument("words", nargs=argparse.REMAINDER, help="[TARGET...] -- PATH")
+
+
+def _targets(ctx: Ctx, ns, what: str):
+    targets, rest = split_words(ns.words)
+    if len(rest) != 1 or not rest[0]:
+        raise UsageError(f"one {what} after --, e.g. cp put gpu[01-04] -- /etc/nccl.conf")
+    selector, res = resolve(ctx, targets, ns)
+    threshold = ctx.cp.settings.exec_confirm_above
+    if len(res.selected) > threshold and not getattr(ns, "yes", True):
+        raise UsageError(f"this would copy to {len(res.selected)} machines, more than {threshold}: "
+                         "confirm with --yes", code="confirm_required")
+    sessions, old = {}, []
+    for name in res.selected:
+        s = ctx.cp.registry.session(name)
+        if s is not None and tuple(getattr(s, "protocol", (1, 0))) >= p.SHELL_FILES:
+            sessions[name] = s
+        else:
+            old.append(name)
+    skipped = [(n, "agent too old for copies (protocol < 1.2)") for n in old]
+    return selector, res, sessions, skipped, rest[0]
+
+
+def _audit(ctx: Ctx, cid: str, argv: list[str], selector, names: list[str], skipped) -> dict:
+    row = {"id": cid, "started_at": time.time(), "finished_at": None, "actor": ctx.actor, "argv": argv,
+           "selector": selector.describe(), "machines": names, "skipped": [list(s) for s in skipped],
+           "results": {}, "status": "running", "exit_code": None}
+    ctx.cp.writer.put_audit(dict(row))
+    return row
+
+
+def _start_line(cid: str, res, sessions, skipped_more) -> dict:
+    doc = resolution_json(res)
+    doc["machines"] = list(sessions)
+    doc["machines_folded"] = hostlist.fold(sessions)
+    doc["skipped"] += [{"machine": n, "reason": why} for n, why in skipped_more]
+    return {"type": "start", "id": cid, **doc}
+
+
+def _summary(row: dict, copies) -> dict:
+    counts = Counter(c.status for c in copies)
+    return {"type": "summary", "id": row["id"], "status": row["status"], "exit_code": row["exit_code"],
+            "duration": round(row["finished_at"] - row["started_at"], 3), "counts": dict(counts),
+            "failed": hostlist.fold(c.name for c in copies if c.status != "ok"),
+            "bytes": sum(c.bytes for c in copies)}
+
+
+async def _finish(ctx: Ctx, run, row: dict, status: str) -> Reply:
+    ctx.cp.commands.remove(run)
+    copies = list(run.copies.values())
+    code = worst(copies) if copies else 1
+    row.update(finished_at=time.time(), status=status, exit_code=code, results={c.name: c.json() for c in copies})
+    ctx.cp.writer.put_audit(row)
+    return Reply(_summary(row, copies), code)
+
+
+@request("cp put", writes=True, args=_put_args)
+async def put(ctx: Ctx, ns) -> Reply:
+    """Push files (read from stdin) to many machines: verified, renamed into place."""
+    if ctx.session is None:
+        raise UsageError("cp put reads its upload from the channel")
+    mode = None
+    if ns.mode is not None:
+        try:
+            mode = int(ns.mode, 8)
+        except ValueError:
+            raise UsageError(f"--mode {ns.mode!r} is not an octal mode such as 0644") from None
+        if not 0 <= mode <= 0o7777:
+            raise UsageError("--mode is at most 7777")
+    selector, res, sessions, skipped, dest = _targets(ctx, ns, "destination")
+    inbox = Inbox(ctx.session.chan)
+    ctx.session.attach(inbox)
+    cid = uuid.uuid4().hex
+    row = _audit(ctx, cid, ["cp", "put", dest], selector, list(sessions), [*res.skipped, *skipped])
+    ctx.emit(_start_line(cid, res, sessions, skipped))
+    run = PushRun(id=cid, sessions=sessions, emit=ctx.emit)
+    ctx.cp.commands.add(run)
+    limit = ctx.cp.settings.copy_max_bytes
+    status, total, files = "done", 0, 0
+    try:
+        while True:
+            line = await inbox.readline()
+            if not line.strip():
+                if inbox.closed and not inbox.buf:
+                    break
+                continue
+            try:
+                h = _header.decode(line)
+            except msgspec.DecodeError as exc:
+                raise UsageError(f"bad upload header: {exc}") from None
+            files += 1
+            total += max(h.size, 0)
+            if h.size < 0 or total > limit or files > MAX_FILES:
+                raise UsageError(f"the upload is larger than the limit ({limit} bytes, {MAX_FILES} files)",
+                                 code="too_large")
+            if not ns.recursive and files > 1:
+                raise UsageError("several files need -r")
+            path, base = _dest(dest, h.rel, ns.recursive)
+            await run.put(p.FilePut(id=cid, path=path, size=h.size, sha256=h.sha256,
+                                    mode=mode if mode is not None else h.mode & 0o7777,
+                                    owner=ns.owner, group=ns.group, base=base, mkdirs=ns.recursive),
+                          inbox.read)
+        if files == 0:
+            raise UsageError("nothing to copy: the upload was empty")
+        run.finish()
+    except asyncio.CancelledError:
+        run.cancel()
+        status = "cancelled"
+        await _finish(ctx, run, row, status)
+        raise
+    except BaseException:
+        run.cancel("the upload failed")
+        await _finish(ctx, run, row, "cancelled")
+        raise
+    finally:
+        ctx.session.attach(None)
+    return await _finish(ctx, run, row, status)
+
+
+def _dest(dest: str, rel: str, recursive: bool) -> tuple[str, str]:
+    """(path, base) on the machine for the upload's file ``rel``."""
+    rel = rel.strip("/")
+    if recursive:
+        return f"{dest.rstrip('/')}/{rel}", dest.rstrip("/") or "/"
+    if dest.endswith("/"):
+        return dest + rel.rsplit("/", 1)[-1], ""
+    return dest, ""
+
+
+@request("cp get", writes=True, args=_get_args)
+async def get(ctx: Ctx, ns) -> Reply:
+    """Gather one file from each machine; its bytes stream back as JSON lines."""
+    max_bytes = parse_size(ns.max_size)
+    if not 0 < ns.fanout <= MAX_FANOUT:
+        raise UsageError(f"--fanout is between 1 and {MAX_FANOUT}")
+    ns.yes = True  # reading needs no confirmation
+    selector, res, sessions, skipped, path = _targets(ctx, ns, "path")
+    cid = uuid.uuid4().hex
+    row = _audit(ctx, cid, ["cp", "get", path], selector, list(sessions), [*res.skipped, *skipped])
+    ctx.emit(_start_line(cid, res, sessions, skipped))
+    run = GatherRun(id=cid, sessions=sessions, emit=ctx.emit, backlog=ctx.backlog, fanout=ns.fanout,
+                    get=p.FileGet(id=cid, path=path, max_bytes=max_bytes, follow_symlinks=ns.follow_symlinks))
+    ctx.cp.commands.add(run)
+    try:
+        await run.run()
+    except asyncio.CancelledError:
+        run.cancel()
+        await _finish(ctx, run, row, "cancelled")
+        raise
+    return await _finish(ctx, run, row, "done")
