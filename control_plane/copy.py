@@ -95,6 +95,18 @@ class Copy:
         return out
 
 
+def safe(emit: Callable[[dict], None]) -> Callable[[dict], None]:
+    """``emit`` that ignores an operator channel already gone (the run still ends cleanly)."""
+
+    def write(line: dict) -> None:
+        try:
+            emit(line)
+        except Exception:  # noqa: BLE001
+            log.debug("cannot write to the operator", exc_info=True)
+
+    return write
+
+
 def worst(copies) -> int:
     return max((c.code for c in copies), default=1)
 
@@ -160,7 +172,7 @@ class PushRun:
     def __init__(self, *, id: str, sessions: dict, emit: Callable[[dict], None]) -> None:
         self.id = id
         self.sessions = sessions  # name -> AgentSession
-        self.emit = emit
+        self.emit = safe(emit)
         self.copies = {n: Copy(n) for n in sessions}
         self.chunk, self.window = window_for(len(sessions))
         self._wake = asyncio.Event()
@@ -282,7 +294,7 @@ class GatherRun:
         self.sessions = sessions
         self.get = get
         self.fanout = max(1, fanout)
-        self.emit = emit
+        self.emit = safe(emit)
         self.backlog = backlog
         self.copies = {n: Copy(n) for n in sessions}
         self._queue = list(sessions)
