@@ -155,4 +155,5 @@ _TITLES = {
     "exec('filter')": "Run a command on every machine shown (the filter's matches)",
     "exec('machine')": "Run a command on this machine", "drain": "Drain this machine (asks why)",
     "undrain": "Undrain this machine", "close": "Cancel the running command / close",
+    "shell": "Open a shell on the machine (the dashboard waits until it ends)",
 }

@@ -38,6 +38,7 @@ class ClusterScreen(BaseScreen):
         Binding("space", "toggle_mark", "Mark", key_display="space"),
         Binding("c", "clear_marks", "Clear marks", show=False),
         Binding("x", "exec('selection')", "Exec"),
+        Binding("S", "shell", "Shell", show=False),
         Binding("X", "exec('filter')", "Exec on all shown", show=False),
         *(Binding(key, f"sort('{sort}')", f"Sort by {name}", show=False) for sort, key, name in SORT_KEYS),
     ]
@@ -134,6 +135,12 @@ class ClusterScreen(BaseScreen):
     def action_clear_marks(self) -> None:
         self.dash.model.clear_marks()
         self.tick()
+
+    def action_shell(self) -> None:
+        """``S``: a shell on the machine under the cursor (``s`` sorts here; on a machine's screen ``s``)."""
+        from ..shell import open_shell
+
+        open_shell(self.app, self.table.selected)
 
     def action_exec(self, scope: str) -> None:
         """``x``: the marked machines (else the one under the cursor); ``X``: every row shown."""

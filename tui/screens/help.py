@@ -29,13 +29,14 @@ SECTIONS = [
         ("space / c", "mark / unmark the machine under the cursor (✓, then on to the next row) / clear the marks"),
         ("x", "run a command on the marked machines, or else on the one under the cursor"),
         ("X", "run a command on every machine shown (all rows matching the filter)"),
+        ("S", "a shell on the machine under the cursor (the dashboard waits until it ends)"),
         ("filter", "words must all match name, hostname, labels, state, kind or flags; "
                    "state:limbo, kind:gpu, label:pool=eval, name:gpu-0 match one field"),
     ]),
     ("Machine", [
         ("1 2 3 4", "chart window: 1 min, 10 min (raw samples), 1 hour, 24 hours (1-minute rollups)"),
         ("n", "jump to the nvidia-smi screen"), ("e", "this machine's events"), ("R", "reload history"),
-        ("x", "run a command on this machine"),
+        ("x", "run a command on this machine"), ("s", "a shell on this machine (centrality ssh)"),
         ("d / u", "drain (asks why; exec skips drained machines) / undrain"),
     ]),
     ("Exec", [

@@ -51,6 +51,7 @@ class MachineScreen(BaseScreen):
         Binding("n", "nvidia", "nvidia-smi"),
         Binding("e", "events", "Events"),
         Binding("x", "exec('machine')", "Exec"),
+        Binding("s", "shell", "Shell", show=False),
         Binding("d", "drain", "Drain"),
         Binding("u", "undrain", "Undrain"),
         Binding("R", "reload", "Reload history", show=False),
@@ -349,6 +350,11 @@ class MachineScreen(BaseScreen):
 
     def action_exec(self, scope: str = "machine") -> None:
         self.dash.open_exec([self.machine_name], "this machine", ["Fleet", self.machine_name])
+
+    def action_shell(self) -> None:
+        from ..shell import open_shell
+
+        open_shell(self.app, self.machine_name)
 
     def action_drain(self) -> None:
         name = self.machine_name
