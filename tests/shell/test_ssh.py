@@ -181,3 +181,17 @@ async def test_recording_is_bounded_and_named_in_the_audit(control_plane, agents
     from pathlib import Path
     data = Path(result["recording"]).read_bytes()
     assert data.startswith(b"start\n1\n2\n") and len(data) == 64
+
+
+async def test_an_agent_answers_an_unknown_kind_with_unsupported_and_stays_connected(control_plane, agents,
+                                                                                     home, caplog):
+    from tests.conftest import wait_for
+
+    await agents("cpu01")
+    session = control_plane.registry.session("cpu01")
+    caplog.set_level("WARNING", logger="centrality.agent")
+    session.send_bytes(b'{"kind":"shell_teleport","id":"s-1","to":"mars"}\n')  # from a newer control plane
+    await wait_for(lambda: "does not support 'shell_teleport'" in caplog.text, what="unsupported")
+    status, out, err = await cli(home, "ssh", "cpu01", "--", "echo still-serving")
+    assert (status, out) == (0, "still-serving\n"), err
+    assert control_plane.registry.session("cpu01") is session  # the same connection
