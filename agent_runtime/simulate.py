@@ -44,6 +44,14 @@ def profile_of(profile: str, index: int) -> str:
     return profile
 
 
+def _files_root(root: str, name: str) -> str:
+    if not root:
+        return ""
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 @dataclass
 class FleetSpec:
     count: int
@@ -54,6 +62,8 @@ class FleetSpec:
     ramp: float = 0.0  # seconds over which connections start (jitter)
     sample_interval: float = 1.0
     batch_interval: float = 5.0
+    #: Each machine's ``files_root`` is ``files_root/<name>`` (``cp`` to simulated machines); empty: /.
+    files_root: str = ""
 
 
 class StateDir:
@@ -113,7 +123,8 @@ class SimulatedFleet:
         cfg = AgentConfig(address=self.address, fingerprint=self.fingerprint, name=name,
                           join_token="" if enrolled else self.token, profile=profile_of(s.profile, index),
                           sample_interval=s.sample_interval, batch_interval=s.batch_interval,
-                          labels={"sim": "true", "profile": profile_of(s.profile, index)})
+                          labels={"sim": "true", "profile": profile_of(s.profile, index)},
+                          files_root=_files_root(s.files_root, name))
         collectors = make_collectors(cfg.profile, index=index, seed=s.seed)
         info = collectors.machine_info()
         info["agent_version"] = __version__

@@ -29,6 +29,8 @@ def simulate(
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Keys of the simulated machines "
                                              "[default: ~/.local/share/centrality/simulate]."),
     seed: int = typer.Option(0, "--seed", help="Seed for specs, load patterns and jitter."),
+    files_root: Optional[Path] = typer.Option(None, "--files-root", help="Give each machine its own "
+                                              "DIR/<name> as files_root, so `cp` to simulated machines works."),
     start: int = typer.Option(1, "--start", hidden=True, help="First machine index (workers)."),
 ) -> None:
     """Run N simulated machines: real SSH connections and agents, fake metrics. Ctrl-C stops all."""
@@ -42,7 +44,7 @@ def simulate(
     ramp = agents / 250 if ramp is None else ramp
     if processes > 1:
         return _spawn_workers(agents, processes, join, profile, name_prefix, ramp, sample_interval,
-                              batch_interval, state, seed)
+                              batch_interval, state, seed, files_root)
 
     def go():
         import asyncio
@@ -51,7 +53,8 @@ def simulate(
         from centrality_core.runtime import tune_gc, use_uvloop
 
         spec = FleetSpec(count=agents, start=start, profile=profile, prefix=name_prefix, seed=seed,
-                         ramp=ramp, sample_interval=sample_interval, batch_interval=batch_interval)
+                         ramp=ramp, sample_interval=sample_interval, batch_interval=batch_interval,
+                         files_root=str(files_root.resolve()) if files_root else "")
         fleet = SimulatedFleet(spec, StateDir(state), join)
         fleet.build()
         use_uvloop()
@@ -90,7 +93,7 @@ async def _run(fleet) -> None:
 
 
 def _spawn_workers(agents, processes, join, profile, prefix, ramp, sample_interval, batch_interval,
-                   state, seed) -> None:
+                   state, seed, files_root=None) -> None:
     """Split the fleet over worker processes; stopping this one stops them all."""
     env = {**os.environ}
     if join:
@@ -105,7 +108,8 @@ def _spawn_workers(agents, processes, join, profile, prefix, ramp, sample_interv
             [sys.executable, "-m", "centrality_cli", "simulate", "--agents", str(count), "--start",
              str(1 + k * per), "--profile", profile, "--name-prefix", prefix, "--ramp", str(ramp),
              "--sample-interval", str(sample_interval), "--batch-interval", str(batch_interval),
-             "--state-dir", str(state), "--seed", str(seed)], env=env))
+             "--state-dir", str(state), "--seed", str(seed)]
+            + (["--files-root", str(files_root)] if files_root else []), env=env))
 
     def forward(sig, _frame):
         for w in workers:
