@@ -108,6 +108,8 @@ async def run_shell(conn, request: str, *, tty_mode: bool | None = None) -> int:
             reader = asyncio.ensure_future(read_file())
         if use_pty:
             loop.add_signal_handler(signal.SIGWINCH, on_winch)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # end the session, so the terminal is restored
+            loop.add_signal_handler(sig, chan.close)
         try:
             await chan.wait_closed()
         finally:
@@ -115,11 +117,11 @@ async def run_shell(conn, request: str, *, tty_mode: bool | None = None) -> int:
                 reader.cancel()
             else:
                 loop.remove_reader(stdin)
-            if use_pty:
-                loop.remove_signal_handler(signal.SIGWINCH)
+            for sig in (signal.SIGTERM, signal.SIGHUP) + ((signal.SIGWINCH,) if use_pty else ()):
+                loop.remove_signal_handler(sig)
     status = chan.get_exit_status()
     if status is None or status < 0:
-        raise ConnectError("the control plane closed the session without an exit status")
+        raise ConnectError("the session ended without an exit status (closed, or the control plane went away)")
     if status and session.stderr.strip():
         err = _error(session.stderr.decode("utf-8", "replace"), status)
         raise err
