@@ -2,7 +2,7 @@
 
 The control plane, the receiving agents and five bystander agents share one
 event loop here (a harsher setting than production, where each agent is its
-own process); the bystanders heartbeat every 0.2 s and go to limbo after 1 s
+own process); the bystanders heartbeat every 0.5 s and go to limbo after 3 s
 of silence. During the copy no bystander may leave ``live``, and the gaps
 between their heartbeats as the control plane records them stay below the
 limbo threshold.
@@ -16,7 +16,11 @@ import os
 import signal
 import sys
 
+import pytest
+
 from tests.conftest import REPO, cli, cli_env, wait_for
+
+HEARTBEATS = {"heartbeat_interval": 0.5, "limbo_after": 3.0, "dead_after": 60.0}
 
 
 async def _fleet(agents, tmp_path, names):
@@ -29,6 +33,7 @@ async def _fleet(agents, tmp_path, names):
     return roots
 
 
+@pytest.mark.parametrize("cp_settings", [HEARTBEATS], indirect=True)
 async def test_heartbeats_of_other_agents_unaffected_by_a_100_mb_copy(control_plane, agents, home, tmp_path):
     roots = await _fleet(agents, tmp_path, ["recv01", "recv02"])
     bystanders = [f"idle{i}" for i in range(1, 6)]
