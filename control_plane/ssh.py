@@ -127,6 +127,9 @@ class ConnectionHandler(asyncssh.SSHServer):
         return f"{self.role}:{self.key_name}"
 
 
+#: Bytes of stdin an operator channel keeps before its request reads them; then reading pauses.
+EARLY_INPUT = 1024 * 1024
+
 USAGE = b"""This is a Centrality control plane. Run a request, e.g.:
   ssh -p PORT HOST machines ls
   ssh -p PORT HOST help
@@ -146,6 +149,10 @@ class OperatorSession(asyncssh.SSHServerSession):
         self.pty: tuple[str, int, int] | None = None
         #: Where the client's bytes go while a request relays them (``ssh``: a ShellRelay).
         self.sink = None
+        #: What the client sent before its request attached a sink (bounded; reading pauses).
+        self._early = bytearray()
+        self._early_eof = False
+        self._early_paused = False
 
     def connection_made(self, chan) -> None:
         self.chan = chan
@@ -163,8 +170,22 @@ class OperatorSession(asyncssh.SSHServerSession):
             self.sink.resize(width, height)
 
     def attach(self, sink) -> None:
-        """Send the client's bytes, EOF and window changes to ``sink`` (None: drop them)."""
+        """Send the client's bytes, EOF and window changes to ``sink`` (None: drop them).
+
+        What arrived before (the CLI writes its upload or keystrokes as soon as the
+        channel is open) goes to the sink first, in order."""
         self.sink = sink
+        if sink is None:
+            return
+        early, self._early = bytes(self._early), bytearray()
+        if early:
+            sink.input(early)
+        if self._early_eof:
+            sink.eof()
+        if self._early_paused:
+            self._early_paused = False
+            if not getattr(sink, "paused", False):
+                self.chan.resume_reading()
 
     def write_raw(self, data: bytes) -> None:
         self.chan.write(data)
@@ -184,11 +205,18 @@ class OperatorSession(asyncssh.SSHServerSession):
 
     def data_received(self, data, datatype) -> None:
         if self.sink is not None:
-            self.sink.input(data)  # other requests do not read stdin
+            self.sink.input(data)
+        elif len(self._early) < EARLY_INPUT:  # kept for a request that reads stdin (ssh, cp put)
+            self._early += data
+            if len(self._early) >= EARLY_INPUT and not self._early_paused:
+                self._early_paused = True
+                self.chan.pause_reading()
 
     def eof_received(self) -> bool:
         if self.sink is not None:
             self.sink.eof()
+        else:
+            self._early_eof = True
         return True  # stdin closed; keep the channel open for our answer
 
     def connection_lost(self, exc) -> None:

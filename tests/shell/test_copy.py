@@ -129,3 +129,22 @@ async def test_hostile_paths_are_refused_and_nothing_is_written_outside(control_
     assert machines["node02"]["status"] == "ok" and (dest / "node02" / "shadow").read_text() == "fine"
     assert machines["node03"]["refusal"] == "symlink" and not (dest / "node03" / "shadow").exists()
     assert machines["node01"]["refusal"] == "not_found"
+
+
+async def test_an_upload_written_before_the_request_reads_it_arrives_whole(control_plane, agents, operator,
+                                                                          tmp_path):
+    """A client that writes its whole upload at once, before the request has started (stdin kept
+    in order until the request reads it), e.g. a script over plain SSH."""
+    roots = await _fleet(agents, tmp_path, 1)
+    data = os.urandom(200_000)
+    header = json.dumps({"rel": "x.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                         "mode": 0o600}).encode() + b"\n"
+    process = await operator.connection.create_process("cp put node01 -- /etc/x.bin", encoding=None)
+    process.stdin.write(header + data)
+    process.stdin.write_eof()
+    raw = [line async for line in process.stdout]
+    lines = [json.loads(line) for line in raw if line.strip()]
+    result = await process.wait()
+    assert result.exit_status == 0, (result.stderr, raw)
+    assert lines[-1]["type"] == "summary" and lines[-1]["counts"] == {"ok": 1}
+    assert (roots["node01"] / "etc" / "x.bin").read_bytes() == data
