@@ -93,7 +93,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_enrolling_per_source: int = 32
     """Connections from one address that may be enrolling (unknown key, not yet
     registered) at once; more are turned away as busy. 0: no limit."""
-    connection_rate_per_source: float = 20.0
+    connection_rate_per_source: float = 10.0
     """New connections per second accepted from one address (token bucket,
     refilled at this rate); past it a connection is closed before the SSH
     greeting and the client backs off. 0: no limit. Behind a load balancer

@@ -129,9 +129,9 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
     except asyncssh.PermissionDenied:
         why = client.banner or "its key is unknown or revoked"
         raise AuthRefused(f"{address} refused our key ({fingerprint(key)}): {why}") from None
-    except asyncssh.ConnectionLost:
+    except (asyncssh.ConnectionLost, ConnectionResetError):
         # Closed before the handshake: the control plane turns away sources that
-        # connect too fast (or too many at once) before it even greets them.
+        # connect too fast before it even greets them (a refused port is OSError below).
         raise Busy(f"{address} closed the connection before its greeting: busy, or too many "
                    "connections from this address at once; retry shortly") from None
     except asyncssh.DisconnectError as exc:

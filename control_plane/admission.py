@@ -35,7 +35,7 @@ class _Bucket:
 
 @dataclass
 class Admission:
-    rate: float = 20.0            # new connections a second per source; 0: unlimited
+    rate: float = 10.0            # new connections a second per source; 0: unlimited
     burst: int = 10               # connections a source may open at once
     max_handshakes: int = 128     # fleet-wide, not yet authenticated
     max_enrolling: int = 32       # per source; 0: unlimited
