@@ -32,8 +32,10 @@ class Answer:
 
 
 class OperatorClient:
-    def __init__(self, context: str | None = None) -> None:
+    def __init__(self, context: str | None = None, *, username: str | None = None) -> None:
         self.context_name, self.context = contexts.resolve(context)
+        #: Log in as this user instead of the context's (a machine's name: a session on it).
+        self.username = username
         self._conn = None
 
     async def __aenter__(self) -> OperatorClient:
@@ -43,7 +45,7 @@ class OperatorClient:
         while True:
             try:
                 self._conn = await sshlink.connect(self.context.address, self.context.fingerprint, key,
-                                                   username=self.context.user)
+                                                   username=self.username or self.context.user)
                 return self
             except Busy:  # a fleet is (re)connecting: wait our turn a little
                 if time.monotonic() + delay > deadline:

@@ -1,8 +1,9 @@
 """The operator's side of ``centrality ssh``: one SSH session channel, the local terminal raw.
 
-The ``ssh NAME`` request goes to the control plane on a session channel with
-a PTY request of the local terminal's size and ``TERM`` (when stdin is a
-terminal); the local terminal is put in raw mode (stdlib ``tty``/``termios``)
+The CLI logs in to the control plane as the machine's name (what a plain
+OpenSSH user does with ``ssh -p 8022 NAME@HOST``) and opens a shell (or exec)
+session with a PTY request of the local terminal's size and ``TERM`` (when
+stdin is a terminal); the local terminal is put in raw mode (stdlib ``tty``/``termios``)
 so every key, Ctrl-C included, goes to the machine, and is restored however
 the session ends (exit, disconnect, error, signal). SIGWINCH sends a window
 change. Without a terminal, stdin and stdout are piped through and EOF is
@@ -65,8 +66,9 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
-async def run_shell(conn, request: str, *, tty_mode: bool | None = None) -> int:
-    """Run the ``ssh`` request on ``conn`` with this process's terminal; return its exit status."""
+async def run_shell(conn, command: str | None, *, tty_mode: bool | None = None, force: bool = False) -> int:
+    """A session on the machine ``conn`` logged in as: its shell (``command`` None) or
+    ``command`` there, with this process's terminal; return its exit status."""
     stdin = sys.stdin.fileno()
     use_pty = os.isatty(stdin) if tty_mode is None else tty_mode
     kwargs = {}
@@ -74,7 +76,9 @@ async def run_shell(conn, request: str, *, tty_mode: bool | None = None) -> int:
         cols, rows = _size(stdin)
         kwargs = {"term_type": os.environ.get("TERM") or "xterm", "term_size": (cols, rows),
                   "request_pty": "force"}
-    chan, session = await conn.create_session(_Session, request, encoding=None, **kwargs)
+    if force:
+        kwargs["env"] = {"CENTRALITY_FORCE": "1"}
+    chan, session = await conn.create_session(_Session, command, encoding=None, **kwargs)
     loop = asyncio.get_running_loop()
     interactive = os.isatty(stdin)
 

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from centrality_core.sanitize import one_line
+
 from .. import output
 from ..output import Markup
 from . import JSON, operator_call
@@ -29,9 +31,9 @@ def metrics(ctx: typer.Context, name: str,
     if json:
         return output.print_json(rows)
     keys = sorted({k for r in rows for k in r if k != "ts"})
-    if as_csv:
+    if as_csv:  # for spreadsheets and terminals alike: agent-chosen keys are sanitised
         w = csv.writer(sys.stdout)
-        w.writerow(["ts", *keys])
+        w.writerow(["ts", *(one_line(k, 256) for k in keys)])
         for r in rows:
             w.writerow([r["ts"], *(r.get(k, "") for k in keys)])
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import List, Optional
 
 import typer
@@ -24,19 +23,20 @@ def ssh(ctx: typer.Context,
     run_as user. The local terminal is raw for the session (Ctrl-C goes to
     the machine) and restored when it ends. Exit status: the remote one
     (255 if the machine went away). Operators only; drained machines need
-    --force. Plain OpenSSH: ssh -t -p PORT HOST ssh NAME.
+    --force. Plain OpenSSH: ssh -p PORT NAME@HOST [CMD].
     """
     if extra:
         output.fail(f"unexpected {extra[0]!r}: the command goes after --", 2)
     command = ctx.meta.get("centrality.command") or []
-    argv = ["ssh"] + (["--force"] if force else []) + [name] + (["--", *command] if command else [])
 
     async def go() -> int:
         from ..client import OperatorClient
         from ..terminal import run_shell
 
-        async with OperatorClient(ctx.obj["context"]) as client:
-            return await run_shell(client.connection, shlex.join(argv), tty_mode=tty)
+        # Logged in as the machine's name: the control plane's session on that machine
+        # (the one kind of session it grants a PTY).
+        async with OperatorClient(ctx.obj["context"], username=name) as client:
+            return await run_shell(client.connection, " ".join(command) or None, tty_mode=tty, force=force)
 
     raise typer.Exit(output.run(go))
 

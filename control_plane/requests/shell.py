@@ -63,7 +63,8 @@ async def ssh(ctx: Ctx, ns) -> Reply:
     cp, name = ctx.cp, ns.name
     agent = agent_for(ctx, name, force=ns.force, what="open a shell")
     term = ctx.session.pty  # (term, cols, rows) or None
-    command = " ".join(words)  # as OpenSSH does: the remote shell parses it
+    raw = getattr(ctx.session, "raw_command", None)
+    command = raw if raw is not None else " ".join(words)  # as OpenSSH does: the remote shell parses it
     sid = uuid.uuid4().hex
     recorder = None
     if cp.settings.ssh_record_bytes > 0:

@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, cli_env
-from tests.exec.conftest import control_plane, cp_settings, store_url  # noqa: F401
+from tests.exec.conftest import control_plane, store_url  # noqa: F401
 
 pexpect = pytest.importorskip("pexpect")
+
+
+@pytest.fixture
+def cp_settings(request) -> dict:
+    """The test's settings (``indirect`` parametrize), over no per-source connection rate:
+    dozens of agents and CLI runs connect from 127.0.0.1 here."""
+    return {"connection_rate_per_source": 0, **dict(getattr(request, "param", {}))}
 
 
 class Term:
@@ -58,12 +65,13 @@ def centrality(*args: str) -> list[str]:
     return [sys.executable, "-m", "centrality_cli", *args]
 
 
-def openssh(cp, home: Path, request: str, *opts: str) -> list[str]:
-    """OpenSSH's client with the operator key the control plane bootstrapped, host key pinned."""
+def openssh(cp, home: Path, request: str | None, *opts: str, user: str = "operator") -> list[str]:
+    """OpenSSH's client with the operator key the control plane bootstrapped, host key pinned;
+    ``user`` a machine's name: a session on that machine."""
     key = home / ".config" / "centrality" / "keys" / "operator_ed25519"
     host, port = cp.address.rsplit(":", 1)
     known = home / "known_hosts"
     known.write_text(f"[{host}]:{port} {cp.host_key.export_public_key().decode().strip()}\n")
     return ["ssh", "-F", "none", "-p", port, "-i", str(key), "-o", "IdentitiesOnly=yes",
             "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-l", "operator", *opts, host, request]
+            "-o", "BatchMode=yes", "-l", user, *opts, host, *([request] if request is not None else [])]

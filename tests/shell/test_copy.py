@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import cli, wait_for
 
-LONG_LIMBO = {"dead_after": 60.0, "exec_confirm_above": 100}
+# 50 agents share the test's event loop with the control plane on a busy box: lenient heartbeats
+LONG_LIMBO = {"heartbeat_interval": 0.5, "limbo_after": 5.0, "dead_after": 60.0, "exec_confirm_above": 100}
 
 
 async def _fleet(agents, tmp_path, n: int, prefix: str = "node"):
@@ -45,7 +46,7 @@ async def test_push_to_50_machines_verified_then_gather_back(control_plane, agen
     local.chmod(0o640)
     status, out, err = await cli(home, "cp", "--json", str(local), "node[01-50]", "node99:/etc/nccl.conf",
                                  timeout=120)
-    assert status == 0, err
+    assert status == 0, (err, [m for m in json.loads(out)["machines"].values() if m["status"] != "ok"][:3])
     doc = json.loads(out)
     assert doc["exit_code"] == 0 and doc["counts"] == {"ok": 50}
     assert doc["skipped"] == [{"machine": "node99", "reason": "limbo"}]

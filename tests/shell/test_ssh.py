@@ -88,9 +88,10 @@ async def test_command_without_a_terminal_pipes_output_and_exit_status(control_p
     assert out.splitlines() == ["piped-5", "not a tty"]
 
 
-async def test_openssh_client_with_a_pty_and_with_a_command(control_plane, agents, spawn, home):
+async def test_openssh_client_logged_in_as_the_machine_with_a_pty_and_with_a_command(
+        control_plane, agents, spawn, home):
     await agents("cpu01")
-    term = spawn(openssh(control_plane, home, "ssh cpu01", "-tt"), term="xterm")
+    term = spawn(openssh(control_plane, home, None, user="cpu01"), term="xterm")  # ssh -p PORT cpu01@HOST
     await _shell_ready(term)
     term.send("echo via-openssh-$((1+1)) $TERM\r")
     await term.expect("via-openssh-2 xterm")
@@ -98,12 +99,21 @@ async def test_openssh_client_with_a_pty_and_with_a_command(control_plane, agent
     term.send("exit 5\r")
     assert await term.wait() == 5
 
+    # a command, verbatim for the machine's shell (quotes and all), no PTY: it scripts like ssh
     proc = await asyncio.create_subprocess_exec(
-        *openssh(control_plane, home, "ssh cpu01 -- uname -s; exit 4"),
+        *openssh(control_plane, home, 'echo "a  b"; uname -s; tty; exit 4', user="cpu01"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 4, err
-    assert out.decode().strip() == "Linux"
+    assert out.decode().splitlines() == ["a  b", "Linux", "not a tty"]
+
+    # the ssh request by its name, as other requests are made: on pipes (a PTY is granted only
+    # to a session logged in as the machine; ssh -tt would make that refusal fatal)
+    proc = await asyncio.create_subprocess_exec(
+        *openssh(control_plane, home, "ssh cpu01 -- echo by-request; tty"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1 and out.decode().splitlines() == ["by-request", "not a tty"], err
 
 
 async def _connect_with(control_plane, key, username="operator"):
