@@ -76,8 +76,7 @@ async def run_shell(conn, command: str | None, *, tty_mode: bool | None = None, 
         cols, rows = _size(stdin)
         kwargs = {"term_type": os.environ.get("TERM") or "xterm", "term_size": (cols, rows),
                   "request_pty": "force"}
-    if force:
-        kwargs["env"] = {"CENTRALITY_FORCE": "1"}
+    kwargs["env"] = {"CENTRALITY_SESSION": "1", **({"CENTRALITY_FORCE": "1"} if force else {})}
     chan, session = await conn.create_session(_Session, command, encoding=None, **kwargs)
     loop = asyncio.get_running_loop()
     interactive = os.isatty(stdin)

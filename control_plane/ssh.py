@@ -206,9 +206,15 @@ class OperatorSession(asyncssh.SSHServerSession):
 
     @property
     def machine_session(self) -> str | None:
-        """The machine an operator logged in as (``gpu-07@HOST``), or None."""
+        """The machine an operator logged in as (``gpu-07@HOST``), or None. A login name
+        that is no machine is one only if the client says so (``centrality ssh`` sets
+        ``CENTRALITY_SESSION=1``), so that the ssh request can tell what is wrong with it."""
         name = self.handler.username
-        if self.handler.role == "operator" and name in self.cp.registry.fleet.machines:
+        if self.handler.role != "operator":
+            return None
+        if name in self.cp.registry.fleet.machines:
+            return name
+        if self.chan is not None and self.chan.get_environment().get("CENTRALITY_SESSION") == "1":
             return name
         return None
 
