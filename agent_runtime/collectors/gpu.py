@@ -11,6 +11,7 @@ import time. Sample units: percent, bytes, degrees Celsius, watts (see
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -25,6 +26,8 @@ from .nvidia import (
 Runner = Callable[[Sequence[str], float], tuple[int, str]]
 #: ``which(name) -> path or None`` (``shutil.which``).
 Which = Callable[[str], str | None]
+#: A driver version line ("535.104.05", "610.62").
+_VERSION = re.compile(r"^\d{2,4}\.\d{1,3}(?:\.\d{1,3})?$")
 #: Longest text stream the wire protocol accepts, in characters.
 MAX_TEXT = 64 * 1024
 
@@ -124,10 +127,12 @@ class GpuCollector:
             return f"nvidia-smi timed out after {self.timeout_s:g} s"
         except OSError as e:
             return f"nvidia-smi: {e}"
-        err = detect_error(text)
-        if err or rc != 0:
-            return err or f"nvidia-smi exited with status {rc}: {text.strip()[:200]}"
-        self.driver_version = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        # A valid answer counts whatever the exit status: nvidia-smi exits 14 with a
+        # corrupted infoROM (after a WARNING line) and still answers for every GPU.
+        version = next((ln.strip() for ln in text.splitlines() if _VERSION.match(ln.strip())), "")
+        if not version:
+            return detect_error(text) or f"nvidia-smi exited with status {rc}: {text.strip()[:200]}"
+        self.driver_version = version
         return None
 
     # ------------------------------------------------------------ reading
