@@ -83,6 +83,8 @@ class GpuCollector:
         self._nvml: Any = None
         self._handles: list[Any] = []
         self._retry_at = 0.0
+        #: The readings of the last ``read`` (the process collector places processes with them).
+        self.last: list[GpuReading] = []
 
     # ------------------------------------------------------------ probing
 
@@ -143,9 +145,11 @@ class GpuCollector:
             if self.backend is None or (self.backend == "none" and self._clock() >= self._retry_at):
                 self._probe()
             if self.backend == "nvml":
-                return self._read_nvml()
+                self.last = self._read_nvml()
+                return self.last
             if self.backend == "nvidia-smi":
-                return self._read_smi()
+                self.last = self._read_smi()
+                return self.last
         except Exception as e:  # last line of defence: a collector must not kill the agent
             self.reason = f"GPU collector error: {e!r}"
         return []

@@ -472,7 +472,7 @@ def test_registered_without_a_version_means_1_0():
     reg = p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5)
     assert reg.protocol == (1, 0)  # what a 1.0 control plane (which omits it) speaks
     assert json.loads(p.encode(p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5,
-                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == [1, 1]
+                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == [1, 2]
 
 
 # ---------------------------------------------------------------- identity
