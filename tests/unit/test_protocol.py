@@ -168,6 +168,19 @@ def test_golden_values_decode_to_the_expected_objects():
 
     packed = p.agent_decoder.decode((GOLDEN / "metrics.jsonl").read_bytes().splitlines()[3])
     assert packed.check_shape() is None and packed.columns == []
+    assert packed.gpu_processes is None  # before 1.2
+
+    v12 = p.server_decoder.decode((GOLDEN / "registered.jsonl").read_bytes().splitlines()[3])
+    assert v12.protocol == (1, 2)
+    procs = p.agent_decoder.decode((GOLDEN / "metrics.jsonl").read_bytes().splitlines()[4]).gpu_processes
+    assert procs.source == "nvml" and procs.omitted == 3
+    trainer, kernel, xorg, in_mig = procs.processes
+    assert (trainer.gpu, trainer.pid, trainer.user, trainer.type) == (0, 48213, "alice", "C")
+    assert trainer.used_memory_bytes == 74826235904 and trainer.sm_percent == 96.0
+    assert (kernel.user, kernel.sm_percent) == ("bob", 0.0)
+    assert (xorg.type, xorg.used_memory_bytes, xorg.sm_percent) == ("G", None, None)
+    assert (in_mig.gi, in_mig.ci, in_mig.user, in_mig.command) == (3, 0, "", "")
+    assert [(m.gpu, m.gi, m.ci, m.profile) for m in procs.mig] == [(2, 3, 0, "3g.40gb"), (2, 5, None, "2g.20gb")]
     assert packed.column_lists() == [[12.5, None], [71.0, 72.0]]
 
     command = p.server_decoder.decode((GOLDEN / "command.jsonl").read_bytes().splitlines()[1])
