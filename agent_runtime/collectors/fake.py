@@ -251,6 +251,10 @@ class FakeCollectors:
         if slot == self._procs_slot:
             return None
         self._procs_slot = slot
+        return self.processes_at(now)
+
+    def processes_at(self, now: float):
+        """The jobs' processes at ``now`` as a ``protocol.GpuProcesses`` (no cadence)."""
         from centrality_core import protocol as p
 
         return p.GpuProcesses(ts=now, source="simulated", processes=[
