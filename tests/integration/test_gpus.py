@@ -118,3 +118,26 @@ async def test_simulated_gpu8_agent_sends_its_processes(control_plane, agents, h
     assert len(rows) == 8 and {r["model"] for r in rows} == {"NVIDIA H100 80GB HBM3"}
     assert sum(r["processes"] for r in rows) == len(snap.processes)
     assert msgspec.json.decode(msgspec.json.encode(snap), type=p.GpuProcesses) == snap
+
+
+async def test_processes_reach_a_machine_subscriber(control_plane, operator, agents):
+    from tests.integration.test_subscribe import next_where
+
+    await agents("gpu-sub-02", profile="gpu8", index=4, sample_interval=0.1, batch_interval=0.2)
+    stream = operator.stream("subscribe", "--interval", "0.1s", "--machine", "gpu-sub-02").__aiter__()
+    msg = await next_where(stream, lambda m: m["type"] == "machine" and m.get("gpu_processes"))
+    snap = msg["gpu_processes"]
+    assert snap["source"] == "simulated"
+    assert all({"gpu", "pid", "user", "command"} <= set(x) for x in snap["processes"])
+    await stream.aclose()
+
+
+async def test_no_processes_for_a_1_1_control_plane(control_plane, agents, monkeypatch):
+    """An agent registered by a control plane that speaks 1.1 leaves the process lists out."""
+    monkeypatch.setattr(p, "PROTOCOL_VERSION", (1, 1))  # what both sides say they speak
+    a = await agents("gpu-old-01", profile="gpu8", index=5, sample_interval=0.1, batch_interval=0.2)
+    await wait_for(lambda: a.agent.state.registered and a.agent.state.batches_sent >= 15, timeout=20,
+                   what="batches sent over 3 s (process lists are taken every 5 s of wall time)")
+    assert a.agent.packed and not a.agent.gpu_processes
+    assert control_plane.metrics.latest["gpu-old-01"].values  # the metrics still flow
+    assert control_plane.metrics.latest["gpu-old-01"].gpu_processes is None

@@ -543,3 +543,34 @@ def test_identity_is_hashable_and_survives_the_wire():
     hello = p.Hello(protocol=(1, 0), name="gpu-node-07", info=info)
     back = p.agent_decoder.decode(p.encode(hello).rstrip(b"\n"))
     assert back.info.identity() == info.identity()
+
+
+# ---------------------------------------------------------------- 1.2: GPU processes
+
+
+def _procs_frame(**snap) -> bytes:
+    base = {"kind": "metrics", "stream": "s", "seq": 1, "ts": [1.0], "keys": [], "gpu_processes": {"ts": 1.0, **snap}}
+    return json.dumps(base).encode()
+
+
+@pytest.mark.parametrize("snap", [
+    {"processes": [{"gpu": 0, "pid": i} for i in range(p.MAX_GPU_PROCESSES + 1)]},  # too many
+    {"processes": [{"gpu": 0, "pid": 1, "command": "x" * 257}]},  # too long
+    {"processes": [{"gpu": 0, "pid": -1}]},
+    {"processes": [{"gpu": 2000, "pid": 1}]},
+    {"processes": [{"gpu": 0, "pid": 1, "sm_percent": 101}]},
+    {"processes": [{"gpu": 0, "pid": 1, "used_memory_bytes": -5}]},
+    {"processes": [{"gpu": "0", "pid": 1}]},
+    {"mig": [{"gpu": 0, "gi": 1, "profile": "p" * 300}]},
+])
+def test_hostile_gpu_process_lists_are_refused(snap):
+    with pytest.raises(MalformedFrame):
+        p.agent_decoder.decode(_procs_frame(**snap))
+
+
+def test_gpu_process_list_at_its_bounds_decodes():
+    procs = [{"gpu": 0, "pid": i, "user": "u" * 256, "command": "c" * 256, "used_memory_bytes": 1 << 40}
+             for i in range(p.MAX_GPU_PROCESSES)]
+    frame = _procs_frame(processes=procs)
+    assert len(frame) < p.MAX_FRAME_BYTES
+    assert len(p.agent_decoder.decode(frame).gpu_processes.processes) == p.MAX_GPU_PROCESSES
