@@ -12,6 +12,7 @@ samples cover the window (the first one is within ``slack`` of its start).
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, Iterable
 
 #: Memory in use above which a GPU counts as held (an idle driver shows a few MiB,
@@ -21,14 +22,19 @@ HELD_BYTES = 1 << 30
 ZERO_UTIL = 1.0
 
 
+@lru_cache(maxsize=65536)
+def _gpu_index(key: str) -> int:
+    """N of a ``gpu[N].field`` key, else -1 (keys repeat across machines: cached)."""
+    if key.startswith("gpu[") and "]" in key:
+        idx = key[4:key.index("]")]
+        if idx.isdigit():
+            return int(idx)
+    return -1
+
+
 def gpu_indexes(values: dict[str, float]) -> list[int]:
-    out = set()
-    for k in values:
-        if k.startswith("gpu[") and "]" in k:
-            idx = k[4:k.index("]")]
-            if idx.isdigit():
-                out.add(int(idx))
-    return sorted(out)
+    """The GPU indexes that ``values`` has keys for, in order."""
+    return sorted({i for i in map(_gpu_index, values) if i >= 0})
 
 
 def _get(proc: Any, name: str) -> Any:

@@ -46,11 +46,34 @@ async def gpus_request(ctx: Ctx, ns) -> list[dict]:
             continue
         latest = cp.metrics.latest.get(name)
         procs = latest.gpu_processes if latest is not None else None
-        rows += gpus.gpu_rows(name, m.state.value, latest.values if latest else {}, rec.info.get("gpus", []),
+        rows += gpus.gpu_rows(name, m.state.value, _gpu_values(latest), rec.info.get("gpus", []),
                               procs.processes if procs is not None else None)
     if window is None:
         return rows
     return await _idle(ctx, rows, window)
+
+
+#: Positions of the ``gpu[...]`` keys in a key list, by the list (machines of one shape share it).
+_POSITIONS: dict[int, tuple[list[str], list[tuple[int, str]]]] = {}
+
+
+def _gpu_values(latest) -> dict[str, float]:
+    """The latest ``gpu[...]`` values of a machine, without building all of its values."""
+    if latest is None or latest.row is None:
+        return {}
+    keys = latest.keys
+    cached = _POSITIONS.get(id(keys))
+    if cached is None or cached[0] is not keys:
+        if len(_POSITIONS) > 4096:
+            _POSITIONS.clear()
+        cached = _POSITIONS[id(keys)] = (keys, [(i, k) for i, k in enumerate(keys) if k.startswith("gpu[")])
+    row = latest.row
+    out = {}
+    for i, k in cached[1]:
+        v = float(row[i])
+        if v == v:  # NaN: no value
+            out[k] = v
+    return out
 
 
 async def _idle(ctx: Ctx, rows: list[dict], window: float) -> list[dict]:
