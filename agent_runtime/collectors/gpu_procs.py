@@ -128,27 +128,44 @@ class GpuProcessCollector:
         procs: list[dict] = []
         mig: list[p.MigInstance] = []
         for index, h in enumerate(self.gpu._handles):
+            instances = self._mig(nv, index, h)
+            mig += [m for m, _ in instances]
             seen: dict[int, dict] = {}
-            for kind, fn in (("C", "nvmlDeviceGetComputeRunningProcesses"),
-                             ("G", "nvmlDeviceGetGraphicsRunningProcesses")):
-                for pr in _try(getattr(nv, fn, None), h) or ():
-                    pid = _int(getattr(pr, "pid", None))
-                    if pid is None:
-                        continue
-                    row = seen.get(pid)
-                    if row is not None:  # in both lists
-                        row["type"] = "C+G"
-                        continue
-                    used = _int(getattr(pr, "usedGpuMemory", None))
-                    gi, ci = _int(getattr(pr, "gpuInstanceId", None)), _int(getattr(pr, "computeInstanceId", None))
-                    seen[pid] = row = {"gpu": index, "pid": pid, "type": kind, "used_memory_bytes": used,
-                                       "gi": None if gi in (None, _NA) else gi,
-                                       "ci": None if ci in (None, _NA) else ci}
-                    procs.append(row)
+            if not self._list(nv, index, h, seen, None):
+                # In MIG mode the whole GPU's list needs privileges; each MIG device's does not.
+                for m, mh in instances:
+                    self._list(nv, index, mh, seen, (m.gi, m.ci))
+            procs += seen.values()
             if seen:
                 self._process_util(nv, index, h, seen)
-            mig += self._mig(nv, index, h)
         return procs, mig
+
+    def _list(self, nv: Any, index: int, h: Any, seen: dict[int, dict], instance: tuple | None) -> bool:
+        """Add the compute and graphics processes of handle ``h`` to ``seen``; False if NVML refused both."""
+        answered = False
+        for kind, fn in (("C", "nvmlDeviceGetComputeRunningProcesses"),
+                         ("G", "nvmlDeviceGetGraphicsRunningProcesses")):
+            listed = _try(getattr(nv, fn, None), h)
+            if listed is None:
+                continue
+            answered = True
+            for pr in listed:
+                pid = _int(getattr(pr, "pid", None))
+                if pid is None:
+                    continue
+                row = seen.get(pid)
+                if row is not None:  # in both lists
+                    if row["type"] != kind:
+                        row["type"] = "C+G"
+                    continue
+                gi, ci = _int(getattr(pr, "gpuInstanceId", None)), _int(getattr(pr, "computeInstanceId", None))
+                if instance is not None and gi in (None, _NA):
+                    gi, ci = instance
+                seen[pid] = {"gpu": index, "pid": pid, "type": kind,
+                             "used_memory_bytes": _int(getattr(pr, "usedGpuMemory", None)),
+                             "gi": None if gi in (None, _NA) or gi > 1024 else gi,
+                             "ci": None if ci in (None, _NA) or ci > 1024 else ci}
+        return answered
 
     def _process_util(self, nv: Any, index: int, h: Any, rows: dict[int, dict]) -> None:
         """SM and memory % per process since the last call (NotSupported on many GPUs)."""
@@ -167,26 +184,27 @@ class GpuProcessCollector:
             rows[pid]["sm_percent"] = _pct(getattr(s, "smUtil", None))
             rows[pid]["mem_percent"] = _pct(getattr(s, "memUtil", None))
 
-    def _mig(self, nv: Any, index: int, h: Any) -> list[p.MigInstance]:
+    def _mig(self, nv: Any, index: int, h: Any) -> list[tuple[p.MigInstance, Any]]:
         mode = _try(getattr(nv, "nvmlDeviceGetMigMode", None), h)
         if not mode or mode[0] != getattr(nv, "NVML_DEVICE_MIG_ENABLE", 1):
             return []
         out = []
-        for i in range(_int(_try(nv.nvmlDeviceGetMaxMigDeviceCount, h)) or 0):
+        for i in range(min(_int(_try(nv.nvmlDeviceGetMaxMigDeviceCount, h)) or 0, 64)):
             mh = _try(nv.nvmlDeviceGetMigDeviceHandleByIndex, h, i)
             if mh is None:
                 continue
             gi = _int(_try(nv.nvmlDeviceGetGpuInstanceId, mh))
-            if gi is None or gi < 0 or gi > 1024:
+            if gi is None or gi > 1024:
                 continue
             ci = _int(_try(getattr(nv, "nvmlDeviceGetComputeInstanceId", None), mh))
             mem = _try(nv.nvmlDeviceGetMemoryInfo, mh)
             name = _s(_try(nv.nvmlDeviceGetName, mh) or "")
-            out.append(p.MigInstance(
-                gpu=index, gi=gi, ci=ci if ci is not None and 0 <= ci <= 1024 else None,
+            out.append((p.MigInstance(
+                gpu=index, gi=gi, ci=ci if ci is not None and ci <= 1024 else None,
                 profile=_clean(name.rsplit(" MIG ", 1)[-1] if " MIG " in name else name, 64),
                 uuid=_clean(_s(_try(nv.nvmlDeviceGetUUID, mh) or ""), 128),
-                mem_used_bytes=_int(getattr(mem, "used", None)), mem_total_bytes=_int(getattr(mem, "total", None))))
+                mem_used_bytes=_int(getattr(mem, "used", None)), mem_total_bytes=_int(getattr(mem, "total", None))),
+                mh))
         return out
 
     # ------------------------------------------------------------ nvidia-smi

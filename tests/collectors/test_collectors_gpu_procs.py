@@ -27,7 +27,8 @@ class NVMLError(Exception):
     pass
 
 
-def fake_nvml(*, mig: bool = False, util_supported: bool = True, procs=None) -> types.ModuleType:
+def fake_nvml(*, mig: bool = False, util_supported: bool = True, procs=None,
+              mig_needs_privileges: bool = False) -> types.ModuleType:
     """A pynvml stand-in: 2 GPUs; GPU 0 runs a trainer (compute) and Xorg (graphics+compute)."""
     m = types.ModuleType("pynvml")
     m.NVML_TEMPERATURE_GPU = 0
@@ -69,8 +70,18 @@ def fake_nvml(*, mig: bool = False, util_supported: bool = True, procs=None) -> 
     m.nvmlDeviceGetUtilizationRates = lambda h: P(gpu=50, memory=20)
     m.nvmlDeviceGetTemperature = lambda h, s: 50
     m.nvmlDeviceGetPowerUsage = lambda h: 100000
-    m.nvmlDeviceGetComputeRunningProcesses = lambda h: compute[h]
-    m.nvmlDeviceGetGraphicsRunningProcesses = lambda h: graphics[h]
+    def listing(table):
+        def get(h):
+            if isinstance(h, tuple):  # a MIG device: its own processes (gi/ci unknown to NVML here)
+                return [P(pid=7000 + h[1], usedGpuMemory=(2000 + h[1]) * MIB, gpuInstanceId=0xFFFFFFFF,
+                          computeInstanceId=0xFFFFFFFF)] if table is compute else []
+            if mig_needs_privileges and h == 1:
+                raise NVMLError("Insufficient Permissions")
+            return table[h]
+        return get
+
+    m.nvmlDeviceGetComputeRunningProcesses = listing(compute)
+    m.nvmlDeviceGetGraphicsRunningProcesses = listing(graphics)
     m.nvmlDeviceGetProcessUtilization = util
     m.nvmlDeviceGetMigMode = lambda h: (1, 1) if (mig and h == 1) else (0, 0)
     m.nvmlDeviceGetMaxMigDeviceCount = lambda h: 7
@@ -144,6 +155,13 @@ def test_nvml_mig_instances_and_processes_in_them(monkeypatch, proc_root):
     assert snap.mig[0].mem_used_bytes == 9826 * MIB and snap.mig[0].mem_total_bytes == 19968 * MIB
     (kernel,) = [x for x in snap.processes if x.gpu == 1]
     assert (kernel.gi, kernel.ci, kernel.user, kernel.command) == (5, 0, "bob", "jupyter-kernel")
+
+
+def test_nvml_mig_processes_per_instance_without_privileges(monkeypatch, proc_root):
+    snap = nvml_collector(monkeypatch, proc_root, mig=True, mig_needs_privileges=True).sample(0.0)
+    on1 = sorted((x.pid, x.gi, x.ci, x.used_memory_bytes) for x in snap.processes if x.gpu == 1)
+    assert on1 == [(7000, 3, 0, 2000 * MIB), (7001, 5, 0, 2001 * MIB)]  # placed in their MIG instance
+    assert {x.pid for x in snap.processes if x.gpu == 0} == {4242, 900}
 
 
 def test_nvml_without_process_utilisation(monkeypatch, proc_root):
@@ -270,3 +288,14 @@ def test_old_control_plane_gets_no_processes():
         ts: list[float]
 
     assert msgspec.json.decode(p.encode(batch), type=Old).seq == 1  # unknown field ignored
+
+
+def test_the_real_pynvml_has_every_function_used():
+    """The stand-in module above names the real API: check it against nvidia-ml-py itself."""
+    import re
+
+    pynvml = pytest.importorskip("pynvml")
+    src = (Path(__file__).resolve().parents[2] / "agent_runtime" / "collectors" / "gpu_procs.py").read_text()
+    used = set(re.findall(r"\b(nvml[A-Z]\w+|NVML_[A-Z_]+)\b", src))
+    assert len(used) >= 10
+    assert sorted(n for n in used if not hasattr(pynvml, n)) == []
