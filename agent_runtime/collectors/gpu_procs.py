@@ -1,8 +1,10 @@
 """Who is on the GPUs: the ``gpu_processes`` stream (protocol 1.2).
 
 Backends follow the ``GpuCollector`` it is given: with NVML, the running
-compute and graphics processes of each GPU (``nvmlDeviceGetComputeRunning
-Processes``/``GraphicsRunningProcesses``), their SM and memory utilisation
+compute and graphics processes of each GPU
+(``nvmlDeviceGetComputeRunningProcesses``, ``...GraphicsRunningProcesses``;
+per MIG device when the whole GPU's list needs privileges the agent lacks),
+their SM and memory utilisation
 where the driver gives it (``nvmlDeviceGetProcessUtilization``), and the MIG
 instances of a GPU in MIG mode; with nvidia-smi, ``--query-compute-apps``
 (compute processes only, no utilisation). User and command are read here
