@@ -36,6 +36,8 @@ H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_MIB = 81559
 _H100_BUS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
 PROFILES = ("cpu", "gpu8")
+_H100_BYTES = float(H100_MIB * MIB)
+_IDLE_MEM = 1.0 * MIB
 #: gpu8 host activity per training phase: (cpu load 0-1, RAM fraction, disk/net activity factor).
 _HOST = {"train": (0.45, 0.3, 3.0), "checkpoint": (0.12, 0.3, 0.5), "idle": (0.02, 0.02, 0.05)}
 
@@ -210,21 +212,41 @@ class FakeCollectors:
             self._gpu_values(vals, now, phase, frac, self._gpu_noise[row])
         return vals
 
-    def _gpu_states(self, now: float, phase: str, frac: float, off: tuple[float, ...]):
+    def _gpu_states(self, now: float, phase: str, frac: float, off: tuple[float, ...]) -> list[tuple]:
         """(util %, memory bytes, noise) of each GPU at ``now`` (``phase``: the main job's)."""
-        phases = [(phase, frac), *(job.phase(now) for job in self._jobs[1:])]
-        for g in range(self.ngpus):
-            j, o = self._gpu_job[g], off[g]
-            if j < 0:
-                yield 0.0, 1.0 * MIB, o
+        jobs, mem_off = self._jobs, self._gpu_mem_off
+        phases = [(phase, frac), *(job.phase(now) for job in jobs[1:])]
+        out = []
+        for g, j in enumerate(self._gpu_job):
+            o = off[g]
+            ph = phases[j][0] if j >= 0 else "idle"
+            if ph == "idle":
+                out.append((0.0, _IDLE_MEM, o))
                 continue
-            ph, fr = phases[j]
-            util, mem = self._jobs[j].gpu(ph, fr, o, self._gpu_mem_off[g])
-            yield (0.0 if util < 0.0 else (100.0 if util > 100.0 else util)), mem, o
+            job = jobs[j]
+            if ph == "train":  # the common case, inline
+                util, mem = job.util + o, job.mem + mem_off[g]
+            else:
+                util, mem = job.gpu(ph, phases[j][1], o, mem_off[g])
+            out.append(((0.0 if util < 0.0 else (100.0 if util > 100.0 else util)), mem, o))
+        return out
 
     def _gpu_values(self, vals: list[float], now: float, phase: str, frac: float, off: tuple[float, ...]) -> None:
-        total = float(H100_MIB * MIB)
-        for util, mem, o in self._gpu_states(now, phase, frac, off):
+        """Append each GPU's six values (``_gpu_states`` inlined: this runs every sample)."""
+        jobs, mem_off, total = self._jobs, self._gpu_mem_off, _H100_BYTES
+        phases = [(phase, frac), *(job.phase(now) for job in jobs[1:])] if len(jobs) > 1 else [(phase, frac)]
+        for g, j in enumerate(self._gpu_job):
+            o = off[g]
+            ph = phases[j][0] if j >= 0 else "idle"
+            if ph == "idle":
+                util, mem = 0.0, _IDLE_MEM
+            else:
+                job = jobs[j]
+                if ph == "train":
+                    util, mem = job.util + o, job.mem + mem_off[g]
+                else:
+                    util, mem = job.gpu(ph, phases[j][1], o, mem_off[g])
+                util = 0.0 if util < 0.0 else (100.0 if util > 100.0 else util)
             power = 75.0 + 6.1 * util + 4.0 * o
             vals += (util, mem, total, 100.0 * mem / total, 29.0 + 0.42 * util + 0.6 * o,
                      700.0 if power > 700.0 else power)
@@ -264,7 +286,7 @@ class FakeCollectors:
     def _processes(self, now: float) -> list[tuple[int, int, str, str, int, float]]:
         """(gpu, pid, user, command, used bytes, SM %) of every process running at ``now``."""
         phase, frac = self.phase(now)
-        states = list(self._gpu_states(now, phase, frac, self._gpu_noise[(int(now) + self._shift) % _ROWS]))
+        states = self._gpu_states(now, phase, frac, self._gpu_noise[(int(now) + self._shift) % _ROWS])
         out = []
         for job in self._jobs:
             if job.phase(now)[0] == "idle":
