@@ -3,7 +3,8 @@
 * a simulated gpu8 batch (5 samples) with and without its process list, and
   one of 256 processes with 256-character commands (the bound);
 * the agent's time to make a process list (simulated, and resolving real
-  pids in this machine's /proc);
+  pids in this machine's /proc), and a simulated gpu8 sample (its GPUs now
+  follow several jobs);
 * the control plane's time to build the `gpus` rows of N machines of 8 GPUs.
 
     python -m bench.gpus [--machines 10000]
@@ -48,6 +49,9 @@ def main() -> None:
           f"({len(with_procs.gpu_processes.processes)} processes): {len(p.encode(with_procs))} B; "
           f"a list at the bound (256 x 256-char commands): {len(p.encode(p.MetricsBatch(stream='s', seq=1, ts=[t], keys=[], gpu_processes=full)))} B")
     print(f"simulated process list: {_per_call(lambda i: f.processes_at(t + 5 * i), 2000) * 1e6:.0f} us per call")
+    fleet = [FakeCollectors("gpu8", i, 0) for i in range(100)]
+    per = min(_per_call(lambda i: fleet[i % 100]._values(t + 100 * rep + i // 100), 2000) for rep in range(5))
+    print(f"simulated gpu8 sample values: {per * 1e6:.1f} us")
     r = ProcResolver()
     pids = [int(d) for d in os.listdir("/proc") if d.isdigit()][:256]
     per = _per_call(lambda i: [(r.user(pid), r.command(pid)) for pid in pids], 20)
