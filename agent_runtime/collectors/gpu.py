@@ -86,6 +86,16 @@ class GpuCollector:
         #: The readings of the last ``read`` (the process collector places processes with them).
         self.last: list[GpuReading] = []
 
+    @property
+    def nvml(self) -> Any:
+        """The pynvml module in use (None unless the backend is NVML)."""
+        return self._nvml if self.backend == "nvml" else None
+
+    @property
+    def handles(self) -> list[Any]:
+        """NVML device handles, by GPU index (empty unless the backend is NVML)."""
+        return list(self._handles) if self.backend == "nvml" else []
+
     # ------------------------------------------------------------ probing
 
     def _probe(self) -> None:

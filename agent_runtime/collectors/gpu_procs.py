@@ -110,7 +110,7 @@ class GpuProcessCollector:
             return None
         self._last = now
         try:
-            if self.gpu.backend == "nvml" and self.gpu._nvml is not None:
+            if self.gpu.nvml is not None:
                 procs, mig = self._nvml()
                 source = "nvml"
             elif self.gpu.backend == "nvidia-smi":
@@ -126,10 +126,10 @@ class GpuProcessCollector:
     # ------------------------------------------------------------ NVML
 
     def _nvml(self) -> tuple[list[dict], list[p.MigInstance]]:
-        nv = self.gpu._nvml
+        nv = self.gpu.nvml
         procs: list[dict] = []
         mig: list[p.MigInstance] = []
-        for index, h in enumerate(self.gpu._handles):
+        for index, h in enumerate(self.gpu.handles):
             instances = self._mig(nv, index, h)
             mig += [m for m, _ in instances]
             seen: dict[int, dict] = {}

@@ -144,7 +144,7 @@ def test_nvml_processes_users_commands_and_utilisation(monkeypatch, proc_root):
 
 
 def monkeypatch_calls_since(c):
-    return c.gpu._nvml.calls["util_since"]
+    return c.gpu.nvml.calls["util_since"]
 
 
 def test_nvml_mig_instances_and_processes_in_them(monkeypatch, proc_root):
