@@ -16,6 +16,7 @@ from agent_runtime.collectors.gpu import GpuCollector
 from agent_runtime.collectors.nvidia import (
     MIB, detect_error, parse_query_csv, parse_screen, parse_xml, readings_to_sample,
 )
+from agent_runtime.collectors.nvidia_apps import parse_compute_apps
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi"
 
@@ -217,4 +218,21 @@ def test_no_parser_crashes_on_mutated_input(fname):
             gpus = parse(t)
             for k, v in readings_to_sample(gpus).items():
                 assert v >= 0, (fname, k)
+        detect_error(t)
+        for row in parse_compute_apps(t):
+            assert row.pid >= 0 and (row.used_memory_bytes is None or row.used_memory_bytes >= 0)
+
+
+def test_no_parser_crashes_on_random_text():
+    import random
+
+    rng = random.Random(15)
+    pieces = ["|", ",", " ", "\n", "MiB", "W", "C", "%", "[N/A]", "ERR!", "0", "12", "3.5", "GPU-", "<gpu>",
+              "</gpu>", "<nvidia_smi_log>", "index", "pid", "memory.used [MiB]", "00000000:1A:00.0", "\x1b[2J",
+              "\x00", "é", "N/A"]
+    pieces = [x.encode().decode("unicode_escape") for x in pieces]
+    for _ in range(2000):
+        t = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 80)))
+        for parse in (parse_screen, parse_xml, parse_query_csv, parse_compute_apps):
+            parse(t)
         detect_error(t)

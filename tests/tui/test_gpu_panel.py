@@ -3,7 +3,6 @@ the process table sorted by GPU memory (s changes the order), hostile names."""
 
 from __future__ import annotations
 
-from agent_runtime.collectors.nvidia import MIB
 from centrality_core import protocol as p
 from tui.widgets.gpu_panel import bar, panel_content
 

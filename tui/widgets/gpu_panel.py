@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.segment import Segment
 from rich.style import Style
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -203,18 +204,16 @@ class GpuProcessTable(LineTable):
             at += w + 1
 
     def render_empty(self) -> Strip:
-        return Strip([self._seg(" no process on the GPUs", self.style_of("empty"))])
-
-    def _seg(self, text: str, style: Style):
-        from rich.segment import Segment
-
-        return Segment(text, self.base_style + style)
+        return Strip([Segment(" no process on the GPUs", self.base_style + self.style_of("empty"))])
 
     def render_header(self) -> Strip:
-        header, sorted_ = self.style_of("header"), self.style_of("sorted")
-        cells = [(title + (" ▾" if _SORT_COLUMN.get(title) == self.sort and not right else "")
-                  if not (_SORT_COLUMN.get(title) == self.sort and right) else "▾" + title,
-                  sorted_ if _SORT_COLUMN.get(title) == self.sort else header) for title, _, right in _COLUMNS]
+        """Column titles; the one the rows are ordered by is marked ▾ and highlighted."""
+        cells = []
+        for title, _, _ in _COLUMNS:
+            if _SORT_COLUMN.get(title) == self.sort:
+                cells.append(("▾" + title, self.style_of("sorted")))
+            else:
+                cells.append((title, self.style_of("header")))
         return self.strip(cells, self._widths, None, self._width_total)
 
     def row_key(self, index: int, selected: bool) -> tuple | None:
