@@ -26,7 +26,7 @@ from centrality_core.summary import EMPTY, Summary, select, summarize
 from centrality_core.timefmt import iso
 
 from .rollups import Rollups, matrix
-from .untrusted import clean_text
+from .untrusted import clean, clean_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -258,7 +258,7 @@ class Metrics:
             latest.text_ts = newest
         procs = batch.gpu_processes
         if procs is not None and (latest.gpu_processes is None or procs.ts >= latest.gpu_processes.ts):
-            latest.gpu_processes = procs
+            latest.gpu_processes = clean(procs)  # users and commands come from the agent
         latest.dropped += batch.dropped
 
     def lag_percentiles(self, window: float = 30.0) -> dict[str, float | None]:

@@ -84,6 +84,9 @@ async def test_gpus_rows_with_processes_and_top_user(control_plane, home, held):
     assert status == 0
     assert "MACHINE" in out and "TOP USER" in out and "alice" in out and "bob" in out
     assert "\x1b" not in out and "mallory" in out  # the agent's escapes never reach the terminal
+    status, out, _ = await cli(home, "gpus", "held-01", "--json")
+    last = json.loads(out)[3]
+    assert last["top_user"] == "mallory"  # cleaned where the control plane decoded it, for every reader
 
 
 async def test_gpus_idle_from_history(control_plane, home, held):
