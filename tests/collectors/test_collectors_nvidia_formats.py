@@ -236,3 +236,28 @@ def test_no_parser_crashes_on_random_text():
         for parse in (parse_screen, parse_xml, parse_query_csv, parse_compute_apps):
             parse(t)
         detect_error(t)
+
+
+# ------------------------------------------------------------------ unified memory, oldest, containers
+
+
+def test_gb10_unified_memory_screen_and_csv():
+    (g,) = parse_screen(text("screen-580-gb10-unified-memory.txt"))
+    assert g.name == "NVIDIA GB10" and g.extra["pci_bus_id"] == "0000000F:01:00.0"
+    assert (g.mem_used_bytes, g.mem_total_bytes) == (None, None)  # "Not Supported"
+    assert (g.temp_c, g.power_w, g.util_percent) == (36.0, 3.0, 0.0)
+    (c,) = parse_query_csv(text("csv-query-gpu-gb10-na-memory.csv"))
+    assert (c.mem_used_bytes, c.mem_total_bytes, c.util_percent, c.power_w, c.temp_c) == (None, None, 0.0, 11.17, 35.0)
+    assert "gpu[0].mem_util_percent" not in readings_to_sample([c])
+
+
+def test_oldest_windows_screen_369():
+    (g,) = parse_screen(text("screen-369-windows-wddm-840M.txt"))
+    assert (g.name, g.extra["persistence_mode"], g.driver_version) == ("GeForce 840M", "WDDM", "369.30")
+    assert g.extra["pci_bus_id"] == "0000:03:00.0" and g.power_w is None and g.mem_total_bytes == 2048 * MIB
+
+
+def test_container_banner_does_not_give_the_cuda_version():
+    (g,) = parse_screen(text("screen-525-container-ngc-banner.txt"))
+    assert g.driver_version == "525.85.12" and g.extra["cuda_version"] == "12.0"  # not the image's 11.4.0
+    assert detect_error(text("screen-525-container-ngc-banner.txt")) is None
