@@ -12,7 +12,7 @@ from centrality_core import __version__
 from centrality_core.sanitize import log_formatter
 
 from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
-from .commands import copy, exec as exec_cmd, fleetops, shell
+from .commands import copy, exec as exec_cmd, fleetops, gpus, shell
 
 app = typer.Typer(
     name="centrality",
@@ -64,6 +64,7 @@ exec_cmd.register(app)
 fleetops.register(app)
 shell.register(app)
 copy.register(app)
+gpus.register(app)
 
 
 def main() -> None:

@@ -18,15 +18,15 @@ Conversation::
       exit(id, exit_code, duration)       ->
                                           <- cancel(id)
       health(ts, checks)                  ->   after each round of healthchecks
-                                          <- shell_open(id, command, term, cols, rows)   (1.2)
+                                          <- shell_open(id, command, term, cols, rows)   (1.3)
                                           <- shell_input(id, data) / shell_resize / shell_ack
       shell_output(id, data)              ->   at most SHELL_WINDOW bytes not yet acknowledged
       shell_exit(id, exit_code, signal)   ->
-                                          <- file_put(id, path, size, sha256, mode) (1.2)
+                                          <- file_put(id, path, size, sha256, mode) (1.3)
                                           <- file_chunk(id, offset, data)
       file_ack(id, offset)                ->   bytes written so far (the sender's window)
       file_done(id, size, sha256, error)  ->   renamed into place, or why not
-                                          <- file_get(id, path, max_bytes)          (1.2)
+                                          <- file_get(id, path, max_bytes)          (1.3)
       file_chunk(id, offset, data)        -> <- file_ack(id, offset)
       file_done(id, size, sha256)         ->
       anything malformed                  -> <- error(code, reason)     then close
@@ -37,9 +37,10 @@ refused with ``rejected(code="unsupported_version")``. Minor versions only add
 fields with defaults; decoders ignore fields they do not know, so an old peer
 keeps working. ``registered.protocol`` tells the agent what the control plane
 speaks, and the agent uses a minor's additions only when both do (1.1:
-``metrics.values``; to a 1.0 control plane it sends ``columns``). The
-control plane sends 1.2's shell and file messages only to agents whose hello
-said 1.2 or later; an older agent is reported "too old" to the operator, and
+``metrics.values``; to a 1.0 control plane it sends ``columns``. 1.2:
+``metrics.gpu_processes``, left out for an older control plane). The
+control plane sends 1.3's shell and file messages only to agents whose hello
+said 1.3 or later; an older agent is reported "too old" to the operator, and
 any agent answers a kind it does not know with ``unsupported``.
 
 Everything decoded here is untrusted: sizes are bounded by ``msgspec.Meta``
@@ -61,7 +62,7 @@ from msgspec import Meta, Struct
 from .errors import FrameTooLarge, MalformedFrame, UnknownKind
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 2  # 1.1: packed metric values; 1.2: shell sessions and file copy
+PROTOCOL_MINOR = 3  # 1.1: packed metric values; 1.2: ``gpu_processes``; 1.3: shell sessions, file copy
 PROTOCOL_VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
 
 #: SSH subsystem an agent opens to speak this protocol.
@@ -77,7 +78,7 @@ SHELL_WINDOW = 256 * 1024
 #: Bytes of one ``file_chunk`` at most (base64 in the frame: 4/3 of it).
 FILE_CHUNK = 256 * 1024
 #: Protocol version that brought shell sessions and file copy.
-SHELL_FILES = (1, 2)
+SHELL_FILES = (1, 3)
 
 Short = Annotated[str, Meta(max_length=256)]
 Text = Annotated[str, Meta(max_length=64 * 1024)]
@@ -137,6 +138,56 @@ class MachineInfo(Struct, kw_only=True, omit_defaults=True):
         )
 
 
+Pid = Annotated[int, Meta(ge=0, le=1 << 32)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+GpuIndex = Annotated[int, Meta(ge=0, le=1024)]
+#: At most this many processes travel per snapshot (the agent keeps the largest by GPU memory).
+MAX_GPU_PROCESSES = 256
+
+
+class GpuProcess(Struct, kw_only=True, omit_defaults=True):
+    """One process on one GPU (protocol 1.2). ``user``/``command`` come from the
+    agent's /proc; ``sm_percent``/``mem_percent`` only where NVML reports them."""
+
+    gpu: GpuIndex
+    pid: Pid
+    #: "C" compute, "G" graphics, "C+G" both.
+    type: Annotated[str, Meta(max_length=8)] = "C"
+    user: Short = ""
+    command: Short = ""
+    used_memory_bytes: Count | None = None
+    sm_percent: Percent | None = None
+    mem_percent: Percent | None = None
+    #: MIG GPU instance and compute instance ids, when the process runs in one.
+    gi: Annotated[int, Meta(ge=0, le=1024)] | None = None
+    ci: Annotated[int, Meta(ge=0, le=1024)] | None = None
+
+
+class MigInstance(Struct, kw_only=True, omit_defaults=True):
+    """A MIG device of GPU ``gpu`` (protocol 1.2)."""
+
+    gpu: GpuIndex
+    gi: Annotated[int, Meta(ge=0, le=1024)]
+    ci: Annotated[int, Meta(ge=0, le=1024)] | None = None
+    #: Its profile, e.g. "3g.40gb".
+    profile: Short = ""
+    uuid: Short = ""
+    mem_used_bytes: Count | None = None
+    mem_total_bytes: Count | None = None
+
+
+class GpuProcesses(Struct, kw_only=True, omit_defaults=True):
+    """Who is on the GPUs at ``ts`` (protocol 1.2): the whole list, replacing the last."""
+
+    ts: float
+    processes: Annotated[list[GpuProcess], Meta(max_length=MAX_GPU_PROCESSES)] = []
+    mig: Annotated[list[MigInstance], Meta(max_length=448)] = []
+    #: Processes left out past ``MAX_GPU_PROCESSES`` (the smallest by GPU memory).
+    omitted: Count = 0
+    #: "nvml" or "nvidia-smi".
+    source: Annotated[str, Meta(max_length=16)] = ""
+
+
 class Message(Struct, tag_field="kind", kw_only=True, omit_defaults=True):
     """Base of every message; the class's ``tag`` is its ``kind`` on the wire."""
 
@@ -194,6 +245,8 @@ class MetricsBatch(Message, tag="metrics"):
     text: Annotated[dict[Annotated[str, Meta(max_length=64)], Text], Meta(max_length=8)] = {}
     #: Samples the agent had to drop (buffer full while disconnected) before this batch.
     dropped: Count = 0
+    #: 1.2: the latest GPU process list when it was taken during this batch (None: not taken).
+    gpu_processes: GpuProcesses | None = None
 
     def check_shape(self) -> str | None:
         """Why the values do not fit ``ts`` and ``keys``, or None."""
@@ -278,7 +331,7 @@ class CommandExit(Message, tag="exit"):
 
 
 class ShellOutput(Message, tag="shell_output"):
-    """Bytes the PTY (or the command's pipes) of shell session ``id`` wrote (1.2)."""
+    """Bytes the PTY (or the command's pipes) of shell session ``id`` wrote (1.3)."""
 
     id: Short
     data: Annotated[bytes, Meta(max_length=SHELL_CHUNK)]
@@ -294,7 +347,7 @@ class ShellExit(Message, tag="shell_exit"):
 
 
 class FileDone(Message, tag="file_done"):
-    """A file transfer ended (1.2). ``error`` set: it failed and nothing was left behind.
+    """A file transfer ended (1.3). ``error`` set: it failed and nothing was left behind.
 
     After a ``file_put``: the file is in place (renamed atomically), ``size``
     bytes whose SHA-256 is ``sha256``. After a ``file_get``: every chunk was sent.
@@ -356,7 +409,7 @@ class Command(Message, tag="command"):
 
 
 class Cancel(Message, tag="cancel"):
-    """Stop command ``id``; also hangs up shell session ``id`` or abandons file transfer ``id`` (1.2)."""
+    """Stop command ``id``; also hangs up shell session ``id`` or abandons file transfer ``id`` (1.3)."""
 
     id: Short
 
@@ -381,7 +434,7 @@ Dimension = Annotated[int, Meta(ge=0, le=10000)]
 
 
 class ShellOpen(Message, tag="shell_open"):
-    """Start an interactive session (1.2): ``command`` (``sh -c``) or, empty, the login shell.
+    """Start an interactive session (1.3): ``command`` (``sh -c``) or, empty, the login shell.
 
     It runs as the agent's ``run_as`` user. ``pty``: on a new pseudo-terminal
     of ``cols`` x ``rows`` with ``TERM=term`` (else on pipes, stdout and
@@ -421,7 +474,7 @@ FileMode = Annotated[int, Meta(ge=0, le=0o7777)]
 
 
 class FilePut(Message, tag="file_put"):
-    """Write a file of ``size`` bytes at ``path`` (1.2), sent next as ``file_chunk``s.
+    """Write a file of ``size`` bytes at ``path`` (1.3), sent next as ``file_chunk``s.
 
     The agent writes a temporary file beside it and renames it into place once
     all bytes are there and their SHA-256 is ``sha256``. ``path`` is absolute
@@ -443,7 +496,7 @@ class FilePut(Message, tag="file_put"):
 
 
 class FileGet(Message, tag="file_get"):
-    """Send the file at ``path`` as ``file_chunk``s (1.2); refuse it if larger than ``max_bytes``."""
+    """Send the file at ``path`` as ``file_chunk``s (1.3); refuse it if larger than ``max_bytes``."""
 
     id: Short
     path: Annotated[str, Meta(max_length=4096)]

@@ -1,4 +1,4 @@
-"""``s``: suspend the dashboard, open ``centrality ssh NAME`` on the terminal, come back when it ends.
+"""``S`` (fleet row or machine screen): suspend the dashboard, open ``centrality ssh NAME`` on the terminal, come back when it ends.
 
 The shell runs as a child process (the same ``centrality`` command, same
 context) on the real terminal, as k9s runs ``kubectl exec``; the dashboard

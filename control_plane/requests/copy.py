@@ -84,7 +84,7 @@ def _targets(ctx: Ctx, ns, what: str):
             sessions[name] = s
         else:
             old.append(name)
-    skipped = [(n, "agent too old for copies (protocol < 1.2)") for n in old]
+    skipped = [(n, "agent too old for copies (protocol < 1.3)") for n in old]
     return selector, res, sessions, skipped, rest[0]
 
 

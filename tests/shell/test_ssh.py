@@ -161,9 +161,9 @@ async def test_drained_needs_force_unknown_and_old_agents_refused_and_audit_rows
     status, out, err = await cli(home, "ssh", "nosuch", "--", "true")
     assert status == 9 and "no machine named 'nosuch'" in err
 
-    control_plane.registry.session("cpu02").protocol = (1, 1)  # as an agent from before shell sessions
+    control_plane.registry.session("cpu02").protocol = (1, 2)  # as an agent from before shell sessions
     status, out, err = await cli(home, "ssh", "cpu02", "--", "true")
-    assert status == 10 and "too old" in err and "1.1" in err
+    assert status == 10 and "too old" in err and "1.2" in err and "needs 1.3" in err
 
     status, out, err = await cli(home, "ssh", "cpu01", "--force", "--", "exit 9")
     assert status == 9

@@ -1,4 +1,4 @@
-"""The shell key: ``s`` on a machine's screen, ``S`` on a fleet row, suspend the dashboard and
+"""The shell key: ``S`` on a machine's screen or a fleet row (``s`` sorts on both), suspends the dashboard and
 run ``centrality ssh NAME`` on the same context, then come back (the terminal part of the
 shell is tested end to end in tests/shell/test_ssh.py)."""
 
@@ -27,7 +27,7 @@ def _as_if_connected(app, monkeypatch, status: int) -> list:
     return calls
 
 
-async def test_s_on_a_machine_screen_runs_centrality_ssh_on_the_same_context(monkeypatch):
+async def test_capital_s_on_a_machine_screen_runs_centrality_ssh_on_the_same_context(monkeypatch):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
@@ -35,7 +35,7 @@ async def test_s_on_a_machine_screen_runs_centrality_ssh_on_the_same_context(mon
         await machine_ready(pilot, "cpu-02")
         assert isinstance(app.screen, MachineScreen)
         calls = _as_if_connected(app, monkeypatch, status=3)
-        await pilot.press("s")
+        await pilot.press("S")
         await until(pilot, lambda: calls, what="the shell")
         assert calls == [[sys.executable, "-m", "centrality_cli", "--context", "prod", "ssh", "cpu-02"]]
         await until(pilot, lambda: notes(app), what="a notification")

@@ -137,7 +137,7 @@ class ClusterScreen(BaseScreen):
         self.tick()
 
     def action_shell(self) -> None:
-        """``S``: a shell on the machine under the cursor (``s`` sorts here; on a machine's screen ``s``)."""
+        """``S``: a shell on the machine under the cursor (``s`` sorts here)."""
         from ..shell import open_shell
 
         open_shell(self.app, self.table.selected)
