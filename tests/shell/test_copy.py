@@ -149,3 +149,18 @@ async def test_an_upload_written_before_the_request_reads_it_arrives_whole(contr
     assert result.exit_status == 0, (result.stderr, raw)
     assert lines[-1]["type"] == "summary" and lines[-1]["counts"] == {"ok": 1}
     assert (roots["node01"] / "etc" / "x.bin").read_bytes() == data
+
+
+async def test_viewers_cannot_copy_either_way(control_plane, agents, tmp_path):
+    import asyncssh
+
+    await _fleet(agents, tmp_path, 1)
+    viewer = asyncssh.generate_private_key("ssh-ed25519")
+    await control_plane.auth.add_key(name="vera", role="viewer", public_key=viewer.export_public_key().decode(),
+                                     actor="test")
+    host, port = control_plane.address.rsplit(":", 1)
+    async with asyncssh.connect(host, int(port), username="operator", client_keys=[viewer], known_hosts=None,
+                                agent_path=None, config=None) as conn:
+        for request in ("cp put node01 -- /etc/x", "cp get node01 -- /etc/hostname"):
+            r = await conn.run(request, input="", check=False)
+            assert r.exit_status == 6 and json.loads(r.stderr)["error"] == "forbidden", request
