@@ -71,8 +71,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     kill_grace: float = 2.0
     """Seconds between SIGTERM and SIGKILL when a command's process group is ended."""
     run_as: str = ""
-    """User whose login shell ``centrality ssh`` opens and as whom ``centrality cp`` reads
-    and writes files (empty: the agent's own user; another user needs an agent run as root)."""
+    """User that operators' commands (``exec``) run as, whose login shell ``centrality ssh``
+    opens, and as whom ``centrality cp`` reads and writes files (empty: the agent's own user;
+    another user needs an agent run as root). Healthchecks stay the agent's own."""
     files_root: str = ""
     """Directory that ``centrality cp`` paths are taken under, no symlink followed out of it
     (empty: ``/``). Simulated machines sharing one host each get their own."""

@@ -146,14 +146,16 @@ async def _pump(reader: asyncio.StreamReader, stream: str, budget: list[int], st
 
 async def run(argv: list[str], *, timeout: float, max_output_bytes: int, on_output: OnOutput,
               cancel: asyncio.Event | None = None, kill_grace: float = 2.0,
-              env: dict[str, str] | None = None) -> Result:
+              env: dict[str, str] | None = None, spawn: dict | None = None) -> Result:
     """Run ``argv`` to its end (or its timeout or cancel); never raises for the command's sake.
 
     ``env`` adds to the agent's environment. The working directory is the agent's.
+    ``spawn`` adds ``subprocess.Popen`` arguments (``user``, ``group``, ``extra_groups``,
+    ``cwd``: the ``run_as`` user).
     """
     start = time.monotonic()
     try:
-        proc = await _spawn(argv, {**os.environ, **env} if env else None)
+        proc = await _spawn(argv, {**os.environ, **env} if env else None, spawn or {})
     except FileNotFoundError:
         return Result(exit_code=127, error=f"command not found: {argv[0][:200]}")
     except PermissionError:
@@ -211,15 +213,15 @@ async def _finish(proc: _Child | _AsyncioChild, pumps: list[asyncio.Future], gra
 # ------------------------------------------------------------------ child processes
 
 
-async def _spawn(argv: list[str], env: dict | None) -> _Child | _AsyncioChild:
+async def _spawn(argv: list[str], env: dict | None, spawn: dict) -> _Child | _AsyncioChild:
     if hasattr(os, "pidfd_open"):
         try:
-            return await _Child.start(argv, env)
+            return await _Child.start(argv, env, spawn)
         except _NoPidfd:
             pass
     return _AsyncioChild(await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env))
+        stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env, **spawn))
 
 
 class _NoPidfd(Exception):
@@ -248,10 +250,10 @@ class _Child:
         self._fd = -1
 
     @classmethod
-    async def start(cls, argv: list[str], env: dict | None) -> _Child:
+    async def start(cls, argv: list[str], env: dict | None, spawn: dict | None = None) -> _Child:
         loop = asyncio.get_running_loop()
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, start_new_session=True, env=env)
+                                 stderr=subprocess.PIPE, start_new_session=True, env=env, **(spawn or {}))
         self = cls()
         self.pid, self._popen, self._exit = popen.pid, popen, loop.create_future()
         try:
@@ -328,9 +330,10 @@ class Executor:
     """The commands of one control-plane connection."""
 
     def __init__(self, send: Callable[[p.Message], None], *, max_running: int = 16,
-                 kill_grace: float = 2.0, machine: str = "") -> None:
+                 kill_grace: float = 2.0, machine: str = "", run_as: str = "") -> None:
         self.send = send
         self.machine = machine  # CENTRALITY_MACHINE in the command's environment
+        self.run_as = run_as  # agent.toml's run_as: commands run as that user
         self.max_running = max_running
         self.kill_grace = kill_grace
         self.running: dict[str, tuple[asyncio.Task, asyncio.Event]] = {}
@@ -361,9 +364,21 @@ class Executor:
         def output(stream: str, text: str) -> None:
             self.send(p.CommandOutput(id=cmd.id, stream=stream, data=text))
 
+        env, spawn = {"CENTRALITY_MACHINE": self.machine, "CENTRALITY_EXEC_ID": cmd.id}, {}
+        if self.run_as:
+            from .runas import RunAsError, resolve
+
+            try:
+                user = resolve(self.run_as)
+            except RunAsError as exc:
+                self.send(p.CommandExit(id=cmd.id, exit_code=126, error=str(exc)[:250]))
+                return
+            if user.switches:  # as that user, from its home, with its HOME/USER/LOGNAME
+                spawn = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups),
+                         "cwd": user.home if os.path.isdir(user.home) else "/"}
+                env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
         r = await run(list(cmd.argv), timeout=cmd.timeout, max_output_bytes=cmd.max_output_bytes,
-                      on_output=output, cancel=cancel, kill_grace=self.kill_grace,
-                      env={"CENTRALITY_MACHINE": self.machine, "CENTRALITY_EXEC_ID": cmd.id})
+                      on_output=output, cancel=cancel, kill_grace=self.kill_grace, env=env, spawn=spawn)
         log.info("%s ended: exit %s signal %s%s", cmd.id, r.exit_code, r.signal,
                  f" ({r.error})" if r.error else "")
         self.send(p.CommandExit(id=cmd.id, exit_code=r.exit_code, signal=r.signal,

@@ -180,7 +180,7 @@ class Agent:
             self._writer = writer
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
-                                      machine=self.name)
+                                      machine=self.name, run_as=self.cfg.run_as)
             self._shells = Shells(lambda msg: self._send_quiet(writer, msg), run_as=self.cfg.run_as,
                                   machine=self.name, kill_grace=self.cfg.kill_grace)
             self._files = self._new_transfers(writer)

@@ -32,15 +32,18 @@ class RunAs:
         """Whether a child must change user (the agent is root and this is someone else)."""
         return self.uid != os.geteuid()
 
-    def may(self, st: os.stat_result, bit: int) -> bool:
-        """Whether this user may read (4), write (2) or search (1) what ``st`` describes."""
+    def may(self, st: os.stat_result, bits: int) -> bool:
+        """Whether this user may do all of ``bits`` (4 read, 2 write, 1 search) to what
+        ``st`` describes, by its owner, group or other permission bits (as the kernel decides)."""
         if self.uid == 0:
             return True
         if st.st_uid == self.uid:
-            return bool(st.st_mode & (bit << 6))
-        if st.st_gid in self.groups:
-            return bool(st.st_mode & (bit << 3))
-        return bool(st.st_mode & bit)
+            shift = 6
+        elif st.st_gid in self.groups:
+            shift = 3
+        else:
+            shift = 0
+        return (st.st_mode >> shift) & bits == bits
 
 
 def resolve(name: str) -> RunAs:

@@ -49,3 +49,15 @@ def test_destinations_like_cp():
     assert _dest("/etc/nccl.conf", "local.conf", False) == ("/etc/nccl.conf", "")
     assert _dest("/etc/", "dir/local.conf", False) == ("/etc/local.conf", "")
     assert _dest("/opt/app", "conf/a/b.txt", True) == ("/opt/app/conf/a/b.txt", "/opt/app")
+
+
+def test_run_as_permission_needs_every_bit_asked():
+    from agent_runtime.runas import RunAs
+
+    user = RunAs("svc", 1000, 1000, (1000, 27), "/home/svc", "/bin/sh")
+    st = lambda mode, uid=0, gid=0: os.stat_result((mode, 0, 0, 0, uid, gid, 0, 0, 0, 0))  # noqa: E731
+    assert not user.may(st(0o755), 2 | 1)      # root's directory: search, not write
+    assert user.may(st(0o755), 1)
+    assert user.may(st(0o700, uid=1000), 2 | 1)  # its own
+    assert user.may(st(0o070, gid=27), 2 | 1) and not user.may(st(0o070, gid=5), 1)
+    assert not user.may(st(0o604, uid=1000), 4 | 2) and user.may(st(0o604), 4)
