@@ -60,4 +60,4 @@ def test_run_as_permission_needs_every_bit_asked():
     assert user.may(st(0o755), 1)
     assert user.may(st(0o700, uid=1000), 2 | 1)  # its own
     assert user.may(st(0o070, gid=27), 2 | 1) and not user.may(st(0o070, gid=5), 1)
-    assert not user.may(st(0o604, uid=1000), 4 | 2) and user.may(st(0o604), 4)
+    assert not user.may(st(0o404, uid=1000), 4 | 2) and user.may(st(0o604), 4)
