@@ -9,7 +9,9 @@ Profiles:
   util with ~70 GiB/GPU, periodic checkpoint dips (util drops, disk writes
   surge), then idle. Also a ``nvidia_smi`` screen text every 30 s.
 
-Every value is a pure function of (profile, index, seed, int(now)): two
+Values come at the precision a real machine reports (``centrality_core.precision``:
+whole bytes, per-core CPU in whole percent, GPU power to 0.01 W, ...), not as
+15-digit floats. Every value is a pure function of (profile, index, seed, int(now)): two
 simulators with the same seed agree whatever order they sample in. Keys,
 units and ranges are those of the real collectors (percent in [0, 100]).
 Per sample only one list and one dict are built; key tuples and noise tables
@@ -21,6 +23,8 @@ from __future__ import annotations
 import math
 import random
 from functools import lru_cache
+
+from centrality_core.precision import digits
 
 from .fake_screen import ScreenGpu, ScreenProcess, render_screen
 
@@ -67,6 +71,12 @@ def _keys(ncores: int, mounts: tuple[str, ...], disks: tuple[str, ...], nics: tu
     return tuple(k)
 
 
+@lru_cache(maxsize=None)
+def _digits(keys: tuple[str, ...]) -> tuple[int, ...]:
+    """Decimal digits per key (every fake key has a precision rule)."""
+    return tuple(digits(k) for k in keys)
+
+
 def _uuid(rng: random.Random) -> str:
     h = f"{rng.getrandbits(128):032x}"
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -93,6 +103,7 @@ class FakeCollectors:
         self.nics = ("eth0", "eth1")
         self.ngpus = 8 if self.gpu else 0
         self.keys = _keys(self.ncores, tuple(m[0] for m in self.mounts), self.disks, self.nics, self.ngpus)
+        self._digits = _digits(self.keys)
         self.info = self._make_info(rng, index)
         # dynamics, all from the same seeded stream
         self._shift = rng.randrange(_ROWS)
@@ -185,10 +196,10 @@ class FakeCollectors:
         else:
             cores = [v if 0.0 <= v <= 100.0 else (0.0 if v < 0.0 else 100.0) for v in map(pct.__add__, core_off)]
             vals = [sum(cores) / self.ncores, *cores]
-        mem_used = self.mem_total * mem_frac * (1.0 + 0.02 * jit[0])
+        mem_used = float(int(self.mem_total * mem_frac * (1.0 + 0.02 * jit[0])) & ~1023)  # /proc/meminfo: kB
         vals += (mem_used, float(self.mem_total), 100.0 * mem_used / self.mem_total)
         for (_, _, _, total), used in zip(self.mounts, self._fs_used):
-            u = total * (used + 0.0005 * jit[1])
+            u = float(int(total * (used + 0.0005 * jit[1])) & ~4095)  # statvfs: 4 KiB blocks
             vals += (u, float(total), 100.0 * u / total)
         ckpt = phase == "checkpoint"
         for i, iops in enumerate(self._disk_iops):
@@ -214,6 +225,7 @@ class FakeCollectors:
             else:
                 util, mem = 0.0, 1.0 * MIB
             util = 0.0 if util < 0.0 else (100.0 if util > 100.0 else util)
+            mem = float(int(mem) & ~(MIB - 1))  # the driver allocates whole MiB
             power = 75.0 + 6.1 * util + 4.0 * o
             vals += (util, mem, total, 100.0 * mem / total, 29.0 + 0.42 * util + 0.6 * o,
                      700.0 if power > 700.0 else power)
@@ -223,7 +235,7 @@ class FakeCollectors:
     def sample(self, now: float) -> tuple[dict[str, float], dict[str, str]]:
         """``(values, text)`` at ``now`` (Unix seconds). ``text`` carries ``nvidia_smi``
         (gpu8 only) once per ``screen_interval_s``, else is empty."""
-        values = dict(zip(self.keys, self._values(now)))
+        values = dict(zip(self.keys, map(round, self._values(now), self._digits)))
         if not self.gpu:
             return values, {}
         slot = int(now // self.screen_interval_s)

@@ -1,0 +1,284 @@
+"""A compressed, column-wise format for a chunk of one machine's samples.
+
+Pure: bytes in, arrays out, no I/O. A chunk is ``n`` sample times, ``k`` keys
+and a ``k x n`` float64 matrix with NaN where a key had no value (a key that
+appears or vanishes mid-chunk is NaN before or after), plus the text streams
+(``nvidia_smi``) as ``(ts, key, text)``.
+
+Encoding, key after key (column-wise):
+
+* **times** to the millisecond, as delta-of-delta integers (a steady 1 s
+  cadence is all zeros but the jitter);
+* **values** rounded to their key's precision (``centrality_core.precision``)
+  become integers (``round(v * 10**digits)``) stored as delta or
+  delta-of-delta, whichever is smaller for that key (counters, steady gauges);
+  a key without a rule, or whose integers would not be exact in a float64, is
+  stored as its float64 bits XORed with the previous value's (Gorilla's idea);
+* **missing values**: a presence bitmap per key that has both values and gaps;
+  a key with none or all is one state byte;
+* every integer is zigzagged and the 8 bytes of all of them are
+  *byte-shuffled* (all first bytes, then all second bytes, ...): the high
+  bytes of small deltas are long runs of zeros that the compressor removes;
+* the whole is compressed once with **zstd** (``zstandard``), level 3 by
+  default; ``lz4`` is accepted for measurements (bench/storage.py compares).
+
+Decoding gives back the times to the millisecond and the values exactly as
+rounded (``quantize``): ``decode(encode(c))`` equals ``quantize(c)`` bit for bit,
+NaN where there was no value.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import msgspec
+import numpy as np
+
+from centrality_core.precision import digits as key_digits
+
+MAGIC = b"TZ"
+VERSION = 1
+CODECS = {"none": 0, "zstd": 1, "lz4": 2}
+_CODEC_NAMES = {v: k for k, v in CODECS.items()}
+_EXACT = float(2 ** 52)  # integers below this survive the float64 round trip and the deltas
+_FULL, _PARTIAL, _EMPTY = 0, 1, 2
+_FLOAT = -1  # kind: lossless float64
+
+
+class Chunk(NamedTuple):
+    ts: np.ndarray             # (n,) float64, seconds
+    keys: list[str]
+    values: np.ndarray         # (k, n) float64, NaN = no value
+    text: list[tuple[float, str, str]]
+
+
+class _Header(msgspec.Struct, array_like=True):
+    n: int
+    t0: int                    # first time, ms
+    keys: list[str]
+    kinds: list[int]           # per key: 10 * order + digits (order 0, 1, 2: see _best_order); -1 float
+    states: bytes              # per key: _FULL | _PARTIAL | _EMPTY
+    text: list[tuple[float, str, str]] = []
+
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(_Header)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _zigzag(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.int64, copy=False)
+    return ((x << 1) ^ (x >> 63)).view(np.uint64)
+
+
+def _unzigzag(u: np.ndarray) -> np.ndarray:
+    u = u.astype(np.uint64, copy=False)
+    return ((u >> np.uint64(1)).view(np.int64) ^ -(u & np.uint64(1)).view(np.int64))
+
+
+def _shuffle(u: np.ndarray) -> bytes:
+    """uint64 array -> its bytes, plane by plane (all byte 0s, then all byte 1s, ...)."""
+    return np.ascontiguousarray(u.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8).T).tobytes()
+
+
+def _unshuffle(b: bytes, count: int) -> np.ndarray:
+    planes = np.frombuffer(b, np.uint8, count * 8).reshape(8, count)
+    return np.ascontiguousarray(planes.T).view("<u8").reshape(count)
+
+
+def _compress(raw: bytes, codec: str, level: int) -> bytes:
+    if codec == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor(level=level).compress(raw)
+    if codec == "lz4":
+        import lz4.frame
+        return lz4.frame.compress(raw, compression_level=level)
+    if codec == "none":
+        return raw
+    raise ValueError(f"unknown codec {codec!r}")
+
+
+def _decompress(blob: bytes, codec: str) -> bytes:
+    if codec == "zstd":
+        import zstandard
+        return zstandard.ZstdDecompressor().decompress(blob)
+    if codec == "lz4":
+        import lz4.frame
+        return lz4.frame.decompress(blob)
+    return blob
+
+
+def scales(keys: Sequence[str], digits: Callable[[str], int | None] = key_digits) -> list[int | None]:
+    return [digits(k) for k in keys]
+
+
+def quantize(keys: Sequence[str], values: np.ndarray,
+             digits: Callable[[str], int | None] = key_digits) -> np.ndarray:
+    """``values`` as the store keeps them: each key's row rounded to its digits
+    (rows without a rule, or too large to be exact, unchanged)."""
+    out = np.array(values, np.float64, copy=True)
+    if out.ndim != 2:
+        out = out.reshape(len(keys), out.size // len(keys) if keys else 0)
+    for j, d in enumerate(scales(keys, digits)):
+        if d is None:
+            continue
+        with np.errstate(over="ignore"):
+            q = np.round(out[j] * 10.0 ** d)
+        if np.nanmax(np.abs(q), initial=0.0) < _EXACT:
+            out[j] = q / 10.0 ** d
+    return out
+
+
+def quantize_ts(ts: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(ts, np.float64) * 1000.0) / 1000.0
+
+
+def _bits(x: np.ndarray) -> float:
+    """About how many bits ``x`` (integers) takes once zigzagged."""
+    return float(np.log2(np.abs(x.astype(np.float64)) * 2.0 + 1.0).sum())
+
+
+def _best_order(q: np.ndarray) -> tuple[int, np.ndarray]:
+    """``q`` transformed by whichever is smallest: offsets from the first value
+    (order 0: noise around a level), deltas (1: a wandering gauge) or
+    delta-of-deltas (2: counters, steady ramps). The first value is kept as is."""
+    d0 = q.copy()
+    d0[1:] -= q[0]
+    d1 = np.diff(q, prepend=0)
+    d2 = np.diff(d1, prepend=0)
+    costs = (_bits(d0[1:]), _bits(d1[1:]), _bits(d2[1:]))
+    order = int(np.argmin(costs))
+    return order, (d0, d1, d2)[order]
+
+
+# ------------------------------------------------------------------ encode / decode
+
+def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.ndarray,
+           text: Sequence[tuple[float, str, str]] = (), *, codec: str = "zstd", level: int = 3,
+           digits: Callable[[str], int | None] = key_digits) -> bytes:
+    """One chunk as bytes. ``values``: ``len(keys) x len(ts)``, NaN for no value;
+    infinities are refused (the control plane refuses them before)."""
+    t = np.asarray(ts, np.float64)
+    n, k = len(t), len(keys)
+    v = np.asarray(values, np.float64).reshape(k, n)
+    if not np.isfinite(t).all():
+        raise ValueError("sample times must be finite")
+    if np.isinf(v).any():
+        raise ValueError("values must be finite (NaN for no value)")
+    tq = np.round(t * 1000.0).astype(np.int64)
+    t0 = int(tq[0]) if n else 0
+    tdod = np.diff(np.diff(tq - t0, prepend=0), prepend=0) if n else tq
+
+    present = ~np.isnan(v)
+    counts = present.sum(axis=1)
+    states = np.where(counts == n, _FULL, np.where(counts == 0, _EMPTY, _PARTIAL)).astype(np.uint8)
+    if n == 0:
+        states[:] = _EMPTY
+    kinds: list[int] = []
+    ints: list[np.ndarray] = []
+    floats: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for j, d in enumerate(scales(keys, digits)):
+        state = states[j]
+        if state == _EMPTY:
+            kinds.append(_FLOAT)
+            continue
+        row = v[j]
+        if state == _PARTIAL:
+            masks.append(np.packbits(present[j]))
+            row = row[present[j]]
+        with np.errstate(over="ignore"):
+            q = np.round(row * 10.0 ** d) if d is not None else None
+        if q is None or np.abs(q).max() >= _EXACT:
+            bits = row.view(np.uint64)
+            floats.append(bits ^ np.concatenate(([np.uint64(0)], bits[:-1])))
+            kinds.append(_FLOAT)
+            continue
+        order, best = _best_order(q.astype(np.int64))
+        ints.append(best)
+        kinds.append(10 * order + d)
+    header = _enc.encode(_Header(n=n, t0=t0, keys=list(keys), kinds=kinds, states=states.tobytes(),
+                                 text=[(float(a), str(b), str(c)) for a, b, c in text]))
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    body = b"".join((
+        len(header).to_bytes(4, "little"), header,
+        _shuffle(_zigzag(tdod)),
+        cat(masks, np.uint8).tobytes(),
+        _shuffle(_zigzag(cat(ints, np.int64))),
+        _shuffle(cat(floats, np.uint64)),
+    ))
+    return MAGIC + bytes((VERSION, CODECS[codec])) + _compress(body, codec, level)
+
+
+def decode(blob: bytes) -> Chunk:
+    if blob[:2] != MAGIC or blob[2] != VERSION or blob[3] not in _CODEC_NAMES:
+        raise ValueError("not a metric chunk (or a version this control plane does not read)")
+    body = memoryview(_decompress(bytes(blob[4:]), _CODEC_NAMES[blob[3]]))
+    hlen = int.from_bytes(body[:4], "little")
+    h = _dec.decode(body[4:4 + hlen])
+    n, k = h.n, len(h.keys)
+    pos = 4 + hlen
+    tq = np.cumsum(np.cumsum(_unzigzag(_unshuffle(body[pos:pos + 8 * n], n)))) + h.t0
+    pos += 8 * n
+    ts = tq / 1000.0
+    states = np.frombuffer(h.states, np.uint8)
+    mask_len = (n + 7) // 8
+    present: list[np.ndarray | None] = []
+    for s in states.tolist():
+        if s == _PARTIAL:
+            present.append(np.unpackbits(np.frombuffer(body[pos:pos + mask_len], np.uint8), count=n).astype(bool))
+            pos += mask_len
+        else:
+            present.append(None)
+    sizes = [0 if s == _EMPTY else (n if m is None else int(m.sum())) for s, m in zip(states.tolist(), present)]
+    n_int = sum(c for c, kind in zip(sizes, h.kinds) if kind != _FLOAT)
+    n_float = sum(c for c, kind in zip(sizes, h.kinds) if kind == _FLOAT)
+    ints = _unzigzag(_unshuffle(body[pos:pos + 8 * n_int], n_int))
+    pos += 8 * n_int
+    floats = _unshuffle(body[pos:pos + 8 * n_float], n_float)
+    values = np.full((k, n), np.nan)
+    io = fo = 0
+    for j, (kind, size, m) in enumerate(zip(h.kinds, sizes, present)):
+        if not size:
+            continue
+        if kind == _FLOAT:
+            row = np.bitwise_xor.accumulate(floats[fo:fo + size]).view(np.float64)
+            fo += size
+        else:
+            order, d = divmod(kind, 10)
+            row = ints[io:io + size]
+            io += size
+            if order == 0:
+                row = row.copy()
+                row[1:] += row[0]
+            for _ in range(order):
+                row = np.cumsum(row)
+            row = row / 10.0 ** d
+        if m is None:
+            values[j] = row
+        else:
+            values[j, m] = row
+    return Chunk(ts, list(h.keys), values, [tuple(x) for x in h.text])
+
+
+def merge(parts: Sequence[tuple[Sequence[float], Sequence[str], np.ndarray]]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Batches ``(ts, keys, values)`` as one ``(ts, keys, values)``: times in order
+    (stable: equal times keep their batch order), the union of keys in order of
+    first appearance, NaN where a batch did not have a key."""
+    index: dict[str, int] = {}
+    for _, keys, _ in parts:
+        for key in keys:
+            index.setdefault(key, len(index))
+    total = sum(len(t) for t, _, _ in parts)
+    ts = np.empty(total)
+    out = np.full((len(index), total), np.nan)
+    col = 0
+    for t, keys, v in parts:
+        m = len(t)
+        ts[col:col + m] = t
+        rows = [index[key] for key in keys]
+        out[rows, col:col + m] = np.asarray(v, np.float64).reshape(len(keys), m)
+        col += m
+    order = np.argsort(ts, kind="stable")
+    return ts[order], list(index), out[:, order]
