@@ -1,0 +1,224 @@
+"""Metric history as tiers of chunks: pure conversions, no I/O.
+
+* tier 0, ``raw``: every sample, as agents sent them (rounded to each key's
+  precision, ``centrality_core.precision``);
+* tier 1, ``1m``: per minute and key, min / max / sum / count;
+* tier 2, ``1h``: the same per hour.
+
+Recent data is still in its arrival form (raw batches as the agent's frame,
+minutes as JSON rows, both written at once so an agent is acknowledged as soon
+as its batch is durable); the compaction pass (``store/chunks.py``) turns
+closed windows of them into chunks (``store/tsz.py``). This module turns both
+forms into the same series, so a query sees one series whatever is compacted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import msgspec
+import numpy as np
+
+from centrality_core import protocol as p
+from centrality_core.precision import digits as key_digits
+from centrality_core.summary import select
+from centrality_core.timefmt import iso
+
+from .store import tsz
+
+TIERS = ("raw", "1m", "1h")
+STEP = {"1m": 60.0, "1h": 3600.0}
+_SEP = "\x1f"  # between a key and its statistic in a rollup chunk's row names
+_STATS = ("min", "max", "sum", "n")
+
+Stats = dict[str, list]  # key -> [min, max, sum, count]
+
+
+class StoredBatch(msgspec.Struct):
+    """A stored batch payload: the agent's ``metrics`` frame (or, written by
+    versions before it was stored as received, only ``ts``/``keys``/``columns``)."""
+
+    ts: list[float]
+    keys: list[str]
+    columns: list[list[float | None]] = []
+    values: bytes = b""
+    text: dict[str, str] = {}
+
+    def column_lists(self) -> list[list[float | None]]:
+        return p.unpack_values(self.values, len(self.ts)) if self.values else self.columns
+
+    def matrix(self) -> np.ndarray:
+        n = len(self.ts)
+        if self.values:
+            return np.frombuffer(self.values, "<f8").reshape(len(self.keys), n).astype(np.float64)
+        return np.array([[np.nan if v is None else v for v in c] for c in self.columns],
+                        np.float64).reshape(len(self.keys), n)
+
+
+_stored_batch = msgspec.json.Decoder(StoredBatch)
+
+
+def decode_batch(payload: bytes) -> StoredBatch:
+    return _stored_batch.decode(payload)
+
+
+def batches_chunk(payloads: Iterable[bytes], **encode_args) -> tuple[bytes, float, float, int]:
+    """Raw batch payloads as one tier-0 chunk: ``(chunk, ts_first, ts_last, values held)``."""
+    parts, text = [], []
+    for payload in payloads:
+        b = decode_batch(payload)
+        if not b.ts:
+            continue
+        parts.append((b.ts, b.keys, b.matrix()))
+        text.extend((max(b.ts), k, v) for k, v in b.text.items())
+    ts, keys, values = tsz.merge(parts)
+    blob = tsz.encode(ts, keys, values, text, **encode_args)
+    return blob, float(ts.min()), float(ts.max()), int((~np.isnan(values)).sum())
+
+
+# ------------------------------------------------------------------ rollup chunks
+
+def _stat_digits(row: str) -> int | None:
+    key, _, stat = row.rpartition(_SEP)
+    return 0 if stat == "n" else key_digits(key)
+
+
+def stats_chunk(points: Sequence[tuple[float, Stats]], **encode_args) -> tuple[bytes, int]:
+    """Rollup points ``[(start, {key: [min, max, sum, count]})]`` as one chunk
+    (four rows per key); returns it and the number of key-points it holds."""
+    index: dict[str, int] = {}
+    for _, stats in points:
+        for key in stats:
+            index.setdefault(key, len(index))
+    keys = list(index)
+    values = np.full((4 * len(keys), len(points)), np.nan)
+    held = 0
+    for i, (_, stats) in enumerate(points):
+        held += len(stats)
+        for key, s in stats.items():
+            j = 4 * index[key]
+            values[j:j + 4, i] = s
+    rows = [f"{k}{_SEP}{s}" for k in keys for s in _STATS]
+    blob = tsz.encode([t for t, _ in points], rows, values, digits=_stat_digits, **encode_args)
+    return blob, held
+
+
+def chunk_stats(blob: bytes) -> list[tuple[float, Stats]]:
+    """``stats_chunk`` undone."""
+    c = tsz.decode(blob)
+    keys = [r.rpartition(_SEP)[0] for r in c.keys[::4]]
+    out = []
+    v = c.values
+    for i, t in enumerate(c.ts.tolist()):
+        col = v[:, i].reshape(-1, 4).tolist()
+        stats = {k: [mn, mx, total, int(n)] for k, (mn, mx, total, n) in zip(keys, col) if n == n and n > 0}
+        out.append((t, stats))
+    return out
+
+
+def merge_stats(a: Stats, b: Stats) -> Stats:
+    """Combine two ``{key: [min, max, sum, count]}`` maps."""
+    out = dict(a)
+    for key, (mn, mx, total, n) in b.items():
+        s = out.get(key)
+        out[key] = [mn, mx, total, n] if s is None else [min(s[0], mn), max(s[1], mx), s[2] + total, s[3] + n]
+    return out
+
+
+def coarsen(points: Iterable[tuple[float, Stats]], step: float) -> list[tuple[float, Stats]]:
+    """Rollup points merged into ``step``-second buckets (minutes into hours), in time order."""
+    buckets: dict[float, Stats] = {}
+    for t, stats in points:
+        start = t - t % step
+        buckets[start] = merge_stats(buckets[start], stats) if start in buckets else dict(stats)
+    return sorted(buckets.items())
+
+
+# ------------------------------------------------------------------ query rows
+
+def raw_rows(series: Iterable[tuple[np.ndarray, list[str], np.ndarray]], since: float, until: float,
+             patterns: list[str] | None) -> list[dict]:
+    """Samples of chunks and batches ``(ts, keys, values)`` as ``[{"ts": ISO, key: value}]``,
+    in time order, each value at its stored precision."""
+    out: list[tuple[float, dict]] = []
+    for ts, keys, values in series:
+        chosen = set(select(keys, patterns))
+        wanted = [i for i, k in enumerate(keys) if k in chosen]
+        if not wanted:
+            continue
+        names = [keys[i] for i in wanted]
+        q = tsz.quantize(names, values[wanted])
+        cols = q.T.tolist()
+        for t, col in zip(np.asarray(ts).tolist(), cols):
+            if since <= t <= until:
+                row: dict[str, Any] = {"ts": iso(t)}
+                row.update((k, v) for k, v in zip(names, col) if v == v)
+                out.append((t, row))
+    out.sort(key=lambda r: r[0])
+    return [row for _, row in out]
+
+
+def rollup_rows(points: Iterable[tuple[float, Stats]], since: float, until: float,
+                patterns: list[str] | None) -> list[dict]:
+    """Rollup points (possibly two for one start: merged) as ``[{"ts", key: avg, key:min, key:max}]``."""
+    merged: dict[float, Stats] = {}
+    for t, stats in points:
+        if since <= t <= until:
+            merged[t] = merge_stats(merged[t], stats) if t in merged else stats
+    out = []
+    for t in sorted(merged):
+        stats = merged[t]
+        row: dict[str, Any] = {"ts": iso(t)}
+        for key in select(stats, patterns):
+            mn, mx, total, n = stats[key]
+            row[key] = total / n
+            row[f"{key}:min"] = mn
+            row[f"{key}:max"] = mx
+        out.append(row)
+    return out
+
+
+def pick_resolution(span: float, age: float, retention: dict[str, float]) -> str:
+    """The tier ``auto`` reads for a window ``span`` seconds long starting ``age``
+    seconds ago: the finest one that holds the window's start and gives at most
+    a few thousand points (raw up to 2 h, minutes up to 7 days, hours beyond)."""
+    if span <= 2 * 3600 and age <= retention["raw"]:
+        return "raw"
+    if span <= 7 * 86400 and age <= retention["1m"]:
+        return "1m"
+    return "1h"
+
+
+# ------------------------------------------------------------------ reading a window
+
+def query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
+          patterns: list[str] | None, resolution: str) -> list[dict]:
+    """One machine's window at ``resolution`` (``raw``, ``1m``, ``1h``), from the
+    chunks of its tier and what is not compacted yet, as one series. Blocking:
+    run it in a worker thread."""
+    if resolution == "raw":
+        series = []
+        for blob in chunks.read(machine_id, 0, since, until):
+            c = tsz.decode(blob)
+            series.append((c.ts, c.keys, c.values))
+        for payload in store.metric_batches(machine_id, since, until):
+            b = decode_batch(payload)
+            series.append((b.ts, b.keys, b.matrix()))
+        return raw_rows(series, since, until, patterns)
+    minutes = _minutes(store, chunks, machine_id, since, until)
+    if resolution == "1m":
+        return rollup_rows(minutes, since, until, patterns)
+    hours = [pt for blob in chunks.read(machine_id, 2, since, until) for pt in chunk_stats(blob)]
+    covered = max((t for t, _ in hours), default=since - 3600.0) + 3600.0  # hours not yet in tier 2
+    if covered <= until:
+        hours += coarsen(_minutes(store, chunks, machine_id, covered, until), 3600.0)
+    return rollup_rows(hours, since - since % 3600.0, until, patterns)
+
+
+def _minutes(store: Any, chunks: Any, machine_id: str, since: float, until: float) -> list[tuple[float, Stats]]:
+    points = [pt for blob in chunks.read(machine_id, 1, since, until) for pt in chunk_stats(blob)]
+    recent = [(minute, msgspec.json.decode(payload)) for minute, payload in
+              store.metric_rollups(machine_id, since, until)]
+    if recent:  # at most the last hour or so: read through the chunk format, so at its precision
+        points += chunk_stats(stats_chunk(recent, codec="none")[0])
+    return points
