@@ -262,13 +262,24 @@ class Chunks:
                     "chunks": n, "bytes": int(nbytes or 0), "values": int(nvalues or 0),
                     "oldest": oldest, "newest": newest}
             b, r = MetricBatchRow.__table__, MetricRollupRow.__table__
-            out["pending"] = {
-                "raw_batches": conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.func.length(b.c.payload)),
-                                                      sa.func.min(b.c.ts_first))).one()._asdict(),
-                "minutes": conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.func.length(r.c.payload)),
-                                                  sa.func.min(r.c.minute))).one()._asdict(),
-            }
+            out["pending"] = {}
+            for name, table, ts in (("raw_batches", b, b.c.ts_first), ("minutes", r, r.c.minute)):
+                n, nbytes, oldest = conn.execute(sa.select(
+                    sa.func.count(), sa.func.sum(sa.func.length(table.c.payload)), sa.func.min(ts))).one()
+                out["pending"][name] = {"rows": n, "bytes": int(nbytes or 0), "oldest": oldest}
+            out["disk_bytes"] = self._disk_bytes(conn)
         return out
+
+    def _disk_bytes(self, conn) -> int:
+        """Bytes the store takes on disk: the SQLite file's used pages, or Postgres'
+        metric tables (partitions, indexes and TOAST included)."""
+        if self.postgres:
+            return int(conn.exec_driver_sql(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "WHERE c.relkind = 'r' AND starts_with(c.relname, 'metric')").scalar())
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+        return int((pages - free) * conn.exec_driver_sql("PRAGMA page_size").scalar())
 
 
 class _Tx:
