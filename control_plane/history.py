@@ -136,24 +136,66 @@ def coarsen(points: Iterable[tuple[float, Stats]], step: float) -> list[tuple[fl
 
 # ------------------------------------------------------------------ query rows
 
-def raw_rows(series: Iterable[tuple[np.ndarray, list[str], np.ndarray]], since: float, until: float,
+def _rows(out: list, t: np.ndarray, names: list[str], v: np.ndarray) -> None:
+    """Append ``(time, {"ts": ISO, name: value})`` per column of ``v`` (names x times), gaps left out."""
+    gaps = np.isnan(v).any(axis=0).tolist()
+    for tt, col, gap in zip(t.tolist(), v.T.tolist(), gaps):
+        row: dict[str, Any] = {"ts": iso(tt)}
+        row.update(((k, x) for k, x in zip(names, col) if x == x) if gap else zip(names, col))
+        out.append((tt, row))
+
+
+def raw_rows(series: Iterable[tuple[np.ndarray, list[str], np.ndarray, bool]], since: float, until: float,
              patterns: list[str] | None) -> list[dict]:
-    """Samples of chunks and batches ``(ts, keys, values)`` as ``[{"ts": ISO, key: value}]``,
-    in time order, each value at its stored precision."""
+    """Samples of chunks and batches ``(ts, keys, values, at_precision)`` as
+    ``[{"ts": ISO, key: value}]`` in time order, each value at its stored precision
+    (batches not compacted yet are rounded here, as compaction will)."""
     out: list[tuple[float, dict]] = []
-    for ts, keys, values in series:
+    for ts, keys, values, at_precision in series:
+        t = np.asarray(ts, np.float64)
+        inside = (t >= since) & (t <= until)
+        if not inside.any():
+            continue
         chosen = set(select(keys, patterns))
         wanted = [i for i, k in enumerate(keys) if k in chosen]
         if not wanted:
             continue
         names = [keys[i] for i in wanted]
-        q = tsz.quantize(names, values[wanted])
-        cols = q.T.tolist()
-        for t, col in zip(np.asarray(ts).tolist(), cols):
-            if since <= t <= until:
-                row: dict[str, Any] = {"ts": iso(t)}
-                row.update((k, v) for k, v in zip(names, col) if v == v)
-                out.append((t, row))
+        v = values[wanted][:, inside]
+        _rows(out, t[inside], names, v if at_precision else tsz.quantize(names, v))
+    out.sort(key=lambda r: r[0])
+    return [row for _, row in out]
+
+
+def stats_arrays(blob: bytes) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A rollup chunk as arrays: times, keys and ``stats[4, key, time]`` (min, max, sum, count)."""
+    c = tsz.decode(blob)
+    keys = [r.rpartition(_SEP)[0] for r in c.keys[::4]]
+    return c.ts, keys, c.values.reshape(len(keys), 4, len(c.ts)).transpose(1, 0, 2)
+
+
+def rollup_matrix_rows(series: list[tuple[np.ndarray, list[str], np.ndarray]], since: float, until: float,
+                       patterns: list[str] | None) -> list[dict]:
+    """``rollup_rows`` of ``stats_arrays`` series, without a dict per point and key
+    (a day of a GPU node's minutes is 1,440 x 214 keys)."""
+    stamps = np.concatenate([t for t, _, _ in series]) if series else np.zeros(0)
+    if len(np.unique(stamps)) != len(stamps):  # a minute in two chunks (late samples): merge them
+        points = [(t, {k: [mn, mx, sm, int(n)] for k, (mn, mx, sm, n) in zip(keys, col) if n == n and n > 0})
+                  for ts, keys, st in series for t, col in zip(ts.tolist(), st.transpose(2, 1, 0).tolist())]
+        return rollup_rows(points, since, until, patterns)
+    out: list[tuple[float, dict]] = []
+    for ts, keys, st in series:
+        inside = (ts >= since) & (ts <= until)
+        chosen = set(select(keys, patterns))
+        wanted = [i for i, k in enumerate(keys) if k in chosen]
+        if not wanted or not inside.any():
+            continue
+        mn, mx, sm, n = st[:, wanted][:, :, inside]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = np.where(n > 0, sm / n, np.nan)
+        v = np.stack([avg, np.where(n > 0, mn, np.nan), np.where(n > 0, mx, np.nan)], axis=1).reshape(-1, avg.shape[1])
+        names = [name for i in wanted for name in (keys[i], f"{keys[i]}:min", f"{keys[i]}:max")]
+        _rows(out, ts[inside], names, v)
     out.sort(key=lambda r: r[0])
     return [row for _, row in out]
 
@@ -200,14 +242,17 @@ def query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
         series = []
         for blob in chunks.read(machine_id, 0, since, until):
             c = tsz.decode(blob)
-            series.append((c.ts, c.keys, c.values))
+            series.append((c.ts, c.keys, c.values, True))
         for payload in store.metric_batches(machine_id, since, until):
             b = decode_batch(payload)
-            series.append((b.ts, b.keys, b.matrix()))
+            series.append((b.ts, b.keys, b.matrix(), False))
         return raw_rows(series, since, until, patterns)
-    minutes = _minutes(store, chunks, machine_id, since, until)
     if resolution == "1m":
-        return rollup_rows(minutes, since, until, patterns)
+        series = [stats_arrays(blob) for blob in chunks.read(machine_id, 1, since, until)]
+        recent = _recent_minutes(store, machine_id, since, until)
+        if recent:
+            series.append(stats_arrays(recent))
+        return rollup_matrix_rows(series, since, until, patterns)
     hours = [pt for blob in chunks.read(machine_id, 2, since, until) for pt in chunk_stats(blob)]
     covered = max((t for t, _ in hours), default=since - 3600.0) + 3600.0  # hours not yet in tier 2
     if covered <= until:
@@ -215,10 +260,15 @@ def query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
     return rollup_rows(hours, since - since % 3600.0, until, patterns)
 
 
-def _minutes(store: Any, chunks: Any, machine_id: str, since: float, until: float) -> list[tuple[float, Stats]]:
-    points = [pt for blob in chunks.read(machine_id, 1, since, until) for pt in chunk_stats(blob)]
+def _recent_minutes(store: Any, machine_id: str, since: float, until: float) -> bytes | None:
+    """The minutes not compacted yet (the last hour or so), through the chunk format
+    so that they read at the stored precision, as they will once compacted."""
     recent = [(minute, msgspec.json.decode(payload)) for minute, payload in
               store.metric_rollups(machine_id, since, until)]
-    if recent:  # at most the last hour or so: read through the chunk format, so at its precision
-        points += chunk_stats(stats_chunk(recent, codec="none")[0])
-    return points
+    return stats_chunk(recent, codec="none")[0] if recent else None
+
+
+def _minutes(store: Any, chunks: Any, machine_id: str, since: float, until: float) -> list[tuple[float, Stats]]:
+    points = [pt for blob in chunks.read(machine_id, 1, since, until) for pt in chunk_stats(blob)]
+    recent = _recent_minutes(store, machine_id, since, until)
+    return points + chunk_stats(recent) if recent else points

@@ -134,22 +134,32 @@ def quantize_ts(ts: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(ts, np.float64) * 1000.0) / 1000.0
 
 
-def _bits(x: np.ndarray) -> float:
-    """About how many bits ``x`` (integers) takes once zigzagged."""
-    return float(np.log2(np.abs(x.astype(np.float64)) * 2.0 + 1.0).sum())
+def _bits(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """About how many bits the integers ``x`` take once zigzagged (per row)."""
+    return np.frexp(np.abs(x).astype(np.float64) * 2.0 + 1.0)[1].sum(axis=axis)
 
 
-def _best_order(q: np.ndarray) -> tuple[int, np.ndarray]:
-    """``q`` transformed by whichever is smallest: offsets from the first value
-    (order 0: noise around a level), deltas (1: a wandering gauge) or
-    delta-of-deltas (2: counters, steady ramps). The first value is kept as is."""
+def _orders(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of the integers ``q`` (keys x samples), whichever transform is smallest:
+    offsets from the first value (order 0: noise around a level), deltas (1: a
+    wandering gauge) or delta-of-deltas (2: counters, steady ramps). The first
+    value is kept as is. Returns the orders and the transformed rows."""
     d0 = q.copy()
-    d0[1:] -= q[0]
-    d1 = np.diff(q, prepend=0)
-    d2 = np.diff(d1, prepend=0)
-    costs = (_bits(d0[1:]), _bits(d1[1:]), _bits(d2[1:]))
-    order = int(np.argmin(costs))
-    return order, (d0, d1, d2)[order]
+    d0[:, 1:] -= q[:, :1]
+    d1 = np.diff(q, axis=1, prepend=0)
+    d2 = np.diff(d1, axis=1, prepend=0)
+    costs = np.stack([_bits(d[:, 1:]) for d in (d0, d1, d2)])
+    order = costs.argmin(axis=0)
+    pick = order[:, None]
+    return order, np.where(pick == 0, d0, np.where(pick == 1, d1, d2))
+
+
+def _as_ints(rows: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows * 10**d`` rounded, and which rows are exact as integers."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.round(rows * (10.0 ** d)[:, None])
+        ok = np.abs(q).max(axis=1, initial=0.0) < _EXACT
+    return q, ok
 
 
 # ------------------------------------------------------------------ encode / decode
@@ -175,12 +185,27 @@ def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.nda
     states = np.where(counts == n, _FULL, np.where(counts == 0, _EMPTY, _PARTIAL)).astype(np.uint8)
     if n == 0:
         states[:] = _EMPTY
+    dig = scales(keys, digits)
+    # The usual case, in one go: keys with a value in every sample and a precision rule.
+    whole = [j for j in range(k) if states[j] == _FULL and dig[j] is not None]
+    fast: dict[int, tuple[int, np.ndarray]] = {}
+    if whole:
+        q, ok = _as_ints(v[whole], np.array([dig[j] for j in whole], np.float64))
+        rows = [j for j, good in zip(whole, ok.tolist()) if good]
+        if rows:
+            orders, best = _orders(q[ok].astype(np.int64))
+            fast = {j: (o, best[i]) for i, (j, o) in enumerate(zip(rows, orders.tolist()))}
     kinds: list[int] = []
     ints: list[np.ndarray] = []
     floats: list[np.ndarray] = []
     masks: list[np.ndarray] = []
-    for j, d in enumerate(scales(keys, digits)):
-        state = states[j]
+    for j in range(k):
+        if j in fast:
+            order, row = fast[j]
+            ints.append(row)
+            kinds.append(10 * order + dig[j])
+            continue
+        state, d = states[j], dig[j]
         if state == _EMPTY:
             kinds.append(_FLOAT)
             continue
@@ -188,16 +213,16 @@ def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.nda
         if state == _PARTIAL:
             masks.append(np.packbits(present[j]))
             row = row[present[j]]
-        with np.errstate(over="ignore"):
-            q = np.round(row * 10.0 ** d) if d is not None else None
-        if q is None or np.abs(q).max() >= _EXACT:
-            bits = row.view(np.uint64)
-            floats.append(bits ^ np.concatenate(([np.uint64(0)], bits[:-1])))
-            kinds.append(_FLOAT)
-            continue
-        order, best = _best_order(q.astype(np.int64))
-        ints.append(best)
-        kinds.append(10 * order + d)
+        if d is not None:
+            q, ok = _as_ints(row[None, :], np.array([d], np.float64))
+            if ok[0]:
+                orders, best = _orders(q.astype(np.int64))
+                ints.append(best[0])
+                kinds.append(10 * int(orders[0]) + d)
+                continue
+        bits = row.view(np.uint64)
+        floats.append(bits ^ np.concatenate(([np.uint64(0)], bits[:-1])))
+        kinds.append(_FLOAT)
     header = _enc.encode(_Header(n=n, t0=t0, keys=list(keys), kinds=kinds, states=states.tobytes(),
                                  text=[(float(a), str(b), str(c)) for a, b, c in text]))
     cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
@@ -211,6 +236,17 @@ def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.nda
     return MAGIC + bytes((VERSION, CODECS[codec])) + _compress(body, codec, level)
 
 
+def _undo(rows: np.ndarray, order: int) -> np.ndarray:
+    """``_orders`` undone, row-wise (rows: integers, one row per key)."""
+    if order == 0:
+        out = rows.copy()
+        out[:, 1:] += rows[:, :1]
+        return out
+    for _ in range(order):
+        rows = np.cumsum(rows, axis=1)
+    return rows
+
+
 def decode(blob: bytes) -> Chunk:
     if blob[:2] != MAGIC or blob[2] != VERSION or blob[3] not in _CODEC_NAMES:
         raise ValueError("not a metric chunk (or a version this control plane does not read)")
@@ -222,24 +258,26 @@ def decode(blob: bytes) -> Chunk:
     tq = np.cumsum(np.cumsum(_unzigzag(_unshuffle(body[pos:pos + 8 * n], n)))) + h.t0
     pos += 8 * n
     ts = tq / 1000.0
-    states = np.frombuffer(h.states, np.uint8)
+    states = np.frombuffer(h.states, np.uint8).tolist()
     mask_len = (n + 7) // 8
     present: list[np.ndarray | None] = []
-    for s in states.tolist():
+    for s in states:
         if s == _PARTIAL:
             present.append(np.unpackbits(np.frombuffer(body[pos:pos + mask_len], np.uint8), count=n).astype(bool))
             pos += mask_len
         else:
             present.append(None)
-    sizes = [0 if s == _EMPTY else (n if m is None else int(m.sum())) for s, m in zip(states.tolist(), present)]
-    n_int = sum(c for c, kind in zip(sizes, h.kinds) if kind != _FLOAT)
-    n_float = sum(c for c, kind in zip(sizes, h.kinds) if kind == _FLOAT)
+    sizes = [0 if s == _EMPTY else (n if m is None else int(m.sum())) for s, m in zip(states, present)]
+    kinds = h.kinds
+    n_int = sum(c for c, kind in zip(sizes, kinds) if kind != _FLOAT)
+    n_float = sum(c for c, kind in zip(sizes, kinds) if kind == _FLOAT)
     ints = _unzigzag(_unshuffle(body[pos:pos + 8 * n_int], n_int))
     pos += 8 * n_int
     floats = _unshuffle(body[pos:pos + 8 * n_float], n_float)
     values = np.full((k, n), np.nan)
     io = fo = 0
-    for j, (kind, size, m) in enumerate(zip(h.kinds, sizes, present)):
+    whole: dict[int, tuple[list[int], list[int], list[int]]] = {}  # order -> keys, offsets, digits
+    for j, (kind, size, m) in enumerate(zip(kinds, sizes, present)):
         if not size:
             continue
         if kind == _FLOAT:
@@ -247,18 +285,23 @@ def decode(blob: bytes) -> Chunk:
             fo += size
         else:
             order, d = divmod(kind, 10)
-            row = ints[io:io + size]
+            if m is None:  # a whole row: done below with the others of its order, in one go
+                group = whole.setdefault(order, ([], [], []))
+                group[0].append(j)
+                group[1].append(io)
+                group[2].append(d)
+                io += size
+                continue
+            row = _undo(ints[io:io + size][None, :], order)[0] / 10.0 ** d
             io += size
-            if order == 0:
-                row = row.copy()
-                row[1:] += row[0]
-            for _ in range(order):
-                row = np.cumsum(row)
-            row = row / 10.0 ** d
         if m is None:
             values[j] = row
         else:
             values[j, m] = row
+    span = np.arange(n)
+    for order, (rows, offsets, ds) in whole.items():
+        block = _undo(ints[np.asarray(offsets)[:, None] + span], order)
+        values[rows] = block / (10.0 ** np.asarray(ds, np.float64))[:, None]
     return Chunk(ts, list(h.keys), values, [tuple(x) for x in h.text])
 
 

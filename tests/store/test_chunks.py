@@ -182,3 +182,22 @@ def test_size_bound_drops_the_oldest_first(store):
     usage = chunks.usage()["tiers"]["raw"]
     assert usage["bytes"] <= bound and usage["oldest"] >= T0 + 2 * 3600
     assert chunks.enforce_size(bound)["chunks"] == 0
+
+
+def test_rollup_rows_from_arrays_match_the_rows_from_points():
+    points = [(T0 + 60 * i, {"cpu.percent": [1.0 + i, 9.5, 30.0 + i, 6], "gpu[0].temp_c": [40.0, 41.0, 81.0, 2]})
+              for i in range(5)]
+    points[2][1].pop("gpu[0].temp_c")  # a key missing for a minute
+    blob, held = history.stats_chunk(points)
+    assert held == 9
+    series = [history.stats_arrays(blob)]
+    expected = history.rollup_rows(history.chunk_stats(blob), T0, T0 + 600, None)
+    assert history.rollup_matrix_rows(series, T0, T0 + 600, None) == expected
+    assert "gpu[0].temp_c" not in expected[2] and expected[0]["cpu.percent"] == 5.0
+    assert expected[0]["gpu[0].temp_c:max"] == 41.0
+    # a minute in two chunks (late samples) is merged into one row
+    late, _ = history.stats_chunk([(T0 + 60, {"cpu.percent": [0.5, 20.0, 1.0, 1]})])
+    rows = history.rollup_matrix_rows(series + [history.stats_arrays(late)], T0, T0 + 600, ["cpu"])
+    assert len(rows) == 5
+    assert rows[1]["cpu.percent:min"] == 0.5 and rows[1]["cpu.percent:max"] == 20.0
+    assert rows[1]["cpu.percent"] == (31.0 + 1.0) / 7
