@@ -50,7 +50,7 @@ class StoredBatch(msgspec.Struct):
     def matrix(self) -> np.ndarray:
         n = len(self.ts)
         if self.values:
-            return np.frombuffer(self.values, "<f8").reshape(len(self.keys), n).astype(np.float64)
+            return np.frombuffer(self.values, "<f8").reshape(len(self.keys), n)  # read-only view
         return np.array([[np.nan if v is None else v for v in c] for c in self.columns],
                         np.float64).reshape(len(self.keys), n)
 

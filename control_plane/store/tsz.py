@@ -309,19 +309,28 @@ def merge(parts: Sequence[tuple[Sequence[float], Sequence[str], np.ndarray]]) ->
     """Batches ``(ts, keys, values)`` as one ``(ts, keys, values)``: times in order
     (stable: equal times keep their batch order), the union of keys in order of
     first appearance, NaN where a batch did not have a key."""
-    index: dict[str, int] = {}
-    for _, keys, _ in parts:
-        for key in keys:
-            index.setdefault(key, len(index))
-    total = sum(len(t) for t, _, _ in parts)
-    ts = np.empty(total)
-    out = np.full((len(index), total), np.nan)
-    col = 0
-    for t, keys, v in parts:
-        m = len(t)
-        ts[col:col + m] = t
-        rows = [index[key] for key in keys]
-        out[rows, col:col + m] = np.asarray(v, np.float64).reshape(len(keys), m)
-        col += m
-    order = np.argsort(ts, kind="stable")
-    return ts[order], list(index), out[:, order]
+    if not parts:
+        return np.zeros(0), [], np.zeros((0, 0))
+    first = list(parts[0][1])
+    ts = np.concatenate([np.asarray(t, np.float64) for t, _, _ in parts])
+    if all(keys == first for _, keys, _ in parts):  # the usual case: one agent, same keys all along
+        out = np.concatenate([np.asarray(v, np.float64).reshape(len(first), len(t)) for t, _, v in parts], axis=1)
+        keys = first
+    else:
+        index: dict[str, int] = {}
+        rows_of: dict[tuple, list[int]] = {}
+        for _, ks, _ in parts:
+            shape = tuple(ks)
+            if shape not in rows_of:
+                rows_of[shape] = [index.setdefault(k, len(index)) for k in shape]
+        out = np.full((len(index), len(ts)), np.nan)
+        col = 0
+        for t, ks, v in parts:
+            m = len(t)
+            out[rows_of[tuple(ks)], col:col + m] = np.asarray(v, np.float64).reshape(len(ks), m)
+            col += m
+        keys = list(index)
+    if len(ts) > 1 and (np.diff(ts) < 0).any():
+        order = np.argsort(ts, kind="stable")
+        ts, out = ts[order], out[:, order]
+    return ts, keys, out
