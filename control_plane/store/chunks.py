@@ -79,6 +79,18 @@ class Chunks:
         # Known only once committed: a rolled-back transaction takes the partition with it.
         conn.info.setdefault("new_partitions", set()).add(name)
 
+    @_translated
+    def prepare(self, now: float) -> None:
+        """Postgres: create yesterday's, today's and tomorrow's partitions of every
+        tier in a short transaction of their own, so that compaction rarely
+        creates one (creating a partition locks the parent table until commit)."""
+        if not self.postgres:
+            return
+        with self._transaction() as conn:
+            for tier in TIER_NAMES:
+                for day in (-1, 0, 1):
+                    self._ensure_partition(conn, tier, now + day * DAY)
+
     def _list_partitions(self, conn) -> list[str]:
         return list(conn.exec_driver_sql(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "

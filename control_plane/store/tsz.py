@@ -247,7 +247,9 @@ def _undo(rows: np.ndarray, order: int) -> np.ndarray:
     return rows
 
 
-def decode(blob: bytes) -> Chunk:
+def decode(blob: bytes, only: Callable[[list[str]], Sequence[str]] | None = None) -> Chunk:
+    """A chunk back. ``only(keys)``: the keys wanted (e.g. ``summary.select``); the
+    others are not decoded and not returned."""
     if blob[:2] != MAGIC or blob[2] != VERSION or blob[3] not in _CODEC_NAMES:
         raise ValueError("not a metric chunk (or a version this control plane does not read)")
     body = memoryview(_decompress(bytes(blob[4:]), _CODEC_NAMES[blob[3]]))
@@ -258,51 +260,54 @@ def decode(blob: bytes) -> Chunk:
     tq = np.cumsum(np.cumsum(_unzigzag(_unshuffle(body[pos:pos + 8 * n], n)))) + h.t0
     pos += 8 * n
     ts = tq / 1000.0
-    states = np.frombuffer(h.states, np.uint8).tolist()
+    states = np.frombuffer(h.states, np.uint8)
+    kinds = np.asarray(h.kinds, np.int64)
     mask_len = (n + 7) // 8
-    present: list[np.ndarray | None] = []
-    for s in states:
-        if s == _PARTIAL:
-            present.append(np.unpackbits(np.frombuffer(body[pos:pos + mask_len], np.uint8), count=n).astype(bool))
-            pos += mask_len
-        else:
-            present.append(None)
-    sizes = [0 if s == _EMPTY else (n if m is None else int(m.sum())) for s, m in zip(states, present)]
-    kinds = h.kinds
-    n_int = sum(c for c, kind in zip(sizes, kinds) if kind != _FLOAT)
-    n_float = sum(c for c, kind in zip(sizes, kinds) if kind == _FLOAT)
+    sizes = np.where(states == _EMPTY, 0, n)
+    masks: dict[int, np.ndarray] = {}
+    for j in np.flatnonzero(states == _PARTIAL).tolist():
+        masks[j] = m = np.unpackbits(np.frombuffer(body[pos:pos + mask_len], np.uint8), count=n).astype(bool)
+        sizes[j] = int(m.sum())
+        pos += mask_len
+    is_float = kinds == _FLOAT
+    int_sizes = np.where(is_float, 0, sizes)
+    float_sizes = np.where(is_float, sizes, 0)
+    n_int, n_float = int(int_sizes.sum()), int(float_sizes.sum())
     ints = _unzigzag(_unshuffle(body[pos:pos + 8 * n_int], n_int))
     pos += 8 * n_int
     floats = _unshuffle(body[pos:pos + 8 * n_float], n_float)
-    values = np.full((k, n), np.nan)
-    io = fo = 0
-    whole: dict[int, tuple[list[int], list[int], list[int]]] = {}  # order -> keys, offsets, digits
-    for j, (kind, size, m) in enumerate(zip(kinds, sizes, present)):
+    int_at = np.cumsum(int_sizes) - int_sizes      # where each key's integers start
+    float_at = np.cumsum(float_sizes) - float_sizes
+    keys = list(h.keys)
+    if only is None:
+        picked = np.arange(len(keys))
+    else:
+        wanted = set(only(keys))
+        picked = np.array([j for j, key in enumerate(keys) if key in wanted], np.int64)
+    values = np.full((len(picked), n), np.nan)
+    order, d = kinds // 10, kinds % 10
+    whole = ~is_float[picked] & (states[picked] == _FULL)
+    span = np.arange(n)
+    for o in (0, 1, 2):  # whole rows of integers, each order in one go
+        rows = np.flatnonzero(whole & (order[picked] == o))
+        if rows.size:
+            js = picked[rows]
+            block = _undo(ints[int_at[js][:, None] + span], o)
+            values[rows] = block / (10.0 ** d[js].astype(np.float64))[:, None]
+    for r in np.flatnonzero(~whole).tolist():  # floats and rows with gaps, one by one
+        j = int(picked[r])
+        size = int(sizes[j])
         if not size:
             continue
-        if kind == _FLOAT:
-            row = np.bitwise_xor.accumulate(floats[fo:fo + size]).view(np.float64)
-            fo += size
+        if is_float[j]:
+            row = np.bitwise_xor.accumulate(floats[float_at[j]:float_at[j] + size]).view(np.float64)
         else:
-            order, d = divmod(kind, 10)
-            if m is None:  # a whole row: done below with the others of its order, in one go
-                group = whole.setdefault(order, ([], [], []))
-                group[0].append(j)
-                group[1].append(io)
-                group[2].append(d)
-                io += size
-                continue
-            row = _undo(ints[io:io + size][None, :], order)[0] / 10.0 ** d
-            io += size
-        if m is None:
-            values[j] = row
+            row = _undo(ints[int_at[j]:int_at[j] + size][None, :], int(order[j]))[0] / 10.0 ** int(d[j])
+        if j in masks:
+            values[r, masks[j]] = row
         else:
-            values[j, m] = row
-    span = np.arange(n)
-    for order, (rows, offsets, ds) in whole.items():
-        block = _undo(ints[np.asarray(offsets)[:, None] + span], order)
-        values[rows] = block / (10.0 ** np.asarray(ds, np.float64))[:, None]
-    return Chunk(ts, list(h.keys), values, [tuple(x) for x in h.text])
+            values[r] = row
+    return Chunk(ts, [keys[j] for j in picked.tolist()], values, [tuple(x) for x in h.text])
 
 
 def merge(parts: Sequence[tuple[Sequence[float], Sequence[str], np.ndarray]]) -> tuple[np.ndarray, list[str], np.ndarray]:

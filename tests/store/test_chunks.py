@@ -20,6 +20,11 @@ T0 = 1_799_971_200.0  # a UTC day boundary: 2027-01-15 00:00
 assert T0 % 86400 == 0
 
 
+def query(*args) -> list[dict]:
+    """``history.query`` as a user sees it (JSON objects)."""
+    return history.as_dicts(history.query(*args))
+
+
 @pytest.fixture
 def store(store_url):
     s = Store(store_url)
@@ -75,7 +80,7 @@ def test_compaction_keeps_one_series_exactly(store):
     fill(store, "m2", T0, 1800, packed=False)
     chunks = Chunks(store)
     now = T0 + 1800 + 600
-    before = {m: history.query(store, chunks, m, T0, now, None, "raw") for m in ("m1", "m2")}
+    before = {m: query(store, chunks, m, T0, now, None, "raw") for m in ("m1", "m2")}
     assert len(before["m1"]) == 1800
     assert before["m1"][0]["mem.used_bytes"] % 1 == 0  # read at the stored precision, compacted or not
     assert "cpu.percent" not in before["m1"][100] and "disk[sdz].read_iops" in before["m1"][-1]
@@ -87,10 +92,10 @@ def test_compaction_keeps_one_series_exactly(store):
     assert chunks.compact_raw(now, window=600) == {"chunks": 0, "rows": 0, "values": 0}  # idempotent
     assert count(store, "metric_batches") == 0
     assert count(store, "metric_chunks", tier=0) == 6
-    after = {m: history.query(store, chunks, m, T0, now, None, "raw") for m in ("m1", "m2")}
+    after = {m: query(store, chunks, m, T0, now, None, "raw") for m in ("m1", "m2")}
     assert after == before
     # a window inside a chunk, and a key pattern
-    part = history.query(store, chunks, "m1", T0 + 100.25, T0 + 104.25, ["cpu"], "raw")
+    part = query(store, chunks, "m1", T0 + 100.25, T0 + 104.25, ["cpu"], "raw")
     assert [r["ts"][-10:] for r in part] == [f"01:{40 + i:02d}.250Z" for i in range(5)]
     assert all("mem.used_bytes" not in r for r in part)
 
@@ -100,7 +105,7 @@ def test_raw_batches_and_chunks_read_as_one_series(store):
     chunks = Chunks(store)
     chunks.compact_raw(T0 + 700, window=600)  # the first window only
     fill(store, "m1", T0 + 1200, 60)          # and newer batches, still raw
-    rows = history.query(store, chunks, "m1", T0, T0 + 2000, ["cpu.percent"], "raw")
+    rows = query(store, chunks, "m1", T0, T0 + 2000, ["cpu.percent"], "raw")
     assert count(store, "metric_chunks") == 1 and count(store, "metric_batches") == 132
     stamps = [r["ts"] for r in rows]
     assert len(stamps) == 1260 == len(set(stamps)) and stamps == sorted(stamps)
@@ -121,17 +126,17 @@ def test_minutes_and_hours_tiers_match_the_minutes(store):
     fill(store, "m1", T0, 3 * 3600, extra_key_from=T0 + 5000)
     chunks = Chunks(store)
     now = T0 + 86400 + 4 * 3600
-    minutes = history.query(store, chunks, "m1", T0, now, None, "1m")
-    hours = history.query(store, chunks, "m1", T0, now, None, "1h")
+    minutes = query(store, chunks, "m1", T0, now, None, "1m")
+    hours = query(store, chunks, "m1", T0, now, None, "1h")
     assert len(minutes) == 180 and len(hours) == 3
     assert chunks.compact_minutes(now)["chunks"] == 3
     assert count(store, "metric_rollups") == 0
-    assert history.query(store, chunks, "m1", T0, now, None, "1m") == minutes  # minutes are kept exactly
-    assert history.query(store, chunks, "m1", T0, now, None, "1h") == hours   # hours from minute chunks
+    assert query(store, chunks, "m1", T0, now, None, "1m") == minutes  # minutes are kept exactly
+    assert query(store, chunks, "m1", T0, now, None, "1h") == hours   # hours from minute chunks
     assert chunks.compact_hours(now)["chunks"] == 1
     assert chunks.compact_hours(now)["chunks"] == 0  # the day is done
     assert count(store, "metric_chunks", tier=2) == 1
-    from_tier2 = history.query(store, chunks, "m1", T0, now, None, "1h")
+    from_tier2 = query(store, chunks, "m1", T0, now, None, "1h")
     assert [r["ts"] for r in from_tier2] == [r["ts"] for r in hours]
     for a, b in zip(from_tier2, hours):
         assert a.keys() == b.keys()
@@ -162,7 +167,7 @@ def test_retention_per_tier_drops_chunks_whole(store):
     else:
         assert done == {"partitions": 0, "chunks": 2}
     assert count(store, "metric_chunks", tier=0) == 2
-    rows = history.query(store, chunks, "m1", T0, now, ["cpu.percent"], "raw")
+    rows = query(store, chunks, "m1", T0, now, ["cpu.percent"], "raw")
     assert rows[0]["ts"].startswith("2027-01-17")  # day 2 of T0 = 2027-01-15
 
 
@@ -191,13 +196,29 @@ def test_rollup_rows_from_arrays_match_the_rows_from_points():
     blob, held = history.stats_chunk(points)
     assert held == 9
     series = [history.stats_arrays(blob)]
-    expected = history.rollup_rows(history.chunk_stats(blob), T0, T0 + 600, None)
-    assert history.rollup_matrix_rows(series, T0, T0 + 600, None) == expected
+    expected = history.as_dicts(history.rollup_rows(history.chunk_stats(blob), T0, T0 + 600, None))
+    assert history.as_dicts(history.rollup_matrix_rows(series, T0, T0 + 600, None)) == expected
     assert "gpu[0].temp_c" not in expected[2] and expected[0]["cpu.percent"] == 5.0
     assert expected[0]["gpu[0].temp_c:max"] == 41.0
     # a minute in two chunks (late samples) is merged into one row
     late, _ = history.stats_chunk([(T0 + 60, {"cpu.percent": [0.5, 20.0, 1.0, 1]})])
-    rows = history.rollup_matrix_rows(series + [history.stats_arrays(late)], T0, T0 + 600, ["cpu"])
+    rows = history.as_dicts(history.rollup_matrix_rows(series + [history.stats_arrays(late)], T0, T0 + 600, ["cpu"]))
     assert len(rows) == 5
     assert rows[1]["cpu.percent:min"] == 0.5 and rows[1]["cpu.percent:max"] == 20.0
     assert rows[1]["cpu.percent"] == (31.0 + 1.0) / 7
+
+
+def test_partitions_are_made_ahead_on_postgres(store):
+    chunks = Chunks(store)
+    chunks.prepare(T0 + 3600)
+    chunks.prepare(T0 + 3600)  # again: nothing to do
+    if store.dialect != "postgresql":
+        return
+    with store.engine.connect() as conn:
+        names = set(conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metric_chunks'").scalars())
+    day = int(T0 // 86400)
+    assert names == {f"metric_chunks_t{t}_d{day + d}" for t in (0, 1, 2) for d in (-1, 0, 1)}
+    fill(store, "m1", T0, 600)
+    assert chunks.compact_raw(T0 + 3600)["chunks"] == 1  # into a partition made ahead

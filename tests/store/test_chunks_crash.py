@@ -14,7 +14,7 @@ import pytest
 from control_plane import history
 from control_plane.store import Store
 from control_plane.store.chunks import Chunks
-from tests.store.test_chunks import T0, count, fill
+from tests.store.test_chunks import T0, count, query, fill
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINES = [f"m{i:02d}" for i in range(12)]
@@ -40,7 +40,7 @@ def samples(store: Store) -> list[tuple]:
     chunks = Chunks(store)
     out = []
     for m in MACHINES:
-        for row in history.query(store, chunks, m, T0, NOW, None, "raw"):
+        for row in query(store, chunks, m, T0, NOW, None, "raw"):
             out.extend((m, row["ts"], k, v) for k, v in row.items() if k != "ts")
     return sorted(out)
 

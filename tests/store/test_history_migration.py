@@ -14,7 +14,7 @@ from alembic.config import Config
 from control_plane import history
 from control_plane.store import Store, tsz
 from control_plane.store.chunks import Chunks
-from tests.store.test_chunks import T0, count
+from tests.store.test_chunks import T0, count, query
 
 MIGRATIONS = Path(history.__file__).parent / "store" / "migrations"
 KEYS = ["cpu.percent", "mem.used_bytes", "gpu[0].power_w"]
@@ -65,10 +65,10 @@ def test_migration_keeps_old_history_readable_and_compactable(store_url):
     now = T0 + 3 * 3600
 
     def raw():
-        return history.query(store, chunks, "m1", T0, now, None, "raw")
+        return query(store, chunks, "m1", T0, now, None, "raw")
 
     def rollups():
-        return history.query(store, chunks, "m1", T0 - 4 * 3600, now, None, "1m")
+        return query(store, chunks, "m1", T0 - 4 * 3600, now, None, "1m")
 
     before_raw, before_1m = raw(), rollups()
     while chunks.compact_raw(now)["chunks"] or chunks.compact_minutes(now)["chunks"]:

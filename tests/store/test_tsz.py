@@ -98,3 +98,12 @@ def test_precision_rules_per_family():
     assert digits("gpu[3].power_w") == 2 and digits("gpu[3].mem_util_percent") == 1
     assert digits("disk[nvme0n1].write_iops") == 1 and digits("fs[/].percent") == 1
     assert digits("something.else") is None
+
+
+def test_decoding_only_some_keys():
+    keys = ["cpu.percent", "gpu[0].temp_c", "custom.ratio", "mem.used_bytes"]
+    values = np.array([[1.5, np.nan, 2.5], [40.0, 41.0, 42.0], [0.3, 0.1, 0.2], [1e9, 2e9, 3e9]])
+    blob = tsz.encode([1.0, 2.0, 3.0], keys, values)
+    c = tsz.decode(blob, lambda ks: [k for k in ks if not k.startswith("gpu")])
+    assert c.keys == ["cpu.percent", "custom.ratio", "mem.used_bytes"]
+    assert np.array_equal(c.values, tsz.quantize(keys, values)[[0, 2, 3]], equal_nan=True)
