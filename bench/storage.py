@@ -117,6 +117,7 @@ def formats(groups: dict[str, list[Machine]]) -> list[dict]:
         batches = sum(len(m.frames) for m in machines)
         km = sum(m.key_minutes for m in machines)
         r = {"fleet": name, "machines": len(machines), "values": values,
+             "seconds": len(machines[0].frames) * 5,
              "old_raw_bpv": round(sum(len(f) for m in machines for _, _, f in m.frames) / values, 2),
              "old_minute_bpkm": round(sum(len(msgspec.json.encode(x["stats"])) for m in machines
                                           for x in m.minutes) / km, 1),
@@ -335,10 +336,11 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
     store.write(b)
     with store.engine.begin() as conn:  # minutes of realistic size
         conn.exec_driver_sql(store._sql("UPDATE metric_rollups SET payload = ?"), (rng.bytes(minute_bytes_),))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     old = store.apply_retention(now, raw=60, rollups=60, events=1e9)
     res = {"backend": backend, "machines": count, "old_ms": round((time.perf_counter() - t) * 1e3, 1),
-           "old_rows": old["metric_batches"] + old["metric_rollups"]}
+           "old_cpu_ms": round((time.process_time() - c) * 1e3, 1),
+           "old_rows": old["metric_batches"] + old["metric_rollups"], "old_batches": old["metric_batches"]}
     chunks = Chunks(store)
     table = sa.table("metric_chunks", *(sa.column(c) for c in ("tier", "machine_id", "ts_first", "ts_last",
                                                                 "nvalues", "nbytes", "payload")))
@@ -359,10 +361,11 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
             rows.append({"tier": 0, "machine_id": f"{i:032x}", "ts_first": day + 1, "ts_last": day + 599,
                          "nvalues": 1, "nbytes": len(blob), "payload": blob})
             conn.execute(table.insert(), rows)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     new = chunks.apply_retention(day + 1, {0: 1})  # the window (SQLite) / the day (Postgres) before
-    res.update(new_ms=round((time.perf_counter() - t) * 1e3, 1), new_chunks=new["chunks"],
-               new_partitions=new["partitions"])
+    res.update(new_ms=round((time.perf_counter() - t) * 1e3, 1), new_cpu_ms=round((time.process_time() - c) * 1e3, 1),
+               new_chunks=new["chunks"], new_partitions=new["partitions"],
+               new_batches=count * len(windows) * 120)  # what those chunks replaced
     store.close()
     return res
 
@@ -477,7 +480,48 @@ def markdown(fmt, disk, fleets, rets, args) -> str:
     for r in rets:
         lines.append(f"| {r['backend']} | {r['old_rows']:,} | {r['old_ms']} ms | {r['new_chunks']:,} | "
                      f"{r['new_partitions']} | {r['new_ms']} ms |")
+    lines += ["", "**Control-plane CPU per stored batch** (this process; SQLite runs in it, Postgres "
+              "does its share in its own processes): writing the batch as it arrives (same before and after), "
+              "then getting rid of it: old, the retention delete of its row; new, compaction into a chunk "
+              "(decode, encode, insert, delete) and later the retention of the chunk:", "",
+              "| store | write | old: retention | old total | new: compaction | new: retention | new total |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for d, r in zip(disk, rets):
+        old_ret = r["old_cpu_ms"] * 1e3 / r["old_batches"]
+        new_ret = r["new_cpu_ms"] * 1e3 / r["new_batches"]
+        w, comp = d["write_us_per_batch"], d["compact_us_per_batch"]
+        lines.append(f"| {d['backend']} | {w} µs | {old_ret:.1f} µs | {w + old_ret:.1f} µs | {comp} µs | "
+                     f"{new_ret:.2f} µs | {w + comp + new_ret:.1f} µs |")
+    lines += ["", *disk_cost(fmt, disk, args)]
     return "\n".join(lines)
+
+
+#: Default retention of each tier, days (centrality_core/settings.py).
+DEFAULT_DAYS = {"raw": 2, "1m": 30, "1h": 730}
+
+
+def disk_cost(fmt: list[dict], disk: list[dict], args) -> list[str]:
+    """Disk at the default retentions for 100 / 1,000 / 10,000 machines, from the
+    figures measured above (SQLite on-disk overhead applied to payload sizes)."""
+    sq = next((d for d in disk if d["backend"] == "sqlite"), disk[0])
+    over_raw = sq["new_raw_bpv_disk"] / max(sq["new_raw_bpv_payload"], 1e-9)
+    over_min = sq["new_minute_bpkm_disk"] / max(sq["new_minute_bpkm_payload"], 1e-9)
+    lines = ["**Disk at the default retentions** (raw 2 days, minutes 30 days, hours 2 years; hours "
+             "estimated at the minute tier's bytes per key-point):", "",
+             "| fleet | keys/machine | raw | minutes | hours | per machine | 100 machines | 1,000 | 10,000 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in fmt:
+        if r["fleet"] in ("cpu", "gpu8"):
+            continue
+        keys = r["values"] / (r["machines"] * r["seconds"])
+        raw = r["codecs"]["zstd-3/600s"]["bpv"] * over_raw * keys * 86400 * DEFAULT_DAYS["raw"]
+        minutes = r["new_minute_bpkm"] * over_min * keys * 1440 * DEFAULT_DAYS["1m"]
+        hours = r["new_minute_bpkm"] * over_min * keys * 24 * DEFAULT_DAYS["1h"]
+        one = raw + minutes + hours
+        gb = lambda b: f"{b / 1e9:,.1f} GB" if b >= 1e9 else f"{b / 1e6:,.0f} MB"  # noqa: E731
+        lines.append(f"| {r['fleet']} | {keys:.0f} | {gb(raw)} | {gb(minutes)} | {gb(hours)} | {gb(one)} | "
+                     f"{gb(100 * one)} | {gb(1000 * one)} | {gb(10000 * one)} |")
+    return lines
 
 
 if __name__ == "__main__":

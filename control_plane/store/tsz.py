@@ -16,9 +16,10 @@ Encoding, key after key (column-wise):
   stored as its float64 bits XORed with the previous value's (Gorilla's idea);
 * **missing values**: a presence bitmap per key that has both values and gaps;
   a key with none or all is one state byte;
-* every integer is zigzagged and the 8 bytes of all of them are
-  *byte-shuffled* (all first bytes, then all second bytes, ...): the high
-  bytes of small deltas are long runs of zeros that the compressor removes;
+* every integer is zigzagged and the bytes of all of them are *byte-shuffled*
+  (all first bytes, then all second bytes, ...), keeping only as many bytes
+  as the largest needs: the high bytes of small deltas are long runs of zeros
+  that the compressor removes;
 * the whole is compressed once with **zstd** (``zstandard``), level 3 by
   default; ``lz4`` is accepted for measurements (bench/storage.py compares).
 
@@ -59,6 +60,8 @@ class _Header(msgspec.Struct, array_like=True):
     kinds: list[int]           # per key: 10 * order + digits (order 0, 1, 2: see _best_order); -1 float
     states: bytes              # per key: _FULL | _PARTIAL | _EMPTY
     text: list[tuple[float, str, str]] = []
+    tw: int = 8                # bytes kept per time delta-of-delta
+    iw: int = 8                # bytes kept per integer
 
 
 _enc = msgspec.msgpack.Encoder()
@@ -77,14 +80,23 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return ((u >> np.uint64(1)).view(np.int64) ^ -(u & np.uint64(1)).view(np.int64))
 
 
-def _shuffle(u: np.ndarray) -> bytes:
-    """uint64 array -> its bytes, plane by plane (all byte 0s, then all byte 1s, ...)."""
-    return np.ascontiguousarray(u.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8).T).tobytes()
+def _width(u: np.ndarray) -> int:
+    """Bytes needed for the largest of ``u`` (uint64), at least 1."""
+    top = int(u.max()) if u.size else 0
+    return max(1, (top.bit_length() + 7) // 8)
 
 
-def _unshuffle(b: bytes, count: int) -> np.ndarray:
-    planes = np.frombuffer(b, np.uint8, count * 8).reshape(8, count)
-    return np.ascontiguousarray(planes.T).view("<u8").reshape(count)
+def _shuffle(u: np.ndarray, width: int = 8) -> bytes:
+    """uint64 array -> its ``width`` low bytes, plane by plane (all byte 0s, then all
+    byte 1s, ...): the planes of small numbers' high bytes are zeros, or not there."""
+    return np.ascontiguousarray(u.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)[:, :width].T).tobytes()
+
+
+def _unshuffle(b: bytes, count: int, width: int = 8) -> np.ndarray:
+    planes = np.frombuffer(b, np.uint8, count * width).reshape(width, count)
+    out = np.zeros((count, 8), np.uint8)
+    out[:, :width] = planes.T
+    return out.view("<u8").reshape(count)
 
 
 def _compress(raw: bytes, codec: str, level: int) -> bytes:
@@ -139,19 +151,35 @@ def _bits(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.frexp(np.abs(x).astype(np.float64) * 2.0 + 1.0)[1].sum(axis=axis)
 
 
+#: Samples looked at to choose a key's transform (the start of the chunk).
+_PROBE = 128
+
+
+def _transform(q: np.ndarray, order: int) -> np.ndarray:
+    if order == 0:
+        out = q.copy()
+        out[:, 1:] -= q[:, :1]
+        return out
+    for _ in range(order):
+        q = np.diff(q, axis=1, prepend=0)
+    return q
+
+
 def _orders(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of the integers ``q`` (keys x samples), whichever transform is smallest:
-    offsets from the first value (order 0: noise around a level), deltas (1: a
-    wandering gauge) or delta-of-deltas (2: counters, steady ramps). The first
-    value is kept as is. Returns the orders and the transformed rows."""
-    d0 = q.copy()
-    d0[:, 1:] -= q[:, :1]
-    d1 = np.diff(q, axis=1, prepend=0)
-    d2 = np.diff(d1, axis=1, prepend=0)
-    costs = np.stack([_bits(d[:, 1:]) for d in (d0, d1, d2)])
+    """Per row of the integers ``q`` (keys x samples), whichever transform is smallest
+    on the first samples: offsets from the first value (order 0: noise around a
+    level), deltas (1: a wandering gauge) or delta-of-deltas (2: counters, steady
+    ramps). The first value is kept as is. Returns the orders and the rows."""
+    probe = q[:, :_PROBE + 2]
+    d1 = np.diff(probe, axis=1)
+    costs = np.stack([_bits(probe[:, 2:] - probe[:, :1]), _bits(d1[:, 1:]), _bits(np.diff(d1, axis=1))])
     order = costs.argmin(axis=0)
-    pick = order[:, None]
-    return order, np.where(pick == 0, d0, np.where(pick == 1, d1, d2))
+    out = np.empty_like(q)
+    for o in (0, 1, 2):
+        rows = order == o
+        if rows.any():
+            out[rows] = _transform(q[rows], o)
+    return order, out
 
 
 def _as_ints(rows: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,14 +251,16 @@ def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.nda
         bits = row.view(np.uint64)
         floats.append(bits ^ np.concatenate(([np.uint64(0)], bits[:-1])))
         kinds.append(_FLOAT)
-    header = _enc.encode(_Header(n=n, t0=t0, keys=list(keys), kinds=kinds, states=states.tobytes(),
-                                 text=[(float(a), str(b), str(c)) for a, b, c in text]))
     cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    tz, iz = _zigzag(tdod), _zigzag(cat(ints, np.int64))
+    tw, iw = _width(tz), _width(iz)
+    header = _enc.encode(_Header(n=n, t0=t0, keys=list(keys), kinds=kinds, states=states.tobytes(),
+                                 text=[(float(a), str(b), str(c)) for a, b, c in text], tw=tw, iw=iw))
     body = b"".join((
         len(header).to_bytes(4, "little"), header,
-        _shuffle(_zigzag(tdod)),
+        _shuffle(tz, tw),
         cat(masks, np.uint8).tobytes(),
-        _shuffle(_zigzag(cat(ints, np.int64))),
+        _shuffle(iz, iw),
         _shuffle(cat(floats, np.uint64)),
     ))
     return MAGIC + bytes((VERSION, CODECS[codec])) + _compress(body, codec, level)
@@ -257,8 +287,8 @@ def decode(blob: bytes, only: Callable[[list[str]], Sequence[str]] | None = None
     h = _dec.decode(body[4:4 + hlen])
     n, k = h.n, len(h.keys)
     pos = 4 + hlen
-    tq = np.cumsum(np.cumsum(_unzigzag(_unshuffle(body[pos:pos + 8 * n], n)))) + h.t0
-    pos += 8 * n
+    tq = np.cumsum(np.cumsum(_unzigzag(_unshuffle(body[pos:pos + h.tw * n], n, h.tw)))) + h.t0
+    pos += h.tw * n
     ts = tq / 1000.0
     states = np.frombuffer(h.states, np.uint8)
     kinds = np.asarray(h.kinds, np.int64)
@@ -273,8 +303,8 @@ def decode(blob: bytes, only: Callable[[list[str]], Sequence[str]] | None = None
     int_sizes = np.where(is_float, 0, sizes)
     float_sizes = np.where(is_float, sizes, 0)
     n_int, n_float = int(int_sizes.sum()), int(float_sizes.sum())
-    ints = _unzigzag(_unshuffle(body[pos:pos + 8 * n_int], n_int))
-    pos += 8 * n_int
+    ints = _unzigzag(_unshuffle(body[pos:pos + h.iw * n_int], n_int, h.iw))
+    pos += h.iw * n_int
     floats = _unshuffle(body[pos:pos + 8 * n_float], n_float)
     int_at = np.cumsum(int_sizes) - int_sizes      # where each key's integers start
     float_at = np.cumsum(float_sizes) - float_sizes
