@@ -11,7 +11,7 @@ field                                      digits  why
 ``util_percent``, ``mem_busy_percent``     0       NVML and nvidia-smi report whole percents
 ``temp_c``                                 0       GPU sensors report whole degrees
 ``power_w``                                2       nvidia-smi prints 0.01 W (NVML's mW rounded)
-``*_iops``                                 1       operations/s from counters over ~1 s
+``*_iops``                                 0       whole operations counted over ~1 s
 ``cpu[N].percent`` (one core)              0       /proc counts 100 ticks a core-second: 1 %
                                                    is all one core's 1 s sample can resolve
 ``*percent`` (machine CPU, memory, fs)     1       averages over cores or huge totals: 0.1 %
@@ -34,7 +34,7 @@ RULES: tuple[tuple[str, int], ...] = (
     ("mem_busy_percent", 0),
     ("temp_c", 0),
     ("power_w", 2),
-    ("_iops", 1),
+    ("_iops", 0),
     ("percent", 1),
 )
 
@@ -57,6 +57,10 @@ def digits(key: str) -> int | None:
 
 
 def at_precision(key: str, value: float) -> float:
-    """``value`` rounded as the store keeps it (pure Python, for the agent side)."""
+    """``value`` rounded as the store keeps it (``round(v * 10**d) / 10**d``, half to
+    even, the same arithmetic as the store's numpy), in pure Python for the agent side."""
     d = digits(key)
-    return value if d is None else round(value, d) if d else float(round(value))
+    if d is None:
+        return value
+    scale = 10.0 ** d
+    return round(value * scale) / scale

@@ -96,7 +96,7 @@ def test_precision_rules_per_family():
     assert digits("mem.used_bytes") == 0 and digits("net[eth0].sent_bytes_per_s") == 0
     assert digits("gpu[3].util_percent") == 0 and digits("gpu[3].temp_c") == 0
     assert digits("gpu[3].power_w") == 2 and digits("gpu[3].mem_util_percent") == 1
-    assert digits("disk[nvme0n1].write_iops") == 1 and digits("fs[/].percent") == 1
+    assert digits("disk[nvme0n1].write_iops") == 0 and digits("fs[/].percent") == 1
     assert digits("something.else") is None
 
 
