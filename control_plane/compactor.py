@@ -39,12 +39,20 @@ class Compactor:
         s = self.settings
         return {0: s.raw_retention, 1: s.rollup_retention, 2: s.hour_retention}
 
-    async def _drain(self, fn, **kwargs) -> None:
+    async def _drain(self, fn, *, by_machine: bool, **kwargs) -> None:
+        """Call ``fn`` until it has nothing left: machine after machine (``after``)
+        for the raw and minute tiers, until it makes no chunk for tier 2."""
+        after = ""
         while True:
-            done = await self.writer.call(fn, self.clock(), **kwargs)
+            extra = {"after": after} if by_machine else {}
+            done = await self.writer.call(fn, self.clock(), **kwargs, **extra)
             for k in self.totals:
                 self.totals[k] += done[k]
-            if not done["chunks"] and not done["rows"]:
+            if by_machine:
+                if done["last"] is None:
+                    return
+                after = done["last"]
+            elif not done["chunks"] and not done["rows"]:
                 return
             await asyncio.sleep(0)
 
@@ -55,10 +63,10 @@ class Compactor:
         # (read as one series all the same): wait a little for stragglers first.
         # 16 machines per transaction: the writer's flushes (and so agents' acks) wait
         # at most one such transaction (~0.1 s for GPU nodes' 10-minute windows).
-        await self._drain(self.chunks.compact_raw, window=s.chunk_seconds, grace=min(60.0, s.chunk_seconds / 4),
-                          max_machines=16)
-        await self._drain(self.chunks.compact_minutes)
-        await self._drain(self.chunks.compact_hours)
+        await self._drain(self.chunks.compact_raw, by_machine=True, window=s.chunk_seconds,
+                          grace=min(60.0, s.chunk_seconds / 4), max_machines=16)
+        await self._drain(self.chunks.compact_minutes, by_machine=True)
+        await self._drain(self.chunks.compact_hours, by_machine=False)
         dropped = await self.writer.call(self.chunks.apply_retention, self.clock(), self.retention())
         if any(dropped.values()):
             log.info("history retention: dropped %d partitions, %d chunks",
