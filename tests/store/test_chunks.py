@@ -223,3 +223,24 @@ def test_partitions_are_made_ahead_on_postgres(store):
     assert names == {f"metric_chunks_t{t}_d{day + d}" for t in (0, 1, 2) for d in (-1, 0, 1)}
     fill(store, "m1", T0, 600)
     assert chunks.compact_raw(T0 + 3600)["chunks"] == 1  # into a partition made ahead
+
+
+def test_auto_resolution_picks_the_tier_that_holds_the_window():
+    keep = {"raw": 2 * 86400, "1m": 30 * 86400, "1h": 730 * 86400}
+    assert history.pick_resolution(600, 600, keep) == "raw"
+    assert history.pick_resolution(3600, 3600, keep) == "raw"
+    assert history.pick_resolution(86400, 86400, keep) == "1m"            # the dashboard's 24 h
+    assert history.pick_resolution(3600, 3 * 86400, keep) == "1m"         # past the raw retention
+    assert history.pick_resolution(14 * 86400, 14 * 86400, keep) == "1h"
+    assert history.pick_resolution(3600, 60 * 86400, keep) == "1h"        # past the minutes' retention
+
+
+def test_store_size_setting_takes_units():
+    from centrality_core.errors import UsageError
+    from centrality_core.settings import _coerce
+
+    assert _coerce("max_store_size", "50G") == 50 * 10 ** 9
+    assert _coerce("max_store_size", "512MiB") == 512 * 2 ** 20
+    assert _coerce("max_store_size", 1000) == 1000
+    with pytest.raises(UsageError):
+        _coerce("max_store_size", "lots")
