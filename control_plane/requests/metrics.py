@@ -27,7 +27,7 @@ def _metrics_args(p):
 
 
 @request("metrics", args=_metrics_args)
-async def metrics(ctx: Ctx, ns) -> list[dict]:
+async def metrics(ctx: Ctx, ns) -> list:
     """A machine's samples over a window: [{ts, key: value, ...}]."""
     m = ctx.cp.registry.fleet.get(ns.name)
     if m is None:
@@ -41,7 +41,7 @@ async def metrics(ctx: Ctx, ns) -> list[dict]:
         st = ctx.cp.settings
         resolution = history.pick_resolution(until - since, now - since, {
             "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
-    return await ctx.cp.metrics.query(m.id, since, until, ns.stream, resolution)
+    return await ctx.cp.metrics.query_rows(m.id, since, until, ns.stream, resolution)
 
 
 def _top_args(p):
