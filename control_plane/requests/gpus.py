@@ -8,7 +8,7 @@ from centrality_core import durations, gpus, hostlist, targeting
 from centrality_core.timefmt import parse_iso
 from centrality_core.errors import NotFound, UsageError
 
-from .. import history
+from ..history import pick_resolution
 from . import Ctx, request
 from .exec import views
 
@@ -84,7 +84,7 @@ async def _idle(ctx: Ctx, rows: list[dict], window: float) -> list[dict]:
     since = now - window
     slack = max(60.0, 0.05 * window)
     st = cp.settings
-    resolution = history.pick_resolution(window, window, {
+    resolution = pick_resolution(window, window, {
         "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
     out, history = [], {}
     for row in filter(gpus.maybe_idle, rows):
