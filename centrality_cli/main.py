@@ -11,7 +11,7 @@ import typer
 from centrality_core import __version__
 from centrality_core.sanitize import log_formatter
 
-from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
+from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, storage, token, tui
 from .commands import copy, exec as exec_cmd, fleetops, gpus, shell
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ token.register(app)
 login.register(app)
 demo.register(app)
 metrics.register(app)
+storage.register(app)
 simulate.register(app)
 provision.register(app)
 tui.register(app)

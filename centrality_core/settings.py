@@ -14,6 +14,7 @@ Durations accept seconds or units (``5s``, ``10m``, ``2h``).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Union
 
@@ -62,10 +63,21 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds without a heartbeat before a live machine goes to limbo."""
     dead_after: float = 600.0
     """Seconds without a heartbeat before a machine in limbo is dead."""
-    raw_retention: float = 2 * 3600.0
-    """Seconds raw metric samples are kept."""
-    rollup_retention: float = 7 * 86400.0
-    """Seconds 1-minute rollups (min/avg/max) are kept."""
+    raw_retention: float = 2 * 86400.0
+    """Seconds every sample (tier 0, per second) is kept."""
+    rollup_retention: float = 30 * 86400.0
+    """Seconds 1-minute rollups (tier 1: min/avg/max) are kept."""
+    hour_retention: float = 730 * 86400.0
+    """Seconds 1-hour rollups (tier 2) are kept."""
+    chunk_seconds: float = 600.0
+    """Raw samples of one machine are compacted into one compressed chunk per this
+    many seconds (the longer, the smaller; a chunk is compacted once it is closed)."""
+    compact_interval: float = 60.0
+    """Seconds between compaction passes (raw batches and minutes into chunks)."""
+    max_store_size: int = 0
+    """Bound on the bytes of metric history (all tiers; 0: none). Past it the
+    oldest chunks of the largest tier are dropped first, and ``status`` says so.
+    Accepts suffixes: ``500M``, ``50G``, ``2T``."""
     event_retention: float = 30 * 86400.0
     """Seconds events (and expired join tokens) are kept."""
     retention_interval: float = 60.0
@@ -122,7 +134,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 _DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after", "raw_retention",
               "rollup_retention", "event_retention", "retention_interval", "audit_retention",
-              "dead_retention", "login_grace"}
+              "dead_retention", "login_grace", "hour_retention", "chunk_seconds",
+              "compact_interval"}
+_SIZES = {"max_store_size"}
+_SIZE_UNITS = {"": 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
+               "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}
 _BOOLS = {"auto_drain"}
 _INTS = {"max_frame_bytes", "exec_confirm_above", "max_enrolling_per_source", "connection_burst_per_source",
          "max_keys_per_batch", "max_keys_per_machine", "ssh_record_bytes", "copy_max_bytes"}
@@ -151,6 +167,11 @@ def _coerce(field: str, value: Any) -> Any:
     """Turn a duration or a byte count given as text into a number (UsageError if bad)."""
     if field in _DURATIONS:
         return durations.parse(value)
+    if field in _SIZES and not isinstance(value, int):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?I?)B?\s*", str(value).upper())
+        if not m:
+            raise UsageError(f"{field} must be a size such as 500M or 50G, not {value!r}")
+        return int(float(m[1]) * _SIZE_UNITS[m[2] + ("B" if m[2].endswith("I") else "")])
     if field in _INTS:
         try:
             return int(value)

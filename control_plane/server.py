@@ -37,7 +37,9 @@ from .metrics import Metrics
 from .views import Changes
 from .registry import Registry
 from .ssh import ConnectionHandler
+from .compactor import Compactor
 from .store import Store
+from .store.chunks import Chunks
 from .writer import StoreWriter
 
 log = logging.getLogger("centrality.server")
@@ -60,6 +62,9 @@ class ControlPlane:
                                      settings.dead_after)
         self.store = Store(settings.db_url())
         self.writer = StoreWriter(self.store)
+        self.chunks = Chunks(self.store)
+        #: Metric history: compaction into chunks, retention per tier, the size bound (compactor.py).
+        self.compactor = Compactor(self.chunks, self.writer, settings)
         self.registry = Registry(self.thresholds, self.writer)
         self.auth = Auth(self)
         self.metrics = Metrics(self)
@@ -129,7 +134,8 @@ class ControlPlane:
         self.address = f"{_bracket(host)}:{port}"
         self.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
-                       asyncio.create_task(self._sweeper(), name="sweeper")]
+                       asyncio.create_task(self._sweeper(), name="sweeper"),
+                       asyncio.create_task(self.compactor.run(), name="history")]
         if self.write_local_context:
             await self._bootstrap_local_operator(port, host)
         await self.writer.flush()

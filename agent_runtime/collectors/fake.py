@@ -12,7 +12,9 @@ Profiles:
   ``fake_jobs``). Also a ``nvidia_smi`` screen text every 30 s and the jobs'
   processes (``gpu_processes``) every 5 s.
 
-Every value is a pure function of (profile, index, seed, int(now)): two
+Values come at the precision a real machine reports (``centrality_core.precision``:
+whole bytes, per-core CPU in whole percent, GPU power to 0.01 W, ...), not as
+15-digit floats. Every value is a pure function of (profile, index, seed, int(now)): two
 simulators with the same seed agree whatever order they sample in. Keys,
 units and ranges are those of the real collectors (percent in [0, 100]).
 Per sample only one list and one dict are built; key tuples and noise tables
@@ -25,13 +27,16 @@ import math
 import random
 from functools import lru_cache
 
+from centrality_core.precision import digits
+
 from .fake_jobs import make_jobs
 from .fake_screen import ScreenGpu, ScreenProcess, render_screen
 
 GIB = 1 << 30
 MIB = 1 << 20
 TAU = 2 * math.pi
-_ROWS = 256  # noise table rows; row = (int(now) + per-machine shift) % _ROWS
+_ROWS = 256  # noise table rows, picked per second by a hash of the time (see _row)
+_MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: the row depends on every bit of the second
 H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_MIB = 81559
 _H100_BUS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
@@ -73,6 +78,14 @@ def _keys(ncores: int, mounts: tuple[str, ...], disks: tuple[str, ...], nics: tu
     return tuple(k)
 
 
+@lru_cache(maxsize=None)
+def _scales(keys: tuple[str, ...]) -> tuple[float, ...]:
+    """10 ** digits per key (every fake key has a precision rule): a value is kept as
+    ``round(v * scale) / scale``, as the store rounds it (and ~10x cheaper than
+    ``round(v, digits)``)."""
+    return tuple(10.0 ** digits(k) for k in keys)
+
+
 def _uuid(rng: random.Random) -> str:
     h = f"{rng.getrandbits(128):032x}"
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -99,9 +112,10 @@ class FakeCollectors:
         self.nics = ("eth0", "eth1")
         self.ngpus = 8 if self.gpu else 0
         self.keys = _keys(self.ncores, tuple(m[0] for m in self.mounts), self.disks, self.nics, self.ngpus)
+        self._scales = _scales(self.keys)
         self.info = self._make_info(rng, index)
         # dynamics, all from the same seeded stream
-        self._shift = rng.randrange(_ROWS)
+        self._shift = rng.randrange(1 << 32)
         self._base = rng.uniform(0.15, 0.45)
         self._waves = tuple((rng.uniform(a, b), TAU / rng.uniform(p, q), rng.uniform(0, TAU))
                             for a, b, p, q in ((0.1, 0.25, 600, 3600), (0.04, 0.12, 60, 300)))
@@ -175,7 +189,9 @@ class FakeCollectors:
         return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
 
     def _values(self, now: float) -> list[float]:
-        row = (int(now) + self._shift) % _ROWS
+        # A hash, not (second % _ROWS): noise that repeated every 256 s would let
+        # long compressed chunks find it again, which real noise never does.
+        row = ((int(now) + self._shift) * _MIX & 0xFFFFFFFFFFFFFFFF) * _ROWS >> 64
         core_off = self._core_noise[row]
         jit = self._jitter[row]  # misc jitter in [-0.5, 0.5]
         if self.gpu:
@@ -196,16 +212,22 @@ class FakeCollectors:
         else:
             cores = [v if 0.0 <= v <= 100.0 else (0.0 if v < 0.0 else 100.0) for v in map(pct.__add__, core_off)]
             vals = [sum(cores) / self.ncores, *cores]
-        mem_used = self.mem_total * mem_frac * (1.0 + 0.02 * jit[0])
+        # Memory and filesystems move slowly (a wave) plus a little jitter, as real ones
+        # do; not by gigabytes from one second to the next. /proc/meminfo counts kB,
+        # statvfs 4 KiB blocks.
+        slow = math.sin(now / 900.0 + self._offset)
+        mem_used = float(int(self.mem_total * mem_frac * (1.0 + 0.02 * slow) + jit[0] * 64 * MIB) & ~1023)
         vals += (mem_used, float(self.mem_total), 100.0 * mem_used / self.mem_total)
         for (_, _, _, total), used in zip(self.mounts, self._fs_used):
-            u = total * (used + 0.0005 * jit[1])
+            u = float(int(total * (used + 0.0005 * slow) + jit[1] * 8 * MIB) & ~4095)
             vals += (u, float(total), 100.0 * u / total)
         ckpt = phase == "checkpoint"
         for i, iops in enumerate(self._disk_iops):
-            r = iops * disk_act * (1.0 + jit[2 + (i & 3)])
-            w = iops * (6.0 if ckpt else 0.3 * disk_act) * (1.0 + jit[6 + (i & 3)])
-            vals += (r, w, r * 131072.0, w * (1048576.0 if ckpt else 65536.0))
+            # whole operations, bytes in whole 512-byte sectors (~128 KiB a read, 64 KiB / 1 MiB a write)
+            r = float(int(iops * disk_act * (1.0 + jit[2 + (i & 3)])))
+            w = float(int(iops * (6.0 if ckpt else 0.3 * disk_act) * (1.0 + jit[6 + (i & 3)])))
+            vals += (r, w, 512.0 * int(r * 256.0 * (1.0 + 0.2 * jit[14])),
+                     512.0 * int(w * (2048.0 if ckpt else 128.0) * (1.0 + 0.2 * jit[15])))
         for i, bps in enumerate(self._nic_bps):
             vals += (bps * disk_act * (1.0 + jit[10 + i]), bps * (20.0 if ckpt else 0.3 * disk_act) * (1.0 + jit[12 + i]))
         if self.gpu:
@@ -247,6 +269,7 @@ class FakeCollectors:
                 else:
                     util, mem = job.gpu(ph, phases[j][1], o, mem_off[g])
                 util = 0.0 if util < 0.0 else (100.0 if util > 100.0 else util)
+                mem = float(int(mem) & ~(MIB - 1))  # the driver allocates whole MiB
             power = 75.0 + 6.1 * util + 4.0 * o
             vals += (util, mem, total, 100.0 * mem / total, 29.0 + 0.42 * util + 0.6 * o,
                      700.0 if power > 700.0 else power)
@@ -256,7 +279,7 @@ class FakeCollectors:
     def sample(self, now: float) -> tuple[dict[str, float], dict[str, str]]:
         """``(values, text)`` at ``now`` (Unix seconds). ``text`` carries ``nvidia_smi``
         (gpu8 only) once per ``screen_interval_s``, else is empty."""
-        values = dict(zip(self.keys, self._values(now)))
+        values = dict(zip(self.keys, [round(v * k) / k for v, k in zip(self._values(now), self._scales)]))
         if not self.gpu:
             return values, {}
         slot = int(now // self.screen_interval_s)

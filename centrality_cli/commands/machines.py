@@ -127,11 +127,21 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
             ("store", f"{s['store']['backend']} {'ok' if s['store']['ok'] else 'FAILING'}, "
                       f"{s['store']['write_backlog']} writes queued"),
             ("host key", s["fingerprint"]),
+            *_history_lines(s.get("history")),
             *(("problem", p) for p in s["problems"]),
             *(("warning", w) for w in s.get("warnings", ())),
         ], header=False)
     if answer.status:
         raise typer.Exit(answer.status)
+
+
+def _history_lines(h: dict | None) -> list[tuple[str, str]]:
+    """The history line of ``status``: said only when the size bound had to drop data."""
+    if not h or not h.get("bound_dropped_chunks"):
+        return []
+    return [("history", f"past max_store_size ({h['max_store_size']} bytes): the oldest "
+                        f"{h['bound_dropped_chunks']} chunks ({h['bound_dropped_bytes']} bytes) dropped, "
+                        f"last at {h['bound_dropped_at']}")]
 
 
 def register(app: typer.Typer) -> None:

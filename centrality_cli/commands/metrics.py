@@ -19,7 +19,7 @@ def metrics(ctx: typer.Context, name: str,
             stream: Optional[List[str]] = typer.Option(None, "--stream", "-s", help="Stream (cpu, mem, fs, disk, "
                                                        "net, gpu), key or glob; repeatable. Default: all."),
             since: str = typer.Option("10m", "--since", help="How far back (10m, 2h, 3d)."),
-            resolution: str = typer.Option("auto", "--resolution", help="raw, 1m (min/avg/max rollups) or auto."),
+            resolution: str = typer.Option("auto", "--resolution", help="raw, 1m or 1h (min/avg/max rollups) or auto."),
             json: bool = JSON,
             as_csv: bool = typer.Option(False, "--csv", help="Print CSV: a ts column, then one per key.")) -> None:
     """A machine's samples over a window (JSON: a list of {ts, key: value})."""

@@ -113,4 +113,4 @@ async def _help(ctx: Ctx, ns: argparse.Namespace) -> Any:
 
 
 # Register the request modules.
-from . import copy, exec, fleetops, gpus, keys, machines, metrics, shell, status, subscribe, tokens  # noqa: E402,F401
+from . import copy, exec, fleetops, gpus, keys, machines, metrics, shell, status, storage, subscribe, tokens  # noqa: E402,F401

@@ -8,6 +8,7 @@ from centrality_core import durations, gpus, hostlist, targeting
 from centrality_core.timefmt import parse_iso
 from centrality_core.errors import NotFound, UsageError
 
+from ..history import pick_resolution
 from . import Ctx, request
 from .exec import views
 
@@ -82,7 +83,9 @@ async def _idle(ctx: Ctx, rows: list[dict], window: float) -> list[dict]:
     now = time.time()
     since = now - window
     slack = max(60.0, 0.05 * window)
-    resolution = "1m" if window > cp.settings.raw_retention else "raw"
+    st = cp.settings
+    resolution = pick_resolution(window, window, {
+        "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
     out, history = [], {}
     for row in filter(gpus.maybe_idle, rows):
         name = row["machine"]

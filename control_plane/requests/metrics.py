@@ -7,6 +7,7 @@ import time
 from centrality_core import durations
 from centrality_core.errors import NotFound, UsageError
 
+from .. import history
 from ..views import fleet_row
 from . import Ctx, request
 
@@ -20,12 +21,13 @@ def _metrics_args(p):
     p.add_argument("--stream", action="append", help="a stream (cpu, gpu, net...), a key or a glob; repeatable")
     p.add_argument("--since", default="10m", help="window start, as an age (default 10m)")
     p.add_argument("--until", default="0s", help="window end, as an age (default now)")
-    p.add_argument("--resolution", choices=["auto", "raw", "1m"], default="auto",
-                   help="raw samples, 1-minute rollups, or auto (rollups past the raw retention)")
+    p.add_argument("--resolution", choices=["auto", "raw", "1m", "1h"], default="auto",
+                   help="raw samples, 1-minute or 1-hour rollups, or auto (raw up to 2 h, minutes up "
+                        "to 7 days, hours beyond; a coarser tier past a tier's retention)")
 
 
 @request("metrics", args=_metrics_args)
-async def metrics(ctx: Ctx, ns) -> list[dict]:
+async def metrics(ctx: Ctx, ns) -> list:
     """A machine's samples over a window: [{ts, key: value, ...}]."""
     m = ctx.cp.registry.fleet.get(ns.name)
     if m is None:
@@ -36,8 +38,10 @@ async def metrics(ctx: Ctx, ns) -> list[dict]:
         raise UsageError("--since must be further back than --until")
     resolution = ns.resolution
     if resolution == "auto":
-        resolution = "1m" if now - since > ctx.cp.settings.raw_retention else "raw"
-    return await ctx.cp.metrics.query(m.id, since, until, ns.stream, resolution)
+        st = ctx.cp.settings
+        resolution = history.pick_resolution(until - since, now - since, {
+            "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
+    return await ctx.cp.metrics.query_rows(m.id, since, until, ns.stream, resolution)
 
 
 def _top_args(p):

@@ -21,6 +21,9 @@ async def status(ctx: Ctx, ns) -> Reply:
         problems.append(f"store: {store_error}")
     if cp.writer.last_error:
         problems.append(f"store writes failing ({cp.writer.backlog} queued): {cp.writer.last_error}")
+    history = cp.compactor.status()
+    if history["error"]:
+        problems.append(f"metric history pass failing: {history['error']}")
     counts = cp.registry.counts()
     warnings = []  # worth a look, not a failing control plane
     refusing = cp.metrics.refusing(time.time() - 3600)
@@ -48,6 +51,8 @@ async def status(ctx: Ctx, ns) -> Reply:
                     "refused_batches": cp.metrics.batches_refused,
                     "samples_too_old": cp.metrics.samples_too_old,
                     "sample_to_stored_lag": cp.metrics.lag_percentiles()},
+        "history": {**history, "last_pass": timefmt.iso(history["last_pass"]),
+                    "bound_dropped_at": timefmt.iso(history["bound_dropped_at"])},
         "machines": counts,
         "flags": {"drained": sum(r.flags.drained for r in cp.registry.records.values()),
                   "unhealthy": sum(r.flags.unhealthy for r in cp.registry.records.values())},

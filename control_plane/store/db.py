@@ -460,7 +460,13 @@ class Store:
     @_translated
     def set_meta(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(self._upsert(MetaRow.__table__, ["key"]), [{"key": key, "value": value}])
+            self._set_meta(conn, key, value)
+
+    def _get_meta(self, conn, key: str) -> str | None:
+        return conn.execute(sa.select(MetaRow.value).where(MetaRow.key == key)).scalar()
+
+    def _set_meta(self, conn, key: str, value: str) -> None:
+        conn.execute(self._upsert(MetaRow.__table__, ["key"]), [{"key": key, "value": value}])
 
 
 def _use_token(conn, token_id: str, now: float) -> bool:

@@ -6,7 +6,7 @@ Schema changes go through a new Alembic revision in ``migrations/versions``.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -129,6 +129,35 @@ class MetricRollupRow(Base):
 
     machine_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     minute: Mapped[float] = mapped_column(Float, primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MetricChunkRow(Base):
+    """Compacted history: one machine's samples over a window, in the compressed
+    column-wise format of ``tsz.py``.
+
+    ``tier`` 0: every sample (a chunk of ``chunk_seconds``); 1: per-minute
+    min/max/sum/count (a chunk per hour); 2: per-hour min/max/sum/count (a
+    chunk per day). ``nbytes`` and ``nvalues`` (values held, not counting
+    gaps) make the storage report a sum instead of a scan of the payloads.
+
+    On Postgres the table is partitioned by ``(tier, ts_last)`` into one
+    partition per tier and day (migration 0004), and retention drops whole
+    partitions; the primary key therefore includes both.
+    """
+
+    __tablename__ = "metric_chunks"
+    __table_args__ = (Index("ix_metric_chunks_machine", "machine_id", "tier", "ts_last"),
+                      Index("ix_metric_chunks_tier_ts", "tier", "ts_last"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    tier: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    ts_last: Mapped[float] = mapped_column(Float, primary_key=True)
+    machine_id: Mapped[str] = mapped_column(String(32))
+    ts_first: Mapped[float] = mapped_column(Float)
+    nvalues: Mapped[int] = mapped_column(Integer)
+    nbytes: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 

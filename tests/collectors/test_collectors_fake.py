@@ -207,3 +207,20 @@ def test_cpu_profile_is_cheap():
         f.sample(T0 + i)
     per_sample = (time.perf_counter() - t0) / n
     assert per_sample < 100e-6, f"{per_sample * 1e6:.1f} µs per sample"
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu8"])
+def test_values_come_at_the_precision_a_real_machine_reports(profile):
+    from centrality_core.precision import digits
+
+    f = FakeCollectors(profile, 4)
+    for t in range(60):
+        values, _ = f.sample(T0 + t + 0.37)
+        for key, v in values.items():
+            d = digits(key)
+            assert d is not None, key
+            assert round(v * 10 ** d) / 10 ** d == v, (key, v)  # no 15-digit floats such as 43.449740227398465
+            assert len(repr(v)) <= 20, (key, v)
+        assert values["mem.used_bytes"] % 1024 == 0  # /proc/meminfo counts kB
+        if profile == "gpu8":
+            assert values["gpu[0].mem_used_bytes"] % MIB == 0
