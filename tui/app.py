@@ -23,6 +23,7 @@ from textual.screen import Screen
 from agent_runtime.backoff import Backoff
 
 from .feed import Feed
+from .history import History
 from .model import FleetModel
 from .screens.base import BaseScreen
 from .screens.cluster import ClusterScreen
@@ -78,6 +79,7 @@ class CentralityApp(App):
         self.redraw_interval = 1.0 / redraw_hz
         self.redraws = 0
         self._theme_choice = theme
+        self.exec_history = History()  # the exec prompt's lines, shared by every exec screen
 
     def on_mount(self) -> None:
         for t in THEMES.values():
