@@ -9,16 +9,42 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from agent_runtime.backoff import Backoff
 from tui.fakeshell import FakeResult
 
 from .conftest import machine_ready, make_app, ready, scenario, until
 
 SIZE = (150, 44)
+FIT_SIZES = [(200, 50), (110, 30), (80, 24)]
 
 
 def test_cluster(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cluster_fits(snap_compare, size):
+    """Columns share the width (labels whole at 200, none off-screen at 80), one-line summary, the footer."""
+    src = scenario()
+    src.machines["cpu-05"].labels = {"sim": "true", "profile": "cpu", "pool": "batch"}
+    assert snap_compare(make_app(src), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_events_fit(snap_compare, size):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        pilot.app.redraw()
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cluster_light_theme_fits(snap_compare, size):
+    assert snap_compare(make_app(theme="light"), terminal_size=size, run_before=ready)
 
 
 def test_cluster_light_theme_sorted_by_gpu(snap_compare):
