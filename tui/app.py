@@ -159,6 +159,10 @@ _TITLES = {
     "toggle_mark": "Mark / unmark the selected machine", "clear_marks": "Clear the marks",
     "exec('selection')": "Run a command on the marked machines (or the selected one)",
     "exec('filter')": "Run a command on every machine shown (the filter's matches)",
-    "exec('machine')": "Run a command on this machine", "drain": "Drain this machine (asks why)",
-    "undrain": "Undrain this machine", "close": "Cancel the running command / close",
+    "exec('machine')": "Run a command on this machine",
+    "drain": "Drain this machine (asks why)", "undrain": "Undrain this machine",
+    "drain_selection": "Drain the marked machines, or the selected one (asks why, one reason for all)",
+    "undrain_selection": "Undrain the marked machines, or the selected one",
+    "forget": "Forget the marked machines, or the selected one: dead ones are removed, ones in limbo "
+              "declared dead (asks first)", "close": "Cancel the running command / close",
 }

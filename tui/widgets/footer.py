@@ -19,7 +19,8 @@ from textual.widgets._footer import FooterKey
 #: How much a key is worth keeping, by action (default 50). Back, help and exec stay longest.
 RANK = {
     "help": 100, "app.quit": 95, "back": 95, "close": 95, "exec('selection')": 90, "exec('machine')": 90,
-    "filter": 80, "open": 75, "toggle_mark": 70, "drain": 65, "undrain": 64, "app.events": 60, "events": 60,
+    "filter": 80, "open": 75, "toggle_mark": 70, "drain": 65, "undrain": 64, "drain_selection": 65,
+    "undrain_selection": 64, "app.events": 60, "events": 60,
     "nvidia": 55, "forget": 45, "sort_next": 40, "sort_reverse": 30,
     "window('1m')": 20, "window('10m')": 20, "window('1h')": 20, "window('24h')": 20,
 }
