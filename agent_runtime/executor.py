@@ -15,7 +15,9 @@ to leave a daemon behind on purpose). The direct child is always waited for,
 so no zombie is left.
 
 Commands run in the agent's working directory and environment, plus
-``CENTRALITY_MACHINE`` (this machine's name) and ``CENTRALITY_EXEC_ID``.
+``CENTRALITY_MACHINE`` (this machine's name) and ``CENTRALITY_EXEC_ID``
+(and, on a simulated machine, what ``simshell`` adds: its hostname,
+``uname`` and ``nvidia-smi`` first on ``PATH``).
 
 ``Executor`` runs the commands of one control-plane connection: it answers
 ``command`` and ``cancel`` messages and sends ``output`` and ``exit``; closing
@@ -328,9 +330,11 @@ class Executor:
     """The commands of one control-plane connection."""
 
     def __init__(self, send: Callable[[p.Message], None], *, max_running: int = 16,
-                 kill_grace: float = 2.0, machine: str = "") -> None:
+                 kill_grace: float = 2.0, machine: str = "",
+                 environment: Callable[[], dict[str, str]] | None = None) -> None:
         self.send = send
         self.machine = machine  # CENTRALITY_MACHINE in the command's environment
+        self.environment = environment  # more of it, asked for each command (a simulated machine's shell)
         self.max_running = max_running
         self.kill_grace = kill_grace
         self.running: dict[str, tuple[asyncio.Task, asyncio.Event]] = {}
@@ -361,9 +365,14 @@ class Executor:
         def output(stream: str, text: str) -> None:
             self.send(p.CommandOutput(id=cmd.id, stream=stream, data=text))
 
+        env = {"CENTRALITY_MACHINE": self.machine, "CENTRALITY_EXEC_ID": cmd.id}
+        if self.environment is not None:
+            try:
+                env.update(self.environment())
+            except OSError as exc:
+                log.warning("%s: cannot prepare the simulated shell: %s", cmd.id, exc)
         r = await run(list(cmd.argv), timeout=cmd.timeout, max_output_bytes=cmd.max_output_bytes,
-                      on_output=output, cancel=cancel, kill_grace=self.kill_grace,
-                      env={"CENTRALITY_MACHINE": self.machine, "CENTRALITY_EXEC_ID": cmd.id})
+                      on_output=output, cancel=cancel, kill_grace=self.kill_grace, env=env)
         log.info("%s ended: exit %s signal %s%s", cmd.id, r.exit_code, r.signal,
                  f" ({r.error})" if r.error else "")
         self.send(p.CommandExit(id=cmd.id, exit_code=r.exit_code, signal=r.signal,

@@ -93,6 +93,7 @@ class Agent:
                                     registered_gpus=len(self.info.gpus), probe_gpus=probe_gpus,
                                     on_report=self._send_health)
         self._executor: Executor | None = None  # commands of the current connection
+        self.exec_env = None  # adds to each command's environment (a simulated machine's shell)
         self._conn = None
         self._writer = None  # the channel while registered
         self._seq = 0
@@ -177,7 +178,7 @@ class Agent:
             self._writer = writer
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
-                                      machine=self.name)
+                                      machine=self.name, environment=self.exec_env)
             if self.health.last is not None:
                 self._send_quiet(writer, self.health.last)
             await self._session(writer, frames, stop)
