@@ -90,17 +90,22 @@ def undrain_text(r: dict) -> tuple[str, str]:
     return "; ".join(parts) or "nothing changed", "information" if undrained else "warning"
 
 
-def forget_text(plan: ForgetPlan, failed: dict[str, str]) -> tuple[str, str]:
-    removed = [n for n in plan.remove if n not in failed]
+def forget_text(plan: ForgetPlan, failed: dict[str, str], kept: list[str] | None = None) -> tuple[str, str]:
+    """``kept``: dead machines the control plane accepted to forget but still lists (one that keeps
+    dead machines' records)."""
+    kept = kept or []
+    removed = [n for n in plan.remove if n not in failed and n not in kept]
     declared = [n for n in plan.declare if n not in failed]
     parts = []
     if removed:
         parts.append(f"removed {len(removed)}: {folded(removed)}")
     if declared:
         parts.append(f"declared dead {len(declared)}: {folded(declared)}")
+    if kept:
+        parts.append(f"still listed {folded(kept)}: the control plane kept their records")
     for why in sorted(set(failed.values())):
         parts.append(f"not forgotten {folded(n for n, w in failed.items() if w == why)}: {one_line(why, 200)}")
-    return "; ".join(parts) or "nothing changed", "error" if failed else "information"
+    return "; ".join(parts) or "nothing changed", "error" if failed else "warning" if kept else "information"
 
 
 def _names(r: dict, key: str) -> list[str]:

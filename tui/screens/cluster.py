@@ -9,11 +9,13 @@ the filter shows."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Input
-
 from textual.content import Content
+from textual.widgets import Input
 
 from centrality_core.sanitize import one_line
 
@@ -31,6 +33,7 @@ SORT_KEYS = [("name", "N", "name"), ("state", "T", "state"), ("flags", "F", "fla
              ("gpu", "U", "GPU util %"), ("gpu_mem", "V", "GPU memory %"), ("disk", "D", "disk %"),
              ("net", "W", "network"), ("age", "A", "heartbeat age")]
 SORT_NAMES = {key: name for key, _, name in SORT_KEYS}
+FORGET_SEEN_WITHIN = 3.0  # seconds to wait for the subscription to show what forget did
 assert set(SORT_NAMES) == set(SORTS)
 
 
@@ -232,6 +235,15 @@ class ClusterScreen(BaseScreen):
         except SourceError as exc:
             self.notify(one_line(exc.reason, 300), title="Cannot forget", severity="error")
             return
-        text, severity = bulk.forget_text(plan, failed)
+        # Say what happened, as the subscription shows it, not what was asked for.
+        rows = self.dash.model.rows
+        gone = [n for n in plan.remove if n not in failed]
+        dead = [n for n in plan.declare if n not in failed]
+        deadline = time.monotonic() + FORGET_SEEN_WITHIN
+        while time.monotonic() < deadline and (any(n in rows for n in gone)
+                                               or any(n in rows and rows[n].state != "dead" for n in dead)):
+            await asyncio.sleep(0.05)
+        kept = [n for n in gone if n in rows]
+        text, severity = bulk.forget_text(plan, failed, kept)
         self.notify(text, title="Forget", severity=severity)
         self.tick()
