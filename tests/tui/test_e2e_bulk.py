@@ -1,8 +1,8 @@
 """Bulk actions end to end: the real dashboard over SSH against a real control
 plane and real agents: marks drain (one reason for all) and undrain every
-marked machine, as `centrality machines show` then says; ctrl+d declares a
-machine in limbo dead, and forgetting a dead machine says truly what the
-control plane did (the row leaves with its record, or it is still listed)."""
+marked machine, as `centrality machines show` then says; ctrl+d on two marked
+machines in limbo declares them dead, and again removes them: their rows
+leave the dashboard and `centrality machines ls` no longer lists them."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ def notes(app) -> list[str]:
 
 
 async def test_marks_drain_undrain_and_forget_on_a_real_control_plane(control_plane, agents, home):
-    for i in (1, 2, 3):
-        last = await agents(f"e2e-b0{i}", index=50 + i, profile="cpu")
+    await agents("e2e-b01", index=51, profile="cpu")
+    b02 = await agents("e2e-b02", index=52, profile="cpu")
+    b03 = await agents("e2e-b03", index=53, profile="cpu")
     source = OperatorSource()
     app = CentralityApp(source)
     names = {"e2e-b01", "e2e-b02", "e2e-b03"}
@@ -55,31 +56,36 @@ async def test_marks_drain_undrain_and_forget_on_a_real_control_plane(control_pl
                         what="both undrained")
             assert not control_plane.registry.records["e2e-b02"].flags.drained
 
-            # An agent stops: limbo; ctrl+d on it (marks cleared) declares it dead.
-            await last.stop()
-            await until(pilot, lambda: app.model.rows["e2e-b03"].state == "limbo", timeout=FAST["limbo_after"] + 3,
-                        what="e2e-b03 in limbo")
+            # Two agents stop: limbo; ctrl+d on both marked declares them dead.
+            await b02.stop()
+            await b03.stop()
+            gone = ("e2e-b02", "e2e-b03")
+            await until(pilot, lambda: all(app.model.rows[n].state == "limbo" for n in gone),
+                        timeout=FAST["limbo_after"] + 3, what="both in limbo")
             await pilot.press("c")
-            app.screen.table.select("e2e-b03")
+            for n in gone:
+                app.screen.table.select(n)
+                await pilot.press("space")
+            assert app.model.marked == set(gone)
             await pilot.press("ctrl+d")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
             await pilot.press("y")
-            await until(pilot, lambda: app.model.rows["e2e-b03"].state == "dead", what="e2e-b03 dead")
-            assert control_plane.registry.fleet.machines["e2e-b03"].state.value == "dead"
+            await until(pilot, lambda: all(app.model.rows[n].state == "dead" for n in gone), what="both dead")
+            assert all(control_plane.registry.fleet.machines[n].state.value == "dead" for n in gone)
 
-            # Dead: forget again. The dashboard says what the control plane did.
-            app.screen.table.select("e2e-b03")
+            # Dead: forget again; their records go, their rows leave, their names are free.
             await pilot.press("ctrl+d")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
-            assert "Remove e2e-b03 (1 dead)" in "".join(s.text for s in app.screen._compositor.render_strips())
+            assert "Remove e2e-b[02-03] (2 dead)" in "".join(
+                s.text for s in app.screen._compositor.render_strips())
             await pilot.press("y")
-            await until(pilot, lambda: any("removed 1: e2e-b03" in n or "still listed e2e-b03" in n
-                                           for n in notes(app)), timeout=10, what="the outcome")
+            await until(pilot, lambda: not any(n in app.model.rows for n in gone), timeout=10,
+                        what="the rows gone with their records")
+            await until(pilot, lambda: any("removed 2: e2e-b[02-03]" in n for n in notes(app)), what="the outcome")
+            assert app.model.marked == set()  # the marks went with their machines
             status, out, err = await cli(home, "machines", "ls", "--json")
-            listed = {m["name"] for m in json.loads(out)}
-            if "e2e-b03" in listed:  # a control plane that keeps dead machines' records
-                assert "e2e-b03" in app.model.rows and any("still listed e2e-b03" in n for n in notes(app))
-            else:
-                assert "e2e-b03" not in app.model.rows and any("removed 1: e2e-b03" in n for n in notes(app))
+            assert status == 0, err
+            assert {m["name"] for m in json.loads(out)} == {"e2e-b01"}
+            assert "e2e-b01" in app.model.rows
     finally:
         await source.close()
