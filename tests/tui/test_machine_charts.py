@@ -70,13 +70,18 @@ async def test_a_fresh_gpu_machine_fills_its_charts_with_round_ticks_and_a_row_p
         assert isinstance(widgets["cpu"], MetricChart) and widgets["cpu"].window_s == screen.span
         text = screen_text(app)
         assert "only 2m of data, shown in full" in text
+        page = screen.query_one("#page")  # the charts, below the per-GPU panel
+        page.scroll_to_widget(widgets["cpu"], animate=False, top=True)
+        await pilot.pause()
+        app.redraw()
+        await pilot.pause()
+        text = screen_text(app)
         # Round Y ticks on the line charts on screen, never plotext's 83.3 / 66.7 / 16.7.
         assert re.search(r"100┤", text) and re.search(r" 50┤", text)
         assert not re.search(r"\b(83\.3|66\.7|16\.7|33\.3)┤", text)
         # The x axis ends at the data: about -2.5m, not -10m.
         assert "-10m" not in text and re.search(r"-2\.5m|-2m", text)
         # Every GPU its own row, with its latest value, where the GPU charts are on screen.
-        page = screen.query_one("#page")
         page.scroll_to_widget(widgets["gpu_util"], animate=False, top=True)
         await pilot.pause()
         text = screen_text(app)
