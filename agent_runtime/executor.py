@@ -15,7 +15,9 @@ to leave a daemon behind on purpose). The direct child is always waited for,
 so no zombie is left.
 
 Commands run in the agent's working directory and environment, plus
-``CENTRALITY_MACHINE`` (this machine's name) and ``CENTRALITY_EXEC_ID``.
+``CENTRALITY_MACHINE`` (this machine's name) and ``CENTRALITY_EXEC_ID``
+(and, on a simulated machine, what ``simshell`` adds: its hostname,
+``uname`` and ``nvidia-smi`` first on ``PATH``).
 
 ``Executor`` runs the commands of one control-plane connection: it answers
 ``command`` and ``cancel`` messages and sends ``output`` and ``exit``; closing
@@ -330,10 +332,12 @@ class Executor:
     """The commands of one control-plane connection."""
 
     def __init__(self, send: Callable[[p.Message], None], *, max_running: int = 16,
-                 kill_grace: float = 2.0, machine: str = "", run_as: str = "") -> None:
+                 kill_grace: float = 2.0, machine: str = "", run_as: str = "",
+                 environment: Callable[[], dict[str, str]] | None = None) -> None:
         self.send = send
         self.machine = machine  # CENTRALITY_MACHINE in the command's environment
         self.run_as = run_as  # agent.toml's run_as: commands run as that user
+        self.environment = environment  # more of it, asked for each command (a simulated machine's shell)
         self.max_running = max_running
         self.kill_grace = kill_grace
         self.running: dict[str, tuple[asyncio.Task, asyncio.Event]] = {}
@@ -365,6 +369,11 @@ class Executor:
             self.send(p.CommandOutput(id=cmd.id, stream=stream, data=text))
 
         env, spawn = {"CENTRALITY_MACHINE": self.machine, "CENTRALITY_EXEC_ID": cmd.id}, {}
+        if self.environment is not None:
+            try:
+                env.update(self.environment())
+            except OSError as exc:
+                log.warning("%s: cannot prepare the simulated shell: %s", cmd.id, exc)
         if self.run_as:
             from .runas import RunAsError, resolve
 

@@ -96,6 +96,7 @@ class Agent:
         self._executor: Executor | None = None  # commands of the current connection
         self._shells: Shells | None = None  # shell sessions of the current connection
         self._files = None  # file transfers of the current connection (files.Transfers)
+        self.exec_env = None  # adds to each command's environment (a simulated machine's shell)
         self._conn = None
         self._writer = None  # the channel while registered
         self._seq = 0
@@ -180,7 +181,7 @@ class Agent:
             self._writer = writer
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
-                                      machine=self.name, run_as=self.cfg.run_as)
+                                      machine=self.name, run_as=self.cfg.run_as, environment=self.exec_env)
             self._shells = Shells(lambda msg: self._send_quiet(writer, msg), run_as=self.cfg.run_as,
                                   machine=self.name, kill_grace=self.cfg.kill_grace)
             self._files = self._new_transfers(writer)

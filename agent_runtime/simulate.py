@@ -10,6 +10,10 @@ fit on a small box.
 
 Keys are kept in a state directory, so a second run reuses the enrolled keys
 and needs no join token.
+
+Commands sent to a simulated machine run on this host, through the agent's
+own executor; ``simshell`` makes ``hostname``, ``uname`` and ``nvidia-smi``
+answer as the simulated machine.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .collectors import make_collectors
 from .config import AgentConfig
 from .link import Agent
 from .metrics import Sampler
+from .simshell import SimShell
 
 log = logging.getLogger("centrality.simulate")
 
@@ -133,6 +138,9 @@ class SimulatedFleet:
                       backoff=Backoff(initial=1.0, maximum=30.0, rng=random.Random(index)),
                       on_registered=lambda msg, name=name: self.state.mark_enrolled(name))
         agent.own_timers = False
+        # Commands run on this host, but hostname, uname and nvidia-smi answer as this machine.
+        agent.exec_env = SimShell(self.state.path / "shell", name, info,
+                                  screen=_screen_of(collectors, agent) if cfg.profile == "gpu8" else None).environment
         return agent
 
     @property
@@ -200,3 +208,16 @@ class SimulatedFleet:
                         log.exception("%s: %s failed", agent.name, getattr(fn, "__name__", fn))
                 target = started + interval * (k + 1) / slices
                 await asyncio.sleep(max(0.0, target - time.monotonic()))
+
+
+def _screen_of(collectors, agent: Agent):
+    """The nvidia-smi screen of a simulated GPU machine now, from its latest sample."""
+
+    def screen() -> str:
+        now = time.time()
+        try:
+            return collectors.screen(now, agent.sampler.latest or None)
+        except KeyError:  # no sample yet, or one without every GPU key
+            return collectors.screen(now)
+
+    return screen

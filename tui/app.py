@@ -23,6 +23,7 @@ from textual.screen import Screen
 from agent_runtime.backoff import Backoff
 
 from .feed import Feed
+from .history import History
 from .model import FleetModel
 from .screens.base import BaseScreen
 from .screens.cluster import ClusterScreen
@@ -61,6 +62,10 @@ class MachineCommands(Provider):
 class CentralityApp(App):
     TITLE = "Centrality"
     COMMANDS = App.COMMANDS | {MachineCommands}
+    # Textual's faint placeholder is under 3:1 on the light theme: muted text reads at both.
+    CSS = """
+    Input > .input--placeholder { color: $text-muted; }
+    """
     BINDINGS = [
         Binding("question_mark", "help", "Help"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
@@ -78,6 +83,7 @@ class CentralityApp(App):
         self.redraw_interval = 1.0 / redraw_hz
         self.redraws = 0
         self._theme_choice = theme
+        self.exec_history = History()  # the exec prompt's lines, shared by every exec screen
 
     def on_mount(self) -> None:
         for t in THEMES.values():
@@ -153,7 +159,11 @@ _TITLES = {
     "toggle_mark": "Mark / unmark the selected machine", "clear_marks": "Clear the marks",
     "exec('selection')": "Run a command on the marked machines (or the selected one)",
     "exec('filter')": "Run a command on every machine shown (the filter's matches)",
-    "exec('machine')": "Run a command on this machine", "drain": "Drain this machine (asks why)",
-    "undrain": "Undrain this machine", "close": "Cancel the running command / close",
+    "exec('machine')": "Run a command on this machine",
+    "drain": "Drain this machine (asks why)", "undrain": "Undrain this machine",
+    "drain_selection": "Drain the marked machines, or the selected one (asks why, one reason for all)",
+    "undrain_selection": "Undrain the marked machines, or the selected one",
+    "forget": "Forget the marked machines, or the selected one: dead ones are removed, ones in limbo "
+              "declared dead (asks first)", "close": "Cancel the running command / close",
     "shell": "Open a shell on the machine (the dashboard waits until it ends)",
 }

@@ -54,6 +54,7 @@ class Plan:
     names: tuple[str, ...]  # every machine chosen (sent as the targets)
     selected: tuple[str, ...]  # those that would run it: live and not drained
     skipped: tuple[tuple[str, str], ...]  # (name, limbo | dead | drained)
+    simulated: int = 0  # of the selected, machines of `centrality simulate` (label sim=true)
 
     @cached_property  # folding 10,000 names takes about 0.1 s: once per plan
     def folded(self) -> str:
@@ -114,7 +115,8 @@ def plan(rows: Mapping[str, object], names: Iterable[str], description: str) -> 
         return Plan(description, (), (), ())
     res = targeting.resolve(views, targeting.Selector(all=True))
     chosen = tuple(sorted((v.name for v in views), key=hostlist.natural_key))
-    return Plan(description, chosen, tuple(res.selected), tuple(res.skipped))
+    simulated = sum(1 for n in res.selected if (rows[n].labels or {}).get("sim") == "true")
+    return Plan(description, chosen, tuple(res.selected), tuple(res.skipped), simulated)
 
 
 def command_argv(line: str) -> list[str]:

@@ -1,7 +1,7 @@
 """``FakeSource``: an in-memory control plane for tests, snapshots and the benchmark.
 
 It speaks the same documents as ``subscribe`` / ``metrics`` / ``machines show``
-/ ``events`` / ``exec`` / ``machines drain|undrain``. Everything is a pure
+/ ``events`` / ``exec`` / ``machines drain|undrain|forget``. Everything is a pure
 function of the clock it is given, so with a frozen clock two runs draw the
 same screens. Tests steer it: ``update()``, ``set_state()``, ``disconnect()``
 / ``reconnect()``, ``push_machine()``; ``role = "viewer"`` makes it refuse
@@ -422,6 +422,28 @@ class FakeSource:
         self._flags_changed(changed, events)
         return {"undrained": changed, "not_drained": [n for n in matched if n not in changed],
                 "unknown": res.unknown}
+
+    async def forget(self, names: list[str]) -> dict[str, str]:
+        """As the control plane does: a dead machine's record goes, a machine in limbo becomes dead;
+        a live or unknown one is refused (returned with why)."""
+        self.requests.append(("forget", tuple(names)))
+        await asyncio.sleep(0)
+        self._check()
+        self._writes("machines forget")
+        failed = {}
+        for name in names:
+            if name not in self.machines:
+                failed[name] = f"no machine named {name!r}"
+            elif self.machines[name].state == "live":
+                failed[name] = f"machine {name!r} is live; only a machine in limbo can be forgotten"
+            elif self.machines[name].state == "dead":
+                ev = _event(self.clock(), "removed", name, "dead", None, "removed by an operator", self.actor)
+                self.event_list.insert(0, ev)
+                self.remove_machine(name)
+                self.push({"type": "update", "ts": self.clock(), "machines": [], "removed": [], "events": [ev]})
+            else:
+                self.set_state(name, "dead", "forgotten by an operator")
+        return failed
 
     def _flags_changed(self, names: list[str], events: list[dict]) -> None:
         """Push the changed rows and their events, as the subscription does."""

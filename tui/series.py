@@ -10,6 +10,7 @@ same whatever the window.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -112,6 +113,13 @@ class Chart:
     unit: str
     lines: list[Line] = field(default_factory=list)
     ymax: float | None = None  # fixed top of the y axis (100 for percentages)
+    kind: str = "lines"  # "strips": one row per line (small multiples), for lines that would overlap
+
+    def top(self) -> float:
+        """The top of the y axis: ``ymax``, else a round number above every value."""
+        if self.ymax is not None:
+            return self.ymax
+        return nice_axis(max((max(line.ys) for line in self.lines if line.ys), default=1.0))[0]
 
     @property
     def empty(self) -> bool:
@@ -126,10 +134,20 @@ def _instances(keys: Iterable[str], stream: str, fld: str) -> list[str]:
     return sorted(found, key=lambda i: (len(i), i) if i.isdigit() else (0, i))
 
 
-def _bucketed(series: Series, values: Callable[[int], float | None], now: float, buckets: int,
-              scale: float = 1.0) -> tuple[list[float], list[float]]:
-    """Mean per bucket over the window; empty buckets are left out."""
+def data_span(series: Series, now: float, least: float = 60.0) -> float:
+    """Seconds the charts show: the window, or less when the data there is covers less of it
+    (a machine that joined 3 minutes ago fills a 10-minute chart, not its right 30 %)."""
     window = series.window_s
+    if not series.ts:
+        return window
+    covered = now - series.ts[0]
+    return max(min(least, window), min(window, covered * 1.02))
+
+
+def _bucketed(series: Series, values: Callable[[int], float | None], now: float, buckets: int,
+              scale: float = 1.0, span: float | None = None) -> tuple[list[float], list[float]]:
+    """Mean per bucket over the last ``span`` seconds (the window); empty buckets are left out."""
+    window = span or series.window_s
     start = now - window
     width = window / buckets
     sums = [0.0] * buckets
@@ -178,8 +196,12 @@ def _across(series: Series, keys: list[str], how: Callable[[list[float]], float]
     return value
 
 
-def charts(series: Series, now: float, buckets: int = 120, info: dict | None = None) -> list[Chart]:
-    """Every chart this machine's streams make, in display order; charts without data are left out."""
+def charts(series: Series, now: float, buckets: int = 120, info: dict | None = None,
+           span: float | None = None) -> list[Chart]:
+    """Every chart this machine's streams make, in display order; charts without data are left out.
+
+    ``span``: the seconds shown (``data_span``), the window by default. Several GPUs' lines
+    are drawn as strips, one row per GPU (they would lie on top of each other as lines)."""
     keys = list(series.columns)
     info = info or {}
     out: list[Chart] = []
@@ -188,9 +210,11 @@ def charts(series: Series, now: float, buckets: int = 120, info: dict | None = N
               scale: float = 1.0) -> None:
         c = Chart(cid, title, unit, ymax=ymax)
         for label, fn in lines:
-            xs, ys = _bucketed(series, fn, now, buckets, scale)
+            xs, ys = _bucketed(series, fn, now, buckets, scale, span)
             if ys:
                 c.lines.append(Line(label, xs, ys))
+        if cid.startswith("gpu_") and len(c.lines) > 1:
+            c.kind = "strips"
         if not c.empty:
             out.append(c)
 
@@ -249,14 +273,39 @@ def _size(nbytes: float) -> str:
     return f"{nbytes / GIB / 1024:.1f} TiB" if nbytes >= 1024 * GIB else f"{nbytes / GIB:.1f} GiB"
 
 
+def nice_axis(top: float, most: int = 5) -> tuple[float, list[float]]:
+    """A round top for an axis from 0 to at least ``top``, and its ticks (at most ``most``):
+    ``nice_axis(805)`` is ``(1000, [0, 250, 500, 750, 1000])``, ``nice_axis(100)`` ends at 100."""
+    if not top or top <= 0 or top != top:
+        top = 1.0
+    magnitude = 10 ** math.floor(math.log10(top / max(1, most - 1)))
+    for step in (magnitude * m for m in (1, 2, 2.5, 5, 10, 20, 25, 50)):
+        n = math.ceil(top / step - 1e-9)
+        if n <= most - 1:
+            break
+    ticks = [round(i * step, 10) for i in range(n + 1)]
+    return ticks[-1], ticks
+
+
+def tick_text(value: float) -> str:
+    """``25``, ``2.5``, ``0.25``: no trailing ``.0``."""
+    return f"{value:g}" if abs(value) < 1e6 else f"{value:.3g}"
+
+
+#: Steps between time ticks, in seconds: round in the units they are read in.
+TIME_STEPS = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
 def tick_labels(window_s: float, count: int = 5) -> tuple[list[float], list[str]]:
-    """X-axis ticks for a window ending now: ``-10m ... now``."""
-    ticks, labels = [], []
-    for i in range(count):
-        x = -window_s + i * window_s / (count - 1)
-        ticks.append(x)
-        labels.append("now" if i == count - 1 else _ago(-x))
-    return ticks, labels
+    """X-axis ticks for a span ending now, at round steps: ``-10m -7.5m ... now`` is
+    ``-10m -8m -6m -4m -2m now``; 153 s is ``-2m -1.5m -1m -30s now``. At most ``count + 1``."""
+    step = next((st for st in TIME_STEPS if window_s / st <= count), TIME_STEPS[-1])
+    if window_s % step == 0 and window_s / step <= count:  # the window is itself round: from its start
+        n = int(window_s // step)
+    else:
+        n = int(window_s // step + 1e-9)
+    ticks = [-(n - i) * step for i in range(n + 1)]
+    return [float(t) for t in ticks], ["now" if t == 0 else _ago(-t) for t in ticks]
 
 
 def _ago(seconds: float) -> str:

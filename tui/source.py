@@ -73,6 +73,10 @@ class FleetSource(Protocol):
     async def undrain(self, names: list[str]) -> dict:
         """``machines undrain NAMES``: ``{undrained, not_drained, unknown}``."""
 
+    async def forget(self, names: list[str]) -> dict[str, str]:
+        """``machines forget NAMES``: a dead machine's record is removed (its row leaves the
+        subscription), a machine in limbo is declared dead. Returns the names refused, with why."""
+
     async def close(self) -> None:
         """Drop the connection."""
 
@@ -208,6 +212,27 @@ class OperatorSource:
 
     async def undrain(self, names: list[str]) -> dict:
         return await self._request("machines", "undrain", "--", *names) or {}
+
+    async def forget(self, names: list[str]) -> dict[str, str]:
+        try:
+            await self._request("machines", "forget", "--", *names)
+            return {}
+        except SourceError as exc:
+            if exc.lost:
+                raise
+            if len(names) == 1:
+                return {names[0]: exc.reason}
+        # Refused as a whole (a control plane that forgets one name per request, or one name it
+        # will not forget): name by name, so the others are forgotten and the refusals are precise.
+        failed = {}
+        for name in names:
+            try:
+                await self._request("machines", "forget", "--", name)
+            except SourceError as exc:
+                if exc.lost:
+                    raise
+                failed[name] = exc.reason
+        return failed
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -248,8 +248,10 @@ def test_many_cores_become_a_spread_and_many_disks_totals():
 
 
 def test_tick_labels():
-    assert tick_labels(600) == ([-600, -450, -300, -150, 0], ["-10m", "-7.5m", "-5m", "-2.5m", "now"])
-    assert tick_labels(86400)[1][0] == "-24h"
+    assert tick_labels(600) == ([-600, -480, -360, -240, -120, 0], ["-10m", "-8m", "-6m", "-4m", "-2m", "now"])
+    assert tick_labels(86400)[1] == ["-24h", "-18h", "-12h", "-6h", "now"]
+    assert tick_labels(153)[1] == ["-2m", "-1m", "now"]  # a span of the data there is: round steps, not -1.9m
+    assert tick_labels(60, 2)[1] == ["-1m", "-30s", "now"]
 
 
 async def test_feed_reconnects_with_backoff_and_reports_status():

@@ -9,16 +9,42 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from agent_runtime.backoff import Backoff
 from tui.fakeshell import FakeResult
 
-from .conftest import machine_ready, make_app, ready, scenario, until
+from .conftest import FROZEN, machine_ready, make_app, ready, scenario, until
 
 SIZE = (150, 44)
+FIT_SIZES = [(200, 50), (110, 30), (80, 24)]
 
 
 def test_cluster(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cluster_fits(snap_compare, size):
+    """Columns share the width (labels whole at 200, none off-screen at 80), one-line summary, the footer."""
+    src = scenario()
+    src.machines["cpu-05"].labels = {"sim": "true", "profile": "cpu", "pool": "batch"}
+    assert snap_compare(make_app(src), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_events_fit(snap_compare, size):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        pilot.app.redraw()
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cluster_light_theme_fits(snap_compare, size):
+    assert snap_compare(make_app(theme="light"), terminal_size=size, run_before=ready)
 
 
 def test_cluster_light_theme_sorted_by_gpu(snap_compare):
@@ -85,6 +111,20 @@ def test_machine_gpu_panel_mig_and_processes(snap_compare):
         pilot.app.redraw()
 
     assert snap_compare(make_app(mig_source()), terminal_size=(150, 50), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", FIT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_machine_fresh_gpu(snap_compare, size):
+    """Joined 2.5 minutes ago: the charts span the data there is; a row per GPU; round ticks."""
+    src = scenario()
+    src.machines["gpu-02"].registered_at = FROZEN - 150
+
+    async def run_before(pilot):
+        await ready(pilot)
+        pilot.app.open_machine("gpu-02")
+        await machine_ready(pilot, "gpu-02")
+
+    assert snap_compare(make_app(src), terminal_size=size, run_before=run_before)
 
 
 def test_machine_cpu_one_hour_and_nvidia_less(snap_compare):

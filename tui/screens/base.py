@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from ..widgets.chrome import Banner, TitleBar
+from ..widgets.footer import KeyFooter
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..app import CentralityApp
@@ -35,7 +35,7 @@ class BaseScreen(Screen):
         yield Banner()
 
     def chrome_bottom(self):
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._link_rev = -1

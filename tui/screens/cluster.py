@@ -1,20 +1,31 @@
 """The cluster screen: fleet summary and the table of machines.
 
-``space`` marks machines (``c`` clears the marks); ``x`` opens the exec
-screen on the marked machines, or on the row under the cursor when none
-is marked; ``X`` on every row the filter shows."""
+``space`` marks machines (``c`` clears the marks). Every action applies to
+the marked machines, or to the row under the cursor when none is marked (a
+k9s habit): ``x`` opens the exec screen, ``d`` drains them (one reason for
+all), ``u`` undrains them, ``ctrl+d`` forgets them (dead ones are removed,
+ones in limbo declared dead; asks first). ``X`` runs a command on every row
+the filter shows."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.widgets import Input
 
-from .. import execrun
+from centrality_core.sanitize import one_line
+
+from .. import bulk, execrun
 from ..model import SORTS
+from ..source import SourceError
 from ..widgets.chrome import FilterBar, SummaryBar
 from ..widgets.fleet_table import FleetTable
 from .base import BaseScreen
+from .dialogs import ConfirmScreen, ReasonScreen
 
 #: Sort keys in column order, with their key and name (for the footer, help and palette).
 SORT_KEYS = [("name", "N", "name"), ("state", "T", "state"), ("flags", "F", "flags"), ("kind", "K", "kind"),
@@ -22,6 +33,7 @@ SORT_KEYS = [("name", "N", "name"), ("state", "T", "state"), ("flags", "F", "fla
              ("gpu", "U", "GPU util %"), ("gpu_mem", "V", "GPU memory %"), ("disk", "D", "disk %"),
              ("net", "W", "network"), ("age", "A", "heartbeat age")]
 SORT_NAMES = {key: name for key, _, name in SORT_KEYS}
+FORGET_SEEN_WITHIN = 3.0  # seconds to wait for the subscription to show what forget did
 assert set(SORT_NAMES) == set(SORTS)
 
 
@@ -40,6 +52,9 @@ class ClusterScreen(BaseScreen):
         Binding("x", "exec('selection')", "Exec"),
         Binding("S", "shell", "Shell", show=False),
         Binding("X", "exec('filter')", "Exec on all shown", show=False),
+        Binding("d", "drain_selection", "Drain"),
+        Binding("u", "undrain_selection", "Undrain", show=False),
+        Binding("ctrl+d,delete", "forget", "Forget", key_display="^d"),
         *(Binding(key, f"sort('{sort}')", f"Sort by {name}", show=False) for sort, key, name in SORT_KEYS),
     ]
 
@@ -153,3 +168,89 @@ class ClusterScreen(BaseScreen):
             self.notify("No machine to run a command on.", title="Exec", severity="warning")
             return
         self.dash.open_exec(names, description)
+
+    # ------------------------------------------------------------------ drain, undrain, forget
+
+    def _targets(self, verb: str) -> tuple[list[str], str]:
+        names, description = execrun.selection(self.dash.model.marked, self.table.selected)
+        if not names:
+            self.notify(f"No machine to {verb}.", title=verb.title(), severity="warning")
+        return names, description
+
+    def action_drain_selection(self) -> None:
+        names, description = self._targets("drain")
+        if not names:
+            return
+
+        def answered(reason: str | None) -> None:
+            if reason:
+                self.run_worker(self._drain(names, reason), group="flags")
+
+        what = names[0] if len(names) == 1 else f"{len(names)} machines"
+        question = Content.assemble(("Drain ", ""), (bulk.folded(names), "bold"), (f" ({description})", "$text-muted"),
+                                    (": exec skips them until they are undrained. Why? (one reason for all; "
+                                     "shown with the flag and kept in their events)", ""))
+        self.app.push_screen(ReasonScreen(f"Drain {what}", question, placeholder="e.g. PSU swap, NCCL timeouts",
+                                          required="A reason is required: say why they are drained."), answered)
+
+    async def _drain(self, names: list[str], reason: str) -> None:
+        try:
+            r = await self.dash.source.drain(names, reason)
+        except SourceError as exc:
+            self.notify(one_line(exc.reason, 300), title="Cannot drain", severity="error")
+            return
+        text, severity = bulk.drain_text(r, reason)
+        self.notify(text, title="Drain", severity=severity)
+
+    def action_undrain_selection(self) -> None:
+        names, _ = self._targets("undrain")
+        if names:
+            self.run_worker(self._undrain(names), group="flags")
+
+    async def _undrain(self, names: list[str]) -> None:
+        try:
+            r = await self.dash.source.undrain(names)
+        except SourceError as exc:
+            self.notify(one_line(exc.reason, 300), title="Cannot undrain", severity="error")
+            return
+        text, severity = bulk.undrain_text(r)
+        self.notify(text, title="Undrain", severity=severity)
+
+    def action_forget(self) -> None:
+        names, _ = self._targets("forget")
+        if not names:
+            return
+        plan = bulk.forget_plan(self.dash.model.rows, names)
+        if not plan.names:
+            why = plan.skipped[0][1] if plan.skipped else "nothing to forget"
+            self.notify(f"{bulk.folded(n for n, _ in plan.skipped)}: {why}.", title="Forget", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._forget(plan), group="flags")
+            else:
+                self.notify("Nothing forgotten.", title="Forget")
+
+        title = "Remove dead machines?" if not plan.declare else "Forget machines?"
+        self.app.push_screen(ConfirmScreen(title, Content.assemble(*bulk.forget_question(plan)),
+                                           yes="Forget"), answered)
+
+    async def _forget(self, plan: bulk.ForgetPlan) -> None:
+        try:
+            failed = await self.dash.source.forget(plan.names)
+        except SourceError as exc:
+            self.notify(one_line(exc.reason, 300), title="Cannot forget", severity="error")
+            return
+        # Say what happened, as the subscription shows it, not what was asked for.
+        rows = self.dash.model.rows
+        gone = [n for n in plan.remove if n not in failed]
+        dead = [n for n in plan.declare if n not in failed]
+        deadline = time.monotonic() + FORGET_SEEN_WITHIN
+        while time.monotonic() < deadline and (any(n in rows for n in gone)
+                                               or any(n in rows and rows[n].state != "dead" for n in dead)):
+            await asyncio.sleep(0.05)
+        kept = [n for n in gone if n in rows]
+        text, severity = bulk.forget_text(plan, failed, kept)
+        self.notify(text, title="Forget", severity=severity)
+        self.tick()

@@ -22,7 +22,7 @@ class EventsScreen(BaseScreen):
     ]
 
     DEFAULT_CSS = """
-    EventsScreen #events-status { height: 1; padding: 0 1; background: $boost; }
+    EventsScreen #events-status { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, machine: str | None = None) -> None:

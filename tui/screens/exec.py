@@ -22,6 +22,7 @@ from textual.worker import Worker
 
 from .. import execrun
 from ..execrun import ExecResults, Plan
+from ..history import History
 from ..source import SourceError
 from ..widgets.exec_view import PlanPanel, ProgressLine, ResultsPanel
 from .base import BaseScreen
@@ -30,6 +31,29 @@ from .dialogs import ConfirmScreen
 REPLAN_EVERY = 1.0  # seconds between re-checks of the targets while nothing runs
 RESULTS_EVERY = 1.0  # seconds between costly redraws of the folded results while a command runs
 COSTLY = 0.02  # seconds: a redraw that took longer is costly
+
+
+class CommandInput(Input):
+    """The command line: Up and Down walk the lines run before, as in a shell."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous command", show=False),
+        Binding("down", "history(1)", "Next command", show=False),
+    ]
+
+    def __init__(self, history: History, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.history = history
+
+    def action_history(self, direction: int) -> None:
+        line = self.history.older(self.value) if direction < 0 else self.history.newer(self.value)
+        self.value = line
+        self.cursor_position = len(line)
+
+    def ran(self, line: str) -> None:
+        """``line`` runs: into the history, and the prompt is empty for the next one."""
+        self.history.add(line)
+        self.value = ""
 
 
 class ExecScreen(BaseScreen):
@@ -65,8 +89,9 @@ class ExecScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield from self.chrome_top()
         yield PlanPanel(id="exec-plan")
-        yield Input(placeholder="command line, e.g. nvidia-smi -L   (Enter runs it on the machines above)",
-                    id="exec-command")
+        yield CommandInput(self.dash.exec_history,
+                           placeholder="command line, e.g. nvidia-smi -L   (Enter runs it on the machines above; "
+                                       "↑ ↓ earlier lines)", id="exec-command")
         yield ProgressLine(id="exec-progress")
         with VerticalScroll(id="exec-page"):
             yield ResultsPanel(id="exec-results")
@@ -155,6 +180,8 @@ class ExecScreen(BaseScreen):
 
     def start(self, argv: list[str], *, yes: bool = False) -> None:
         self.command = execrun.describe_command(argv)
+        for prompt in self.query("#exec-command").results(CommandInput):
+            prompt.ran(self.command)
         self.results = ExecResults()
         self._started = self.dash.monotonic()
         self.worker = self.run_worker(self._run(self.results, argv, yes), group="exec", exclusive=True)

@@ -30,6 +30,10 @@ SECTIONS = [
         ("x", "run a command on the marked machines, or else on the one under the cursor"),
         ("X", "run a command on every machine shown (all rows matching the filter)"),
         ("S", "a shell on the machine under the cursor (the dashboard waits until it ends)"),
+        ("d / u", "drain (asks why, one reason for all) / undrain the marked machines, or else the one "
+                  "under the cursor"),
+        ("Ctrl+D / Del", "forget the marked machines (or the one under the cursor), after asking: a dead "
+                         "machine is removed (its name is free), one in limbo is declared dead"),
         ("filter", "words must all match name, hostname, labels, state, kind or flags; "
                    "state:limbo, kind:gpu, label:pool=eval, name:gpu-0 match one field"),
     ]),

@@ -28,9 +28,10 @@ from centrality_core.sanitize import one_line
 from centrality_core.timefmt import parse_iso
 
 from .. import format as fmt
-from ..series import WINDOWS, Series, charts
+from ..series import WINDOWS, Series, charts, data_span
 from ..source import SourceError
 from ..widgets.charts import MetricChart, TextPanel
+from ..widgets.strips import StripChart
 from ..widgets.event_table import EventTable
 from ..widgets.fleet_table import STATE_GLYPH
 from ..widgets.gpu_panel import GpuSection
@@ -61,8 +62,9 @@ class MachineScreen(BaseScreen):
 
     DEFAULT_CSS = """
     MachineScreen #info { height: auto; padding: 0 1; background: $boost; }
-    MachineScreen #window { height: 1; padding: 0 1; }
-    MachineScreen #page { height: 1fr; }
+    MachineScreen #window { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    MachineScreen #page { height: 1fr; scrollbar-size-vertical: 1; scrollbar-background: $surface;
+                          scrollbar-color: $panel-lighten-2; scrollbar-color-hover: $panel-lighten-3; }
     MachineScreen #charts { grid-size: 2; grid-gutter: 0 1; grid-rows: 13; height: auto; padding: 0 1; }
     MachineScreen .section { height: 1; padding: 0 1; margin-top: 1; text-style: bold; color: $text-accent; }
     MachineScreen #smi-box { height: auto; overflow-x: auto; overflow-y: hidden; }
@@ -83,7 +85,8 @@ class MachineScreen(BaseScreen):
         self.smi_text = ""
         self.smi_ts = 0.0
         self.live_docs = 0
-        self.chart_widgets: dict[str, MetricChart] = {}
+        self.chart_widgets: dict[str, MetricChart | StripChart] = {}
+        self.span = float(WINDOWS[self.window][0])  # seconds the charts show (less than the window if the data is)
         self._live: list[tuple[float, dict]] = []
         self._dirty = True
         self._charts_at = 0.0
@@ -287,11 +290,16 @@ class MachineScreen(BaseScreen):
         return Content.assemble(*parts)
 
     def _draw_window(self) -> None:
+        narrow = sum(s.content_size.width for s in self.query("#window").results(Static)) < 110
         parts: list = [("window ", "$text-muted")]
         for i, (key, name) in enumerate(WINDOW_NAMES.items(), 1):
             style = "bold reverse $text-accent" if key == self.window else ""
-            parts += [(f" {i} ", "$text-muted" if key != self.window else style), (name + " ", style), " "]
+            parts += [(f" {i} ", "$text-muted" if key != self.window else style), ((key if narrow else name) + " ", style),
+                      "" if narrow else " "]
         seconds, resolution = WINDOWS[self.window]
+        if self.series.ts and not self.history_loading and self.span < seconds - 1:
+            # less data than the window: the charts span what there is
+            parts.append((f"  only {fmt.age(self.span)} of data, shown in full", "$text-accent"))
         parts.append(("  1-minute rollups" if resolution == "1m" else "  raw samples", "$text-muted"))
         if self.history_loading:
             parts.append(("   loading…", "$text-warning"))
@@ -305,13 +313,15 @@ class MachineScreen(BaseScreen):
     def _draw_charts(self) -> None:
         now = self.dash.model.server_now()
         self.series.trim(now)
-        specs = charts(self.series, now, buckets=120, info=(self.info or {}).get("info"))
+        self.span = data_span(self.series, now)  # the window, or less when there is less data
+        specs = charts(self.series, now, buckets=120, info=(self.info or {}).get("info"), span=self.span)
         grid = self.query_one("#charts", Grid)
-        ids = [c.id for c in specs]
-        window_s = WINDOWS[self.window][0]
-        if ids != list(self.chart_widgets):
+        ids = [(c.id, c.kind) for c in specs]
+        window_s = self.span
+        if ids != [(cid, w.chart.kind) for cid, w in self.chart_widgets.items()]:
             grid.remove_children()
-            self.chart_widgets = {c.id: MetricChart(c, window_s, id=f"chart-{c.id}") for c in specs}
+            self.chart_widgets = {c.id: (StripChart if c.kind == "strips" else MetricChart)(c, window_s, id=f"chart-{c.id}")
+                                  for c in specs}
             if specs:
                 grid.mount_all(self.chart_widgets.values())
         else:

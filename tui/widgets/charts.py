@@ -9,7 +9,7 @@ from textual_plotext import PlotextPlot
 
 from centrality_core.sanitize import for_terminal, one_line
 
-from ..series import Chart, tick_labels
+from ..series import Chart, nice_axis, tick_labels, tick_text
 
 
 #: Line colours (Tableau 10): distinguishable, and readable on dark and light backgrounds.
@@ -32,6 +32,7 @@ class MetricChart(PlotextPlot):
     """
 
     def __init__(self, chart: Chart, window_s: float, *, id: str | None = None) -> None:
+        """``window_s``: the seconds the x axis spans (the window, or the data there is)."""
         super().__init__(id=id)
         self.chart = chart
         self.window_s = window_s
@@ -59,13 +60,15 @@ class MetricChart(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         chart = self.chart
-        top = chart.ymax
-        if top is None:
-            top = max((max(line.ys) for line in chart.lines if line.ys), default=1.0) * 1.15 or 1.0
+        top = chart.top()
         for i, line in enumerate(chart.lines):
             plt.plot(line.xs, line.ys, marker="braille", color=_rgb(PALETTE[i % len(PALETTE)]))
         plt.xlim(-self.window_s, 0)
         plt.ylim(0, top)
+        # Round ticks (0 25 50 75 100), not plotext's own (100.0 83.3 66.7 ...), at most one per 2 rows.
+        rows = max(2, self.size.height - 4)
+        yticks = [t for t in nice_axis(top, most=max(2, min(5, rows // 2 + 2)))[1] if t <= top + 1e-9]
+        plt.yticks(yticks, [tick_text(t) for t in yticks])
         ticks, labels = tick_labels(self.window_s)
         plt.xticks(ticks, labels)
         self.draws += 1

@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.strip import Strip
 
 from .. import format as fmt
+from ..layout import Column, Placed, fit as fit_columns, width_of
 from ..model import Event
 from .table import LineTable, fit
 
@@ -17,8 +18,13 @@ BAD = {"disconnected", "heartbeat_missed", "expired", "registration_refused", "f
        "retired"}
 GOOD = {"registered", "reconnected", "healthy", "undrained"}
 
-_COLUMNS = (("TIME (UTC)", 19, False), ("AGO", 5, True), ("MACHINE", 16, False), ("EVENT", 20, False),
-            ("CHANGE", 14, False), ("BY", 10, False), ("REASON", 48, False))
+#: On a narrow terminal the absolute time goes first (AGO stays), then the state change, then who;
+#: on a wide one, who and the machine grow to their longest value and the reason takes the rest.
+_COLUMNS = (Column("when", "TIME (UTC)", 19, keep=20), Column("ago", "AGO", 5, right=True),
+            Column("machine", "MACHINE", 12, grow=20, grow_rank=1),
+            Column("kind", "EVENT", 12, grow=10, grow_rank=2), Column("change", "CHANGE", 14, keep=40),
+            Column("actor", "BY", 10, keep=30, grow=30, grow_rank=0),
+            Column("reason", "REASON", 16, grow=1000, grow_rank=3))
 
 
 class EventTable(LineTable):
@@ -53,13 +59,42 @@ class EventTable(LineTable):
         self.clock = clock
         self.events: list[Event] = []
         self.empty_text = "no events"
-        self._cols = [c for c in _COLUMNS if show_machine or c[0] != "MACHINE"]
-        self._widths = [(w, right) for _, w, right in self._cols]
-        self._width = sum(w + 1 for w, _ in self._widths)
+        self._columns = [c for c in _COLUMNS if show_machine or c.id != "machine"]
+        self._cols: list[Placed] = []
+        self._widths: list[tuple[int, bool]] = []
+        self._width = 0
+        self._content: dict[str, int] = {}
+        self._layout_key: tuple = ()
+        self._relayout()
+
+    def _relayout(self) -> None:
+        available = self.scrollable_content_region.width
+        key = (available, tuple(sorted(self._content.items())))
+        if key == self._layout_key:
+            return
+        self._layout_key = key
+        self._cols = fit_columns(self._columns, available, self._content)
+        self._widths = [(p.width, p.column.right) for p in self._cols]
+        self._width = width_of(self._cols)
+        self.clear_lines()
+
+    def on_resize(self) -> None:
+        self._relayout()
+        self.set_extent(len(self.events), self._width)
+        self.refresh()
+
+    @property
+    def column_ids(self) -> list[str]:
+        return [p.id for p in self._cols]
 
     def set_events(self, events: list[Event]) -> None:
         selected = self.events[self.cursor] if self.events and self.cursor < len(self.events) else None
         self.events = events
+        recent = events[:500]
+        self._content = {"actor": max((len(e.actor) for e in recent), default=0),
+                         "machine": max((len(e.machine) for e in recent), default=0),
+                         "kind": max((len(e.kind) for e in recent), default=0)}
+        self._relayout()
         if selected is not None:
             # keep the cursor on the same event as new ones arrive on top
             for i, ev in enumerate(events[: self.cursor + 200]):
@@ -78,11 +113,11 @@ class EventTable(LineTable):
 
     def render_header(self) -> Strip:
         header = self.style_of("header")
-        return self.strip([(title, header) for title, _, _ in self._cols], self._widths, None, self._width)
+        return self.strip([(p.column.title, header) for p in self._cols], self._widths, None, self._width)
 
     def row_key(self, index: int, selected: bool) -> tuple | None:
         ev = self.events[index]
-        return (id(ev), ev.key, selected, fmt.age(self.clock() - ev.when) if ev.when else "-")
+        return (id(ev), ev.key, selected, fmt.age(self.clock() - ev.when) if ev.when else "-", self._layout_key)
 
     def render_row(self, index: int, selected: bool) -> Strip:
         ev = self.events[index]
@@ -90,12 +125,13 @@ class EventTable(LineTable):
         kind_style = S("bad") if ev.kind in BAD or ev.to_state in ("limbo", "dead") else \
             S("good") if ev.kind in GOOD else Style()
         when = ev.ts.replace("T", " ")[:19]
-        cells = {"TIME (UTC)": (when, S("dim")),
-                 "AGO": (fmt.age(self.clock() - ev.when) if ev.when else "-", S("dim")),
-                 "MACHINE": (ev.machine, S("machine")), "EVENT": (ev.kind, kind_style),
-                 "CHANGE": (f"{ev.from_state} → {ev.to_state}", kind_style),
-                 "BY": (ev.actor, S("dim")), "REASON": (ev.reason, Style())}
-        return self.strip([cells[title] for title, _, _ in self._cols], self._widths,
+        changed = ev.from_state != ev.to_state and ev.to_state != "-"
+        cells = {"when": (when, S("dim")),
+                 "ago": (fmt.age(self.clock() - ev.when) if ev.when else "-", S("dim")),
+                 "machine": (ev.machine, S("machine")), "kind": (ev.kind, kind_style),
+                 "change": (f"{ev.from_state} → {ev.to_state}" if changed else "", kind_style),
+                 "actor": (ev.actor, S("dim")), "reason": (ev.reason, Style())}
+        return self.strip([cells[p.id] for p in self._cols], self._widths,
                           S("cursor") if selected else None, self._width)
 
 

@@ -47,6 +47,12 @@ class PlanPanel(Static):
         groups = plan.skipped_groups()
         if groups:
             lines.append(_skipped(groups))
+        if plan.simulated:
+            lines.append(Content.assemble(
+                ("simulated: ", "$text-warning bold"),
+                (f"{'all' if plan.simulated == n else plan.simulated} of these are `centrality simulate` machines "
+                 "(sim=true): commands run on the simulator's host; hostname, uname and nvidia-smi answer "
+                 "as the simulated machine", "$text-warning")))
         note = f"runs as sh -c LINE · timeout {TIMEOUT} per machine · output kept up to {MAX_OUTPUT_TEXT} per machine"
         if plan.needs_confirm:
             note += f" · more than {CONFIRM_ABOVE} machines: asks first"

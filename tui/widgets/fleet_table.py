@@ -10,7 +10,7 @@ only the visible lines. A line is cached until its row changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -20,39 +20,35 @@ from textual.message import Message
 from textual.strip import Strip
 
 from .. import format as fmt
-from ..model import FleetModel, Machine
+from ..layout import Column, Placed, fit as fit_columns, width_of
+from ..model import SPARK_LEN, FleetModel, Machine
 from .table import LineTable, fit
 
+LABELS_EVERY = 2.0  # seconds between measurements of the longest labels
 STATE_GLYPH = {"live": "●", "limbo": "◐", "dead": "✕"}
 MARK_GLYPH = "✓"  # a machine marked with space (x runs a command on the marked machines)
 
 
-@dataclass(frozen=True)
-class Column:
-    id: str
-    title: str
-    width: int
-    sort: str
-    right: bool = False
-
-
 def fleet_columns(name_width: int, flags: bool) -> list[Column]:
-    cols = [Column("mark", "", 1, ""), Column("name", "NAME", name_width + 1, "name"),
+    """Every column, with how long it stays on a narrow terminal (``keep``, highest last to go)
+    and how far it grows on a wide one: labels first, then the sparklines (to ``SPARK_LEN``)."""
+    cols = [Column("mark", "", 1), Column("name", "NAME", name_width + 1, "name"),
             Column("state", "STATE", 7, "state")]
     if flags:
-        cols.append(Column("flags", "FLAGS", 9, "flags"))
+        cols.append(Column("flags", "FLAGS", 9, "flags", keep=90))
+    spark_grow = SPARK_LEN - 11
     cols += [
-        Column("kind", "KIND", 5, "kind"),
-        Column("labels", "LABELS", 18, "labels"),
-        Column("cpu", "CPU%", 5, "cpu", True),
-        Column("mem", "MEM%", 5, "mem", True),
-        Column("gpu", "GPU%", 5, "gpu", True),
-        Column("gpu_mem", "GMEM%", 6, "gpu_mem", True),
-        Column("disk", "DISK%", 6, "disk", True),
-        Column("net", "NET", 10, "net", True),
-        Column("age", "BEAT", 6, "age", True),
-        Column("cpu_spark", "CPU HISTORY", 11, "cpu"),
-        Column("gpu_spark", "GPU HISTORY", 11, "gpu"),
+        Column("kind", "KIND", 5, "kind", keep=40),
+        Column("labels", "LABELS", 14, "labels", keep=35, grow=66, grow_rank=0),
+        Column("cpu", "CPU%", 5, "cpu", True, keep=95),
+        Column("mem", "MEM%", 5, "mem", True, keep=85),
+        Column("gpu", "GPU%", 5, "gpu", True, keep=80),
+        Column("gpu_mem", "GMEM%", 6, "gpu_mem", True, keep=50),
+        Column("disk", "DISK%", 6, "disk", True, keep=70),
+        Column("net", "NET", 10, "net", True, keep=45),
+        Column("age", "BEAT", 6, "age", True, keep=75),
+        Column("cpu_spark", "CPU HISTORY", 11, "cpu", keep=30, grow=spark_grow, grow_rank=1),
+        Column("gpu_spark", "GPU HISTORY", 11, "gpu", keep=25, grow=spark_grow, grow_rank=1),
     ]
     return cols
 
@@ -109,10 +105,12 @@ class FleetTable(LineTable):
         self.cursor_name: str | None = None
         self.empty_text = "waiting for the control plane…"
         self._view: list[str] = []
-        self._cols: list[Column] = []
+        self._cols: list[Placed] = []
         self._widths: list[tuple[int, bool]] = []
         self._offsets: list[int] = []
         self._name_width = 8
+        self._labels_width = 0
+        self._labels_next = 0.0
         self._rows_seen = -1
         self._layout_key: tuple = ()
         self._header: tuple[tuple, Strip] | None = None
@@ -127,6 +125,10 @@ class FleetTable(LineTable):
             self._rows_seen = len(model.rows)
             longest = max((cell_len(n) for n in model.rows), default=4)
             self._name_width = max(8, min(28, longest))
+        now = time.monotonic()
+        if now >= self._labels_next:  # the longest labels (how far LABELS grows): 1-2 ms at 10,000 rows
+            self._labels_next = now + LABELS_EVERY
+            self._labels_width = max((len(m.labels_text) for m in model.rows.values()), default=0)
         self._relayout()
         self._view = model.view()
         if self.cursor_name is not None:
@@ -137,20 +139,29 @@ class FleetTable(LineTable):
         self.cursor_name = self._view[self.cursor] if self._view else None
         self.refresh()
 
+    def on_resize(self) -> None:
+        self._relayout()
+        self.set_extent(len(self._view), self._width)
+        self.refresh()
+
     def _relayout(self) -> None:
-        key = (self._name_width, self.model.has_flags)
+        available = self.scrollable_content_region.width
+        key = (self._name_width, self.model.has_flags, available, self._labels_width)
         if key == self._layout_key:
             return
         self._layout_key = key
-        self._cols = fleet_columns(self._name_width, self.model.has_flags)
-        self._widths = [(c.width, c.right) for c in self._cols]
-        self._offsets, x = [], 0
-        for c in self._cols:
-            self._offsets.append(x)
-            x += c.width + 1
-        self._width = x
+        self._cols = fit_columns(fleet_columns(self._name_width, self.model.has_flags), available,
+                                 {"labels": self._labels_width})
+        self._widths = [(p.width, p.column.right) for p in self._cols]
+        self._offsets = [p.x for p in self._cols]
+        self._width = width_of(self._cols)
         self.clear_lines()
         self._header = None
+
+    @property
+    def column_ids(self) -> list[str]:
+        """The columns shown now (the terminal's width decides)."""
+        return [p.id for p in self._cols]
 
     @property
     def selected(self) -> str | None:
@@ -172,9 +183,9 @@ class FleetTable(LineTable):
         self.post_message(self.Opened(self._view[index]))
 
     def header_clicked(self, x: int) -> None:
-        for c, off in zip(self._cols, self._offsets):
-            if off <= x < off + c.width + 1 and c.sort:
-                self.model.set_sort(c.sort)
+        for p in self._cols:
+            if p.x <= x < p.x + p.width + 1 and p.column.sort:
+                self.model.set_sort(p.column.sort)
                 self.sync()
                 return
 
@@ -199,10 +210,11 @@ class FleetTable(LineTable):
         header, sorted_style = self.style_of("header"), self.style_of("sorted")
         arrow = "▼" if self.model.sort_desc else "▲"
         segs, marked = [], False
-        for c in self._cols:
+        for p in self._cols:
+            c = p.column
             is_sorted = c.sort == self.model.sort_key and not marked and not c.id.endswith("_spark")
             marked = marked or is_sorted
-            segs.append(Segment(fit(c.title + arrow if is_sorted else c.title, c.width, c.right),
+            segs.append(Segment(fit(c.title + arrow if is_sorted else c.title, p.width, c.right),
                                 sorted_style if is_sorted else header))
             segs.append(Segment(" ", header))
         strip = Strip(segs, self._width)
@@ -231,8 +243,8 @@ class FleetTable(LineTable):
         number = dim if stale else Style()
         state_style = S(m.state) if m.state in STATE_GLYPH else dim
         cells: list[tuple[str, Style]] = []
-        for c in self._cols:
-            cid = c.id
+        for p in self._cols:
+            cid = p.id
             if cid == "mark":
                 cells.append((MARK_GLYPH if m.name in self.model.marked else "", S("mark")))
             elif cid == "name":
@@ -263,9 +275,9 @@ class FleetTable(LineTable):
             elif cid == "age":
                 cells.append((age, state_style if stale else number))
             elif cid == "cpu_spark":
-                cells.append((fmt.spark(m.cpu_spark, c.width), dim if stale else S("cpu-spark")))
+                cells.append((fmt.spark(m.cpu_spark, p.width), dim if stale else S("cpu-spark")))
             else:  # gpu_spark
-                cells.append((fmt.spark(m.gpu_spark, c.width) if m.gpu_count else "",
+                cells.append((fmt.spark(m.gpu_spark, p.width) if m.gpu_count else "",
                               dim if stale else S("gpu-spark")))
         return cells
 
