@@ -63,5 +63,37 @@ fleetops.register(app)
 
 
 def main() -> None:
+    """Run the CLI. Usage errors are one ``error:`` line (a JSON document under ``--json``), exit 2."""
+    import importlib
+    import sys
+
+    from . import helptext, output
+
+    # the click typer uses (typer >= 0.26 vendors its own): its exceptions are where BadParameter is
+    click = importlib.import_module(typer.BadParameter.__module__)
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    command = typer.main.get_command(app)
+    helptext.polish(command)
+    try:
+        code = command.main(prog_name="centrality", standalone_mode=False)
+    except getattr(click, "NoArgsIsHelpError", ()) as exc:  # `centrality` alone: the help
+        exc.show()
+        code = exc.exit_code
+    except click.UsageError as exc:
+        output.json_mode = output.json_mode or "--json" in sys.argv[1:]
+        where = exc.ctx.command_path if exc.ctx is not None else "centrality"
+        message = exc.format_message().rstrip(".")
+        message = message[:1].lower() + message[1:]
+        try:
+            output.fail(f"{message} (see `{where} --help`)", 2, "usage")
+        except typer.Exit as done:
+            code = done.exit_code
+    except click.ClickException as exc:
+        try:
+            output.fail(exc.format_message(), exc.exit_code)
+        except typer.Exit as done:
+            code = done.exit_code
+    except click.Abort:
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

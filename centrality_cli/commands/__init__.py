@@ -25,8 +25,11 @@ def answer(ctx: typer.Context, *argv: str) -> Any:
     """The data of a request that must succeed; a non-zero status exits with it."""
     reply = operator_call(ctx, *argv)
     if reply.status:
-        output.fail(f"request failed with status {reply.status}", reply.status)
+        data = reply.data if isinstance(reply.data, dict) else {}
+        output.fail(str(data.get("reason") or f"request failed with status {reply.status}"), reply.status,
+                    data.get("error"))
     return reply.data
 
 
-JSON = typer.Option(False, "--json", help="Print one JSON document instead of a table.")
+JSON = typer.Option(False, "--json", callback=output.set_json_mode,
+                    help="Print one JSON document instead of a table (an error document on failure).")

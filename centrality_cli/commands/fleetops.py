@@ -37,7 +37,8 @@ def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[Li
 def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> None:
     """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on stderr."""
     if json:
-        return output.print_json(r)
+        output.print_json(r)
+        raise typer.Exit(9 if r["unknown"] else 0)
     from centrality_core import hostlist
 
     for field, before, after in lines:
@@ -45,6 +46,8 @@ def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> No
             typer.echo(f"{before}{hostlist.fold(r[field])}{after}")
     for expr in r["unknown"]:
         typer.echo(f"unknown: {expr}", err=True)
+    if r["unknown"]:  # the others were done; a name that matched nothing is still "not found"
+        raise typer.Exit(9)
 
 
 def label(ctx: typer.Context, name: str,

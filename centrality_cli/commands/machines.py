@@ -16,9 +16,12 @@ machines = typer.Typer(help="List, inspect and forget machines.", no_args_is_hel
 @machines.command("ls")
 def ls(ctx: typer.Context,
        state: Optional[List[str]] = typer.Option(None, "--state", help="Only machines in this state (live, limbo, dead)."),
+       label: Optional[List[str]] = typer.Option(None, "--label", "-l",
+                                                 help="KEY=VALUE (or KEY): only machines with it; repeatable."),
        json: bool = JSON) -> None:
     """List machines: name, state, hostname, last heartbeat."""
-    argv = ["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
+    argv = (["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
+            + [a for lab in label or () for a in ("--label", lab)])
     rows = answer(ctx, *argv)
     if json:
         return output.print_json(rows)
@@ -37,7 +40,7 @@ def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
     if json:
         return output.print_json(m)
     info = m["info"]
-    gpus = ", ".join(f"{g.get('name', '?')}" for g in info.get("gpus", [])) or "none"
+    gpus = gpu_summary(info.get("gpus", []))
     mem = info.get("memory_total_bytes", 0) / 2**30
     output.table(["FIELD", "VALUE"], [
         ("name", m["name"]), ("state", Markup(output.state(m["state"]))),
@@ -48,6 +51,15 @@ def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
         ("labels", output.labels(m["labels"]) or "-"), ("id", m["id"]), ("key", m["key_fingerprint"]),
     ])
     _events_table(m["events"], title="recent events")
+
+
+def gpu_summary(gpus: list[dict]) -> str:
+    """``8 x NVIDIA H100 80GB HBM3``: each model once, with its count, in the order first seen."""
+    counts: dict[str, int] = {}
+    for g in gpus:
+        name = str(g.get("name") or "?")
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} x {name}" for name, n in counts.items()) or "none"
 
 
 @machines.command("forget")
@@ -86,13 +98,22 @@ def events(ctx: typer.Context,
 
 def wait(ctx: typer.Context,
          live: int = typer.Option(..., "--live", help="Wait until at least N machines are live."),
-         timeout: str = typer.Option("60s", "--timeout", help="Give up after this long; exit 124."),
+         timeout: str = typer.Option("60s", "--timeout",
+                                     help="Give up after this long (exit 124), also while the control "
+                                          "plane is not up yet."),
          json: bool = JSON) -> None:
-    """Block until N machines are live (for CI after provisioning)."""
-    r = answer(ctx, "wait", "--live", str(live), "--timeout", timeout)
+    """Block until N machines are live (for CI after provisioning; retries a control plane not up yet)."""
+    from ..waiting import wait_live
+
+    r = output.run(lambda: wait_live(ctx.obj["context"], live, timeout))
     if json:
-        return output.print_json(r)
-    typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")
+        output.print_json(r)
+    elif r["timed_out"]:
+        output.err_console().print(f"[bold red]error:[/] {output.escape(r['reason'])}", highlight=False,
+                                   soft_wrap=True)
+    else:
+        typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")
+    raise typer.Exit(r.get("exit_code", 0))
 
 
 def status(ctx: typer.Context, json: bool = JSON) -> None:

@@ -93,7 +93,8 @@ class EventTable(LineTable):
         cells = {"TIME (UTC)": (when, S("dim")),
                  "AGO": (fmt.age(self.clock() - ev.when) if ev.when else "-", S("dim")),
                  "MACHINE": (ev.machine, S("machine")), "EVENT": (ev.kind, kind_style),
-                 "CHANGE": (f"{ev.from_state} → {ev.to_state}", kind_style),
+                 "CHANGE": (f"{ev.from_state} → {ev.to_state}"  # drained, labelled...: no state change
+                            if (ev.from_state, ev.to_state) != ("-", "-") else "", kind_style),
                  "BY": (ev.actor, S("dim")), "REASON": (ev.reason, Style())}
         return self.strip([cells[title] for title, _, _ in self._cols], self._widths,
                           S("cursor") if selected else None, self._width)
