@@ -136,8 +136,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
         err_console().print(empty)
         return
     t = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False, show_header=header)
+    limit = 4096 if piped() else 120  # a pipe gets whole cells; a terminal, cells it can show
     for row in rows:
-        t.add_row(*(c if isinstance(c, Markup) else escape(one_line(str(c), 120)) for c in row))
+        t.add_row(*(c if isinstance(c, Markup) else escape(one_line(str(c), limit)) for c in row))
     show(t)
 
 

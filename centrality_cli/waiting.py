@@ -30,6 +30,8 @@ async def wait_live(context: str | None, live: int, timeout_text: str) -> dict:
                 reply = await client.call("wait", "--live", str(live), "--timeout", f"{remaining:.3f}s")
             answer = dict(reply.data)
             answer["waited_s"] = round(time.monotonic() - start, 3)
+            if answer.get("timed_out") and ": " in answer.get("reason", ""):  # the whole --timeout, not what was left
+                answer["reason"] = f"timed out after {timeout:g}s: " + answer["reason"].split(": ", 1)[1]
             return answer
         except ConnectError as exc:
             if type(exc) not in (ConnectError, Busy):  # refused key, host key mismatch: final

@@ -108,10 +108,10 @@ def wait(ctx: typer.Context,
     r = output.run(lambda: wait_live(ctx.obj["context"], live, timeout))
     if json:
         output.print_json(r)
-    elif r["timed_out"]:
+    if r["timed_out"]:
         output.err_console().print(f"[bold red]error:[/] {output.escape(r['reason'])}", highlight=False,
                                    soft_wrap=True)
-    else:
+    elif not json:
         typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")
     raise typer.Exit(r.get("exit_code", 0))
 

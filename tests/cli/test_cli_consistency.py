@@ -1,0 +1,199 @@
+"""What a user sees from the real `centrality` CLI (a subprocess) against a real control plane:
+names that match nothing, --json on failure, text when piped, help wording (issue 15, items 7-11)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import pytest
+
+from tests.conftest import REPO, cli, cli_env, wait_for
+
+
+async def run(home, *args, columns: str | None = "200", timeout: float = 30):
+    """The CLI with stdout a pipe; ``columns=None`` leaves $COLUMNS unset."""
+    env = cli_env(home)
+    env.pop("COLUMNS", None)
+    if columns is not None:
+        env["COLUMNS"] = columns
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "centrality_cli", *args, env=env, cwd=str(REPO),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def fleet(control_plane, agents, home):
+    a = await agents("web-01", sample_interval=0.1, batch_interval=0.2)
+    await wait_for(lambda: "web-01" in control_plane.metrics.latest, what="first metrics")
+    return a
+
+
+# ------------------------------------------------------------------ item 7: wrong names
+
+
+@pytest.mark.parametrize("argv", [
+    ["events", "--machine", "nope"],
+    ["metrics", "nope"],
+    ["machines", "show", "nope"],
+    ["machines", "label", "nope", "a=b"],
+    ["machines", "drain", "nope", "--reason", "x"],
+    ["health", "nope"],
+    ["audit", "--actor", "operator:nobody"],
+])
+async def test_unknown_names_exit_9(fleet, home, argv):
+    status, out, err = await run(home, *argv)
+    assert status == 9, (status, out, err)
+    assert "nope" in err or "nobody" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["machines", "show", "Bad Name!"],
+    ["events", "--machine", "Bad Name!"],
+    ["metrics", "Bad Name!"],
+])
+async def test_names_that_cannot_exist_are_usage_errors(fleet, home, argv):
+    status, out, err = await run(home, *argv)
+    assert status == 2, (status, out, err)
+    assert "invalid machine name 'Bad Name!'" in err
+
+
+async def test_unknown_stream_is_a_usage_error_listing_the_streams(fleet, home):
+    status, out, err = await run(home, "metrics", "web-01", "--stream", "bogus")
+    assert status == 2, (status, out, err)
+    assert "'bogus'" in err
+    for stream in ("cpu", "mem", "net"):
+        assert stream in err.split("its streams are", 1)[1]
+    status, out, _ = await run(home, "metrics", "web-01", "--stream", "cpu", "--json")
+    assert status == 0 and json.loads(out)
+
+
+async def test_known_but_quiet_names_still_answer(fleet, home):
+    status, out, err = await run(home, "events", "--machine", "web-01", "--json")
+    assert status == 0 and any(e["kind"] == "registered" or e["machine"] == "web-01" for e in json.loads(out))
+
+
+# ------------------------------------------------------------------ item 8: one JSON document, always
+
+
+def one_document(out: str):
+    return json.loads(out)  # raises on nothing, on two documents, on text around it
+
+
+async def test_wait_json_timeout_prints_one_document(fleet, home):
+    status, out, err = await run(home, "wait", "--live", "5", "--timeout", "0.5s", "--json")
+    assert status == 124, err
+    doc = one_document(out)
+    assert doc["timed_out"] is True and doc["error"] == "timeout" and doc["exit_code"] == 124
+    assert doc["live"] == 1 and doc["wanted"] == 5 and doc["machines"] == ["web-01"]
+    assert "timed out after 0.5s: 1 of 5 machines live" in err
+    status, out, _ = await run(home, "wait", "--live", "1", "--json")
+    assert status == 0 and one_document(out)["timed_out"] is False
+
+
+@pytest.mark.parametrize("argv, code, kind", [
+    (["machines", "show", "nope", "--json"], 9, "not_found"),
+    (["metrics", "web-01", "--stream", "bogus", "--json"], 2, "usage"),
+    (["events", "--since", "soon", "--json"], 2, "usage"),
+    (["machines", "drain", "web-01", "--json"], 2, "usage"),  # --reason missing: click's usage error
+    (["exec", "nope", "--json", "--", "true"], 9, "not_found"),
+    (["exec", "--dry-run", "nope", "--json"], 9, "not_found"),
+])
+async def test_json_failures_are_one_document(fleet, home, argv, code, kind):
+    status, out, err = await run(home, *argv)
+    assert status == code, (out, err)
+    doc = one_document(out)
+    assert doc["error"] == kind and doc["exit_code"] == code and doc["reason"]
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1  # one line, no usage block
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_cp(store_url: str, port: int):
+    from centrality_core.settings import resolve_server
+    from control_plane.server import ControlPlane
+    from tests.conftest import FAST
+
+    cp = ControlPlane(resolve_server({"listen": f"127.0.0.1:{port}", "db": store_url, **FAST}))
+    await cp.start()
+    return cp
+
+
+async def test_nothing_listening_json_and_hint_and_wait_retries(home, store_url, tmp_path):
+    """No control plane: one JSON document and a hint; `wait` keeps trying until one comes up."""
+    port = free_port()
+    cp = await start_cp(store_url, port)  # writes the `local` context and host key, as a first start does
+    await cp.stop()
+
+    status, out, err = await run(home, "machines", "ls", "--json")
+    assert status == 4, err
+    assert one_document(out)["error"] == "unreachable"
+    assert f"cannot reach 127.0.0.1:{port}: connection refused" in err
+    assert "Is the control plane running? Start it with `centrality server`" in err
+
+    status, out, err = await run(home, "wait", "--live", "1", "--timeout", "1s", "--json")
+    assert status == 124, err
+    doc = one_document(out)
+    assert doc["timed_out"] and doc["exit_code"] == 124 and "never answered" in doc["reason"]
+
+    env = cli_env(home)
+    waiter = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "centrality_cli", "wait", "--live", "1", "--timeout", "60s", "--json",
+        env=env, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(2.0)  # it is retrying now
+    assert waiter.returncode is None
+    cp = await start_cp(store_url, port)
+    try:
+        from agent_runtime.main import build_agent, join
+
+        token = await cp.auth.create_token(ttl=600, uses=1, actor="test", address=cp.address)
+        join(token["join"], name="late-01", config_dir=tmp_path / "agent")
+        agent = build_agent(tmp_path / "agent", profile="cpu")
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        out, err = await asyncio.wait_for(waiter.communicate(), 30)
+        assert waiter.returncode == 0, err.decode()
+        doc = one_document(out.decode())
+        assert doc["machines"] == ["late-01"] and doc["waited_s"] >= 2.0
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        if waiter.returncode is None:
+            waiter.kill()
+        await cp.stop()
+
+
+# ------------------------------------------------------------------ item 9: piped text
+
+
+LONG = "a-label-value-long-enough-to-be-cut-at-eighty-columns-" * 2
+
+
+async def test_piped_text_is_neither_cut_nor_padded(fleet, home):
+    status, _, err = await run(home, "machines", "label", "web-01", f"team={LONG.strip('-')}", "pool=eval")
+    assert status == 0, err
+    for argv in (["machines", "ls"], ["machines", "show", "web-01"], ["events"], ["status"]):
+        status, out, err = await run(home, *argv, columns=None)
+        assert status in (0, 1), err
+        lines = out.splitlines()
+        assert lines and all(line == line.rstrip() for line in lines), f"{argv}: trailing padding"
+        assert "…" not in out, f"{argv}: a cell was cut:\n{out}"
+        if argv[0] == "machines" or argv == ["events"]:
+            assert LONG.strip("-") in out, f"{argv}: the label is not whole:\n{out}"
+        assert max(map(len, lines)) > 80 or argv == ["status"]
+
+
+async def test_columns_is_honoured_when_piped(fleet, home):
+    status, _, err = await run(home, "machines", "label", "web-01", f"team={LONG.strip('-')}")
+    status, out, err = await run(home, "machines", "ls", columns="70")
+    assert status == 0, err
+    assert max(map(len, out.splitlines())) <= 70
