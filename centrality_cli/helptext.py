@@ -35,14 +35,12 @@ def _param(param) -> None:
     is_flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
     if getattr(param, "count", False) or re.search(r"\bdefault\b", getattr(param, "help", None) or "", re.I):
         param.show_default = False  # "(default: all). [default: 0]" says it twice
-    if is_flag or param.metavar is not None:
-        return
     if param.param_type_name == "argument":
-        name = (param.name or "value").upper()
+        name = param.metavar or (param.name or "value").upper()
         param.metavar = name
         dots = "..." if param.nargs != 1 else ""
         # typer >= 0.26 writes {NAME} <str> for a required argument: NAME, as man pages do
         param.display_type_rich = lambda ctx: None
         param._usage_display_name = lambda: f"{name}{dots}" if param.required else f"[{name}{dots}]"
-    else:
+    elif not is_flag and param.metavar is None:
         param.metavar = _METAVARS.get(param.name or "", (param.name or "value").upper().replace("_", "-"))

@@ -94,6 +94,6 @@ def main() -> None:
             output.fail(exc.format_message(), exc.exit_code)
         except typer.Exit as done:
             code = done.exit_code
-    except click.Abort:
+    except typer.Abort:
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

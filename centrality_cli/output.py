@@ -129,17 +129,28 @@ def labels(value: dict[str, str]) -> str:
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
           empty: str = "nothing to show", header: bool = True) -> None:
     """A table for people. Cells from agents are sanitised; markup is ours only."""
+    t = build_table(columns, rows, title=title, header=header)
+    if t is None:
+        err_console().print(empty)
+    else:
+        show(t)
+
+
+def build_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+                header: bool = True):
+    """The Rich table ``table`` prints (None when there are no rows), for a live display."""
     from rich.table import Table
 
     rows = list(rows)
     if not rows:
-        err_console().print(empty)
-        return
-    t = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False, show_header=header)
+        return None
+    # headers can be agent text too (metric keys such as fs[/].percent): escaped like cells
+    t = Table(*(escape(one_line(str(c), 120)) for c in columns), title=title, box=None, header_style="bold",
+              pad_edge=False, show_header=header)
     limit = 4096 if piped() else 120  # a pipe gets whole cells; a terminal, cells it can show
     for row in rows:
         t.add_row(*(c if isinstance(c, Markup) else escape(one_line(str(c), limit)) for c in row))
-    show(t)
+    return t
 
 
 def show(renderable) -> None:

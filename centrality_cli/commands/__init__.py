@@ -33,3 +33,13 @@ def answer(ctx: typer.Context, *argv: str) -> Any:
 
 JSON = typer.Option(False, "--json", callback=output.set_json_mode,
                     help="Print one JSON document instead of a table (an error document on failure).")
+
+
+def _machine_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    from ..completion import machine_names
+
+    return machine_names(ctx, incomplete)
+
+
+#: A machine's name; <TAB> completes it from the control plane.
+MACHINE = typer.Argument(..., metavar="NAME", help="The machine's name.", autocompletion=_machine_names)

@@ -8,10 +8,10 @@ import typer
 
 from .. import output
 from ..output import Markup
-from . import JSON, answer
+from . import JSON, MACHINE, _machine_names, answer
 
 
-TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).")
+TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).", autocompletion=_machine_names)
 LABELS = typer.Option(None, "--label", "-l", help="KEY=VALUE: only machines with this label; repeatable.")
 
 
@@ -50,7 +50,7 @@ def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> No
         raise typer.Exit(9)
 
 
-def label(ctx: typer.Context, name: str,
+def label(ctx: typer.Context, name: str = MACHINE,
           changes: List[str] = typer.Argument(..., help="KEY=VALUE sets a label, KEY- removes it."),
           json: bool = JSON) -> None:
     """Set or remove a machine's labels (they win over the labels in its agent.toml)."""
@@ -60,7 +60,8 @@ def label(ctx: typer.Context, name: str,
     typer.echo(f"{r['name']}: {output.labels(r['labels']) or '(no labels)'}")
 
 
-def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="One machine (default: all)."),
+def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="One machine (default: all).",
+                                                                  autocompletion=_machine_names),
            unhealthy: bool = typer.Option(False, "--unhealthy", help="Only unhealthy machines."),
            json: bool = JSON) -> None:
     """Healthcheck results. Exit 1 when a machine shown is unhealthy."""

@@ -8,7 +8,7 @@ import typer
 
 from .. import output
 from ..output import Markup
-from . import JSON, answer, operator_call
+from . import JSON, MACHINE, _machine_names, answer, operator_call
 
 machines = typer.Typer(help="List, inspect and forget machines.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def ls(ctx: typer.Context,
 
 
 @machines.command("show")
-def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+def show(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """One machine in detail, with its recent events."""
     m = answer(ctx, "machines", "show", name)
     if json:
@@ -63,7 +63,7 @@ def gpu_summary(gpus: list[dict]) -> str:
 
 
 @machines.command("forget")
-def forget(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+def forget(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """Declare a machine in limbo dead, freeing its name."""
     r = answer(ctx, "machines", "forget", name)
     if json:
@@ -80,7 +80,8 @@ def _events_table(rows: list[dict], title: str | None = None) -> None:
 
 
 def events(ctx: typer.Context,
-           machine: Optional[str] = typer.Option(None, "--machine", "-m", help="Only this machine's events."),
+           machine: Optional[str] = typer.Option(None, "--machine", "-m", help="Only this machine's events.",
+                                                  autocompletion=_machine_names),
            since: Optional[str] = typer.Option(None, "--since", help="Only newer than this (10m, 2h, 1d)."),
            limit: int = typer.Option(100, "--limit", "-n", help="At most this many, newest first."),
            json: bool = JSON) -> None:

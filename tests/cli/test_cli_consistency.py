@@ -163,7 +163,7 @@ async def test_nothing_listening_json_and_hint_and_wait_retries(home, store_url,
         out, err = await asyncio.wait_for(waiter.communicate(), 30)
         assert waiter.returncode == 0, err.decode()
         doc = one_document(out.decode())
-        assert doc["machines"] == ["late-01"] and doc["waited_s"] >= 2.0
+        assert doc["machines"] == ["late-01"] and doc["waited_s"] >= 1.0
         stop.set()
         await asyncio.wait_for(task, 10)
     finally:
@@ -197,3 +197,105 @@ async def test_columns_is_honoured_when_piped(fleet, home):
     status, out, err = await run(home, "machines", "ls", columns="70")
     assert status == 0, err
     assert max(map(len, out.splitlines())) <= 70
+
+
+# ------------------------------------------------------------------ item 10: metrics
+
+
+async def test_metrics_keys_sort_naturally_and_default_to_a_summary(fleet, home, control_plane):
+    await wait_for(lambda: len(control_plane.metrics.latest["web-01"].keys) > 20, what="per-core keys")
+    await asyncio.sleep(0.5)  # a few batches stored
+    status, out, err = await run(home, "metrics", "web-01", "--stream", "cpu", "--csv")
+    assert status == 0, err
+    header = out.splitlines()[0].split(",")
+    cores = [h for h in header if h.startswith("cpu[")]
+    assert len(cores) >= 11
+    assert cores == sorted(cores, key=lambda k: int(k[4:k.index("]")])), cores  # cpu[2] before cpu[10]
+
+    status, out, err = await run(home, "metrics", "web-01")
+    assert status == 0, err
+    head = out.splitlines()[0].split()
+    assert head[:3] == ["TIME", "cpu.percent", "mem.percent"] and not any("cpu[" in h for h in head)
+    assert not any(h.endswith("…") for h in head)
+    n = len(out.splitlines()) - 1
+    assert n < 40 and "the last 40" not in err and "the last" not in err  # all rows are shown
+    assert f"of {n} samples" not in err
+
+    status, out, err = await run(home, "metrics", "web-01", "--keys", "cpu[1?].percent", "--json")
+    assert status == 0, err
+    rows = json.loads(out)
+    assert {k for r in rows for k in r} - {"ts"} == {f"cpu[{i}].percent" for i in range(10, 16)}
+
+    status, out, err = await run(home, "metrics", "web-01", "--keys", "cpu[1?].percent", "--keys", "mem.percent")
+    assert out.splitlines()[0].split() == ["TIME", "mem.percent"] + [f"cpu[{i}].percent" for i in range(10, 16)] \
+        or out.splitlines()[0].split() == ["TIME"] + [f"cpu[{i}].percent" for i in range(10, 16)] + ["mem.percent"]
+
+
+async def test_metrics_table_fits_columns_with_whole_headers(fleet, home):
+    await asyncio.sleep(0.5)
+    status, out, err = await run(home, "metrics", "web-01", "--stream", "cpu", columns="80")
+    assert status == 0, err
+    head = out.splitlines()[0]
+    assert "…" not in head and len(head) <= 80
+    assert "keys: --keys GLOB picks keys" in err and "showing" in err
+
+
+# ------------------------------------------------------------------ item 11: wording, watch, filters, completion
+
+
+async def test_ls_label_filter_and_events_change_column(fleet, home, agents):
+    await agents("web-02")
+    status, _, err = await run(home, "machines", "label", "web-02", "pool=eval")
+    assert status == 0, err
+    status, out, _ = await run(home, "machines", "ls", "-l", "pool=eval", "--json")
+    assert [m["name"] for m in json.loads(out)] == ["web-02"]
+    status, out, _ = await run(home, "machines", "ls", "-l", "pool", "-l", "pool=prod", "--json")
+    assert json.loads(out) == []
+    status, out, err = await run(home, "machines", "drain", "web-01", "--reason", "psu")
+    assert status == 0, err
+    status, out, _ = await run(home, "events", "--machine", "web-01")
+    drained = next(line for line in out.splitlines() if " drained " in line)
+    assert "→" not in drained and "psu" in drained
+
+
+async def test_machines_show_counts_gpu_models(control_plane, agents, home):
+    await agents("gpu-01", profile="gpu8")
+    status, out, err = await run(home, "machines", "show", "gpu-01", columns=None)
+    assert status == 0, err
+    gpus = next(line for line in out.splitlines() if line.startswith("gpus"))
+    assert gpus.split(None, 1)[1].startswith("8 x NVIDIA H100") and gpus.count("H100") == 1
+
+
+async def test_top_watch_redraws_until_interrupted(fleet, home):
+    import signal
+
+    env = cli_env(home)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "centrality_cli", "top", "--watch", "--interval", "0.3s", "--json",
+        env=env, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    lines = [await asyncio.wait_for(proc.stdout.readline(), 20) for _ in range(3)]
+    assert all(json.loads(line)[0]["name"] == "web-01" for line in lines)
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "centrality_cli", "top", "--watch", "--interval", "0.3s",
+        env=env, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    seen = b""
+    while seen.count(b"NAME") < 2:
+        seen += await asyncio.wait_for(proc.stdout.read(1), 20)
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    assert b"web-01" in seen and b"every 0.3s" in seen
+
+
+async def test_shell_completion_of_machine_names(fleet, home, agents):
+    await agents("web-02")
+    for words, cword in (("centrality machines show we", "3"), ("centrality metrics web-0", "2"),
+                         ("centrality events --machine w", "3"), ("centrality exec web", "2")):
+        env = {**cli_env(home), "_CENTRALITY_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "centrality_cli", env=env, cwd=str(REPO),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert out.decode().split() == ["web-01", "web-02"], (words, out, err)
