@@ -26,3 +26,16 @@ def advice(exc: ModuleNotFoundError, command: str) -> str | None:
         return None
     return (f"`{command}` needs the '{extra}' extra ({module} is not installed): "
             f"pip install 'centrality[{extra}]'")
+
+
+def require(command: str, modules: list[str]) -> None:
+    """Exit 3 naming the extra when one of ``modules`` is not installed (checked before starting
+    anything, for commands that run others: ``demo`` starts a server, then the dashboard)."""
+    import importlib.util
+
+    from . import output
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            output.fail(advice(ModuleNotFoundError(name=module), command) or f"{module} is not installed", 3,
+                        "config")

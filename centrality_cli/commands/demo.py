@@ -104,6 +104,9 @@ def demo(
     if not no_tui and not (sys.stdin.isatty() and sys.stdout.isatty()):
         _say("Not on a terminal: the dashboard needs one, so here is the walk-through from the CLI.")
         no_tui = True
+    from ..extras import require
+
+    require("centrality demo", ["sqlalchemy", "alembic", "numpy", "ClusterShell"] + ([] if no_tui else ["textual"]))
     with ExitStack() as stack:
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)

@@ -24,21 +24,24 @@ def drain(ctx: typer.Context, targets: List[str] = TARGETS,
           label: Optional[List[str]] = LABELS, json: bool = JSON) -> None:
     """Drain machines: exec skips them (unless --include-drained) until undrained."""
     r = answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
-    _print_outcome(r, json, [("drained", "drained ", f": {reason}"), ("already", "already drained: ", "")])
+    _print_outcome(r, json, [("drained", "drained ", f": {reason}"), ("already", "already drained: ", "")], targets)
 
 
 def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[List[str]] = LABELS,
             json: bool = JSON) -> None:
     """Undrain machines."""
     r = answer(ctx, "machines", "undrain", *_targets(targets, label))
-    _print_outcome(r, json, [("undrained", "undrained ", ""), ("not_drained", "not drained: ", "")])
+    _print_outcome(r, json, [("undrained", "undrained ", ""), ("not_drained", "not drained: ", "")], targets)
 
 
-def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> None:
-    """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on stderr."""
+def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]], targets: List[str]) -> None:
+    """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on
+    stderr. A name given as such that matches no machine exits 9 (the others were done); names a
+    range expands to (gpu[01-16] on a fleet of 8) are listed, not an error."""
+    named_unknown = set(r["unknown"]) & set(targets)
     if json:
         output.print_json(r)
-        raise typer.Exit(9 if r["unknown"] else 0)
+        raise typer.Exit(9 if named_unknown else 0)
     from centrality_core import hostlist
 
     for field, before, after in lines:
@@ -46,7 +49,7 @@ def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> No
             typer.echo(f"{before}{hostlist.fold(r[field])}{after}")
     for expr in r["unknown"]:
         typer.echo(f"unknown: {expr}", err=True)
-    if r["unknown"]:  # the others were done; a name that matched nothing is still "not found"
+    if named_unknown:  # the others were done; a name that matched nothing is still "not found"
         raise typer.Exit(9)
 
 

@@ -41,6 +41,7 @@ async def fleet(control_plane, agents, home):
     ["machines", "show", "nope"],
     ["machines", "label", "nope", "a=b"],
     ["machines", "drain", "nope", "--reason", "x"],
+    ["machines", "drain", "web-01", "nope", "--reason", "x"],  # web-01 is drained; nope is still not found
     ["health", "nope"],
     ["audit", "--actor", "operator:nobody"],
 ])
