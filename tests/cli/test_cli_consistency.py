@@ -300,3 +300,25 @@ async def test_shell_completion_of_machine_names(fleet, home, agents):
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
         assert out.decode().split() == ["web-01", "web-02"], (words, out, err)
+
+
+async def test_server_banner_names_the_store_plainly(home, tmp_path):
+    import signal
+
+    db = tmp_path / "banner.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "centrality_cli", "server", "--listen", f"127.0.0.1:{free_port()}",
+        "--db", f"sqlite:///{db}", env=cli_env(home), cwd=str(REPO),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    lines = []
+    try:
+        while not any("  next" in line for line in lines):
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    store = next(line for line in lines if line.strip().startswith("store"))
+    assert store.split(None, 1)[1].strip() == f"SQLite {db}", store
+    assert "Store(" not in "".join(lines)
