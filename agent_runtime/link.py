@@ -25,6 +25,7 @@ import msgspec
 
 from centrality_core import protocol as p
 from centrality_core import sshlink
+from centrality_core.sanitize import for_log
 from centrality_core.errors import (
     AuthRefused, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused,
 )
@@ -38,7 +39,7 @@ from .metrics import Outbox, Sampler
 log = logging.getLogger("centrality.agent")
 
 #: Refusals that retrying cannot fix: the agent stops with the reason.
-FATAL_CODES = {"specs_differ", "name_in_use", "invalid_name", "unsupported_version",
+FATAL_CODES = {"specs_differ", "name_in_use", "name_owned", "invalid_name", "unsupported_version",
                "token_invalid", "token_expired", "token_used", "token_revoked", "not_enrolled"}
 REGISTER_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 60.0
@@ -56,6 +57,11 @@ class LinkState:
     last_error: str = ""
     heartbeats: int = 0
     batches_sent: int = 0
+    #: Batches the control plane acknowledged without storing them, and why (the last reason).
+    batches_refused: int = 0
+    last_refusal: str = ""
+    #: Samples it did not store for being too old or too far ahead of its clock.
+    samples_too_old: int = 0
 
 
 class Agent:
@@ -196,6 +202,19 @@ class Agent:
         if self.on_registered:
             self.on_registered(msg)
 
+    def _not_stored(self, ack: p.MetricsAck) -> None:
+        s = self.state
+        s.samples_too_old += ack.too_old
+        if ack.too_old:
+            log.warning("control plane did not store %d samples of batch %d: outside its time window "
+                        "(is this machine's clock right?)", ack.too_old, ack.seq)
+        if ack.refused:
+            s.batches_refused += 1
+            if ack.refused != s.last_refusal:  # once per reason, not once per batch
+                log.warning("control plane refused metric batch %d: %s", ack.seq,
+                            for_log(ack.refused[:500]))
+            s.last_refusal = ack.refused
+
     def _send(self, writer, msg: p.Message) -> None:
         writer.write(p.encode(msg))
         self._last_sent = time.monotonic()
@@ -261,6 +280,8 @@ class Agent:
             msg = await self._next(frames)
             if isinstance(msg, p.MetricsAck):
                 self.outbox.ack(msg.stream, msg.seq)
+                if msg.refused or msg.too_old:
+                    self._not_stored(msg)
             elif isinstance(msg, p.Error):
                 raise ProtocolError(f"control plane closed the link: {msg.code}: {msg.reason}")
             elif isinstance(msg, p.Unsupported):

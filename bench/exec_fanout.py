@@ -49,7 +49,9 @@ ROOT = report.ROOT
 
 def _env(tmp: Path) -> dict:
     return {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "XDG_DATA_HOME": str(tmp / "data"),
-            "HOME": str(tmp)}
+            "HOME": str(tmp),
+            # every simulated machine connects from 127.0.0.1: no per-address limits
+            "CENTRALITY_CONNECTION_RATE_PER_SOURCE": "0", "CENTRALITY_MAX_ENROLLING_PER_SOURCE": "0"}
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:

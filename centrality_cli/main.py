@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from centrality_core import __version__
+from centrality_core.sanitize import log_formatter
 
 from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
 from .commands import exec as exec_cmd, fleetops
@@ -41,8 +42,9 @@ def root(
 ) -> None:
     ctx.obj = {"context": context}
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     if verbose < 2:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
 

@@ -19,7 +19,7 @@ import typer
 
 from centrality_core import durations
 from centrality_core.errors import CentralityError
-from centrality_core.sanitize import one_line
+from centrality_core.sanitize import json_for_terminal, one_line
 
 STATE_STYLE = {"live": ("●", "green"), "limbo": ("◐", "yellow"), "dead": ("✕", "red")}
 
@@ -109,7 +109,10 @@ def _console(stream):
 def print_json(value: Any) -> None:
     import msgspec  # C: 20x faster than json.dumps(indent=2) on a 10,000-machine list
 
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
+    # JSON escapes C0 controls; C1 and bidi controls are escaped too, so a document
+    # shown in a terminal cannot drive it (the values decode unchanged).
+    doc = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    sys.stdout.write(json_for_terminal(doc) + "\n")
     sys.stdout.flush()
 
 
@@ -128,7 +131,8 @@ def labels(value: dict[str, str]) -> str:
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
           empty: str = "nothing to show", header: bool = True) -> None:
-    """A table for people. Cells from agents are sanitised; markup is ours only."""
+    """A table for people. Headers and cells are plain text (sanitised, never read as
+    Rich markup): only ``Markup`` cells, which this program writes, carry styles."""
     t = build_table(columns, rows, title=title, header=header)
     if t is None:
         err_console().print(empty)
@@ -140,16 +144,21 @@ def build_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title:
                 header: bool = True):
     """The Rich table ``table`` prints (None when there are no rows), for a live display."""
     from rich.table import Table
+    from rich.text import Text
+
+    limit = 4096 if piped() else 120  # a pipe gets whole cells; a terminal, cells it can show
+
+    def cell(c: Any) -> Text:
+        return Text.from_markup(c) if isinstance(c, Markup) else Text(one_line(str(c), limit))
 
     rows = list(rows)
     if not rows:
         return None
-    # headers can be agent text too (metric keys such as fs[/].percent): escaped like cells
-    t = Table(*(escape(one_line(str(c), 120)) for c in columns), title=title, box=None, header_style="bold",
-              pad_edge=False, show_header=header)
-    limit = 4096 if piped() else 120  # a pipe gets whole cells; a terminal, cells it can show
+    t = Table(title=title, box=None, header_style="bold", pad_edge=False, show_header=header)
+    for c in columns:
+        t.add_column(Text(one_line(str(c), 120)))
     for row in rows:
-        t.add_row(*(c if isinstance(c, Markup) else escape(one_line(str(c), limit)) for c in row))
+        t.add_row(*(cell(c) for c in row))
     return t
 
 

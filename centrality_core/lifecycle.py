@@ -24,9 +24,16 @@ Rules (from the design brief):
 * A name in limbo can be taken back only by a machine with identical specs
   (``MachineInfo.identity()``): that is an agent restart, and it continues the
   same machine (same id).
-* A dead name can be taken by anyone. With identical specs the same machine
-  comes back; with different specs the old record is retired and a new machine
-  (new id) takes the name.
+* A name belongs to the key that registered it (``Machine.owner``, an SSH key
+  fingerprint). Only that key may take the machine back from limbo or death
+  with identical specs; any other key is refused with ``name_owned`` until an
+  operator frees the name (``forget``: limbo -> dead -> removed, or
+  ``release``: the next registration with identical specs over any key takes
+  the machine and becomes its owner).
+* A dead name can be taken by another machine (different specs): the old
+  record is retired and a new machine (new id) takes the name.
+* No refusal tells one key anything of a machine it does not own: not its
+  specs, not whether specs matched.
 * Liveness is independent of operator flags (drained, unhealthy), which live
   elsewhere.
 """
@@ -76,6 +83,8 @@ class Machine:
     state_since: float
     #: Token of the connection the machine is attached to, None when detached.
     conn: object = None
+    #: Fingerprint of the key that registered it ("" once released by an operator).
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,37 +140,24 @@ class Fleet:
     # ------------------------------------------------------------------ registration
 
     def register(self, name: str, identity: tuple, conn: object, now: float,
-                 actor: str = "agent") -> Registration:
+                 actor: str = "agent", key: str = "") -> Registration:
+        """Register ``conn`` (authenticated with ``key``) as the machine ``name``."""
         existing = self.machines.get(name)
         if existing is None:
-            m = Machine(_new_id(), name, Liveness.LIVE, identity, now, now, conn)
+            m = Machine(_new_id(), name, Liveness.LIVE, identity, now, now, conn, key)
             self.machines[name] = m
             return Registration(m, None, [Event("registered", m.id, name, now, None,
                                                 Liveness.LIVE, "new machine", actor)])
 
-        same = existing.identity == identity
-        if existing.state is Liveness.LIVE:
-            reason = (f"machine {name!r} is already live on another connection; "
-                      "two machines cannot be live under one name")
-            if same:  # likely a restart whose old connection has not dropped yet: retryable
-                reason += (f" (same specs: the old connection goes to limbo after "
-                           f"{self.thresholds.limbo_after:g}s without heartbeats)")
-                return self._refuse(existing, "still_connected", reason, now, actor)
-            return self._refuse(existing, "name_in_use", reason, now, actor)
+        refusal = self._refusal(existing, identity, key)
+        if refusal is not None:
+            ev = Event("registration_refused", existing.id, existing.name, now,
+                       existing.state, existing.state, refusal.reason, actor)
+            return Registration(None, refusal, [ev])
 
-        if existing.state is Liveness.LIMBO and not same:
-            diff = _describe_difference(existing.identity, identity)
-            return self._refuse(
-                existing, "specs_differ",
-                f"machine {name!r} is in limbo and this machine's specs differ ({diff}); "
-                "only the same machine may take back a name in limbo. Pick another name, "
-                f"or wait until it is dead (after {self.thresholds.dead_after:g}s of silence) "
-                "or forget it with `centrality machines forget`.",
-                now, actor)
-
-        if same:  # agent restart, or a dead machine coming back
+        if existing.identity == identity:  # agent restart, or a dead machine coming back
             before = existing.state
-            existing.state, existing.conn = Liveness.LIVE, conn
+            existing.state, existing.conn, existing.owner = Liveness.LIVE, conn, key
             existing.last_heartbeat = existing.state_since = now
             why = "agent reconnected" if before is Liveness.LIMBO else "dead machine came back"
             return Registration(existing, None, [Event("reconnected", existing.id, name, now,
@@ -169,7 +165,7 @@ class Fleet:
                                 continued=True)
 
         # Dead name, different machine: retire the old record, register anew.
-        m = Machine(_new_id(), name, Liveness.LIVE, identity, now, now, conn)
+        m = Machine(_new_id(), name, Liveness.LIVE, identity, now, now, conn, key)
         self.machines[name] = m
         events = [
             Event("retired", existing.id, name, now, Liveness.DEAD, None,
@@ -179,11 +175,39 @@ class Fleet:
         ]
         return Registration(m, None, events, retired_id=existing.id)
 
-    def _refuse(self, existing: Machine, code: str, reason: str, now: float,
-                actor: str) -> Registration:
-        ev = Event("registration_refused", existing.id, existing.name, now,
-                   existing.state, existing.state, reason, actor)
-        return Registration(None, Refusal(code, reason), [ev])
+    def check(self, name: str, identity: tuple, key: str) -> Refusal | None:
+        """Why ``register`` would refuse this registration now, or None (changes nothing)."""
+        existing = self.machines.get(name)
+        return None if existing is None else self._refusal(existing, identity, key)
+
+    def _refusal(self, existing: Machine, identity: tuple, key: str) -> Refusal | None:
+        name = existing.name
+        same = existing.identity == identity
+        ours = not existing.owner or existing.owner == key
+        if existing.state is Liveness.LIVE:
+            reason = (f"machine {name!r} is already live on another connection; "
+                      "two machines cannot be live under one name")
+            if same and ours:  # likely a restart whose old connection has not dropped yet: retryable
+                return Refusal("still_connected", reason + (
+                    f" (the old connection goes to limbo after "
+                    f"{self.thresholds.limbo_after:g}s without heartbeats)"))
+            return Refusal("name_in_use", reason)
+        if not ours and (same or existing.state is Liveness.LIMBO):
+            return Refusal(
+                "name_owned",
+                f"the name {name!r} belongs to a machine registered with another key; "
+                "pick another name, or ask an operator to free it (`centrality machines "
+                f"release {name}` keeps its history, `centrality machines forget {name}` "
+                "retires it)")
+        if existing.state is Liveness.LIMBO and not same:
+            return Refusal(
+                "specs_differ",
+                f"machine {name!r} is in limbo and this machine's specs differ "
+                f"({_describe_difference(existing.identity, identity)}); only the same machine "
+                "may take back a name in limbo. Pick another name, or wait until it is dead "
+                f"(after {self.thresholds.dead_after:g}s of silence) or forget it with "
+                "`centrality machines forget`.")
+        return None
 
     # ------------------------------------------------------------------ liveness
 
@@ -220,13 +244,41 @@ class Fleet:
         return events
 
     def forget(self, name: str, actor: str, now: float) -> list[Event]:
-        """An operator declares a machine in limbo dead. Live machines refuse."""
+        """An operator declares a machine in limbo dead, or removes a dead one.
+
+        A live machine refuses. A removed machine is gone from the fleet (its
+        name is free for anyone); its history stays in the store until retention.
+        """
         m = self.machines[name]
         if m.state is Liveness.LIVE:
-            raise ValueError(f"machine {name!r} is live; only a machine in limbo can be forgotten")
+            raise ValueError(f"machine {name!r} is live; only a machine in limbo or dead can be forgotten")
         if m.state is Liveness.DEAD:
-            return []
+            return [self.remove(name, "removed by an operator", now, actor)]
         return [self._move(m, Liveness.DEAD, "forgotten", "forgotten by an operator", now, actor)]
+
+    def remove(self, name: str, reason: str, now: float, actor: str = "system") -> Event:
+        """Drop a dead machine from the fleet."""
+        m = self.machines.pop(name)
+        return Event("removed", m.id, name, now, m.state, None, reason, actor)
+
+    def release(self, name: str, actor: str, now: float) -> list[Event]:
+        """An operator frees a machine's name from its key (e.g. the machine was
+        re-installed and has a new key): the next registration with identical
+        specs, over any enrolled key, continues the machine and owns it."""
+        m = self.machines[name]
+        if not m.owner:
+            return []
+        m.owner = ""
+        return [Event("released", m.id, name, now, m.state, m.state,
+                      "name released from its key by an operator", actor)]
+
+    def sweep_removed(self, now: float, keep_dead: float) -> list[Event]:
+        """Remove machines dead for longer than ``keep_dead`` seconds (0: keep forever)."""
+        if keep_dead <= 0:
+            return []
+        old = [name for name, m in self.machines.items()
+               if m.state is Liveness.DEAD and now - m.state_since >= keep_dead]
+        return [self.remove(name, f"dead for more than {keep_dead:.0f}s", now) for name in old]
 
     def _move(self, m: Machine, to: Liveness, kind: str, reason: str, now: float,
               actor: str = "system") -> Event:
@@ -242,6 +294,6 @@ _IDENTITY_FIELDS = ("hostname", "machine-id", "CPU model", "CPU count", "memory 
 
 
 def _describe_difference(old: tuple, new: tuple) -> str:
-    diffs = [f"{label} {a!r} vs {b!r}"
-             for label, a, b in zip(_IDENTITY_FIELDS, old, new) if a != b]
-    return "; ".join(diffs) or "specs differ"
+    """Which specs differ, by name only: a refusal never echoes a machine's values."""
+    diffs = [label for label, a, b in zip(_IDENTITY_FIELDS, old, new) if a != b]
+    return ", ".join(diffs) + " differ" if diffs else "specs differ"

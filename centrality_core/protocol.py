@@ -305,10 +305,19 @@ class Cancel(Message, tag="cancel"):
 
 
 class MetricsAck(Message, tag="metrics_ack"):
-    """Every batch of ``stream`` up to ``seq`` is stored; the agent may forget them."""
+    """Every batch of ``stream`` up to ``seq`` is stored; the agent may forget them.
+
+    ``refused`` (why) is set when this batch was acknowledged but not stored
+    because it broke a rule that resending cannot fix (too many distinct keys,
+    an unsafe key); ``too_old`` counts its samples that were not stored
+    because they lie outside the window the control plane keeps. Agents that
+    predate these fields ignore them (the batch is dropped either way).
+    """
 
     stream: Short
     seq: Count
+    refused: Text = ""
+    too_old: Count = 0
 
 
 # --------------------------------------------------------------- either direction

@@ -1,32 +1,54 @@
-"""Make untrusted text safe to show in a terminal.
+"""Make untrusted text safe to show in a terminal, a log line or a JSON document.
 
-Agents send hostnames, labels, command output and nvidia-smi screens. Any of
-it may carry escape sequences that move the cursor, retitle the window or
-worse. ``for_terminal`` removes ANSI/VT escape sequences (CSI, OSC, DCS, ...)
-and every other control character except newline and tab.
+Agents send hostnames, labels, metric keys, command output, error reasons and
+nvidia-smi screens. Any of it may carry escape sequences that move the cursor,
+retitle the window, forge a log line or reorder what a person reads.
+
+* ``for_terminal`` removes ANSI/VT escape sequences (7-bit and 8-bit CSI, OSC,
+  DCS, SOS, PM, APC), every other control character except newline and tab,
+  and the Unicode bidirectional controls (U+202A-U+202E, U+2066-U+2069, the
+  marks U+200E, U+200F, U+061C): text shown to a person reads in the order it
+  is stored ("Trojan Source"). A string sequence (OSC, DCS, ...) that is never
+  terminated ends at the end of its line, so one bad process name cannot hide
+  the rest of a screen.
+* ``unsafe`` tells whether a string would be changed by it (used to refuse
+  metric keys, which are identifiers and must not be rewritten silently).
+* ``json_for_terminal`` makes an encoded JSON document safe to print: JSON
+  already escapes C0 controls; this escapes C1 controls and bidi controls as
+  ``\\uXXXX`` too, so the document still decodes to exactly the same values.
 """
 
 from __future__ import annotations
 
 import re
 
-# ESC [ ... final byte   |  ESC ] ... BEL or ESC \  |  ESC P/X/^/_ ... ESC \  |  ESC + one char
+# Bidirectional formatting characters: embeddings/overrides, isolates, marks.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+
+# ESC [ ... final byte (or 8-bit CSI U+009B)  |  ESC ] ... BEL or ST  |  ESC P/X/^/_ ... ST
+# |  ESC + one char. ST is ESC \ or U+009C. An unterminated string sequence stops at
+# the end of its line. The other 8-bit introducers (U+0090, U+009D, ...) are removed
+# as control characters: what follows them is then plain text.
 _ESCAPES = re.compile(
     r"""
-    \x1b\[[0-?]*[ -/]*[@-~]            # CSI
-    | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?  # OSC
-    | \x1b[PX^_][^\x1b]*(?:\x1b\\)?    # DCS, SOS, PM, APC
-    | \x1b[()*+][0-~]                  # charset designation: ESC ( B
-    | \x1b[ -~]                        # other two-byte escapes: ESC 7, ESC c, ESC =
-    | \x9b[0-?]*[ -/]*[@-~]            # 8-bit CSI
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]                       # CSI
+    | \x1b\][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?            # OSC
+    | \x1b[PX^_][^\x1b\x9c\n]*(?:\x1b\\|\x9c)?                 # DCS, SOS, PM, APC
+    | \x1b[()*+][0-~]                                      # charset designation: ESC ( B
+    | \x1b[ -~]                                            # other two-byte escapes: ESC 7, ESC c
     """,
     re.VERBOSE,
 )
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
+_UNSAFE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
+# In UTF-8 JSON: C1 controls are C2 80..C2 9F; bidi controls as listed above.
+_JSON_UNSAFE = re.compile(f"[\\x80-\\x9f{_BIDI}]")
 
 
 def for_terminal(text: str, *, keep_newlines: bool = True) -> str:
-    """``text`` without escape sequences or control characters."""
+    """``text`` without escape sequences, control characters or bidi controls."""
+    if text.isprintable() and text.isascii():  # the common case: nothing to do
+        return text
     text = _CONTROLS.sub("", _ESCAPES.sub("", text))
     if not keep_newlines:
         text = text.replace("\n", " ").replace("\t", " ")
@@ -37,3 +59,38 @@ def one_line(text: str, limit: int = 256) -> str:
     """A short single line for tables: sanitised, newlines folded, truncated."""
     text = for_terminal(text, keep_newlines=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unsafe(text: str) -> bool:
+    """True when ``text`` holds a control character (newline and tab included) or a bidi control."""
+    return _UNSAFE.search(text) is not None
+
+
+def json_for_terminal(document: str) -> str:
+    """An encoded JSON document with C1 and bidi controls escaped (same values once decoded)."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
+_LOG_UNSAFE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
+
+
+def for_log(text: str) -> str:
+    """``text`` on one log line: controls (newlines included) and bidi controls
+    shown escaped (``\\n``, ``\\x1b``, ``\\u202e``), so no one can forge a line."""
+    if text.isprintable():
+        return text
+    return _LOG_UNSAFE.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100
+                           else f"\\u{ord(m.group()):04x}", text)
+
+
+def log_formatter(fmt: str):
+    """A ``logging.Formatter`` whose messages cannot span lines or carry escapes
+    (each record's message passes through ``for_log``; a traceback keeps its lines)."""
+    import logging
+
+    class _Formatter(logging.Formatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+            record.message = for_log(record.message)
+            return super().formatMessage(record)
+
+    return _Formatter(fmt)

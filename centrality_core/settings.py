@@ -83,6 +83,30 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds exec audit records are kept."""
     hooks: list[HookRule] = []
     """Hooks run on events (``[[server.hooks]]``); see ``HookRule``."""
+    dead_retention: float = 30 * 86400.0
+    """Seconds a dead machine stays listed before it is removed (0: forever).
+    Its history stays until the metric retention removes it."""
+    login_grace: float = 30.0
+    """Seconds from TCP accept until a connection must be a registered agent or
+    an authenticated operator; past it the connection is closed (as OpenSSH's
+    LoginGraceTime)."""
+    max_enrolling_per_source: int = 32
+    """Connections from one address that may be enrolling (unknown key, not yet
+    registered) at once; more are turned away as busy. 0: no limit."""
+    connection_rate_per_source: float = 10.0
+    """New connections per second accepted from one address (token bucket,
+    refilled at this rate); past it a connection is closed before the SSH
+    greeting and the client backs off. 0: no limit. Behind a load balancer
+    that hides client addresses, or for many simulated machines on one host,
+    raise it or set it to 0."""
+    connection_burst_per_source: int = 10
+    """Connections one address may open at once before the rate applies."""
+    max_keys_per_batch: int = 4096
+    """Distinct metric keys one batch may carry."""
+    max_keys_per_machine: int = 8192
+    """Distinct metric keys one machine may use within an hour; a batch that
+    would go past it is refused (acknowledged, not stored), with an event and
+    a ``status`` problem."""
 
     def server_dir(self) -> Path:
         return Path(self.data_dir) if self.data_dir else paths.server_dir()
@@ -92,9 +116,12 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after", "raw_retention",
-              "rollup_retention", "event_retention", "retention_interval", "audit_retention"}
+              "rollup_retention", "event_retention", "retention_interval", "audit_retention",
+              "dead_retention", "login_grace"}
 _BOOLS = {"auto_drain"}
-_INTS = {"max_frame_bytes", "exec_confirm_above"}
+_INTS = {"max_frame_bytes", "exec_confirm_above", "max_enrolling_per_source", "connection_burst_per_source",
+         "max_keys_per_batch", "max_keys_per_machine"}
+_FLOATS = {"connection_rate_per_source"}
 
 
 def config_file() -> Path:
@@ -124,6 +151,11 @@ def _coerce(field: str, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise UsageError(f"{field} must be a whole number, not {value!r}") from None
+    if field in _FLOATS:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{field} must be a number, not {value!r}") from None
     if field in _BOOLS and isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in ("1", "true", "yes", "on"):

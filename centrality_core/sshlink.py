@@ -20,6 +20,30 @@ if TYPE_CHECKING:  # pragma: no cover
 #: chacha20-poly1305 in asyncssh on CPUs with AES-NI.
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
            "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr")
+#: Key exchange as a current OpenSSH server offers it, less what audits fail
+#: (NIST curves, SHA-1, 1024-bit or negotiated groups): post-quantum hybrids
+#: first where this asyncssh has them, then curve25519, then large fixed groups.
+KEX = ("mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com",
+       "curve25519-sha256", "curve25519-sha256@libssh.org",
+       "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512")
+#: Encrypt-then-MAC only (AES-GCM and chacha20-poly1305 need none).
+MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "umac-128-etm@openssh.com")
+#: No compression: it does not help small messages, costs CPU, and is an attack surface.
+COMPRESSION = ("none",)
+
+
+def algorithms() -> dict[str, Any]:
+    """asyncssh connection options that restrict both sides to the algorithms above."""
+    from asyncssh.kex import get_kex_algs
+    from asyncssh.mac import get_mac_algs
+
+    have_kex, have_mac = set(get_kex_algs()), set(get_mac_algs())
+    return {
+        "kex_algs": [a for a in KEX if a.encode() in have_kex],
+        "encryption_algs": list(CIPHERS),
+        "mac_algs": [a for a in MACS if a.encode() in have_mac],
+        "compression_algs": list(COMPRESSION),
+    }
 
 
 def fingerprint(key: asyncssh.SSHKey) -> str:
@@ -90,11 +114,10 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
             known_hosts=((), (), ()),
             agent_path=None,
             config=None,
-            encryption_algs=CIPHERS,
             connect_timeout=timeout,
             login_timeout=timeout,
             keepalive_interval=30,
-            **kwargs,
+            **{**algorithms(), **kwargs},
         )
         return conn
     except asyncssh.HostKeyNotVerifiable:
@@ -106,6 +129,11 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
     except asyncssh.PermissionDenied:
         why = client.banner or "its key is unknown or revoked"
         raise AuthRefused(f"{address} refused our key ({fingerprint(key)}): {why}") from None
+    except (asyncssh.ConnectionLost, ConnectionResetError):
+        # Closed before the handshake: the control plane turns away sources that
+        # connect too fast before it even greets them (a refused port is OSError below).
+        raise Busy(f"{address} closed the connection before its greeting: busy, or too many "
+                   "connections from this address at once; retry shortly") from None
     except asyncssh.DisconnectError as exc:
         if exc.code == asyncssh.DISC_TOO_MANY_CONNECTIONS:
             raise Busy(f"{address} is busy: {exc.reason}") from None

@@ -19,6 +19,7 @@ import msgspec
 
 from centrality_core import names, protocol as p
 from .logs import contextual
+from .untrusted import clean
 from centrality_core.errors import Forbidden, ProtocolError, RegistrationRefused, StoreError, UnknownKind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +28,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HELLO_TIMEOUT = 15.0
 MAX_EARLY_FRAMES = 64
+
+
+def not_an_operator(role: str | None) -> str:
+    """Why a key that is not an operator's or a viewer's cannot make requests."""
+    if role == "enrolling":
+        return ("this key is not enrolled on this control plane: operator requests need an "
+                "operator or viewer key (`centrality keys add`)")
+    return "agent keys cannot make operator requests"
 
 
 class AgentSession(asyncssh.SSHServerSession):
@@ -69,7 +78,7 @@ class AgentSession(asyncssh.SSHServerSession):
     def session_started(self) -> None:
         if self._exec is not None:
             self._hello_timer.cancel()
-            err = Forbidden("agent keys cannot make operator requests")
+            err = Forbidden(not_an_operator(self.handler.role))
             self.chan.write_stderr(msgspec.json.encode({"error": err.code, "reason": err.reason}) + b"\n")
             self.chan.exit(err.exit_code)
 
@@ -174,21 +183,30 @@ class AgentSession(asyncssh.SSHServerSession):
         if not isinstance(msg, p.Hello):
             raise ProtocolError(f"expected hello first, got {msg.__struct_config__.tag}",
                                 code="malformed_frame")
+        clean(msg)
         if not names.is_valid(msg.name):
             raise RegistrationRefused(
                 f"invalid machine name {msg.name[:80]!r}: a name is {names.NAME_RULE}",
                 code="invalid_name")
-        if self.handler.role == "enrolling":
+        info, identity = msgspec.to_builtins(msg.info), msg.info.identity()
+        registry, fingerprint = self.cp.registry, self.handler.fingerprint
+        enrolled = False
+        if self.handler.role == "enrolling" and registry.check(msg.name, identity, fingerprint) is None:
+            # Enrol only what will register: a refused hello leaves no key and spends no
+            # token use (when the check refuses, ``register`` below refuses and records why).
             await self.cp.auth.enrol(self.handler, msg.name, msg.join_token)
-        if self.closed:
-            return
-        info = msgspec.to_builtins(msg.info)
-        reg = self.cp.registry.register(msg.name, info, msg.info.identity(), msg.labels,
-                                        self.handler.fingerprint, self)
-        if reg.refusal is not None:
+            enrolled = True
+        reg = None if self.closed else registry.register(msg.name, info, identity, msg.labels,
+                                                         fingerprint, self)
+        if reg is None or reg.refusal is not None:
+            if enrolled:  # gone, or the name was taken while the token was checked: undo
+                await self.cp.auth.unenrol(self.handler, msg.join_token)
+            if reg is None:
+                return
             raise RegistrationRefused(reg.refusal.reason, code=reg.refusal.code)
         self.name = msg.name
         self.handler.machine = msg.name
+        self.handler.settled()
         self.log = self.handler.log = contextual("centrality.agent",
                                                  f"agent={msg.name} conn={self.handler.id}")
         self.log.info("registered (%s)", "continued" if reg.continued else "new")
@@ -214,6 +232,8 @@ class AgentSession(asyncssh.SSHServerSession):
         except ProtocolError as exc:
             self._fail(exc.code, exc.reason)
             return
+        if type(msg) is not p.MetricsBatch:  # batches: keys refused when unsafe, in metrics.py
+            clean(msg)
         handler = self._handlers.get(type(msg))
         if handler is None:  # a kind valid only in the other direction, e.g. a second hello
             self._fail("unexpected_kind", f"{msg.__struct_config__.tag} is not expected now")

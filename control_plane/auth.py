@@ -130,3 +130,14 @@ class Auth:
         handler.role = "agent"
         self.attach(handler)
         log.info("enrolled agent key %s for %s with token %s", handler.fingerprint, name, token_id)
+
+    async def unenrol(self, handler: ConnectionHandler, token: str | None) -> None:
+        """Undo ``enrol`` when the registration it was for did not happen: the key
+        is removed and the token's use given back, in one transaction."""
+        token_id = (token or "").partition(".")[0]
+        await self.cp.writer.call(self.cp.store.unenrol, fingerprint=handler.fingerprint, token_id=token_id)
+        self.keys.pop(handler.fingerprint, None)
+        self.detach(handler)
+        handler.role = "enrolling"
+        log.info("registration refused: agent key %s not kept, token %s use given back",
+                 handler.fingerprint, token_id)

@@ -20,10 +20,13 @@ import msgspec
 import numpy as np
 
 from centrality_core import protocol as p
+from centrality_core.lifecycle import Event
+from centrality_core.sanitize import for_log, unsafe
 from centrality_core.summary import EMPTY, Summary, select, summarize
 from centrality_core.timefmt import iso
 
 from .rollups import Rollups, matrix
+from .untrusted import clean_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -73,6 +76,40 @@ class Latest:
 #: At most this many distinct metric names are shared between machines
 #: (``Metrics.shared_keys``); past it, key lists are simply not shared.
 MAX_SHARED_KEYS = 200_000
+#: The window over which a machine's distinct keys are counted against its budget.
+KEY_WINDOW_S = 3600.0
+
+
+class KeyBudget:
+    """The distinct metric keys one machine used in the current window.
+
+    Most machines send the same key list batch after batch: for them nothing
+    is counted or allocated (the set exists only once the list has changed).
+    """
+
+    __slots__ = ("keys", "seen", "since", "refused_at")
+
+    def __init__(self, keys: list[str], now: float) -> None:
+        self.keys = keys                  # the key list of the last batch taken
+        self.seen: set[str] | None = None  # keys used this window, once they changed
+        self.since = now
+        self.refused_at = 0.0             # last time a batch was refused (for one event an hour)
+
+    def admit(self, keys: list[str], now: float, limit: int) -> str | None:
+        """Take a changed key list; or say why not (nothing is kept of a refused one)."""
+        if now - self.since >= KEY_WINDOW_S:
+            self.seen, self.since = None, now
+        seen = self.seen if self.seen is not None else set(self.keys)
+        new = [k for k in keys if k not in seen]
+        bad = next((k for k in new if unsafe(k)), None)
+        if bad is not None:
+            return f"metric key {for_log(bad[:80])!r} has control or bidi characters"
+        if len(seen) + len(new) > limit:
+            return (f"{len(seen) + len(new)} distinct metric keys within {KEY_WINDOW_S / 60:.0f} min, "
+                    f"over this control plane's budget of {limit} per machine (max_keys_per_machine)")
+        seen.update(new)
+        self.seen, self.keys = seen, keys
+        return None
 
 
 class Metrics:
@@ -85,7 +122,12 @@ class Metrics:
         self._keys: dict[str, list[str]] = {}  # machine id -> its key list (shared)
         self._shapes: dict[tuple[str, ...], list[str]] = {}  # key list -> the one shared copy
         self._shared = 0  # keys held in _shapes
+        self._budgets: dict[str, KeyBudget] = {}  # machine id -> its distinct keys this window
+        self.max_keys_per_batch = cp.settings.max_keys_per_batch if cp is not None else 4096
+        self.max_keys_per_machine = cp.settings.max_keys_per_machine if cp is not None else 8192
         self.samples_stored = 0
+        self.samples_too_old = 0  # acknowledged, not stored: outside [-7 d, +5 min] of our clock
+        self.batches_refused = 0  # acknowledged, not stored: over the key budget, unsafe keys
         self.duplicates = 0
         #: (stored at, the batch's sample timestamps): sample-to-stored delays,
         #: computed only when asked for (``lag_percentiles``).
@@ -112,24 +154,37 @@ class Metrics:
              else matrix(batch.columns, len(ts)))
         if np.isinf(a).any():  # checked before the cursor moves: a refused batch can come back fixed
             return f"metrics batch {batch.seq}: values must be finite (NaN for no value)"
-        ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
         send = session.send_bytes
         cursor = self.cursors.get(machine_id)
         if cursor is not None and cursor[0] == batch.stream and batch.seq <= cursor[1]:
             self.duplicates += 1
+            ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
             self.cp.writer.after_flush(lambda: send(ack))  # it is stored, or about to be
+            return None
+        now = self.clock()
+        prev = self._keys.get(machine_id)
+        steady = prev is not None and prev == batch.keys  # the common case: the same keys again
+        refused = None if steady else self._over_budget(name, machine_id, batch.keys, now)
+        too_old = 0
+        if not refused and (not ts or max(ts) > now + MAX_FUTURE_S or min(ts) < now - MAX_PAST_S):
+            too_old = len(ts)
+            if ts:
+                log.warning("%s: batch %d has samples outside [-7d, +5m] of our clock; not stored",
+                            name, batch.seq)
+        if refused or too_old or not ts:
+            # Acknowledged (resending cannot fix it) and not stored: only the cursor moves.
+            self.samples_too_old += too_old
+            self.cursors[machine_id] = (batch.stream, batch.seq)
+            self.cp.writer.add_metric_batch(None, {"machine_id": machine_id, "stream": batch.stream,
+                                                   "seq": batch.seq})
+            ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq, refused=refused or "",
+                                        too_old=too_old))
+            self.cp.writer.after_flush(lambda: send(ack))
             return None
         self.cursors[machine_id] = (batch.stream, batch.seq)
         cursor_row = {"machine_id": machine_id, "stream": batch.stream, "seq": batch.seq}
-        now = self.clock()
-        if not ts or max(ts) > now + MAX_FUTURE_S or min(ts) < now - MAX_PAST_S:
-            if ts:
-                log.warning("%s: batch %d has samples outside [-7d, +5m] of our clock; dropped",
-                            name, batch.seq)
-            self.cp.writer.add_metric_batch(None, cursor_row)
-            self.cp.writer.after_flush(lambda: send(ack))
-            return None
-        keys = self.shared_keys(machine_id, batch.keys)
+        ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
+        keys = prev if steady else self.shared_keys(machine_id, batch.keys)
         self._update_latest(name, batch, keys, a)
         self.cp.changes.touch(name)
         self.rollups.add(machine_id, ts, keys, a)
@@ -144,12 +199,39 @@ class Metrics:
         self.samples_stored += len(ts)
         return None
 
+    def _over_budget(self, name: str, machine_id: str, keys: list[str], now: float) -> str | None:
+        """Why this batch's keys are refused (too many, unsafe), or None. Called only
+        when a machine's key list changed, so a steady machine pays nothing here."""
+        budget = self._budgets.get(machine_id)
+        if len(keys) > self.max_keys_per_batch:
+            why = (f"{len(keys)} metric keys in one batch, over this control plane's budget "
+                   f"of {self.max_keys_per_batch} (max_keys_per_batch)")
+        elif budget is None:
+            bad = next((k for k in keys if unsafe(k)), None)
+            why = None if bad is None else f"metric key {for_log(bad[:80])!r} has control or bidi characters"
+            if why is None:
+                self._budgets[machine_id] = KeyBudget(keys, now)
+                return None
+        else:
+            why = budget.admit(keys, now, self.max_keys_per_machine)
+            if why is None:
+                return None
+        self.batches_refused += 1
+        budget = self._budgets.setdefault(machine_id, KeyBudget([], now))
+        if now - budget.refused_at >= KEY_WINDOW_S:  # one event an hour, not one a batch
+            budget.refused_at = now
+            self.cp.registry.record_event(Event("metrics_refused", machine_id, name, now, None, None,
+                                                why, "system"))
+        log.warning("%s: metric batch refused: %s", name, why)
+        return why
+
+    def refusing(self, since: float) -> int:
+        """Machines whose batches were refused since ``since`` (for ``status``)."""
+        return sum(1 for b in self._budgets.values() if b.refused_at >= since)
+
     def shared_keys(self, machine_id: str, keys: list[str]) -> list[str]:
         """``keys``, as the list already held for an equal one (most batches repeat their
         machine's keys; GPU machines of one model all send the same ones)."""
-        prev = self._keys.get(machine_id)
-        if prev is not None and prev == keys:
-            return prev
         shape = tuple(keys)
         shared = self._shapes.get(shape)
         if shared is None:
@@ -170,7 +252,7 @@ class Metrics:
             last = len(ts) - 1 if ts[-1] == newest else ts.index(newest)
             latest.set(newest, keys, a[:, last].copy())
         if batch.text:
-            latest.text.update(batch.text)
+            latest.text.update(clean_text(batch.text))
             latest.text_ts = newest
         latest.dropped += batch.dropped
 

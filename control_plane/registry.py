@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Registration, Thresholds
+from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Refusal, Registration, Thresholds
 
 from .flags import Flags, effective_labels
 from .writer import StoreWriter
@@ -33,7 +33,6 @@ class Record:
 
     info: dict
     labels: dict = field(default_factory=dict)
-    key_fingerprint: str = ""
     registered_at: float = 0.0
     dirty: bool = False  # last_heartbeat changed since the last periodic save
     flags: Flags = field(default_factory=Flags)  # drained, unhealthy, operator labels
@@ -56,10 +55,10 @@ class Registry:
         now = self.clock()
         for r in rows:
             m = Machine(r["id"], r["name"], Liveness(r["state"]), _freeze(r["identity"]),
-                        r["last_heartbeat"], r["state_since"])
+                        r["last_heartbeat"], r["state_since"], owner=r["key_fingerprint"] or "")
             self.fleet.machines[m.name] = m
-            self.records[m.name] = Record(r["info"], r["labels"] or {}, r["key_fingerprint"],
-                                          r["registered_at"], flags=Flags.from_row(r))
+            self.records[m.name] = Record(r["info"], r["labels"] or {}, r["registered_at"],
+                                          flags=Flags.from_row(r))
             if m.state is Liveness.LIVE:
                 m.state, m.state_since = Liveness.LIMBO, now
                 self._apply([Event("disconnected", m.id, m.name, now, Liveness.LIVE,
@@ -70,19 +69,22 @@ class Registry:
     def register(self, name: str, info: dict, identity: tuple, labels: dict,
                  key_fingerprint: str, session: Any) -> Registration:
         now = self.clock()
-        reg = self.fleet.register(name, identity, session, now)
+        reg = self.fleet.register(name, identity, session, now, key=key_fingerprint)
         if reg.machine is not None:
             rec = self.records.get(name)
             if reg.continued and rec is not None:
                 rec.info = info
                 rec.labels = effective_labels(labels, rec.flags.operator_labels)
             else:
-                rec = self.records[name] = Record(info, dict(labels), key_fingerprint, now)
-            rec.key_fingerprint = key_fingerprint
+                rec = self.records[name] = Record(info, dict(labels), now)
             if reg.retired_id:
                 self.writer.delete_machine(reg.retired_id)
         self._apply(reg.events)
         return reg
+
+    def check(self, name: str, identity: tuple, key_fingerprint: str) -> Refusal | None:
+        """Why registering would be refused now (nothing changes, nothing is recorded)."""
+        return self.fleet.check(name, identity, key_fingerprint)
 
     def heartbeat(self, name: str, session: Any) -> bool:
         ok = self.fleet.heartbeat(name, session, self.clock())
@@ -119,7 +121,24 @@ class Registry:
         return n
 
     def forget(self, name: str, actor: str) -> list[Event]:
-        events = self.fleet.forget(name, actor, self.clock())
+        """Limbo -> dead; dead -> removed (the record goes, the name is free)."""
+        return self._removing(self.fleet.forget(name, actor, self.clock()))
+
+    def release(self, name: str, actor: str) -> list[Event]:
+        """Free a machine's name from its key (see ``Fleet.release``)."""
+        events = self.fleet.release(name, actor, self.clock())
+        self._apply(events)
+        return events
+
+    def remove_expired(self, keep_dead: float) -> list[Event]:
+        """Remove machines dead for longer than ``keep_dead`` seconds."""
+        return self._removing(self.fleet.sweep_removed(self.clock(), keep_dead))
+
+    def _removing(self, events: list[Event]) -> list[Event]:
+        for ev in events:
+            if ev.kind == "removed":
+                self.records.pop(ev.name, None)
+                self.writer.delete_machine(ev.machine_id)
         self._apply(events)
         return events
 
@@ -133,7 +152,7 @@ class Registry:
         m, rec = self.fleet.machines[name], self.records[name]
         return {
             "id": m.id, "name": m.name, "state": m.state.value, "identity": list(m.identity),
-            "info": rec.info, "labels": rec.labels, "key_fingerprint": rec.key_fingerprint,
+            "info": rec.info, "labels": rec.labels, "key_fingerprint": m.owner,
             "registered_at": rec.registered_at, "last_heartbeat": m.last_heartbeat,
             "state_since": m.state_since, **rec.flags.columns(),
         }
@@ -160,7 +179,7 @@ class Registry:
         touched = set()
         for ev in events:
             self.writer.add_event(event_row(ev))
-            if ev.kind != "retired":
+            if ev.kind not in ("retired", "removed"):
                 touched.add(ev.name)
         for name in touched:
             if name in self.fleet.machines:

@@ -28,6 +28,7 @@ from centrality_core.errors import ConfigError, StoreError
 from centrality_core.lifecycle import Thresholds
 from centrality_core.settings import ServerSettings
 
+from .admission import Admission
 from .auth import Auth
 from .commands import CommandRouter
 from .flags import FlagKeeper
@@ -72,11 +73,14 @@ class ControlPlane:
         self.registry.add_listener(self.commands.on_lifecycle)
         self.registry.add_listener(self.hooks.on_lifecycle)
         self.connections: set[ConnectionHandler] = set()
+        #: Per-source connection rate, handshakes in progress, enrolling connections (admission.py).
+        self.admission = Admission(rate=settings.connection_rate_per_source,
+                                   burst=settings.connection_burst_per_source,
+                                   max_enrolling=settings.max_enrolling_per_source)
         self.started_at = time.time()
         self.host_key: asyncssh.SSHKey | None = None
         self.fingerprint = ""
         self.address = ""      # where we listen, HOST:PORT (port resolved)
-        self.handshakes = 0    # SSH connections not yet authenticated (see ssh.MAX_HANDSHAKES)
         self.advertise = ""    # where agents should connect
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="centrality-store-read")
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -107,10 +111,13 @@ class ControlPlane:
                 server_host_keys=[self.host_key],
                 encoding=None,
                 line_editor=False,
-                encryption_algs=sshlink.CIPHERS,
+                **sshlink.algorithms(),
+                # Nothing but session channels: no agent, X11 or port forwarding
+                # (the SSHServer refuses TCP/unix forwards by default).
+                agent_forwarding=False, x11_forwarding=False, allow_scp=False,
                 keepalive_interval=30, keepalive_count_max=3,
                 gss_host=None,  # no GSSAPI: also spares a host-name lookup per authentication
-                login_timeout=30,
+                login_timeout=self.settings.login_grace,
                 server_version=f"Centrality_{self.version}",
                 # A whole fleet reconnects at once after a restart: let the
                 # kernel queue the handshakes instead of resetting them.
@@ -172,6 +179,9 @@ class ControlPlane:
 
     async def _retention(self) -> None:
         s = self.settings
+        removed = self.registry.remove_expired(s.dead_retention)
+        if removed:
+            log.info("retention: removed %d machine(s) dead for more than %gs", len(removed), s.dead_retention)
         try:
             deleted = await self.db(self.store.apply_retention, time.time(), raw=s.raw_retention,
                                     rollups=s.rollup_retention, events=s.event_retention,
@@ -205,6 +215,15 @@ class ControlPlane:
                                     public_key=key.export_public_key().decode(), actor="server:bootstrap")
             log.info("created operator key %s for %s", fp, name)
         local = f"{_bracket(_local_host(host))}:{port}"
+        pinned = contexts.load().contexts.get("local")
+        if pinned is not None and pinned.fingerprint != self.fingerprint:
+            # Never re-pin silently: a changed host key is what pinning exists to notice.
+            log.warning("the `local` context pins host key %s, but this control plane's host key is %s; "
+                        "left as it is, so clients using it refuse to connect (exit 5). If the host key "
+                        "changed on purpose (a new data directory), pin the new one: "
+                        "centrality login %s --fingerprint %s --name local",
+                        pinned.fingerprint, self.fingerprint, local, self.fingerprint)
+            return
         contexts.put("local", contexts.Context(address=local, fingerprint=self.fingerprint,
                                                key=str(key_path)))
 

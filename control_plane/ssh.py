@@ -23,7 +23,7 @@ from centrality_core import protocol as p
 from centrality_core.errors import CentralityError, Forbidden
 
 from . import requests
-from .agent_session import AgentSession
+from .agent_session import AgentSession, not_an_operator
 from .logs import contextual
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,52 +31,82 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _ids = itertools.count(1)
 
-#: SSH handshakes in progress at most; connections beyond are turned away at
-#: once ("busy", the client backs off and retries). Each handshake costs a few
-#: ms of CPU: when a whole fleet reconnects, serving them in turn finishes
-#: them, where interleaving thousands makes each too slow to beat its timeout.
-MAX_HANDSHAKES = 128
+BUSY = "control plane busy (many machines connecting at once); retry shortly"
+TOO_MANY_ENROLLING = "too many machines enrolling from your address at once; retry shortly"
 
 
 class ConnectionHandler(asyncssh.SSHServer):
-    """One client connection: its key, role and sessions."""
+    """One client connection: its key, role and sessions.
+
+    From TCP accept, a connection has ``settings.login_grace`` seconds to
+    become useful: an operator or viewer key authenticated, or an agent
+    registered. Past it, it is closed (an unknown key logged in to enrol that
+    never says hello, a client that stalls the handshake).
+    """
 
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
+        self.gate = cp.admission
         self.id = next(_ids)
         self.conn: asyncssh.SSHServerConnection | None = None
         self.peer = "?"
+        self.source = "?"  # the peer's address, for per-source limits
         self.fingerprint = ""
         self.public_key = ""
         self.key_name = ""
         self.role: str | None = None
         self.machine: str | None = None
         self.log: logging.LoggerAdapter = contextual("centrality.ssh", f"conn={self.id}")
-        self.handshaking = False  # counted in cp.handshakes until authenticated or gone
+        self.handshaking = False  # counted in the gate until authenticated or gone
+        self.enrolling = False    # counted in the gate until registered or gone
+        self._grace: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ connection
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         peer = conn.get_extra_info("peername") or ("?", 0)
-        self.peer = f"{peer[0]}:{peer[1]}"
+        self.source, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
         self.cp.connections.add(self)
-        if self.cp.handshakes >= MAX_HANDSHAKES:
-            self.log.debug("busy: %d handshakes in progress; turning %s away", self.cp.handshakes, self.peer)
-            asyncio.get_running_loop().call_soon(
-                conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS,
-                "control plane busy (many machines connecting at once); retry shortly")
+        loop = asyncio.get_running_loop()
+        refused = self.gate.connect(self.source)
+        if refused == "rate":
+            # Closed before our version line is sent: a flood costs a TCP accept, not a
+            # handshake (what OpenSSH's MaxStartups does; clients back off as when busy).
+            self.log.debug("turning %s away: connecting too fast", self.peer)
+            conn.abort()
+            return
+        if refused is not None:
+            self.log.debug("turning %s away: %d handshakes in progress", self.peer, self.gate.handshakes)
+            loop.call_soon(conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, BUSY)
             return
         self.handshaking = True
-        self.cp.handshakes += 1
+        self._grace = loop.call_later(self.cp.settings.login_grace, self._grace_over)
 
     def _handshake_over(self) -> None:
         if self.handshaking:
             self.handshaking = False
-            self.cp.handshakes -= 1
+            self.gate.handshake_over()
+
+    def settled(self) -> None:
+        """The connection is what it came for (operator authenticated, agent registered)."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if self.enrolling:
+            self.enrolling = False
+            self.gate.enrolled(self.source)
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        self.log.info("closing %s: not registered within the login grace (%gs)",
+                      self.peer, self.cp.settings.login_grace)
+        self.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                             f"not registered within {self.cp.settings.login_grace:g}s")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._handshake_over()
+        self.settled()
         self.cp.connections.discard(self)
         self.cp.auth.detach(self)
 
@@ -112,8 +142,15 @@ class ConnectionHandler(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         self._handshake_over()
         self.log.debug("authenticated %s as %s (%s)", self.fingerprint, self.key_name, self.role)
-        if self.role != "enrolling":
-            self.cp.auth.attach(self)
+        if self.role == "enrolling":
+            if not self.gate.enrol(self.source):
+                self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, TOO_MANY_ENROLLING)
+                return
+            self.enrolling = True
+            return
+        self.cp.auth.attach(self)
+        if self.role in ("operator", "viewer"):
+            self.settled()
 
     # ------------------------------------------------------------------ sessions
 
@@ -147,7 +184,7 @@ class OperatorSession(asyncssh.SSHServerSession):
         self.chan = chan
 
     def pty_requested(self, term_type, term_size, term_modes) -> bool:
-        return True
+        return False  # no request needs a terminal: answers are JSON
 
     def shell_requested(self) -> bool:
         return True
@@ -184,7 +221,7 @@ class OperatorSession(asyncssh.SSHServerSession):
         status = 0
         try:
             if self.handler.role not in ("operator", "viewer"):
-                raise Forbidden("agent keys cannot make operator requests")
+                raise Forbidden(not_an_operator(self.handler.role))
             reply = await requests.handle(self.cp, self.handler, self.command, self.write_json,
                                           self.chan.get_write_buffer_size)
             if reply is not None:

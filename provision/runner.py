@@ -210,10 +210,12 @@ async def deprovision(opts: Options, display: Display) -> Report:
 
 
 async def _forget(client, name: str) -> None:
-    """Declare the machine dead; its connection closes when its key is revoked, so retry briefly."""
+    """Declare the machine dead (a dead one stays listed: forgetting it again would
+    remove it); its connection closes when its key is revoked, so retry briefly."""
     for _ in range(40):
         try:
-            await client.request("machines", "forget", name)
+            if (await client.request("machines", "show", name))["state"] != "dead":
+                await client.request("machines", "forget", name)
             return
         except NotFound:
             return

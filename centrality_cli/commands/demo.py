@@ -115,7 +115,9 @@ def demo(
         root = state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="centrality-demo-")))
         root = root.resolve()
         env = {**os.environ, "XDG_CONFIG_HOME": str(root / "config"), "XDG_DATA_HOME": str(root / "data"),
-               "COLUMNS": os.environ.get("COLUMNS", "120")}
+               "COLUMNS": os.environ.get("COLUMNS", "120"),
+               # every simulated machine connects from 127.0.0.1: no per-address rate limit
+               "CENTRALITY_CONNECTION_RATE_PER_SOURCE": "0", "CENTRALITY_MAX_ENROLLING_PER_SOURCE": "0"}
         env.pop("CENTRALITY_CONTEXT", None)
         procs = Stack(env)
         stack.callback(procs.close)

@@ -10,7 +10,7 @@ from .. import output
 from ..output import Markup
 from . import JSON, MACHINE, _machine_names, answer, operator_call
 
-machines = typer.Typer(help="List, inspect and forget machines.", no_args_is_help=True)
+machines = typer.Typer(help="List, inspect, forget and release machines.", no_args_is_help=True)
 
 
 @machines.command("ls")
@@ -64,11 +64,24 @@ def gpu_summary(gpus: list[dict]) -> str:
 
 @machines.command("forget")
 def forget(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
-    """Declare a machine in limbo dead, freeing its name."""
+    """Declare a machine in limbo dead; remove a dead machine, freeing its name."""
     r = answer(ctx, "machines", "forget", name)
     if json:
         return output.print_json(r)
-    typer.echo(f"{r['name']}: {'now dead' if r['changed'] else 'already dead'}")
+    typer.echo(f"{r['name']}: {'removed (its name is free)' if r['state'] == 'removed' else 'now dead'}")
+
+
+@machines.command("release")
+def release(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
+    """Free a machine's name from its key: the next agent with the same specs takes it over.
+
+    For a machine re-installed with a wiped config (a new key): its history is kept.
+    """
+    r = answer(ctx, "machines", "release", name)
+    if json:
+        return output.print_json(r)
+    typer.echo(f"{r['name']}: " + ("released; the next registration with identical specs takes it over"
+                                   if r["changed"] else "already released"))
 
 
 def _events_table(rows: list[dict], title: str | None = None) -> None:
@@ -137,6 +150,7 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
                       f"{s['store']['write_backlog']} writes queued"),
             ("host key", s["fingerprint"]),
             *(("problem", p) for p in s["problems"]),
+            *(("warning", w) for w in s.get("warnings", ())),
         ], header=False)
     if answer.status:
         raise typer.Exit(answer.status)

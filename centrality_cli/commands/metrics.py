@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from centrality_core.sanitize import one_line
+
 from .. import output
 from ..output import Markup
 from . import JSON, MACHINE, _machine_names, operator_call
@@ -48,9 +50,9 @@ def metrics(ctx: typer.Context, name: str = MACHINE,
     if json:
         return output.print_json([{"ts": r["ts"], **{k: r[k] for k in wanted if k in r}} for r in rows]
                                  if keys else rows)
-    if as_csv:
+    if as_csv:  # for spreadsheets and terminals alike: agent-chosen keys are sanitised
         w = csv.writer(sys.stdout)
-        w.writerow(["ts", *wanted])
+        w.writerow(["ts", *(one_line(k, 256) for k in wanted)])
         for r in rows:
             w.writerow([r["ts"], *(r.get(k, "") for k in wanted)])
         return

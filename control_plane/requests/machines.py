@@ -80,19 +80,29 @@ async def machines_show(ctx: Ctx, ns) -> dict:
     rec = ctx.cp.registry.records[ns.name]
     out["info"] = rec.info
     out["registered_at"] = timefmt.iso(rec.registered_at)
-    out["key_fingerprint"] = rec.key_fingerprint
+    out["key_fingerprint"] = ctx.cp.registry.fleet.machines[ns.name].owner
     out["events"] = await stored_events(ctx, machine=ns.name, limit=20)
     return out
 
 
 @request("machines forget", writes=True, args=_name)
 async def machines_forget(ctx: Ctx, ns) -> dict:
-    """Declare a machine in limbo dead; its name becomes free."""
+    """Declare a machine in limbo dead; remove a dead one (its name becomes free)."""
     _get(ctx, ns.name)
     try:
         events = ctx.cp.registry.forget(ns.name, ctx.actor)
     except ValueError as exc:
         raise Conflict(str(exc)) from None
+    m = ctx.cp.registry.fleet.machines.get(ns.name)
+    return {"name": ns.name, "state": m.state.value if m is not None else "removed",
+            "changed": bool(events)}
+
+
+@request("machines release", writes=True, args=_name)
+async def machines_release(ctx: Ctx, ns) -> dict:
+    """Free a machine's name from the key that registered it (a re-installed machine)."""
+    _get(ctx, ns.name)
+    events = ctx.cp.registry.release(ns.name, ctx.actor)
     return {"name": ns.name, "state": ctx.cp.registry.fleet.machines[ns.name].state.value,
             "changed": bool(events)}
 

@@ -22,9 +22,18 @@ async def status(ctx: Ctx, ns) -> Reply:
     if cp.writer.last_error:
         problems.append(f"store writes failing ({cp.writer.backlog} queued): {cp.writer.last_error}")
     counts = cp.registry.counts()
+    warnings = []  # worth a look, not a failing control plane
+    refusing = cp.metrics.refusing(time.time() - 3600)
+    if refusing:
+        warnings.append(f"metrics: batches of {refusing} machine(s) refused in the last hour "
+                        "(over the key budget or unsafe keys; see `centrality events`)")
+    if cp.metrics.samples_too_old:
+        warnings.append(f"metrics: {cp.metrics.samples_too_old} samples not stored since start: "
+                        "outside [-7 d, +5 min] of the control plane's clock (agent clocks wrong?)")
     data = {
         "healthy": not problems,
         "problems": problems,
+        "warnings": warnings,
         "version": cp.version,
         "started_at": timefmt.iso(cp.started_at),
         "uptime_s": round(time.time() - cp.started_at, 1),
@@ -33,8 +42,11 @@ async def status(ctx: Ctx, ns) -> Reply:
         "store": {"backend": cp.store.dialect, "ok": store_error is None,
                   "write_backlog": cp.writer.backlog},
         "agents_connected": counts["live"],
+        "connections_refused": dict(cp.admission.refused),
         "metrics": {"samples_stored": cp.metrics.samples_stored,
                     "duplicate_batches": cp.metrics.duplicates,
+                    "refused_batches": cp.metrics.batches_refused,
+                    "samples_too_old": cp.metrics.samples_too_old,
                     "sample_to_stored_lag": cp.metrics.lag_percentiles()},
         "machines": counts,
         "flags": {"drained": sum(r.flags.drained for r in cp.registry.records.values()),

@@ -433,6 +433,17 @@ class Store:
             return "ok", row
 
     @_translated
+    def unenrol(self, *, fingerprint: str, token_id: str) -> None:
+        """Undo ``enrol``: drop the key it recorded and give the token its use back."""
+        tokens, keys = TokenRow.__table__, KeyRow.__table__
+        with self.engine.begin() as conn:
+            n = conn.execute(keys.delete().where(keys.c.fingerprint == fingerprint,
+                                                 keys.c.created_by == f"token:{token_id}")).rowcount
+            if n:
+                conn.execute(tokens.update().where(tokens.c.id == token_id, tokens.c.uses > 0)
+                             .values(uses=tokens.c.uses - 1))
+
+    @_translated
     def list_tokens(self) -> list[dict]:
         t = TokenRow.__table__
         with self.engine.connect() as conn:

@@ -234,14 +234,20 @@ async def test_second_live_registration_is_refused(control_plane, agents, bystan
 
 
 async def test_specs_differ_from_machine_in_limbo(control_plane, agents):
+    """Over its own key, a machine whose specs changed is told which specs differ
+    (by name, not by value); over another key it is only told the name is owned."""
     first = await agents("node-01", index=10)
     await first.stop()
     await wait_for(lambda: control_plane.registry.fleet.get("node-01").state.value == "limbo", what="limbo")
     with pytest.raises(RegistrationRefused) as err:
-        a = await agents("node-01", index=11, wait_live=False)
+        a = await agents("node-01", index=11, wait_live=False, config_dir=first.config_dir)
         await asyncio.wait_for(a.task, 10)
     assert err.value.code == "specs_differ"
-    assert "hostname" in err.value.reason
+    assert "hostname" in err.value.reason and "sim-" not in err.value.reason
+    with pytest.raises(RegistrationRefused) as err:
+        a = await agents("node-01", index=11, wait_live=False)
+        await asyncio.wait_for(a.task, 10)
+    assert err.value.code == "name_owned"
     assert control_plane.registry.fleet.get("node-01").state.value == "limbo"
 
 

@@ -15,9 +15,9 @@ from tests.conftest import cli, wait_for
 async def test_busy_control_plane_turns_connections_away_and_clients_retry(control_plane, agents, home,
                                                                            monkeypatch):
     from centrality_cli import client as client_module
-    from control_plane import ssh
 
-    monkeypatch.setattr(ssh, "MAX_HANDSHAKES", 0)  # every new connection finds it full
+    gate = control_plane.admission
+    monkeypatch.setattr(gate, "max_handshakes", 0)  # every new connection finds it full
     monkeypatch.setattr(client_module, "BUSY_RETRY_S", 1.0)
     started = time.monotonic()
     with pytest.raises(Busy) as err:
@@ -30,9 +30,9 @@ async def test_busy_control_plane_turns_connections_away_and_clients_retry(contr
     await wait_for(lambda: "busy" in (a.agent.state.last_error or "") or a.task.done(),
                    what="the agent to be turned away")
     assert not a.task.done() and not a.agent.state.registered
-    assert control_plane.handshakes == 0  # turned-away connections are not counted
+    assert gate.handshakes == 0  # turned-away connections are not counted
 
-    monkeypatch.setattr(ssh, "MAX_HANDSHAKES", 128)
+    monkeypatch.setattr(gate, "max_handshakes", 128)
     await wait_for(lambda: a.agent.state.registered, what="the agent to register once there is room")
     status, out, _ = await cli(home, "machines", "ls", "--json")
     assert status == 0 and "busy-01" in out

@@ -153,9 +153,9 @@ def test_reregister_from_limbo_with_different_identity_is_refused(fleet):
     reg = fleet.register("n1", IDENT_A_OTHER_HOST, Conn("c2"), 2.0)
     assert reg.machine is None
     assert reg.refusal.code == "specs_differ"
-    # the reason says what differs, with both values
+    # the reason says which specs differ, by name, never their values
     assert "hostname" in reg.refusal.reason
-    assert "gpu-node-07" in reg.refusal.reason and "gpu-node-08" in reg.refusal.reason
+    assert "gpu-node-07" not in reg.refusal.reason and "gpu-node-08" not in reg.refusal.reason
     assert "CPU model" not in reg.refusal.reason  # only what really differs
     ev = _single(reg.events, "registration_refused")
     assert ev.machine_id == first.id and ev.from_state is LIMBO and ev.to_state is LIMBO
@@ -256,13 +256,17 @@ def test_forget_live_machine_raises(fleet):
     assert m.state is LIVE and m.conn is c
 
 
-def test_forget_dead_machine_is_a_noop(fleet):
+def test_forget_dead_machine_removes_it_and_frees_the_name(fleet):
     c = Conn("c")
-    m = fleet.register("n1", IDENT_A, c, 0.0).machine
+    m = fleet.register("n1", IDENT_A, c, 0.0, key="SHA256:a").machine
     fleet.disconnect("n1", c, 1.0)
     fleet.forget("n1", actor="alice", now=2.0)
-    assert fleet.forget("n1", actor="bob", now=3.0) == []
-    assert m.state is DEAD and m.state_since == 2.0
+    ev = _single(fleet.forget("n1", actor="bob", now=3.0), "removed")
+    assert (ev.machine_id, ev.from_state, ev.to_state, ev.actor) == (m.id, DEAD, None, "bob")
+    assert fleet.get("n1") is None
+    # the name is free: another key, even with the same specs, registers a new machine
+    reg = fleet.register("n1", IDENT_A, Conn("d"), 4.0, key="SHA256:b")
+    assert reg.machine is not None and reg.machine.id != m.id and not reg.continued
 
 
 # ---------------------------------------------------------------- dead names
@@ -344,6 +348,7 @@ def test_thresholds_accept_consistent_values():
 
 NAMES = ["n1", "n2", "n3"]
 IDENTITIES = [IDENT_A, IDENT_A_OTHER_HOST, IDENT_B]
+KEYS = ["SHA256:k1", "SHA256:k2"]
 
 
 def _snapshot(fleet: Fleet) -> dict[str, tuple]:
@@ -368,7 +373,7 @@ def _check_events(before: dict, after: dict, events: list, op: str) -> None:
     changes = [e for e in events if e.from_state != e.to_state]
     for e in events:
         if e.from_state == e.to_state:
-            assert e.kind == "registration_refused", e
+            assert e.kind in ("registration_refused", "released"), e
     by_id: dict[str, list] = {}
     for e in changes:
         by_id.setdefault(e.machine_id, []).append(e)
@@ -406,20 +411,27 @@ def test_random_operation_sequences_keep_the_rules(seed):
         prev_identity = prev.identity if prev else None
         n_detach = len(detached.calls)
         op = rng.choice(["register", "register", "heartbeat", "heartbeat", "heartbeat",
-                         "disconnect", "disconnect_stale", "sweep", "forget"])
+                         "disconnect", "disconnect_stale", "sweep", "forget", "release"])
+        prev_owner = prev.owner if prev else None
         events: list = []
         desc = f"seed {seed} step {step} {op} {name} at {now}"
         if op == "register":
             identity = rng.choice(IDENTITIES)
+            key = rng.choice(KEYS)
             conn = Conn(f"{name}-{step}")
-            reg = fleet.register(name, identity, conn, now)
+            reg = fleet.register(name, identity, conn, now, key=key)
             events = reg.events
             conns[name] = conn
             if reg.refusal is not None:
                 codes_seen.add(reg.refusal.code)
+                assert reg.machine is None and fleet.get(name).owner == prev_owner
+            ours = prev_owner in ("", key)
             if prev_state is LIVE:
                 assert reg.machine is None
-                assert reg.refusal.code == ("still_connected" if identity == prev_identity else "name_in_use")
+                assert reg.refusal.code == ("still_connected" if identity == prev_identity and ours
+                                            else "name_in_use")
+            elif not ours and (prev_state is LIMBO or identity == prev_identity):
+                assert reg.refusal.code == "name_owned", desc
             elif prev_state is LIMBO and identity != prev_identity:
                 assert reg.machine is None and reg.refusal.code == "specs_differ"
             elif prev_state is None:
@@ -430,6 +442,7 @@ def test_random_operation_sequences_keep_the_rules(seed):
                 assert reg.machine.id != prev_id and reg.retired_id == prev_id
             if reg.machine is not None:
                 assert fleet.get(name).conn is conn and fleet.get(name).state is LIVE
+                assert fleet.get(name).owner == key  # whoever registers a machine owns it
         elif op == "heartbeat":
             conn = rng.choice([conns.get(name), Conn("stranger")])
             ok = fleet.heartbeat(name, conn, now)
@@ -460,8 +473,16 @@ def test_random_operation_sequences_keep_the_rules(seed):
                     fleet.forget(name, "op", now)
             else:
                 events = fleet.forget(name, "op", now)
-                assert fleet.get(name).state is DEAD
+                if prev_state is DEAD:
+                    assert fleet.get(name) is None and [e.kind for e in events] == ["removed"]
+                else:
+                    assert fleet.get(name).state is DEAD
                 assert all(e.actor == "op" for e in events)
+        elif op == "release":
+            if prev is not None:
+                events = fleet.release(name, "op", now)
+                assert fleet.get(name).owner == "" and fleet.get(name).state is prev_state
+                assert [e.kind for e in events] == (["released"] if prev_owner else [])
         after = _snapshot(fleet)
         _check_invariants(fleet, now)
         _check_events(before, after, events, desc)
@@ -477,5 +498,71 @@ def test_random_operation_sequences_keep_the_rules(seed):
     # the random walk really exercised every state and transition
     assert detached.calls, "sweep never detached a live machine"
     assert kinds_seen == {"registered", "reconnected", "retired", "disconnected", "heartbeat_missed",
-                          "expired", "forgotten", "registration_refused"}
-    assert codes_seen == {"still_connected", "name_in_use", "specs_differ"}
+                          "expired", "forgotten", "registration_refused", "removed", "released"}
+    assert codes_seen == {"still_connected", "name_in_use", "specs_differ", "name_owned"}
+
+
+# ---------------------------------------------------------------- names bound to keys
+
+
+def _in_limbo(fleet, key="SHA256:owner", identity=IDENT_A):
+    c = Conn("owner")
+    m = fleet.register("n1", identity, c, 0.0, key=key).machine
+    fleet.disconnect("n1", c, 1.0)
+    return m
+
+
+def test_another_key_cannot_take_a_limbo_machine_even_with_identical_specs(fleet):
+    m = _in_limbo(fleet)
+    for identity in (IDENT_A, IDENT_B):  # same answer whatever the specs: no oracle
+        reg = fleet.register("n1", identity, Conn("impostor"), 2.0, key="SHA256:impostor")
+        assert reg.machine is None and reg.refusal.code == "name_owned"
+        for secret in ("gpu-node-07", "4c4c4544004a", "EPYC", "A100", "SHA256:owner"):
+            assert secret not in reg.refusal.reason
+    assert m.state is LIMBO and m.owner == "SHA256:owner"
+    assert fleet.check("n1", IDENT_A, "SHA256:impostor").code == "name_owned"
+
+
+def test_the_owner_key_continues_its_machine(fleet):
+    m = _in_limbo(fleet)
+    assert fleet.check("n1", IDENT_A, "SHA256:owner") is None
+    reg = fleet.register("n1", IDENT_A, Conn("again"), 2.0, key="SHA256:owner")
+    assert reg.continued and reg.machine is m and m.state is LIVE
+
+
+def test_a_dead_machine_comes_back_only_over_its_key(fleet):
+    m = _in_limbo(fleet)
+    fleet.forget("n1", "op", 2.0)
+    assert fleet.register("n1", IDENT_A, Conn("x"), 3.0, key="SHA256:other").refusal.code == "name_owned"
+    # a different machine may still take a dead name (a new record)
+    reg = fleet.register("n1", IDENT_B, Conn("y"), 4.0, key="SHA256:other")
+    assert reg.machine.id != m.id and reg.retired_id == m.id and reg.machine.owner == "SHA256:other"
+
+
+def test_a_live_name_refusal_does_not_say_whether_specs_matched_for_another_key(fleet):
+    fleet.register("n1", IDENT_A, Conn("owner"), 0.0, key="SHA256:owner")
+    same = fleet.register("n1", IDENT_A, Conn("x"), 1.0, key="SHA256:other").refusal
+    other = fleet.register("n1", IDENT_B, Conn("y"), 1.0, key="SHA256:other").refusal
+    assert same == other and same.code == "name_in_use"
+    assert fleet.register("n1", IDENT_A, Conn("z"), 1.0, key="SHA256:owner").refusal.code == "still_connected"
+
+
+def test_release_lets_the_next_identical_machine_take_over_with_its_new_key(fleet):
+    m = _in_limbo(fleet)
+    ev = _single(fleet.release("n1", "operator:alice", 2.0), "released")
+    assert ev.actor == "operator:alice" and ev.from_state is ev.to_state is LIMBO
+    assert fleet.register("n1", IDENT_B, Conn("x"), 3.0, key="SHA256:new").refusal.code == "specs_differ"
+    reg = fleet.register("n1", IDENT_A, Conn("y"), 4.0, key="SHA256:new")
+    assert reg.continued and reg.machine is m and m.owner == "SHA256:new"
+    # and from now on the new key owns it
+    fleet.disconnect("n1", reg.machine.conn, 5.0)
+    assert fleet.check("n1", IDENT_A, "SHA256:owner").code == "name_owned"
+
+
+def test_dead_machines_are_removed_after_the_retention(fleet):
+    m = _in_limbo(fleet)
+    fleet.forget("n1", "op", 2.0)
+    assert fleet.sweep_removed(100.0, keep_dead=0) == []  # 0: kept forever
+    assert fleet.sweep_removed(100.0, keep_dead=200.0) == []
+    ev = _single(fleet.sweep_removed(202.0, keep_dead=200.0), "removed")
+    assert ev.machine_id == m.id and fleet.get("n1") is None

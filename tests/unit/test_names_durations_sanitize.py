@@ -239,3 +239,40 @@ def test_one_line_folds_and_truncates():
 def test_one_line_counts_length_after_sanitising():
     # escapes do not count towards the limit
     assert sanitize.one_line(f"{ESC}[31m" * 50 + "abcd", limit=4) == "abcd"
+
+
+def test_unterminated_string_sequences_stop_at_the_end_of_their_line():
+    # one bad process name must not hide the rest of an nvidia-smi screen
+    screen = f"| 0  N/A  N/A  1234  C  python{ESC}]0;evil\n| 1  N/A  N/A  5678  C  train.py\n"
+    assert sanitize.for_terminal(screen) == "| 0  N/A  N/A  1234  C  python\n| 1  N/A  N/A  5678  C  train.py\n"
+    assert sanitize.for_terminal(f"a{ESC}Pdcs-without-end\nb") == "a\nb"
+    assert sanitize.for_terminal(f"a{ESC}]8;;http://x{ESC}\\link{ESC}]8;;{ESC}\\ b") == "alink b"
+
+
+@pytest.mark.parametrize("raw", ["\u202egnp.exe", "a\u2066b\u2069c", "x\u200fy", "\u061cz"])
+def test_bidi_controls_are_removed_so_text_reads_as_stored(raw):
+    out = sanitize.for_terminal(raw)
+    assert not any(c in out for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+    assert sanitize.unsafe(raw) and not sanitize.unsafe(out)
+
+
+def test_8bit_csi_is_removed_with_its_parameters():
+    assert sanitize.for_terminal("a\x9b31mb") == "ab"
+
+
+def test_json_for_terminal_escapes_c1_and_bidi_and_decodes_to_the_same_value():
+    import json
+
+    value = {"k\x9b31m": "x\u202ey\x85", "plain": "ok ü"}
+    doc = json.dumps(value, ensure_ascii=False)
+    safe = sanitize.json_for_terminal(doc)
+    assert "\x9b" not in safe and "\u202e" not in safe and "\x85" not in safe
+    assert "\\u009b" in safe and "\\u202e" in safe
+    assert json.loads(safe) == value
+    assert "ü" in safe  # ordinary non-ASCII text is left alone
+
+
+def test_unsafe_flags_every_control_but_not_ordinary_unicode():
+    assert not sanitize.unsafe("fs[/mnt/données].used_bytes")
+    for bad in ("a\nb", "a\tb", f"{ESC}[2J", "x\x7f", "x\x9d"):
+        assert sanitize.unsafe(bad)

@@ -1,0 +1,43 @@
+"""The one place agent-supplied text is made safe: right after a message is decoded.
+
+Every string an agent sends (names, hostnames and other machine info, labels,
+health details, command output, error reasons, nvidia-smi screens) may reach
+an operator's terminal, a log line, the store or another tool. ``clean`` runs
+``centrality_core.sanitize.for_terminal`` over every string field of a
+decoded message, recursively, so nothing downstream sees an escape sequence,
+a control character (newline and tab excepted) or a bidi control.
+
+Metric batches are the hot path and are not walked here: their keys are
+identifiers and are refused when unsafe (``metrics.py``, checked once per new
+key list), and their text streams are cleaned there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from centrality_core.sanitize import for_terminal
+
+
+def clean(value: Any) -> Any:
+    """``value`` with every string in it sanitised (Structs are changed in place)."""
+    if isinstance(value, str):
+        return for_terminal(value)
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            v = getattr(value, name)
+            if isinstance(v, (str, msgspec.Struct, list, tuple, dict)):
+                setattr(value, name, clean(v))
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(clean(v) for v in value)
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    return value
+
+
+def clean_text(text: dict[str, str]) -> dict[str, str]:
+    """A metric batch's text streams, sanitised."""
+    return {for_terminal(k, keep_newlines=False): for_terminal(v) for k, v in text.items()}
