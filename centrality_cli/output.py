@@ -24,7 +24,8 @@ from centrality_core.sanitize import json_for_terminal, one_line
 STATE_STYLE = {"live": ("●", "green"), "limbo": ("◐", "yellow"), "dead": ("✕", "red")}
 
 
-#: Set by the ``--json`` option of the command being run (see ``json_option``).
+#: Set by the ``--json`` option of the command being run (``commands.JSON``):
+#: failures then print a JSON document too.
 json_mode = False
 
 
@@ -101,7 +102,7 @@ def _columns() -> int | None:
 def _console(stream):
     from rich.console import Console
 
-    if piped(stream):  # a pipe or a file: lay out as wide as needed; _print_plain strips the padding
+    if piped(stream):  # a pipe or a file: lay out as wide as needed (``show`` strips the padding)
         return Console(file=stream, width=UNLIMITED, soft_wrap=True)
     return Console(file=stream)  # a terminal's width, or $COLUMNS
 
