@@ -78,6 +78,8 @@ class Agent:
         self.outbox = Outbox(cfg.buffer_max_samples, cfg.buffer_max_age)
         #: Batches go out packed (protocol 1.1) once a control plane said it reads them.
         self.packed = False
+        #: Batches carry ``gpu_processes`` (protocol 1.2) once a control plane said it reads them.
+        self.gpu_processes = False
         #: Names this run of the agent in metric batches (sequence numbers restart with it).
         self.stream = secrets.token_hex(8)
         self.config_dir = config_dir
@@ -171,7 +173,7 @@ class Agent:
                 raise ProtocolError(f"expected registered, got {first.__struct_config__.tag}")
             self._registered(first, enrolling)
             for batch in self.outbox:  # replay what was not acknowledged, oldest first
-                self._send(writer, batch if self.packed else batch.unpacked())
+                self._send(writer, self._for_peer(batch))
             self._writer = writer
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
@@ -188,11 +190,18 @@ class Agent:
             conn.close()
             await conn.wait_closed()
 
+    def _for_peer(self, batch: p.MetricsBatch) -> p.MetricsBatch:
+        """``batch`` with only what the control plane reads (1.0: JSON columns; <1.2: no processes)."""
+        if batch.gpu_processes is not None and not self.gpu_processes:
+            batch = msgspec.structs.replace(batch, gpu_processes=None)
+        return batch if self.packed else batch.unpacked()
+
     def _registered(self, msg: p.Registered, enrolled_now: bool) -> None:
         s = self.state
         s.registered, s.machine_id, s.heartbeat_interval = True, msg.machine_id, msg.heartbeat_interval
         s.registrations += 1
         self.packed = tuple(msg.protocol) >= (1, 1)  # the control plane reads packed metric values
+        self.gpu_processes = tuple(msg.protocol) >= (1, 2)  # ... and GPU process lists
         self.backoff.reset()
         log.info("registered as %s (%s)", msg.name, "continued" if msg.continued else "new machine")
         if enrolled_now:
@@ -247,7 +256,7 @@ class Agent:
         self.outbox.add(batch)
         if self._writer is not None:
             try:
-                self._send(self._writer, batch)
+                self._send(self._writer, self._for_peer(batch))
             except (OSError, asyncssh.Error):
                 pass  # the link is going down; the batch is replayed on the next one
 

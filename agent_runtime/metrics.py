@@ -32,13 +32,29 @@ class Sampler:
         self._ts: list[float] = []
         self._rows: list[dict[str, float]] = []
         self._text: dict[str, str] = {}
+        #: The newest GPU process list taken since the last batch (collectors that have
+        #: ``gpu_processes(now)``; it returns None when it did not look this time).
+        self._procs: p.GpuProcesses | None = None
+        self._procs_fn = getattr(collectors, "gpu_processes", None)
         self.taken = 0  # samples taken since start
         #: The newest sample's values (healthchecks read it).
         self.latest: dict[str, float] = {}
 
     def sample(self, now: float) -> None:
-        values, text = self.collectors.sample(now)
+        values, text = self._collect(now)
         self.add(now, values, text)
+
+    def _collect(self, now: float) -> tuple[dict[str, float], dict[str, str]]:
+        values, text = self.collectors.sample(now)
+        if self._procs_fn is not None:
+            try:
+                procs = self._procs_fn(now)
+            except Exception:  # noqa: BLE001 - processes are a extra; the metrics still go
+                log.exception("GPU process listing failed")
+                procs = None
+            if procs is not None:
+                self._procs = procs
+        return values, text
 
     @property
     def pending(self) -> int:
@@ -60,7 +76,7 @@ class Sampler:
             now = time.time()
             try:
                 if self.blocking:
-                    values, text = await loop.run_in_executor(None, self.collectors.sample, now)
+                    values, text = await loop.run_in_executor(None, self._collect, now)
                     self.add(now, values, text)
                 else:
                     self.sample(now)
@@ -76,9 +92,11 @@ class Sampler:
         """The pending samples as one batch (values packed for protocol 1.1), or None."""
         if not self._ts:
             return None
-        ts, rows, text = self._ts, self._rows, self._text
-        self._ts, self._rows, self._text = [], [], {}
-        return columnar(stream, seq, ts, rows, text, packed=packed)
+        ts, rows, text, procs = self._ts, self._rows, self._text, self._procs
+        self._ts, self._rows, self._text, self._procs = [], [], {}, None
+        batch = columnar(stream, seq, ts, rows, text, packed=packed)
+        batch.gpu_processes = procs
+        return batch
 
 
 def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]],

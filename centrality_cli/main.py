@@ -12,7 +12,7 @@ from centrality_core import __version__
 from centrality_core.sanitize import log_formatter
 
 from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, token, tui
-from .commands import exec as exec_cmd, fleetops
+from .commands import exec as exec_cmd, fleetops, gpus
 
 app = typer.Typer(
     name="centrality",
@@ -62,6 +62,7 @@ provision.register(app)
 tui.register(app)
 exec_cmd.register(app)
 fleetops.register(app)
+gpus.register(app)
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ refused with ``rejected(code="unsupported_version")``. Minor versions only add
 fields with defaults; decoders ignore fields they do not know, so an old peer
 keeps working. ``registered.protocol`` tells the agent what the control plane
 speaks, and the agent uses a minor's additions only when both do (1.1:
-``metrics.values``; to a 1.0 control plane it sends ``columns``).
+``metrics.values``; to a 1.0 control plane it sends ``columns``. 1.2:
+``metrics.gpu_processes``, left out for an older control plane).
 
 Everything decoded here is untrusted: sizes are bounded by ``msgspec.Meta``
 constraints and the frame limit, and types are checked by msgspec. Semantic
@@ -47,7 +48,7 @@ from msgspec import Meta, Struct
 from .errors import FrameTooLarge, MalformedFrame, UnknownKind
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1  # 1.1: metrics values packed as float64 (``MetricsBatch.values``)
+PROTOCOL_MINOR = 2  # 1.1: metrics values packed as float64 (``MetricsBatch.values``); 1.2: ``gpu_processes``
 PROTOCOL_VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
 
 #: SSH subsystem an agent opens to speak this protocol.
@@ -115,6 +116,56 @@ class MachineInfo(Struct, kw_only=True, omit_defaults=True):
         )
 
 
+Pid = Annotated[int, Meta(ge=0, le=1 << 32)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+GpuIndex = Annotated[int, Meta(ge=0, le=1024)]
+#: At most this many processes travel per snapshot (the agent keeps the largest by GPU memory).
+MAX_GPU_PROCESSES = 256
+
+
+class GpuProcess(Struct, kw_only=True, omit_defaults=True):
+    """One process on one GPU (protocol 1.2). ``user``/``command`` come from the
+    agent's /proc; ``sm_percent``/``mem_percent`` only where NVML reports them."""
+
+    gpu: GpuIndex
+    pid: Pid
+    #: "C" compute, "G" graphics, "C+G" both.
+    type: Annotated[str, Meta(max_length=8)] = "C"
+    user: Short = ""
+    command: Short = ""
+    used_memory_bytes: Count | None = None
+    sm_percent: Percent | None = None
+    mem_percent: Percent | None = None
+    #: MIG GPU instance and compute instance ids, when the process runs in one.
+    gi: Annotated[int, Meta(ge=0, le=1024)] | None = None
+    ci: Annotated[int, Meta(ge=0, le=1024)] | None = None
+
+
+class MigInstance(Struct, kw_only=True, omit_defaults=True):
+    """A MIG device of GPU ``gpu`` (protocol 1.2)."""
+
+    gpu: GpuIndex
+    gi: Annotated[int, Meta(ge=0, le=1024)]
+    ci: Annotated[int, Meta(ge=0, le=1024)] | None = None
+    #: Its profile, e.g. "3g.40gb".
+    profile: Short = ""
+    uuid: Short = ""
+    mem_used_bytes: Count | None = None
+    mem_total_bytes: Count | None = None
+
+
+class GpuProcesses(Struct, kw_only=True, omit_defaults=True):
+    """Who is on the GPUs at ``ts`` (protocol 1.2): the whole list, replacing the last."""
+
+    ts: float
+    processes: Annotated[list[GpuProcess], Meta(max_length=MAX_GPU_PROCESSES)] = []
+    mig: Annotated[list[MigInstance], Meta(max_length=448)] = []
+    #: Processes left out past ``MAX_GPU_PROCESSES`` (the smallest by GPU memory).
+    omitted: Count = 0
+    #: "nvml" or "nvidia-smi".
+    source: Annotated[str, Meta(max_length=16)] = ""
+
+
 class Message(Struct, tag_field="kind", kw_only=True, omit_defaults=True):
     """Base of every message; the class's ``tag`` is its ``kind`` on the wire."""
 
@@ -172,6 +223,8 @@ class MetricsBatch(Message, tag="metrics"):
     text: Annotated[dict[Annotated[str, Meta(max_length=64)], Text], Meta(max_length=8)] = {}
     #: Samples the agent had to drop (buffer full while disconnected) before this batch.
     dropped: Count = 0
+    #: 1.2: the latest GPU process list when it was taken during this batch (None: not taken).
+    gpu_processes: GpuProcesses | None = None
 
     def check_shape(self) -> str | None:
         """Why the values do not fit ``ts`` and ``keys``, or None."""

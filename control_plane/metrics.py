@@ -26,7 +26,7 @@ from centrality_core.summary import EMPTY, Summary, select, summarize
 from centrality_core.timefmt import iso
 
 from .rollups import Rollups, matrix
-from .untrusted import clean_text
+from .untrusted import clean, clean_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ControlPlane
@@ -46,7 +46,7 @@ class Latest:
     when asked for; ``summary`` (the fleet table's figures) when first read.
     """
 
-    __slots__ = ("ts", "keys", "row", "_summary", "text", "text_ts", "dropped")
+    __slots__ = ("ts", "keys", "row", "_summary", "text", "text_ts", "dropped", "gpu_processes")
 
     def __init__(self) -> None:
         self.ts = 0.0
@@ -56,6 +56,8 @@ class Latest:
         self.text: dict[str, str] = {}
         self.text_ts = 0.0
         self.dropped = 0  # samples the agent reported dropping, in total
+        #: The newest process list of its GPUs (protocol 1.2 agents), as the agent sent it.
+        self.gpu_processes: p.GpuProcesses | None = None
 
     def set(self, ts: float, keys: list[str], row: np.ndarray) -> None:
         self.ts, self.keys, self.row, self._summary = ts, keys, row, None
@@ -254,6 +256,9 @@ class Metrics:
         if batch.text:
             latest.text.update(clean_text(batch.text))
             latest.text_ts = newest
+        procs = batch.gpu_processes
+        if procs is not None and (latest.gpu_processes is None or procs.ts >= latest.gpu_processes.ts):
+            latest.gpu_processes = clean(procs)  # users and commands come from the agent
         latest.dropped += batch.dropped
 
     def lag_percentiles(self, window: float = 30.0) -> dict[str, float | None]:

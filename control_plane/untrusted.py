@@ -9,7 +9,7 @@ a control character (newline and tab excepted) or a bidi control.
 
 Metric batches are the hot path and are not walked here: their keys are
 identifiers and are refused when unsafe (``metrics.py``, checked once per new
-key list), and their text streams are cleaned there.
+key list), and their text streams and GPU process lists are cleaned there.
 """
 
 from __future__ import annotations

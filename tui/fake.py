@@ -22,6 +22,8 @@ import math
 import time
 from typing import AsyncIterator, Callable
 
+import msgspec
+
 from centrality_core import durations, hostlist, targeting
 from centrality_core.errors import UsageError
 from centrality_core.settings import ServerSettings
@@ -200,8 +202,9 @@ class FakeSource:
     def _machine_doc(self, m: FakeMachine, ts: float) -> dict:
         values, _ = m.collectors.sample(math.floor(ts))
         text = {"nvidia_smi": m.collectors.screen(math.floor(ts))} if m.profile == "gpu8" else {}
+        procs = m.collectors.processes_at(math.floor(ts)) if m.profile == "gpu8" else None
         return {"type": "machine", "name": m.name, "ts": math.floor(ts), "values": values, "text": text,
-                "text_ts": math.floor(ts)}
+                "text_ts": math.floor(ts), "gpu_processes": msgspec.to_builtins(procs)}
 
     # ------------------------------------------------------------------ FleetSource
 

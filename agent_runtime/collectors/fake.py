@@ -4,10 +4,13 @@ Profiles:
 
 * ``cpu``: 16 cores, 64 GiB, filesystems / and /data on nvme0n1/nvme1n1,
   NICs eth0/eth1; a load that wanders (two slow sine waves plus noise).
-* ``gpu8``: 8x "NVIDIA H100 80GB HBM3", 2 TiB RAM, 112 cores. GPUs follow a
-  training job, repeating every 10-20 minutes: ramp up, plateau at 95-100 %
-  util with ~70 GiB/GPU, periodic checkpoint dips (util drops, disk writes
-  surge), then idle. Also a ``nvidia_smi`` screen text every 30 s.
+* ``gpu8``: 8x "NVIDIA H100 80GB HBM3", 2 TiB RAM, 112 cores. GPUs 0..k-1
+  follow the main training job, repeating every 10-20 minutes: ramp up,
+  plateau at 95-100 % util with ~70 GiB/GPU, periodic checkpoint dips (util
+  drops, disk writes surge), then idle. The other GPUs run a second job with
+  its own cycle, a notebook holding memory at 0 %, or nothing (see
+  ``fake_jobs``). Also a ``nvidia_smi`` screen text every 30 s and the jobs'
+  processes (``gpu_processes``) every 5 s.
 
 Every value is a pure function of (profile, index, seed, int(now)): two
 simulators with the same seed agree whatever order they sample in. Keys,
@@ -22,6 +25,7 @@ import math
 import random
 from functools import lru_cache
 
+from .fake_jobs import make_jobs
 from .fake_screen import ScreenGpu, ScreenProcess, render_screen
 
 GIB = 1 << 30
@@ -32,6 +36,8 @@ H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_MIB = 81559
 _H100_BUS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
 PROFILES = ("cpu", "gpu8")
+_H100_BYTES = float(H100_MIB * MIB)
+_IDLE_MEM = 1.0 * MIB
 #: gpu8 host activity per training phase: (cpu load 0-1, RAM fraction, disk/net activity factor).
 _HOST = {"train": (0.45, 0.3, 3.0), "checkpoint": (0.12, 0.3, 0.5), "idle": (0.02, 0.02, 0.05)}
 
@@ -116,6 +122,11 @@ class FakeCollectors:
         self._gpu_noise = _noise(self.ngpus, 1.5) if self.gpu else ()
         self._screen_slot: int | None = None
         self.screen_interval_s = 30.0
+        self._jobs, self._gpu_job = make_jobs(rng, self.ngpus, {
+            "period": self._period, "offset": self._offset, "ramp": self._ramp, "end": self._job_end,
+            "ckpt_every": self._ckpt_every, "ckpt_len": self._ckpt_len}) if self.gpu else ((), ())
+        self._procs_slot: int | None = None
+        self.procs_interval_s = 5.0
 
     # ------------------------------------------------------------ info
 
@@ -198,22 +209,44 @@ class FakeCollectors:
         for i, bps in enumerate(self._nic_bps):
             vals += (bps * disk_act * (1.0 + jit[10 + i]), bps * (20.0 if ckpt else 0.3 * disk_act) * (1.0 + jit[12 + i]))
         if self.gpu:
-            self._gpu_values(vals, phase, frac, self._gpu_noise[row])
+            self._gpu_values(vals, now, phase, frac, self._gpu_noise[row])
         return vals
 
-    def _gpu_values(self, vals: list[float], phase: str, frac: float, off: tuple[float, ...]) -> None:
-        total = float(H100_MIB * MIB)
-        for g in range(self.ngpus):
+    def _gpu_states(self, now: float, phase: str, frac: float, off: tuple[float, ...]) -> list[tuple]:
+        """(util %, memory bytes, noise) of each GPU at ``now`` (``phase``: the main job's)."""
+        jobs, mem_off = self._jobs, self._gpu_mem_off
+        phases = [(phase, frac), *(job.phase(now) for job in jobs[1:])]
+        out = []
+        for g, j in enumerate(self._gpu_job):
             o = off[g]
-            if phase == "ramp":
-                util, mem = 97.0 * frac + o, (2.0 + 68.0 * frac) * GIB + self._gpu_mem_off[g] * frac
-            elif phase == "train":
-                util, mem = 98.0 + o, 70.0 * GIB + self._gpu_mem_off[g]
-            elif phase == "checkpoint":
-                util, mem = 9.0 + 4.0 * o, 70.0 * GIB + self._gpu_mem_off[g]
+            ph = phases[j][0] if j >= 0 else "idle"
+            if ph == "idle":
+                out.append((0.0, _IDLE_MEM, o))
+                continue
+            job = jobs[j]
+            if ph == "train":  # the common case, inline
+                util, mem = job.util + o, job.mem + mem_off[g]
             else:
-                util, mem = 0.0, 1.0 * MIB
-            util = 0.0 if util < 0.0 else (100.0 if util > 100.0 else util)
+                util, mem = job.gpu(ph, phases[j][1], o, mem_off[g])
+            out.append(((0.0 if util < 0.0 else (100.0 if util > 100.0 else util)), mem, o))
+        return out
+
+    def _gpu_values(self, vals: list[float], now: float, phase: str, frac: float, off: tuple[float, ...]) -> None:
+        """Append each GPU's six values (``_gpu_states`` inlined: this runs every sample)."""
+        jobs, mem_off, total = self._jobs, self._gpu_mem_off, _H100_BYTES
+        phases = [(phase, frac), *(job.phase(now) for job in jobs[1:])] if len(jobs) > 1 else [(phase, frac)]
+        for g, j in enumerate(self._gpu_job):
+            o = off[g]
+            ph = phases[j][0] if j >= 0 else "idle"
+            if ph == "idle":
+                util, mem = 0.0, _IDLE_MEM
+            else:
+                job = jobs[j]
+                if ph == "train":
+                    util, mem = job.util + o, job.mem + mem_off[g]
+                else:
+                    util, mem = job.gpu(ph, phases[j][1], o, mem_off[g])
+                util = 0.0 if util < 0.0 else (100.0 if util > 100.0 else util)
             power = 75.0 + 6.1 * util + 4.0 * o
             vals += (util, mem, total, 100.0 * mem / total, 29.0 + 0.42 * util + 0.6 * o,
                      700.0 if power > 700.0 else power)
@@ -232,19 +265,47 @@ class FakeCollectors:
         self._screen_slot = slot
         return values, {"nvidia_smi": self.screen(now, values)}
 
+    def gpu_processes(self, now: float):
+        """The jobs' processes (``protocol.GpuProcesses``) once per ``procs_interval_s``, else None."""
+        if not self.gpu:
+            return None
+        slot = int(now // self.procs_interval_s)
+        if slot == self._procs_slot:
+            return None
+        self._procs_slot = slot
+        return self.processes_at(now)
+
+    def processes_at(self, now: float):
+        """The jobs' processes at ``now`` as a ``protocol.GpuProcesses`` (no cadence)."""
+        from centrality_core import protocol as p
+
+        return p.GpuProcesses(ts=now, source="simulated", processes=[
+            p.GpuProcess(gpu=g, pid=pid, user=user, command=cmd, used_memory_bytes=used, sm_percent=sm)
+            for g, pid, user, cmd, used, sm in self._processes(now)])
+
+    def _processes(self, now: float) -> list[tuple[int, int, str, str, int, float]]:
+        """(gpu, pid, user, command, used bytes, SM %) of every process running at ``now``."""
+        phase, frac = self.phase(now)
+        states = self._gpu_states(now, phase, frac, self._gpu_noise[(int(now) + self._shift) % _ROWS])
+        out = []
+        for job in self._jobs:
+            if job.phase(now)[0] == "idle":
+                continue
+            for rank, g in enumerate(job.gpus):
+                util, mem, _ = states[g]
+                out.append((g, job.pid(now, rank), job.user, job.command, max(0, int(mem) - 520 * MIB), round(util, 1)))
+        return out
+
     def screen(self, now: float, values: dict[str, float] | None = None) -> str:
         """The fake ``nvidia-smi`` screen for ``now``, consistent with ``sample(now)``."""
         v = values if values is not None else dict(zip(self.keys, self._values(now)))
-        gpus, procs = [], []
-        phase, _ = self.phase(now)
+        gpus = []
         for g in range(self.ngpus):
             p = f"gpu[{g}]."
             used = int(v[p + "mem_used_bytes"] // MIB)
             gpus.append(ScreenGpu(g, H100_NAME, f"00000000:{_H100_BUS[g]}:00.0", round(v[p + "temp_c"]),
                                   round(v[p + "power_w"]), 700, used, H100_MIB, round(v[p + "util_percent"])))
-            if phase != "idle":
-                procs.append(ScreenProcess(g, 41000 + g + (int(now + self._offset) // int(self._period)) % 50000,
-                                           "/usr/bin/python3", max(0, used - 520)))
+        procs = [ScreenProcess(g, pid, cmd.split()[0], used // MIB) for g, pid, _, cmd, used, _ in self._processes(now)]
         return render_screen(gpus, procs, driver=self.info["gpu_driver"], cuda="12.7" if
                              self.info["gpu_driver"].startswith("565") else "12.4", now=now)
 

@@ -11,6 +11,7 @@ import time. Sample units: percent, bytes, degrees Celsius, watts (see
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -25,6 +26,8 @@ from .nvidia import (
 Runner = Callable[[Sequence[str], float], tuple[int, str]]
 #: ``which(name) -> path or None`` (``shutil.which``).
 Which = Callable[[str], str | None]
+#: A driver version line ("535.104.05", "610.62").
+_VERSION = re.compile(r"^\d{2,4}\.\d{1,3}(?:\.\d{1,3})?$")
 #: Longest text stream the wire protocol accepts, in characters.
 MAX_TEXT = 64 * 1024
 
@@ -80,6 +83,18 @@ class GpuCollector:
         self._nvml: Any = None
         self._handles: list[Any] = []
         self._retry_at = 0.0
+        #: The readings of the last ``read`` (the process collector places processes with them).
+        self.last: list[GpuReading] = []
+
+    @property
+    def nvml(self) -> Any:
+        """The pynvml module in use (None unless the backend is NVML)."""
+        return self._nvml if self.backend == "nvml" else None
+
+    @property
+    def handles(self) -> list[Any]:
+        """NVML device handles, by GPU index (empty unless the backend is NVML)."""
+        return list(self._handles) if self.backend == "nvml" else []
 
     # ------------------------------------------------------------ probing
 
@@ -124,10 +139,12 @@ class GpuCollector:
             return f"nvidia-smi timed out after {self.timeout_s:g} s"
         except OSError as e:
             return f"nvidia-smi: {e}"
-        err = detect_error(text)
-        if err or rc != 0:
-            return err or f"nvidia-smi exited with status {rc}: {text.strip()[:200]}"
-        self.driver_version = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        # A valid answer counts whatever the exit status: nvidia-smi exits 14 with a
+        # corrupted infoROM (after a WARNING line) and still answers for every GPU.
+        version = next((ln.strip() for ln in text.splitlines() if _VERSION.match(ln.strip())), "")
+        if not version:
+            return detect_error(text) or f"nvidia-smi exited with status {rc}: {text.strip()[:200]}"
+        self.driver_version = version
         return None
 
     # ------------------------------------------------------------ reading
@@ -138,9 +155,11 @@ class GpuCollector:
             if self.backend is None or (self.backend == "none" and self._clock() >= self._retry_at):
                 self._probe()
             if self.backend == "nvml":
-                return self._read_nvml()
+                self.last = self._read_nvml()
+                return self.last
             if self.backend == "nvidia-smi":
-                return self._read_smi()
+                self.last = self._read_smi()
+                return self.last
         except Exception as e:  # last line of defence: a collector must not kill the agent
             self.reason = f"GPU collector error: {e!r}"
         return []

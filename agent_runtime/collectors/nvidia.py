@@ -78,8 +78,17 @@ def readings_to_info(readings: list[GpuReading]) -> list[dict]:
 _NUM = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z%]*)\s*$")
 
 
+#: Values nvidia-smi prints in place of one it cannot read (with or without brackets).
+_NOT_VALUES = frozenset({
+    "N/A", "ERR!", "UNKNOWN", "UNKNOWN ERROR", "NOT SUPPORTED", "GPU IS LOST", "NOT AVAILABLE",
+    "INSUFFICIENT PERMISSIONS", "GPU REQUIRES RESET", "NO DATA", "NONE",
+})
+
+
 def _missing(v: str) -> bool:
-    return not v or v.startswith("[") or v.upper() in ("N/A", "ERR!", "UNKNOWN", "NOT SUPPORTED")
+    u = v.upper()
+    return (not v or v.startswith("[") or u in _NOT_VALUES or u.startswith("NOT AVAILABLE")
+            or u.startswith("UNKNOWN ERROR"))
 
 
 def _text(v: str | None) -> str:
@@ -98,7 +107,17 @@ def _bytes(v: str | None, default_unit: str = "MiB") -> float | None:
     if not m:
         return None
     mult = _UNIT_BYTES.get((m.group(2) or default_unit).upper())
-    return float(m.group(1)) * mult if mult else None
+    return _nonneg(float(m.group(1)) * mult) if mult else None
+
+
+def _nonneg(v: float | None) -> float | None:
+    return v if v is not None and v >= 0 else None
+
+
+def _percent(v: str | None) -> float | None:
+    """A percentage in 0-100, else None (a garbled cell is no utilisation)."""
+    x = _number(v)
+    return x if x is not None and 0 <= x <= 100 else None
 
 
 # ------------------------------------------------------------------ errors
@@ -133,23 +152,70 @@ def detect_error(text: str) -> str | None:
 # ------------------------------------------------------------------ CSV
 
 _UNIT_SUFFIX = re.compile(r"^(.*?)\s*\[([^\]]*)\]$")
-_KNOWN = frozenset(QUERY_FIELDS) | {
-    "driver_version", "memory.free", "utilization.memory", "pci.bus_id", "timestamp", "pstate",
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+#: Fields naming a GPU table (``timestamp`` alone does not: every query has it).
+_GPU_FIELDS = frozenset(QUERY_FIELDS) | {
+    "driver_version", "memory.free", "memory.reserved", "utilization.memory", "pci.bus_id", "pstate",
+    "serial", "count", "vbios_version", "fan.speed", "power.limit", "power.draw.average",
+    "power.draw.instant", "clocks.sm", "clocks.current.sm", "compute_cap", "mig.mode.current",
+    "temperature.memory", "persistence_mode", "pcie.link.gen.current",
 }
+#: Columns of the other queries (``--query-compute-apps``, ``--query-accounted-apps``,
+#: ``--query-retired-pages``...): such a table is no GPU list.
+_OTHER_TABLE_FIELDS = frozenset({
+    "pid", "process_name", "used_gpu_memory", "used_memory", "gpu_utilization", "mem_utilization",
+    "max_memory_usage", "time", "is_running", "retired_pages.address", "retired_pages.cause",
+})
+#: ``--query-gpu`` accepts these aliases and prints them as asked.
+_ALIASES = {"gpu_name": "name", "gpu_uuid": "uuid", "gpu_bus_id": "pci.bus_id", "gpu_serial": "serial"}
 
 
-def _split_header(cells: list[str]) -> tuple[list[str], list[str]] | None:
+def split_csv_header(cells: list[str]) -> tuple[list[str], list[str]] | None:
     """Field names and ``[unit]`` suffixes if ``cells`` is a header line, else None.
 
-    A header is recognised by naming at least one well-known field; values
-    (numbers, GPU names, UUIDs, ``[N/A]``) never do.
+    Every cell of a header is a field name (``memory.used [MiB]``) and one at
+    least is a known field or dotted/underscored; values (numbers, GPU names,
+    UUIDs, ``[N/A]``, ``Enabled``) are not.
     """
     names, units = [], []
     for c in cells:
         m = _UNIT_SUFFIX.match(c)
-        names.append(m.group(1) if m else c)
-        units.append(m.group(2) if m else "")
-    return (names, units) if any(n in _KNOWN for n in names) else None
+        name, unit = (m.group(1), m.group(2)) if m else (c, "")
+        if not _FIELD_NAME.match(name):
+            return None
+        names.append(name)
+        units.append(unit)
+    known = _GPU_FIELDS | _OTHER_TABLE_FIELDS | {"timestamp", "index", "name", "uuid"}
+    if not any(n in known or "." in n or "_" in n for n in names):
+        return None
+    return names, units
+
+
+def _csv_rows(text: str, fields, default: tuple[str, ...]):
+    """(names, units, rows of cells) of a CSV output; a header line wins over ``fields``.
+
+    Repeated header lines (a ``-l`` log restarted) are skipped, as are rows whose
+    column count differs from the header's.
+    """
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    names: list[str] = list(fields or default)
+    units: list[str] = [""] * len(names)
+    header = split_csv_header([c.strip() for c in lines[0].split(",")]) if lines else None
+    if header is not None:
+        names, units = header
+        lines = lines[1:]
+    rows = []
+    for line in lines:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) == len(names) and split_csv_header(cells) is None:
+            rows.append(cells)
+    return names, units, rows
+
+
+def is_gpu_table(names: list[str] | tuple[str, ...]) -> bool:
+    """True if CSV columns ``names`` are a ``--query-gpu`` table."""
+    canon = {_ALIASES.get(n, n) for n in names}
+    return bool(canon & _GPU_FIELDS) and not (canon & _OTHER_TABLE_FIELDS)
 
 
 def parse_query_csv(text: str, fields: tuple[str, ...] | list[str] | None = None) -> list[GpuReading]:
@@ -157,46 +223,67 @@ def parse_query_csv(text: str, fields: tuple[str, ...] | list[str] | None = None
 
     A header line, when present, names the columns (and gives units for
     ``nounits`` output); otherwise ``fields`` does, defaulting to
-    ``QUERY_FIELDS``. A row whose column count differs is skipped. Without an
-    ``index`` column a GPU's index is its row number. Memory without a unit
-    is taken as MiB (nvidia-smi's unit).
+    ``QUERY_FIELDS``. Another query's table (``--query-compute-apps``...) gives
+    ``[]``. A ``-l`` log holds each GPU several times: the latest row of each
+    GPU is kept, a GPU being known by its ``index``, else ``uuid``, else
+    ``pci.bus_id``, else ``serial``; with none of those, by its position in
+    the last ``timestamp`` group, else by its row. Without an ``index``
+    column GPUs are numbered in the order they first appear. Memory without a
+    unit is taken as MiB (nvidia-smi's unit).
     """
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    names, units, rows = _csv_rows(text, fields, QUERY_FIELDS)
+    if not rows or not is_gpu_table(names):
         return []
-    names: list[str] = list(fields or QUERY_FIELDS)
-    units: list[str] = [""] * len(names)
-    header = _split_header([c.strip() for c in lines[0].split(",")])
-    if header is not None:
-        names, units = header
-        lines = lines[1:]
-    out: list[GpuReading] = []
-    for row, line in enumerate(lines):
-        cells = [c.strip() for c in line.split(",")]
-        if len(cells) != len(names):
-            continue
+    names = [_ALIASES.get(n, n) for n in names]
+    unit = dict(zip(names, units))
+    keyed: dict[object, dict[str, str]] = {}
+    ids = [k for k in ("index", "uuid", "pci.bus_id", "serial") if k in names]
+    if not ids and "timestamp" in names:
+        last = rows[-1][names.index("timestamp")]
+        start = len(rows)
+        while start > 0 and rows[start - 1][names.index("timestamp")] == last:
+            start -= 1
+        rows = rows[start:]
+    for row, cells in enumerate(rows):
         raw = dict(zip(names, cells))
-        unit = dict(zip(names, units))
+        key: object = row
+        for k in ids:
+            v = _text(raw.get(k))
+            if v:
+                key = (k, v)
+                break
+        keyed[key] = raw  # a later sample of the same GPU replaces it, in its first place
+    out: list[GpuReading] = []
+    for pos, raw in enumerate(keyed.values()):
         idx = _number(raw.get("index"))
-        r = GpuReading(index=int(idx) if idx is not None else row)
+        r = GpuReading(index=int(idx) if idx is not None and idx >= 0 else pos)
         r.name = _text(raw.get("name"))
         r.uuid = _text(raw.get("uuid"))
         r.driver_version = _text(raw.get("driver_version"))
-        r.util_percent = _number(raw.get("utilization.gpu"))
-        r.mem_busy_percent = _number(raw.get("utilization.memory"))
+        r.util_percent = _percent(raw.get("utilization.gpu"))
+        r.mem_busy_percent = _percent(raw.get("utilization.memory"))
         r.mem_used_bytes = _bytes(raw.get("memory.used"), unit.get("memory.used") or "MiB")
         r.mem_total_bytes = _bytes(raw.get("memory.total"), unit.get("memory.total") or "MiB")
         r.temp_c = _number(raw.get("temperature.gpu"))
-        for key in ("power.draw", "power.draw.average", "power.draw.instant"):
-            r.power_w = _number(raw.get(key))
+        for k in ("power.draw", "power.draw.average", "power.draw.instant"):
+            r.power_w = _nonneg(_number(raw.get(k)))
             if r.power_w is not None:
                 break
         r.extra = {k: v for k, v in raw.items() if not _missing(v)}
         out.append(r)
-    return out
+    return sorted(out, key=lambda r: r.index) if "index" in names else out
 
 
 # ------------------------------------------------------------------ XML
+
+
+#: Where each DTD keeps the board's draw: v11 and earlier ``power_readings``; 535-era
+#: v12 ``gpu_power_readings/power_draw``; v12 of 550+ and v13 average/instant.
+_XML_POWER = (
+    "power_readings/power_draw", "gpu_power_readings/power_draw", "gpu_power_readings/average_power_draw",
+    "gpu_power_readings/instant_power_draw", "power_readings/average_power_draw",
+    "power_readings/instant_power_draw",
+)
 
 
 def parse_xml(text: str) -> list[GpuReading]:
@@ -209,8 +296,11 @@ def parse_xml(text: str) -> list[GpuReading]:
     """
     import xml.etree.ElementTree as ET  # lazy: only hosts that use the XML pay for it
 
+    start = (text or "").find("<")  # a warning line (infoROM...) may precede the document
+    if start < 0:
+        return []
     try:
-        root = ET.fromstring(text)
+        root = ET.fromstring(text[start:])
     except (ET.ParseError, ValueError):
         return []
     if root.tag != "nvidia_smi_log":
@@ -224,12 +314,11 @@ def parse_xml(text: str) -> list[GpuReading]:
         r.uuid = _text(g.findtext("uuid"))
         r.mem_total_bytes = _bytes(g.findtext("fb_memory_usage/total"))
         r.mem_used_bytes = _bytes(g.findtext("fb_memory_usage/used"))
-        r.util_percent = _number(g.findtext("utilization/gpu_util"))
-        r.mem_busy_percent = _number(g.findtext("utilization/memory_util"))
+        r.util_percent = _percent(g.findtext("utilization/gpu_util"))
+        r.mem_busy_percent = _percent(g.findtext("utilization/memory_util"))
         r.temp_c = _number(g.findtext("temperature/gpu_temp"))
-        for path in ("power_readings/power_draw", "gpu_power_readings/average_power_draw",
-                     "gpu_power_readings/instant_power_draw"):
-            r.power_w = _number(g.findtext(path))
+        for path in _XML_POWER:
+            r.power_w = _nonneg(_number(g.findtext(path)))
             if r.power_w is not None:
                 break
         extra = {"pci_bus_id": g.get("id", ""), "minor_number": _text(g.findtext("minor_number")),
@@ -241,14 +330,16 @@ def parse_xml(text: str) -> list[GpuReading]:
 
 # ------------------------------------------------------------------ screen
 
-_GPU_CELL = re.compile(r"^\s*(\d+)\s+(.*?\S)\s+(On|Off|N/A|WDDM|TCC)\s*$")
+_GPU_CELL = re.compile(r"^\s*(\d+)\s+(.*?\S)\s+(On|Off|N/A|WDDM|TCC|MCDM|ERR!)\s*$")
 _BUS_CELL = re.compile(r"^\s*[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]\b")
 _TEMP = re.compile(r"\b(\d+)C\b")
 _POWER = re.compile(r"(\d+(?:\.\d+)?)W\s*/")
 _MEM = re.compile(r"(\d+)MiB\s*/\s*(\d+)MiB")
 _UTIL = re.compile(r"^\s*(\d+)%")
-_DRIVER = re.compile(r"Driver Version:\s*(\S+)")
-_CUDA = re.compile(r"CUDA Version:\s*(\S+)")
+#: "Driver Version:" up to 605; "KMD Version:" (kernel-mode driver) from 610.
+_DRIVER = re.compile(r"(?:Driver|KMD) Version:\s*(\d[\w.-]*)")
+#: "CUDA Version:" up to 605; "CUDA UMD Version:" (user-mode driver) from 610.
+_CUDA = re.compile(r"CUDA (?:UMD )?Version:\s*(\d[\w.-]*)")
 
 
 def _cells(line: str) -> list[str]:
@@ -259,15 +350,19 @@ def _cells(line: str) -> list[str]:
 def parse_screen(text: str) -> list[GpuReading]:
     """The plain ``nvidia-smi`` table -> readings (name, memory, util, temp, power).
 
-    Handles the pre-2023 narrow layout and the newer wide one; a cell showing
-    ``N/A`` or ``ERR!`` leaves that value ``None``. Process and MIG tables are
-    ignored. Driver and CUDA versions come from the banner line.
+    Handles the pre-2023 narrow layout and the newer wide one, Linux
+    persistence modes and Windows driver models (WDDM, TCC, MCDM); a cell
+    showing ``N/A`` or ``ERR!`` leaves that value ``None`` (an ``ERR!`` name
+    becomes ``""``). Process and MIG tables are ignored. Driver and CUDA
+    versions come from the banner line (``Driver``/``CUDA Version`` up to
+    605, ``KMD``/``CUDA UMD Version`` from 610).
     """
-    m = _DRIVER.search(text)
+    lines = (text or "").splitlines()
+    banner = next((ln for ln in lines if "NVIDIA-SMI" in ln and "Version" in ln), "")
+    m = _DRIVER.search(banner)
     driver = m.group(1) if m else ""
-    m = _CUDA.search(text)
+    m = _CUDA.search(banner)
     cuda = m.group(1) if m else ""
-    lines = text.splitlines()
     out: list[GpuReading] = []
     for i, line in enumerate(lines):
         cells = _cells(line)
@@ -276,7 +371,7 @@ def parse_screen(text: str) -> list[GpuReading]:
         g = _GPU_CELL.match(cells[0])
         if not g:
             continue
-        r = GpuReading(index=int(g.group(1)), name=g.group(2), driver_version=driver)
+        r = GpuReading(index=int(g.group(1)), name=_text(g.group(2)), driver_version=driver)
         r.extra = {"pci_bus_id": cells[1].split()[0], "persistence_mode": g.group(3)}
         if cuda:
             r.extra["cuda_version"] = cuda
@@ -290,6 +385,6 @@ def parse_screen(text: str) -> list[GpuReading]:
                 r.mem_used_bytes = float(mm.group(1)) * MIB
                 r.mem_total_bytes = float(mm.group(2)) * MIB
             if u := _UTIL.match(nxt[2]):
-                r.util_percent = float(u.group(1))
+                r.util_percent = _percent(u.group(1))
         out.append(r)
     return out

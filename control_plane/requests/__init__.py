@@ -110,4 +110,4 @@ async def _help(ctx: Ctx, ns: argparse.Namespace) -> Any:
 
 
 # Register the request modules.
-from . import exec, fleetops, keys, machines, metrics, status, subscribe, tokens  # noqa: E402,F401
+from . import exec, fleetops, gpus, keys, machines, metrics, status, subscribe, tokens  # noqa: E402,F401

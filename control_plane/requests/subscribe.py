@@ -89,5 +89,5 @@ def _push_machine(ctx: Ctx, name: str | None, last_ts: float) -> float:
     if latest is None or latest.ts <= last_ts:
         return last_ts
     ctx.emit({"type": "machine", "name": name, "ts": latest.ts, "values": latest.values,
-              "text": latest.text, "text_ts": latest.text_ts})
+              "text": latest.text, "text_ts": latest.text_ts, "gpu_processes": latest.gpu_processes})
     return latest.ts

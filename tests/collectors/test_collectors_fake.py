@@ -7,7 +7,7 @@ import time
 import msgspec
 import pytest
 
-from agent_runtime.collectors.fake import H100_MIB, FakeCollectors, fake_machine_info
+from agent_runtime.collectors.fake import GIB, H100_MIB, FakeCollectors, fake_machine_info
 from agent_runtime.collectors.fake_screen import ScreenGpu, render_screen
 from agent_runtime.collectors.nvidia import MIB, parse_screen
 from agent_runtime.metrics import columnar
@@ -148,7 +148,42 @@ def test_fake_screen_reads_back_and_matches_values():
         assert g.mem_used_bytes == int(values[p + "mem_used_bytes"] // MIB) * MIB
         assert g.mem_total_bytes == H100_MIB * MIB
         assert g.power_w == round(values[p + "power_w"])
-    assert f.screen(t).count("/usr/bin/python3") == 8
+    procs = f.gpu_processes(t).processes
+    screen = f.screen(t)
+    assert len(procs) >= 4  # the main job's GPUs at least
+    for x in procs:  # every process of the stream is on the screen, with its GPU and memory
+        assert any(ln.split()[1:3] == [str(x.gpu), "N/A"] and str(x.pid) in ln
+                   and ln.rstrip(" |").endswith(f"{x.used_memory_bytes // MIB}MiB")
+                   for ln in screen.splitlines()), x
+
+
+def test_gpu8_gpus_differ_and_jobs_start_hold_and_end():
+    """Across machines: GPUs of one machine do not all share one load; processes come
+    and go with their job (new pids each run); some machines hold memory at 0 %."""
+    held_idle = 0
+    for index in range(12):
+        f = FakeCollectors("gpu8", index, 0)
+        utils, pids_seen, counts = set(), set(), set()
+        for s in range(0, 2 * 3600, 20):
+            t = T0 + s
+            v, _ = f.sample(t)
+            utils.add(tuple(round(v[f"gpu[{g}].util_percent"]) for g in range(8)))
+            snap = f.gpu_processes(t)
+            if snap is None:
+                continue
+            assert snap.source == "simulated" and len(snap.processes) <= 8
+            counts.add(len(snap.processes))
+            for x in snap.processes:
+                pids_seen.add(x.pid)
+                assert x.user and x.command.startswith("python")
+                g = f"gpu[{x.gpu}]."
+                assert abs(x.used_memory_bytes - (v[g + "mem_used_bytes"] - 520 * MIB)) <= MIB
+                if x.sm_percent == 0.0 and x.used_memory_bytes > GIB:
+                    held_idle += 1
+        assert any(len(set(u)) > 2 for u in utils), index  # loads differ between the GPUs
+        assert len(counts) > 1, index  # jobs start and end: the number of processes changes
+        assert len(pids_seen) > 8, index  # a new run, new pids
+    assert held_idle > 0  # a notebook kernel holding memory at 0 % somewhere
 
 
 def test_render_reproduces_the_real_8xH100_capture(nvsmi):

@@ -46,7 +46,15 @@ def _no_identity_in(reason: str, info: dict) -> None:
     assert str(info["memory_total_bytes"] >> 20) not in reason
 
 
+def _slow_death(cp):
+    """Machines go to limbo fast but do not expire on their own during the test."""
+    from centrality_core.lifecycle import Thresholds
+
+    cp.registry.fleet.thresholds = Thresholds(0.2, 1.0, 300.0)
+
+
 async def test_another_key_with_identical_specs_cannot_take_over_a_machine(control_plane, agents, home):
+    _slow_death(control_plane)
     victim = await agents("victim-01", index=3)
     machine_id = control_plane.registry.fleet.get("victim-01").id
     info = control_plane.registry.records["victim-01"].info  # the attacker knows it all
@@ -84,6 +92,7 @@ async def test_another_key_with_identical_specs_cannot_take_over_a_machine(contr
 
 
 async def test_release_lets_a_reinstalled_machine_continue_under_its_new_key(control_plane, agents, home):
+    _slow_death(control_plane)
     old = await agents("node-07", index=7)
     machine_id = control_plane.registry.fleet.get("node-07").id
     await old.stop()
@@ -108,6 +117,7 @@ async def test_release_lets_a_reinstalled_machine_continue_under_its_new_key(con
 
 
 async def test_forgetting_a_dead_machine_removes_it_and_frees_the_name(control_plane, agents, home):
+    _slow_death(control_plane)
     a = await agents("gone-01", index=4)
     await a.stop()
     await wait_for(lambda: _state(control_plane, "gone-01") == "limbo", what="limbo")

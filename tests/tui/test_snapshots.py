@@ -73,6 +73,20 @@ def test_machine_gpu(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
 
+def test_machine_gpu_panel_mig_and_processes(snap_compare):
+    """The per-GPU panel with MIG instances under GPU 1, the processes by GPU memory, hostile names cleaned."""
+    from .test_gpu_panel import mig_source
+
+    async def run_before(pilot):
+        await ready(pilot)
+        pilot.app.open_machine("gpu-01")
+        await machine_ready(pilot, "gpu-01")
+        await until(pilot, lambda: pilot.app.screen.query_one("GpuSection").snapshot is not None)
+        pilot.app.redraw()
+
+    assert snap_compare(make_app(mig_source()), terminal_size=(150, 50), run_before=run_before)
+
+
 def test_machine_cpu_one_hour_and_nvidia_less(snap_compare):
     async def run_before(pilot):
         await ready(pilot)

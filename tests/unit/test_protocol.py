@@ -168,6 +168,19 @@ def test_golden_values_decode_to_the_expected_objects():
 
     packed = p.agent_decoder.decode((GOLDEN / "metrics.jsonl").read_bytes().splitlines()[3])
     assert packed.check_shape() is None and packed.columns == []
+    assert packed.gpu_processes is None  # before 1.2
+
+    v12 = p.server_decoder.decode((GOLDEN / "registered.jsonl").read_bytes().splitlines()[3])
+    assert v12.protocol == (1, 2)
+    procs = p.agent_decoder.decode((GOLDEN / "metrics.jsonl").read_bytes().splitlines()[4]).gpu_processes
+    assert procs.source == "nvml" and procs.omitted == 3
+    trainer, kernel, xorg, in_mig = procs.processes
+    assert (trainer.gpu, trainer.pid, trainer.user, trainer.type) == (0, 48213, "alice", "C")
+    assert trainer.used_memory_bytes == 74826235904 and trainer.sm_percent == 96.0
+    assert (kernel.user, kernel.sm_percent) == ("bob", 0.0)
+    assert (xorg.type, xorg.used_memory_bytes, xorg.sm_percent) == ("G", None, None)
+    assert (in_mig.gi, in_mig.ci, in_mig.user, in_mig.command) == (3, 0, "", "")
+    assert [(m.gpu, m.gi, m.ci, m.profile) for m in procs.mig] == [(2, 3, 0, "3g.40gb"), (2, 5, None, "2g.20gb")]
     assert packed.column_lists() == [[12.5, None], [71.0, 72.0]]
 
     command = p.server_decoder.decode((GOLDEN / "command.jsonl").read_bytes().splitlines()[1])
@@ -472,7 +485,7 @@ def test_registered_without_a_version_means_1_0():
     reg = p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5)
     assert reg.protocol == (1, 0)  # what a 1.0 control plane (which omits it) speaks
     assert json.loads(p.encode(p.Registered(machine_id="a" * 32, name="n", heartbeat_interval=5,
-                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == [1, 1]
+                                            protocol=p.PROTOCOL_VERSION)))["protocol"] == [1, 2]
 
 
 # ---------------------------------------------------------------- identity
@@ -530,3 +543,34 @@ def test_identity_is_hashable_and_survives_the_wire():
     hello = p.Hello(protocol=(1, 0), name="gpu-node-07", info=info)
     back = p.agent_decoder.decode(p.encode(hello).rstrip(b"\n"))
     assert back.info.identity() == info.identity()
+
+
+# ---------------------------------------------------------------- 1.2: GPU processes
+
+
+def _procs_frame(**snap) -> bytes:
+    base = {"kind": "metrics", "stream": "s", "seq": 1, "ts": [1.0], "keys": [], "gpu_processes": {"ts": 1.0, **snap}}
+    return json.dumps(base).encode()
+
+
+@pytest.mark.parametrize("snap", [
+    {"processes": [{"gpu": 0, "pid": i} for i in range(p.MAX_GPU_PROCESSES + 1)]},  # too many
+    {"processes": [{"gpu": 0, "pid": 1, "command": "x" * 257}]},  # too long
+    {"processes": [{"gpu": 0, "pid": -1}]},
+    {"processes": [{"gpu": 2000, "pid": 1}]},
+    {"processes": [{"gpu": 0, "pid": 1, "sm_percent": 101}]},
+    {"processes": [{"gpu": 0, "pid": 1, "used_memory_bytes": -5}]},
+    {"processes": [{"gpu": "0", "pid": 1}]},
+    {"mig": [{"gpu": 0, "gi": 1, "profile": "p" * 300}]},
+])
+def test_hostile_gpu_process_lists_are_refused(snap):
+    with pytest.raises(MalformedFrame):
+        p.agent_decoder.decode(_procs_frame(**snap))
+
+
+def test_gpu_process_list_at_its_bounds_decodes():
+    procs = [{"gpu": 0, "pid": i, "user": "u" * 256, "command": "c" * 256, "used_memory_bytes": 1 << 40}
+             for i in range(p.MAX_GPU_PROCESSES)]
+    frame = _procs_frame(processes=procs)
+    assert len(frame) < p.MAX_FRAME_BYTES
+    assert len(p.agent_decoder.decode(frame).gpu_processes.processes) == p.MAX_GPU_PROCESSES

@@ -35,6 +35,7 @@ SECTIONS = [
     ("Machine", [
         ("1 2 3 4", "chart window: 1 min, 10 min (raw samples), 1 hour, 24 hours (1-minute rollups)"),
         ("n", "jump to the nvidia-smi screen"), ("e", "this machine's events"), ("R", "reload history"),
+        ("s", "GPU processes: order by GPU memory, GPU or SM % (or click a column title)"),
         ("x", "run a command on this machine"),
         ("d / u", "drain (asks why; exec skips drained machines) / undrain"),
     ]),

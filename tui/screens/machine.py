@@ -33,6 +33,7 @@ from ..source import SourceError
 from ..widgets.charts import MetricChart, TextPanel
 from ..widgets.event_table import EventTable
 from ..widgets.fleet_table import STATE_GLYPH
+from ..widgets.gpu_panel import GpuSection
 from .base import BaseScreen
 from .dialogs import ReasonScreen
 
@@ -49,6 +50,7 @@ class MachineScreen(BaseScreen):
         Binding("3", "window('1h')", "1h"),
         Binding("4", "window('24h')", "24h"),
         Binding("n", "nvidia", "nvidia-smi"),
+        Binding("s", "gpu_sort", "Sort GPU procs", show=False),
         Binding("e", "events", "Events"),
         Binding("x", "exec('machine')", "Exec"),
         Binding("d", "drain", "Drain"),
@@ -94,6 +96,7 @@ class MachineScreen(BaseScreen):
         yield Static(id="info")
         yield Static(id="window")
         with VerticalScroll(id="page"):
+            yield GpuSection(id="gpus")
             yield Grid(id="charts")
             yield Static("No samples in this window yet.", id="no-data", classes="section -hidden")
             yield Static("nvidia-smi", id="smi-title", classes="section -hidden")
@@ -175,6 +178,8 @@ class MachineScreen(BaseScreen):
         del self._live[:-LIVE_KEEP]
         if self.series.add(ts, values):
             self._dirty = True
+        self.query_one(GpuSection).live(values, doc.get("gpu_processes"),
+                                        ((self.info or {}).get("info") or {}).get("gpus") or [])
         text = (doc.get("text") or {}).get("nvidia_smi")
         if isinstance(text, str) and text:
             self.smi_text, self.smi_ts = text, float(doc.get("text_ts") or ts)
@@ -343,6 +348,9 @@ class MachineScreen(BaseScreen):
         else:
             self.notify("This machine has not sent an nvidia-smi screen (no GPUs, or none yet).",
                         title="nvidia-smi", severity="warning")
+
+    def action_gpu_sort(self) -> None:
+        self.query_one(GpuSection).cycle_sort()
 
     def action_events(self) -> None:
         self.dash.open_events(machine=self.machine_name)
