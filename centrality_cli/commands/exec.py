@@ -80,7 +80,8 @@ def exec_(ctx: typer.Context,
     except CentralityError as exc:
         if view.start is not None:
             view.finish(interrupted=True)
-        output.fail(exc.reason, exc.exit_code)
+            output.json_mode = False  # under --json, that document (what ran, cancelled) is the one
+        output.fail(exc.reason, exc.exit_code, exc.code)
     view.finish()
     raise typer.Exit(view.exit_code)
 
