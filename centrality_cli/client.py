@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 import msgspec
 
 from centrality_core import contexts, sshlink
-from centrality_core.errors import Busy, CentralityError, ProtocolError, RequestFailed, from_code
+from centrality_core.errors import Busy, CentralityError, ConnectError, ProtocolError, RequestFailed, from_code
 
 #: How long a request keeps retrying a control plane that answers "busy"
 #: (a whole fleet reconnecting) before giving up.
@@ -52,6 +52,12 @@ class OperatorClient:
                     raise
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 2.0)
+            except ConnectError as exc:
+                if type(exc) is not ConnectError or not exc.reason.startswith("cannot reach"):
+                    raise  # host key mismatch, key refused, closed: they say why
+                raise ConnectError(f"{exc.reason}. Is the control plane running? Start it with "
+                                   f"`centrality server`, or check the address of context "
+                                   f"{self.context_name!r} (`centrality login`)") from None
 
     async def __aexit__(self, *exc) -> None:
         if self._conn is not None:

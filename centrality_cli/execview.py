@@ -179,6 +179,7 @@ def describe_exit(e: dict) -> str:
         text = f"killed by signal {e.get('signal')}"
     else:
         text = STATUS_TEXT.get(status, str(status))
-    if e.get("error"):
-        text += f" ({one_line(str(e['error']), 200)})"
-    return text
+    error = one_line(str(e["error"]), 200) if e.get("error") else ""
+    if error.startswith(text):  # "timed out after 1s", not "timed out (timed out after 1s)"
+        return error
+    return f"{text} ({error})" if error else text

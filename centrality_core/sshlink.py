@@ -140,6 +140,8 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
         raise ConnectError(f"{address} closed the connection: {exc.reason}") from None
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise ConnectError(f"cannot reach {address}: timed out after {timeout:g}s") from exc
+    except ConnectionRefusedError:
+        raise ConnectError(f"cannot reach {address}: connection refused") from None
     except (OSError, socket.gaierror) as exc:
         raise ConnectError(f"cannot reach {address}: {exc.strerror or exc}") from None
     except asyncssh.Error as exc:

@@ -8,6 +8,8 @@ turns one sample into the figures of ``centrality top`` and the dashboard.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from typing import Iterable, NamedTuple
 
 
@@ -28,16 +30,31 @@ def split_key(key: str) -> Key:
 
 
 def select(keys: Iterable[str], patterns: list[str] | None) -> list[str]:
-    """Keys matching any pattern: a stream name (``cpu``), an exact key or a glob."""
+    """Keys matching any pattern: a stream name (``cpu``), an exact key or a glob.
+
+    In a glob ``*`` and ``?`` are wildcards and brackets are the key's own, so
+    ``gpu[*].temp_c`` and ``cpu[1?].percent`` mean what they look like; a
+    pattern that only matches as an ``fnmatch`` character class (``cpu[[]0]*``)
+    still does.
+    """
     keys = list(keys)
     if not patterns:
         return keys
+    globs = [_glob(p) for p in patterns]
     out = []
     for k in keys:
         stream = split_key(k).stream
-        if any(p == stream or p == k or fnmatch.fnmatchcase(k, p) for p in patterns):
+        if any(p == stream or p == k or g.fullmatch(k) or fnmatch.fnmatchcase(k, p)
+               for p, g in zip(patterns, globs)):
             out.append(k)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern:
+    """``*`` any run, ``?`` one character, everything else literal (brackets included)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                      re.DOTALL)
 
 
 class Summary(NamedTuple):

@@ -139,7 +139,7 @@ class ControlPlane:
         if self.write_local_context:
             await self._bootstrap_local_operator(port, host)
         await self.writer.flush()
-        log.info("listening on %s (host key %s), store %r", self.address, self.fingerprint, self.store)
+        log.info("listening on %s (host key %s), store %s", self.address, self.fingerprint, self.store.describe())
 
     async def stop(self) -> None:
         if self._stopped:

@@ -104,6 +104,12 @@ class Display:
             self._progress.start()
 
     def stop(self) -> None:
+        """End the live lines. A host still without a mark (a dry run plans and stops there)
+        gets a plain one, so no spinner frame is left on the screen."""
         if self._progress is not None:
+            for task in self._progress.tasks:
+                if not task.fields.get("mark"):
+                    self._progress.update(task.id, mark="[dim]·[/]")
+            self._progress.refresh()
             self._progress.stop()
             self._progress = None

@@ -70,8 +70,14 @@ class Report:
                 "host": h.host, "name": h.name, "target": h.target, "labels": h.labels, "prefix": h.prefix,
                 "ok": h.ok, "reason": h.reason, "changed": h.changed, "changes": h.changes,
                 **({"live": h.live} if self.command == PROVISION else {"key": h.key}),
-            } for h in self.hosts.values()],
+            } for h in self.ordered()],
         }
+
+    def ordered(self) -> list[HostResult]:
+        """Hosts in natural name order (node-2 before node-10), whatever order they finished in."""
+        from centrality_core.hostlist import natural_key
+
+        return sorted(self.hosts.values(), key=lambda h: natural_key(h.host))
 
 
 def _changes_cell(report: Report, h: HostResult) -> str:
@@ -98,7 +104,7 @@ def rows(report: Report) -> tuple[list[str], list[list[str]]]:
     last = "KEY" if report.command == DEPROVISION else "AGENT"
     columns = ["HOST", "MACHINE", "CHANGES", last, "RESULT"]
     out = []
-    for h in report.hosts.values():
+    for h in report.ordered():
         result = "[green]ok[/]" if h.ok else f"[red]{escape(one_line(h.reason, 200))}[/]"
         last_cell = escape(h.key or "-") if report.command == DEPROVISION else _agent_cell(h)
         out.append([escape(one_line(h.host, 60)), escape(one_line(h.name or "-", 63)),
@@ -136,7 +142,7 @@ def print_table(report: Report, console) -> None:
         table.add_row(*row)
     console.print(table)
     if report.dry:
-        for h in report.hosts.values():
+        for h in report.ordered():
             if h.changes:
                 from rich.markup import escape
 

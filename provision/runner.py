@@ -62,6 +62,9 @@ async def provision(opts: Options, display: Display) -> Report:
     from centrality_cli.client import OperatorClient
 
     _preflight(opts)
+    if opts.limits and not opts.wheel:  # a --limit that matches nothing fails before the wheel is built
+        await run_worker(opts, "install", Report(PROVISION, str(opts.inventory)), Display("provision", quiet=True),
+                         check=True)
     began = time.time()
     report = Report(PROVISION, str(opts.inventory), dry=opts.dry)
     async with OperatorClient(opts.context) as client:
@@ -70,8 +73,11 @@ async def provision(opts: Options, display: Display) -> Report:
                      f"{client.context_name})")
         if opts.wheel:
             agent_wheel = wheel.existing(opts.wheel)
-        else:
+        elif wheel.source_root() is not None:
             display.note("building the agent wheel (cached while the source is unchanged)")
+            agent_wheel = await asyncio.to_thread(wheel.build)
+        else:
+            display.note("packing the agent wheel from the installed centrality (the hosts run this version)")
             agent_wheel = await asyncio.to_thread(wheel.build)
         display.note(f"agent wheel {agent_wheel.filename} sha256 {agent_wheel.sha256[:16]}")
 
@@ -260,9 +266,12 @@ async def _confirm(opts: Options, display: Display, changing: list, keys: list[s
 
 async def run_worker(opts: Options, deploy: str, report: Report, display: Display, *,
                      wheel_path: Path | None = None,
-                     confirm: Callable[[Report], Awaitable[bool]] | None = None) -> None:
-    """Run ``provision.worker`` and fold its events into ``report``."""
+                     confirm: Callable[[Report], Awaitable[bool]] | None = None, check: bool = False) -> None:
+    """Run ``provision.worker`` and fold its events into ``report`` (``check``: only load the
+    inventory and apply ``--limit``)."""
     argv = [sys.executable, "-m", "provision.worker", str(opts.inventory), "--deploy", deploy]
+    if check:
+        argv.append("--check")
     for limit in opts.limits:
         argv += ["--limit", limit]
     if opts.dry:

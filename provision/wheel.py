@@ -1,13 +1,22 @@
 """The agent wheel that provisioning uploads to hosts.
 
-There is no release on PyPI, so the wheel is built from this source tree: the
-package directories and ``pyproject.toml`` are copied to a temporary directory
-(the source tree is never written to) and built with ``pip wheel --no-deps``
-with a fixed ``SOURCE_DATE_EPOCH``, so the same source gives the same bytes.
+The hosts run the same code as the ``centrality`` that provisions them, so the
+wheel is made from it, never fetched from a package index:
 
-Built wheels are cached under ``$XDG_CACHE_HOME/centrality/wheels/<source digest>/``;
+* run from a source tree (a checkout, or ``pip install -e``): the package
+  directories and ``pyproject.toml`` are copied to a temporary directory (the
+  source tree is never written to) and built with ``pip wheel --no-deps`` with
+  a fixed ``SOURCE_DATE_EPOCH``, so the same source gives the same bytes;
+* installed from a wheel (``pip install centrality``): the installed files of
+  the distribution (its ``RECORD``: the packages and the ``.dist-info``
+  metadata, without ``.pyc`` files and installer records) are packed back into
+  a wheel of the same name and version, with a new ``RECORD`` and fixed zip
+  timestamps. No build tool is needed, and the same installation gives the
+  same bytes.
+
+Wheels are cached under ``$XDG_CACHE_HOME/centrality/wheels/<content digest>/``;
 a second run reuses the wheel, and the hosts compare it by sha256, so nothing
-changes on them. ``--wheel PATH`` (or ``$CENTRALITY_AGENT_WHEEL``) skips the build.
+changes on them. ``--wheel PATH`` (or ``$CENTRALITY_AGENT_WHEEL``) skips both.
 """
 
 from __future__ import annotations
@@ -94,11 +103,12 @@ def existing(path: str | Path) -> Wheel:
 
 
 def build(root: Path | None = None, *, cache: Path | None = None) -> Wheel:
-    """The agent wheel for the current source: from the cache, or built now."""
+    """The agent wheel for the code running now: from the cache, or built (or packed) now."""
     root = root or source_root()
     if root is None:
-        raise ConfigError("cannot build the agent wheel: Centrality is not running from a source tree; "
-                          f"pass --wheel PATH (or set {WHEEL_ENV})")
+        from .repack import from_installed
+
+        return from_installed(cache=cache or cache_dir())
     with _lock:
         digest = source_digest(root)
         target = (cache or cache_dir()) / digest[:24]

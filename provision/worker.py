@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry", action="store_true")
     parser.add_argument("--confirm", action="store_true", help="wait for 'go' on stdin before executing")
     parser.add_argument("--wheel", help="the agent wheel to upload (centrality_wheel)")
+    parser.add_argument("--check", action="store_true",
+                        help="only load the inventory and apply --limit (fails fast on a bad name)")
     parser.add_argument("--parallel", type=int, default=0)
     parser.add_argument("--connect-timeout", type=int, default=CONNECT_TIMEOUT_S)
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -123,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, emit: Emitter) -> None:
+    if args.check:  # the inventory loaded and --limit applied as for a run; no host is touched
+        Run(args, emit).setup()
+        emit(ev.Done())
+        return
     Run(args, emit).all()
 
 

@@ -83,6 +83,8 @@ fi
 log "installing the project and its test dependencies into .venv"
 # A pip upgrade is nice to have, not essential (e.g. offline with a local index).
 "$venv/bin/python" -m pip install -q --upgrade pip || log "warning: could not upgrade pip; continuing"
-"$venv/bin/pip" install -q -e ".[test]"
+# setuptools explains editable installs in a multi-line "BuildBackendWarning: Editable
+# installation" block on every run; it is information for package authors, not for a user here.
+PYTHONWARNINGS="ignore:Editable installation" "$venv/bin/pip" install -q -e ".[test]"
 touch "$stamp"
 log "done"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.sshd"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.sshd", "tests.fixtures.venvs"]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,8 +25,21 @@ def answer(ctx: typer.Context, *argv: str) -> Any:
     """The data of a request that must succeed; a non-zero status exits with it."""
     reply = operator_call(ctx, *argv)
     if reply.status:
-        output.fail(f"request failed with status {reply.status}", reply.status)
+        data = reply.data if isinstance(reply.data, dict) else {}
+        output.fail(str(data.get("reason") or f"request failed with status {reply.status}"), reply.status,
+                    data.get("error"))
     return reply.data
 
 
-JSON = typer.Option(False, "--json", help="Print one JSON document instead of a table.")
+JSON = typer.Option(False, "--json", callback=output.set_json_mode,
+                    help="Print one JSON document instead of a table (an error document on failure).")
+
+
+def _machine_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    from ..completion import machine_names
+
+    return machine_names(ctx, incomplete)
+
+
+#: A machine's name; <TAB> completes it from the control plane.
+MACHINE = typer.Argument(..., metavar="NAME", help="The machine's name.", autocompletion=_machine_names)

@@ -35,9 +35,9 @@ class Stack:
         self.env = env
         self.procs: list[subprocess.Popen] = []
 
-    def cli(self, *args: str, check: bool = True) -> str:
+    def cli(self, *args: str, check: bool = True, stdin: str | None = None) -> str:
         r = subprocess.run([sys.executable, "-m", "centrality_cli", *args], env=self.env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, input=stdin)
         if check and r.returncode != 0:
             raise SystemExit(f"`centrality {' '.join(args)}` failed: {r.stderr.strip()}")
         return r.stdout
@@ -47,8 +47,10 @@ class Stack:
         sys.stdout.write(self.cli(*args, check=False))
         sys.stdout.flush()
 
-    def spawn(self, *args: str, log: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env=self.env,
+    def spawn(self, *args: str, log: Path, env: dict | None = None) -> subprocess.Popen:
+        """``centrality ARGS`` in the background; ``env`` adds variables (secrets go there, not in
+        ARGS, where `ps` shows them)."""
+        proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env={**self.env, **(env or {})},
                                 stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
                                 start_new_session=True)
         self.procs.append(proc)
@@ -104,6 +106,9 @@ def demo(
     if not no_tui and not (sys.stdin.isatty() and sys.stdout.isatty()):
         _say("Not on a terminal: the dashboard needs one, so here is the walk-through from the CLI.")
         no_tui = True
+    from ..extras import require
+
+    require("centrality demo", ["sqlalchemy", "alembic", "numpy", "ClusterShell"] + ([] if no_tui else ["textual"]))
     with ExitStack() as stack:
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +133,7 @@ def demo(
         _say("2. An agent for this machine joins with a one-time token")
         join = procs.cli("token", "create", "--ttl", "10m").strip()
         agent_dir = root / "agent"
-        procs.cli("agent", "join", join, "--config-dir", str(agent_dir))
+        procs.cli("agent", "join", "-", "--config-dir", str(agent_dir), stdin=join)  # not in `ps`
         if not no_tui:
             _lively(agent_dir)
         agent = procs.spawn("agent", "run", "--config-dir", str(agent_dir), log=root / "agent.log")
@@ -136,7 +141,7 @@ def demo(
         procs.show("machines", "ls")
 
         if not no_tui:
-            return _fleet_and_dashboard(procs, root, machines)
+            return _fleet_and_dashboard(procs, root, machines, kept=state_dir is not None)
 
         _say("3. The agent dies: its machine is in limbo at once")
         procs.stop(agent, signal.SIGKILL)
@@ -169,16 +174,24 @@ def _lively(agent_dir: Path) -> None:
     agent_config.save(agent_dir, msgspec.structs.replace(cfg, sample_interval=1.0, batch_interval=1.0))
 
 
-def _fleet_and_dashboard(procs: Stack, root: Path, machines: int) -> None:
+def _where(root: Path, kept: bool) -> str:
+    """Where the logs are, said truthfully: a temporary directory is gone after the demo."""
+    if kept:
+        return f"(Logs and state: {root}; kept after the demo)"
+    return (f"(Logs and state: {root} while the demo runs; it is removed on quit: "
+            "--state-dir DIR keeps them)")
+
+
+def _fleet_and_dashboard(procs: Stack, root: Path, machines: int, kept: bool) -> None:
     if machines:
         _say(f"3. A simulated fleet of {machines} machines (1 in 4 with 8 GPUs) joins")
         join = procs.cli("token", "create", "--ttl", "10m", "--uses", str(machines)).strip()
-        procs.spawn("simulate", "--agents", str(machines), "--join", join, "--profile", "mixed",
+        procs.spawn("simulate", "--agents", str(machines), "--profile", "mixed",
                     "--name-prefix", "sim-", "--sample-interval", "1", "--batch-interval", "1",
-                    "--state-dir", str(root / "simulate"), log=root / "simulate.log")
+                    "--state-dir", str(root / "simulate"), log=root / "simulate.log",
+                    env={"CENTRALITY_JOIN": join})  # the join secret stays off the command line
         procs.cli("wait", "--live", str(machines + 1), "--timeout", "120s")
-    _say(f"4. The dashboard. q quits it and stops everything the demo started.\n"
-         f"   (Logs and state: {root})")
+    _say(f"4. The dashboard. q quits it and stops everything the demo started.\n   {_where(root, kept)}")
     time.sleep(1.0)
     status = procs.foreground("tui")
     _say("Stopping everything the demo started.")

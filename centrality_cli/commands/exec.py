@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from .. import output
-from . import JSON, answer
+from . import JSON, _machine_names, answer
 
 
 class _DashDash(TyperCommand):
@@ -28,7 +28,8 @@ class _DashDash(TyperCommand):
 
 def exec_(ctx: typer.Context,
           targets: Optional[List[str]] = typer.Argument(
-              None, help="Names, globs (gpu-*) or hostlist ranges (gpu[01-16], node[1-3,7])."),
+              None, help="Names, globs (gpu-*) or hostlist ranges (gpu[01-16], node[1-3,7]).",
+              autocompletion=_machine_names),
           label: Optional[List[str]] = typer.Option(None, "--label", "-l",
                                                     help="KEY=VALUE (or KEY): only machines with it; repeatable."),
           all_: bool = typer.Option(False, "--all", help="Every machine."),
@@ -79,7 +80,8 @@ def exec_(ctx: typer.Context,
     except CentralityError as exc:
         if view.start is not None:
             view.finish(interrupted=True)
-        output.fail(exc.reason, exc.exit_code)
+            output.json_mode = False  # under --json, that document (what ran, cancelled) is the one
+        output.fail(exc.reason, exc.exit_code, exc.code)
     view.finish()
     raise typer.Exit(view.exit_code)
 

@@ -8,10 +8,10 @@ import typer
 
 from .. import output
 from ..output import Markup
-from . import JSON, answer
+from . import JSON, MACHINE, _machine_names, answer
 
 
-TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).")
+TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).", autocompletion=_machine_names)
 LABELS = typer.Option(None, "--label", "-l", help="KEY=VALUE: only machines with this label; repeatable.")
 
 
@@ -24,20 +24,24 @@ def drain(ctx: typer.Context, targets: List[str] = TARGETS,
           label: Optional[List[str]] = LABELS, json: bool = JSON) -> None:
     """Drain machines: exec skips them (unless --include-drained) until undrained."""
     r = answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
-    _print_outcome(r, json, [("drained", "drained ", f": {reason}"), ("already", "already drained: ", "")])
+    _print_outcome(r, json, [("drained", "drained ", f": {reason}"), ("already", "already drained: ", "")], targets)
 
 
 def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[List[str]] = LABELS,
             json: bool = JSON) -> None:
     """Undrain machines."""
     r = answer(ctx, "machines", "undrain", *_targets(targets, label))
-    _print_outcome(r, json, [("undrained", "undrained ", ""), ("not_drained", "not drained: ", "")])
+    _print_outcome(r, json, [("undrained", "undrained ", ""), ("not_drained", "not drained: ", "")], targets)
 
 
-def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> None:
-    """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on stderr."""
+def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]], targets: List[str]) -> None:
+    """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on
+    stderr. A name given as such that matches no machine exits 9 (the others were done); names a
+    range expands to (gpu[01-16] on a fleet of 8) are listed, not an error."""
+    named_unknown = set(r["unknown"]) & set(targets)
     if json:
-        return output.print_json(r)
+        output.print_json(r)
+        raise typer.Exit(9 if named_unknown else 0)
     from centrality_core import hostlist
 
     for field, before, after in lines:
@@ -45,9 +49,11 @@ def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]]) -> No
             typer.echo(f"{before}{hostlist.fold(r[field])}{after}")
     for expr in r["unknown"]:
         typer.echo(f"unknown: {expr}", err=True)
+    if named_unknown:  # the others were done; a name that matched nothing is still "not found"
+        raise typer.Exit(9)
 
 
-def label(ctx: typer.Context, name: str,
+def label(ctx: typer.Context, name: str = MACHINE,
           changes: List[str] = typer.Argument(..., help="KEY=VALUE sets a label, KEY- removes it."),
           json: bool = JSON) -> None:
     """Set or remove a machine's labels (they win over the labels in its agent.toml)."""
@@ -57,7 +63,8 @@ def label(ctx: typer.Context, name: str,
     typer.echo(f"{r['name']}: {output.labels(r['labels']) or '(no labels)'}")
 
 
-def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="One machine (default: all)."),
+def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="One machine (default: all).",
+                                                                  autocompletion=_machine_names),
            unhealthy: bool = typer.Option(False, "--unhealthy", help="Only unhealthy machines."),
            json: bool = JSON) -> None:
     """Healthcheck results. Exit 1 when a machine shown is unhealthy."""

@@ -8,7 +8,7 @@ import typer
 
 from .. import output
 from ..output import Markup
-from . import JSON, answer, operator_call
+from . import JSON, MACHINE, _machine_names, answer, operator_call
 
 machines = typer.Typer(help="List, inspect, forget and release machines.", no_args_is_help=True)
 
@@ -16,9 +16,12 @@ machines = typer.Typer(help="List, inspect, forget and release machines.", no_ar
 @machines.command("ls")
 def ls(ctx: typer.Context,
        state: Optional[List[str]] = typer.Option(None, "--state", help="Only machines in this state (live, limbo, dead)."),
+       label: Optional[List[str]] = typer.Option(None, "--label", "-l",
+                                                 help="KEY=VALUE (or KEY): only machines with it; repeatable."),
        json: bool = JSON) -> None:
     """List machines: name, state, hostname, last heartbeat."""
-    argv = ["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
+    argv = (["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
+            + [a for lab in label or () for a in ("--label", lab)])
     rows = answer(ctx, *argv)
     if json:
         return output.print_json(rows)
@@ -31,13 +34,13 @@ def ls(ctx: typer.Context,
 
 
 @machines.command("show")
-def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+def show(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """One machine in detail, with its recent events."""
     m = answer(ctx, "machines", "show", name)
     if json:
         return output.print_json(m)
     info = m["info"]
-    gpus = ", ".join(f"{g.get('name', '?')}" for g in info.get("gpus", [])) or "none"
+    gpus = gpu_summary(info.get("gpus", []))
     mem = info.get("memory_total_bytes", 0) / 2**30
     output.table(["FIELD", "VALUE"], [
         ("name", m["name"]), ("state", Markup(output.state(m["state"]))),
@@ -50,8 +53,17 @@ def show(ctx: typer.Context, name: str, json: bool = JSON) -> None:
     _events_table(m["events"], title="recent events")
 
 
+def gpu_summary(gpus: list[dict]) -> str:
+    """``8 x NVIDIA H100 80GB HBM3``: each model once, with its count, in the order first seen."""
+    counts: dict[str, int] = {}
+    for g in gpus:
+        name = str(g.get("name") or "?")
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} x {name}" for name, n in counts.items()) or "none"
+
+
 @machines.command("forget")
-def forget(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+def forget(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """Declare a machine in limbo dead; remove a dead machine, freeing its name."""
     r = answer(ctx, "machines", "forget", name)
     if json:
@@ -60,7 +72,7 @@ def forget(ctx: typer.Context, name: str, json: bool = JSON) -> None:
 
 
 @machines.command("release")
-def release(ctx: typer.Context, name: str, json: bool = JSON) -> None:
+def release(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """Free a machine's name from its key: the next agent with the same specs takes it over.
 
     For a machine re-installed with a wiped config (a new key): its history is kept.
@@ -81,7 +93,8 @@ def _events_table(rows: list[dict], title: str | None = None) -> None:
 
 
 def events(ctx: typer.Context,
-           machine: Optional[str] = typer.Option(None, "--machine", "-m", help="Only this machine's events."),
+           machine: Optional[str] = typer.Option(None, "--machine", "-m", help="Only this machine's events.",
+                                                  autocompletion=_machine_names),
            since: Optional[str] = typer.Option(None, "--since", help="Only newer than this (10m, 2h, 1d)."),
            limit: int = typer.Option(100, "--limit", "-n", help="At most this many, newest first."),
            json: bool = JSON) -> None:
@@ -99,13 +112,22 @@ def events(ctx: typer.Context,
 
 def wait(ctx: typer.Context,
          live: int = typer.Option(..., "--live", help="Wait until at least N machines are live."),
-         timeout: str = typer.Option("60s", "--timeout", help="Give up after this long; exit 124."),
+         timeout: str = typer.Option("60s", "--timeout",
+                                     help="Give up after this long (exit 124), also while the control "
+                                          "plane is not up yet."),
          json: bool = JSON) -> None:
-    """Block until N machines are live (for CI after provisioning)."""
-    r = answer(ctx, "wait", "--live", str(live), "--timeout", timeout)
+    """Block until N machines are live (for CI after provisioning; retries a control plane not up yet)."""
+    from ..waiting import wait_live
+
+    r = output.run(lambda: wait_live(ctx.obj["context"], live, timeout))
     if json:
-        return output.print_json(r)
-    typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")
+        output.print_json(r)
+    if r["timed_out"]:
+        output.err_console().print(f"[bold red]error:[/] {output.escape(r['reason'])}", highlight=False,
+                                   soft_wrap=True)
+    elif not json:
+        typer.echo(f"{r['live']} machines live (wanted {r['wanted']}) after {r['waited_s']:.1f}s")
+    raise typer.Exit(r.get("exit_code", 0))
 
 
 def status(ctx: typer.Context, json: bool = JSON) -> None:

@@ -41,7 +41,7 @@ def server(
 
         def ready(cp) -> None:
             print(f"centrality control plane v{cp.version} listening on {cp.address}\n"
-                  f"  host key  {cp.fingerprint}\n  store     {cp.store!r}\n"
+                  f"  host key  {cp.fingerprint}\n  store     {cp.store.describe()}\n"
                   f"  agents    go to limbo after {settings.limbo_after:g}s of silence, "
                   f"dead after {settings.dead_after:g}s\n"
                   f"  next      centrality token create   (then `centrality agent join ...` on each machine)",

@@ -203,4 +203,11 @@ async def audit(ctx: Ctx, ns) -> list[dict]:
     except StoreError:
         pass  # the read below reports the store's state
     rows = await ctx.cp.db(ctx.cp.store.audit, limit=limit, since=since, actor=ns.actor, id=ns.id)
+    if not rows and ns.actor:
+        keys = await ctx.cp.db(ctx.cp.store.list_keys, True)
+        if ns.actor not in {f"{k['role']}:{k['name']}" for k in keys}:
+            raise NotFound(f"no actor {ns.actor!r}: actors are ROLE:KEY, e.g. operator:alice "
+                           "(`centrality keys ls` lists the keys)")
+    if not rows and ns.id:
+        raise NotFound(f"no exec with an id starting {ns.id!r}")
     return [audit_json(r) for r in rows]

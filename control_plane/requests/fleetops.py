@@ -10,6 +10,7 @@ import argparse
 
 from centrality_core import hostlist, targeting, timefmt
 from centrality_core.errors import NotFound, UsageError
+from centrality_core.names import check as check_name
 
 from . import Ctx, request
 from .exec import views
@@ -73,6 +74,7 @@ LABEL_KEY_MAX, LABEL_VALUE_MAX, LABELS_MAX = 63, 256, 64
 async def label(ctx: Ctx, ns) -> dict:
     """Set (KEY=VALUE) or remove (KEY-) operator labels of a machine."""
     if ns.name not in ctx.cp.registry.records:
+        check_name(ns.name)
         raise NotFound(f"no machine named {ns.name!r}")
     set_labels, remove = {}, []
     for change in ns.changes:
@@ -117,6 +119,7 @@ async def health(ctx: Ctx, ns) -> list[dict]:
     machines = ctx.cp.registry.fleet.machines
     if ns.name is not None:
         if ns.name not in machines:
+            check_name(ns.name)
             raise NotFound(f"no machine named {ns.name!r}")
         names = [ns.name]
     else:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from centrality_core import durations, timefmt
+from centrality_core import durations, names, targeting, timefmt
+from centrality_core.hostlist import natural_key
 from centrality_core.errors import Conflict, NotFound, StoreError
 from centrality_core.lifecycle import Liveness
 
@@ -33,28 +34,42 @@ def summary(ctx: Ctx, name: str, now: float) -> dict:
     }
 
 
-def _states(p):
+def _ls_args(p):
     p.add_argument("--state", action="append", choices=[s.value for s in Liveness],
                    help="only machines in this state (repeatable)")
+    p.add_argument("-l", "--label", action="append", default=[],
+                   help="KEY=VALUE (or KEY: the label is set): only machines with it; all must match")
 
 
-@request("machines ls", args=_states)
+@request("machines ls", args=_ls_args)
 async def machines_ls(ctx: Ctx, ns) -> list[dict]:
     """List machines with their state."""
     now = time.time()
     wanted = set(ns.state or ())
+    labels = [targeting.parse_label(text) for text in ns.label]
+    records = ctx.cp.registry.records
+
+    def has_labels(name: str) -> bool:
+        have = records[name].labels
+        return all(k in have and (v is None or have[k] == v) for k, v in labels)
+
     return [summary(ctx, name, now)
-            for name, m in sorted(ctx.cp.registry.fleet.machines.items())
-            if not wanted or m.state.value in wanted]
+            for name, m in sorted(ctx.cp.registry.fleet.machines.items(), key=lambda kv: natural_key(kv[0]))
+            if (not wanted or m.state.value in wanted) and has_labels(name)]
 
 
 def _name(p):
     p.add_argument("name")
 
 
-def _get(ctx: Ctx, name: str):
+def known(ctx: Ctx, name: str) -> None:
+    """A name that cannot be a machine's is bad usage (exit 2); a valid one nobody has, not found (9)."""
+    names.check(name)
     if name not in ctx.cp.registry.fleet.machines:
         raise NotFound(f"no machine named {name!r}")
+
+
+_get = known
 
 
 @request("machines show", args=_name)
@@ -120,4 +135,11 @@ async def events(ctx: Ctx, ns) -> list[dict]:
     """Lifecycle and operator events, newest first."""
     since = time.time() - durations.parse(ns.since) if ns.since else None
     limit = max(1, min(ns.limit, 10_000))
-    return await stored_events(ctx, machine=ns.machine, since=since, limit=limit)
+    if ns.machine is not None:
+        names.check(ns.machine)
+    rows = await stored_events(ctx, machine=ns.machine, since=since, limit=limit)
+    if ns.machine is not None and not rows and ns.machine not in ctx.cp.registry.fleet.machines:
+        # a machine removed from the registry keeps its stored events, so only a name with neither is unknown
+        if not await stored_events(ctx, machine=ns.machine, limit=1):
+            raise NotFound(f"no machine named {ns.machine!r}")
+    return rows

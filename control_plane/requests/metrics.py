@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from centrality_core import durations
+from centrality_core import durations, names
+from centrality_core.summary import select, split_key
 from centrality_core.errors import NotFound, UsageError
 
 from .. import history
@@ -29,7 +30,7 @@ def _metrics_args(p):
 @request("metrics", args=_metrics_args)
 async def metrics(ctx: Ctx, ns) -> list:
     """A machine's samples over a window: [{ts, key: value, ...}]."""
-    m = ctx.cp.registry.fleet.get(ns.name)
+    m = ctx.cp.registry.fleet.get(names.check(ns.name))
     if m is None:
         raise NotFound(f"no machine named {ns.name!r}")
     now = time.time()
@@ -41,7 +42,33 @@ async def metrics(ctx: Ctx, ns) -> list:
         st = ctx.cp.settings
         resolution = history.pick_resolution(until - since, now - since, {
             "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
-    return await ctx.cp.metrics.query_rows(m.id, since, until, ns.stream, resolution)
+    rows = await ctx.cp.metrics.query_rows(m.id, since, until, ns.stream, resolution)
+    if ns.stream:
+        _check_streams(ctx, ns.name, ns.stream, rows)
+    return rows
+
+
+#: The streams agents send; what an unknown pattern is checked against when a
+#: machine has not reported anything yet.
+KNOWN_STREAMS = ("cpu", "mem", "fs", "disk", "net", "gpu", "agent")
+
+
+def _check_streams(ctx: Ctx, name: str, patterns: list[str], rows: list) -> None:
+    """A pattern that matches none of the machine's keys is a usage error naming its streams."""
+    latest = ctx.cp.metrics.latest.get(name)
+    keys = set(latest.keys) if latest is not None else set()
+    if not keys:  # rows are Structs (history.row_type): their field names are the keys
+        for row_type in {type(r) for r in rows}:
+            keys.update(f for f in row_type.__struct_encode_fields__ if f != "ts")
+    if keys:
+        bad = [p for p in patterns if not select(keys, [p])]
+        streams = sorted({split_key(k).stream for k in keys})
+    else:  # nothing known of this machine yet: only a stream name agents send is accepted
+        bad = [p for p in patterns if p not in KNOWN_STREAMS]
+        streams = list(KNOWN_STREAMS)
+    if bad:
+        raise UsageError(f"{name} has no stream or key matching {', '.join(map(repr, bad))}; "
+                         f"its streams are {', '.join(streams)} (a key or a glob such as 'gpu[0].*' works too)")
 
 
 def _top_args(p):

@@ -85,10 +85,17 @@ async def wait(ctx: Ctx, ns) -> dict:
 
     try:
         await asyncio.wait_for(reached(), timeout)
+        timed_out = False
     except asyncio.TimeoutError:
-        counts = reg.counts()
-        raise WaitTimeout(f"timed out after {timeout:g}s: {counts['live']} of {ns.live} "
-                          f"machines live ({counts['limbo']} in limbo, {counts['dead']} dead)") from None
+        timed_out = True
     live = sorted(n for n, m in reg.fleet.machines.items() if m.state.value == "live")
-    return {"live": len(live), "wanted": ns.live, "waited_s": round(time.monotonic() - start, 3),
-            "machines": live}
+    answer = {"live": len(live), "wanted": ns.live, "waited_s": round(time.monotonic() - start, 3),
+              "machines": live, "timed_out": timed_out}
+    if not timed_out:
+        return answer
+    # the answer says how far it got (CI reads it with jq), with the error's code and exit status
+    counts = reg.counts()
+    error = WaitTimeout(f"timed out after {timeout:g}s: {counts['live']} of {ns.live} "
+                        f"machines live ({counts['limbo']} in limbo, {counts['dead']} dead)")
+    return Reply({**answer, "error": error.code, "reason": error.reason, "exit_code": error.exit_code},
+                 error.exit_code)

@@ -17,6 +17,7 @@ import time
 
 from centrality_core import durations
 from centrality_core.errors import NotFound, UsageError
+from centrality_core.names import check as check_name
 
 from ..registry import event_row
 from ..views import fleet_row
@@ -42,6 +43,7 @@ async def subscribe(ctx: Ctx, ns) -> None:
     if interval < 0.05:
         raise UsageError("--interval must be at least 50ms")
     if ns.machine and ns.machine not in cp.registry.fleet.machines:
+        check_name(ns.machine)
         raise NotFound(f"no machine named {ns.machine!r}")
     if ns.no_fleet:
         if not ns.machine:

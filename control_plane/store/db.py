@@ -133,6 +133,15 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({_redact(self.url)})"
 
+    def describe(self) -> str:
+        """For people: ``SQLite /path/to/store.db`` or ``PostgreSQL centrality@db:5432/centrality``
+        (never the password)."""
+        parsed = sa.engine.make_url(self.url)
+        if self.dialect == "sqlite":
+            return f"SQLite {parsed.database or ':memory:'}"
+        where = _redact(self.url).split("://", 1)[-1]
+        return f"{'PostgreSQL' if self.dialect == 'postgresql' else self.dialect} {where}"
+
     def _insert_many(self, conn, template: str, width: int, rows: list[tuple]) -> None:
         """``template`` (with ``{rows}``) run with many rows per statement.
 

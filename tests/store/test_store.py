@@ -122,6 +122,7 @@ def test_repr_hides_password():
     try:
         assert "s3cretpw" not in repr(s)
         assert "127.0.0.1" in repr(s)
+        assert s.describe() == "PostgreSQL centrality:***@127.0.0.1:1/db"  # the server's banner
     finally:
         s.close()
 

@@ -125,7 +125,7 @@ class EventTable(LineTable):
         kind_style = S("bad") if ev.kind in BAD or ev.to_state in ("limbo", "dead") else \
             S("good") if ev.kind in GOOD else Style()
         when = ev.ts.replace("T", " ")[:19]
-        changed = ev.from_state != ev.to_state and ev.to_state != "-"
+        changed = ev.from_state != ev.to_state and ev.to_state != "-"  # drained, labelled...: no change
         cells = {"when": (when, S("dim")),
                  "ago": (fmt.age(self.clock() - ev.when) if ev.when else "-", S("dim")),
                  "machine": (ev.machine, S("machine")), "kind": (ev.kind, kind_style),

@@ -1,0 +1,119 @@
+"""Demo and bootstrap noise (issue 15, item 12): the demo does not advertise a log directory it
+deletes, the join secret is on no command line, and installing the project editable (as
+scripts/bootstrap.sh does) prints no setuptools BuildBackendWarning block."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, cli_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def _read_until(fd: int, proc, needle: bytes, timeout: float, seen: bytearray) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen.extend(os.read(fd, 65536))
+            except OSError:
+                return False
+            if needle in _plain(seen):
+                return True
+    return needle in _plain(seen)
+
+
+def _plain(data: bytes) -> bytes:
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(data))
+
+
+def _command_lines(pid: int) -> list[bytes]:
+    """The command lines of ``pid`` and all it started (the demo's processes)."""
+    import psutil
+
+    out = []
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            out.append("\x00".join(p.cmdline()).encode())
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_demo_on_a_terminal(home, tmp_path):
+    """The demo on a real PTY with 2 simulated machines: the join secret is on no command line
+    while it runs, and the log directory it names is either kept or said to be removed."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**cli_env(home), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", "demo", "--machines", "2"], cwd=REPO,
+                            env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = bytearray()
+    try:
+        assert _read_until(master, proc, b"4. The dashboard", 120, seen), seen.decode(errors="replace")[-2000:]
+        _read_until(master, proc, b"keeps them)", 5, seen)
+        text = " ".join(_plain(seen).decode(errors="replace").split())  # lines wrapped at 120 joined
+        where = re.search(r"\(Logs and state: (\S+?)[;\s]", text)
+        assert where, text[-2000:]
+        assert "removed on quit" in text and "--state-dir DIR keeps them" in text  # a temporary dir
+        lines = _command_lines(proc.pid)
+        assert any(b"simulate" in c for c in lines) and any(b"agent\x00run" in c for c in lines), lines
+        secrets = [c for c in lines if b"ctj1." in c]
+        assert not secrets, secrets  # join strings start ctj1.: none on a command line
+        _read_until(master, proc, b"sim-", 30, seen)  # the dashboard shows the fleet (reading keeps it drawing)
+        os.write(master, b"q")
+        _read_until(master, proc, b"\x00never\x00", 30, seen)  # drain the terminal until the demo ends
+        assert proc.wait(10) == 0
+        assert not Path(where.group(1)).exists()  # removed, as it said
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+
+
+def _bootstrap_pip_env() -> dict:
+    """The environment scripts/bootstrap.sh gives its `pip install -e`."""
+    line = next(l for l in (REPO / "scripts" / "bootstrap.sh").read_text().splitlines()
+                if "pip\" install -q -e" in l)
+    return dict(re.findall(r'(\w+)="([^"]*)"', line.split('"$venv')[0]))
+
+
+def test_editable_install_prints_no_build_backend_warning(tmp_path):
+    from provision.wheel import source_files
+
+    src = tmp_path / "src"
+    for rel in source_files(REPO):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / rel, src / rel)
+    where = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(where)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONWARNINGS")}
+    pip = [str(where / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "-q", "--upgrade", "pip"], env=env, check=True, capture_output=True, timeout=300)
+
+    def install(extra_env: dict) -> str:
+        proc = subprocess.run([*pip, "install", "-q", "--no-deps", "-e", str(src)], env={**env, **extra_env},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout + proc.stderr
+
+    assert "BuildBackendWarning" in install({})  # what a plain `pip install -e .` shows today
+    quiet = install(_bootstrap_pip_env())
+    assert "BuildBackendWarning" not in quiet and "Editable installation" not in quiet, quiet
