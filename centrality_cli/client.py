@@ -13,7 +13,7 @@ import random
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
@@ -89,11 +89,13 @@ class OperatorClient:
             raise RequestFailed(f"request {' '.join(argv)!r} failed with status {answer.status}")
         return answer.data
 
-    async def stream(self, *argv: str, check: bool = True) -> AsyncIterator[Any]:
+    async def stream(self, *argv: str, check: bool = True,
+                     decode: Callable[[str], Any] = json.loads) -> AsyncIterator[Any]:
         """Run a request that answers with one JSON document per line, as they come.
 
         With ``check=False`` a non-zero exit status after some lines is not an
         error (``exec`` ends with a summary line carrying its exit code).
+        ``decode`` turns a line into a document (e.g. a typed msgspec decoder).
         """
         process = await self._conn.create_process(shlex.join(argv), encoding="utf-8")
         lines = 0
@@ -101,7 +103,7 @@ class OperatorClient:
             async for line in process.stdout:
                 if line.strip():
                     lines += 1
-                    yield json.loads(line)
+                    yield decode(line)
             result = await process.wait()
             if result.exit_status and (check or not lines):
                 raise _error(result.stderr or "", result.exit_status)

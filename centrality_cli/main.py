@@ -11,7 +11,8 @@ import typer
 from centrality_core import __version__
 from centrality_core.sanitize import log_formatter
 
-from .commands import agent, demo, keys, login, machines, metrics, provision, server, simulate, storage, token, tui
+from .commands import agent, demo, export, keys, login, machines, metrics, provision, server, simulate, storage, token
+from .commands import tui
 from .commands import copy, exec as exec_cmd, fleetops, gpus, shell
 
 app = typer.Typer(
@@ -66,6 +67,7 @@ fleetops.register(app)
 shell.register(app)
 copy.register(app)
 gpus.register(app)
+export.register(app)
 
 
 def main() -> None:

@@ -4,10 +4,14 @@ First line: ``{"type": "snapshot", "machines": [row...], "events": [...]}``.
 Then, at most once per ``--interval``, only when something changed:
 ``{"type": "update", "machines": [changed rows], "removed": [names], "events": [new events]}``.
 With ``--machine NAME``, also ``{"type": "machine", "name", "ts", "values", "text"}``
-whenever that machine sends new samples. Rows are ``views.fleet_row``; events
-are shaped like ``centrality events --json``. A client that reads slowly is
-not flooded: while its channel is backed up, changes keep accumulating and
-are sent as one update when it catches up.
+whenever that machine sends new samples. With ``--values`` (what the
+Prometheus exporter reads), each row also carries the machine's latest sample,
+packed (``shape``, ``values``: see ``control_plane/shapes.py``), and a
+document carries the key lists (``shapes``) its rows use for the first time.
+Rows are ``views.fleet_row``; events are shaped like ``centrality events
+--json``. A client that reads slowly is not flooded: while its channel is
+backed up, changes keep accumulating and are sent as one update when it
+catches up.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from centrality_core.errors import NotFound, UsageError
 from centrality_core.names import check as check_name
 
 from ..registry import event_row
+from ..shapes import ShapeTable, add_values
 from ..views import fleet_row
 from . import Ctx, request
 from .machines import event_json, stored_events
@@ -33,6 +38,8 @@ def _args(p):
     p.add_argument("--events", type=int, default=50, help="recent events in the snapshot")
     p.add_argument("--no-fleet", action="store_true",
                    help="with --machine: send only that machine's documents (the dashboard's machine screen)")
+    p.add_argument("--values", action="store_true",
+                   help="rows carry the machine's latest sample, packed (shape + float64 values)")
 
 
 @request("subscribe", args=_args)
@@ -53,6 +60,12 @@ async def subscribe(ctx: Ctx, ns) -> None:
             machine_ts = _push_machine(ctx, ns.machine, machine_ts)
             await asyncio.sleep(interval)
     pending_events: list[dict] = []
+    shapes = ShapeTable() if ns.values else None
+
+    def row(cp, name: str, now: float) -> dict:
+        r = fleet_row(cp, name, now)
+        return add_values(r, cp.metrics.latest.get(name), shapes) if shapes else r
+
     remove_listener = cp.registry.add_listener(
         lambda events: pending_events.extend(event_json(event_row(e)) for e in events))
     try:
@@ -61,8 +74,9 @@ async def subscribe(ctx: Ctx, ns) -> None:
         now = time.time()
         recent = await stored_events(ctx, limit=max(0, min(ns.events, 1000)))
         pending_events.clear()  # they are in the snapshot's events now
-        ctx.emit({"type": "snapshot", "ts": now, "machines": [fleet_row(cp, n, now) for n in sorted(known)],
-                  "events": recent})
+        snapshot = {"type": "snapshot", "ts": now, "machines": [row(cp, n, now) for n in sorted(known)],
+                    "events": recent}
+        ctx.emit(shapes.take(snapshot) if shapes else snapshot)
         machine_ts = _push_machine(ctx, ns.machine, 0.0)
         while True:
             await asyncio.sleep(interval)
@@ -72,13 +86,14 @@ async def subscribe(ctx: Ctx, ns) -> None:
             rev = cp.changes.counter
             now = time.time()
             current = cp.registry.fleet.machines
-            rows = [fleet_row(cp, n, now) for n in changed if n in current]
+            rows = [row(cp, n, now) for n in changed if n in current]
             removed = sorted(known - current.keys())
             known = set(current)
             if rows or removed or pending_events:
                 events, pending_events[:] = list(pending_events), []
-                ctx.emit({"type": "update", "ts": now, "machines": rows, "removed": removed,
-                          "events": events[::-1]})
+                update = {"type": "update", "ts": now, "machines": rows, "removed": removed,
+                          "events": events[::-1]}
+                ctx.emit(shapes.take(update) if shapes else update)
             machine_ts = _push_machine(ctx, ns.machine, machine_ts)
     finally:
         remove_listener()
