@@ -1,5 +1,6 @@
 """Light places stay light: `centrality --help` and the agent runtime must not
-import Textual, SQLAlchemy, numpy or pyinfra (checked in a fresh interpreter)."""
+import Textual, SQLAlchemy, numpy, pyinfra or prometheus_client (checked in a
+fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ("textual", "sqlalchemy", "pyinfra", "alembic", "psycopg", "numpy")
+HEAVY = ("textual", "sqlalchemy", "pyinfra", "alembic", "psycopg", "numpy", "prometheus_client")
 
 
 def modules_after(code: str) -> set[str]:
