@@ -23,7 +23,6 @@ What a scrape shows:
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Iterator
 
@@ -77,53 +76,53 @@ class FleetCollector(Collector):
     # ----------------------------------------------------------------- fleet
 
     def _fleet(self, machines: dict) -> Iterator[Metric]:
-        ml = ["machine"]
-        state_g = GaugeMetricFamily("centrality_machine_state",
-                                    "1 for the machine's lifecycle state (live, limbo, dead), 0 for the others.",
-                                    labels=["machine", "state"])
-        drained = GaugeMetricFamily("centrality_machine_drained", "1 if an operator or auto-drain drained it.",
-                                    labels=ml)
-        unhealthy = GaugeMetricFamily("centrality_machine_unhealthy", "1 if its last healthchecks failed.",
-                                      labels=ml)
-        info = GaugeMetricFamily("centrality_machine_info", "Always 1; the machine's hostname.",
-                                 labels=["machine", "hostname"])
-        cpus = GaugeMetricFamily("centrality_machine_cpus", "CPU cores of the machine.", labels=ml)
-        gpus = GaugeMetricFamily("centrality_machine_gpus", "GPUs of the machine.", labels=ml)
-        heartbeat = GaugeMetricFamily("centrality_machine_last_heartbeat_timestamp_seconds",
-                                      "Unix time of its last heartbeat (on the exporter's clock).", labels=ml)
-        sample = GaugeMetricFamily("centrality_machine_last_sample_timestamp_seconds",
-                                   "Unix time of its latest sample (on the exporter's clock).", labels=ml)
-        labels = GaugeMetricFamily("centrality_machine_labels",
-                                   "Always 1; the machine's labels as label_<name> (join on machine).",
-                                   labels=["machine"])
+        def gauge(name: str, help: str) -> Metric:
+            return Metric(name, help, "gauge")
+
+        state_g = gauge("centrality_machine_state",
+                        "1 for the machine's lifecycle state (live, limbo, dead), 0 for the others.")
+        drained = gauge("centrality_machine_drained", "1 if an operator or auto-drain drained it.")
+        unhealthy = gauge("centrality_machine_unhealthy", "1 if its last healthchecks failed.")
+        info = gauge("centrality_machine_info", "Always 1; the machine's hostname.")
+        cpus = gauge("centrality_machine_cpus", "CPU cores of the machine.")
+        gpus = gauge("centrality_machine_gpus", "GPUs of the machine.")
+        heartbeat = gauge("centrality_machine_last_heartbeat_timestamp_seconds",
+                          "Unix time of its last heartbeat (on the exporter's clock).")
+        sample = gauge("centrality_machine_last_sample_timestamp_seconds",
+                       "Unix time of its latest sample (on the exporter's clock).")
+        labels = gauge("centrality_machine_labels",
+                       "Always 1; the machine's labels as label_<name> (join on machine).")
+        own = (state_g, drained, unhealthy, info, labels, cpus, gpus, heartbeat, sample)
+        st_s, dr_s, un_s, in_s, lb_s, cp_s, gp_s, hb_s, sa_s = (f.samples for f in own)
+        st_n, dr_n, un_n, in_n, lb_n, cp_n, gp_n, hb_n, sa_n = (f.name for f in own)
         counts = dict.fromkeys(STATES, 0)
-        fams = [Metric(f.name, f.help, "gauge") for f in naming.FAMILY_LIST]
+        fams = [gauge(f.name, f.help) for f in naming.FAMILY_LIST]
         samples = [f.samples for f in fams]
         names = [f.name for f in naming.FAMILY_LIST]
         inst_label = [f.instance for f in naming.FAMILY_LIST]
         oldest = self.state.clock() - self.max_sample_age
         for m in machines.values():
-            name = m.name
-            counts[m.state] = counts.get(m.state, 0) + 1
-            for s in STATES:
-                state_g.add_metric((name, s), 1.0 if m.state == s else 0.0)
-            drained.add_metric((name,), float(m.drained))
-            unhealthy.add_metric((name,), float(m.unhealthy))
-            info.add_metric((name, m.hostname), 1.0)
-            cpus.add_metric((name,), float(m.cpu_count))
-            gpus.add_metric((name,), float(m.gpu_count))
+            counts[m.state] += 1
+            ids = m.id_labels
+            for s, lab in zip(STATES, m.state_labels):
+                st_s.append(Sample(st_n, lab, 1.0 if m.state == s else 0.0))
+            dr_s.append(Sample(dr_n, ids, 1.0 if m.drained else 0.0))
+            un_s.append(Sample(un_n, ids, 1.0 if m.unhealthy else 0.0))
+            in_s.append(Sample(in_n, m.info_labels, 1.0))
+            lb_s.append(Sample(lb_n, m.all_labels, 1.0))
+            cp_s.append(Sample(cp_n, ids, float(m.cpu_count)))
+            gp_s.append(Sample(gp_n, ids, float(m.gpu_count)))
             if m.heartbeat_at is not None:
-                heartbeat.add_metric((name,), round(m.heartbeat_at, 3))
+                hb_s.append(Sample(hb_n, ids, round(m.heartbeat_at, 3)))
             if m.sample_at is not None:
-                sample.add_metric((name,), round(m.sample_at, 3))
-            labels.samples.append(Sample("centrality_machine_labels", {"machine": name, **m.labels}, 1.0))
-            if (m.plan is None or m.state != "live" or m.sample_at is None or m.sample_at < oldest):
+                sa_s.append(Sample(sa_n, ids, round(m.sample_at, 3)))
+            if m.plan is None or m.state != "live" or m.sample_at is None or m.sample_at < oldest:
                 continue
             values, base = m.values, m.series_labels
             per_instance: dict[tuple[str, str], dict[str, str]] = {}
             for fam, inst, key in m.plan.series:
                 v = values[key]
-                if v != v or math.isinf(v):  # NaN: no value this sample
+                if v != v:  # NaN: no value this sample (the control plane refuses infinities)
                     continue
                 if inst is None:
                     lab = base
@@ -135,8 +134,9 @@ class FleetCollector(Collector):
         fleet = GaugeMetricFamily("centrality_machines", "Machines of the fleet in each lifecycle state.",
                                   labels=["state"])
         for s in STATES:
-            fleet.add_metric((s,), float(counts.get(s, 0)))
-        yield from (fleet, state_g, drained, unhealthy, info, labels, cpus, gpus, heartbeat, sample)
+            fleet.add_metric((s,), float(counts[s]))
+        yield fleet
+        yield from own
         yield from (f for f in fams if f.samples)
 
     # ----------------------------------------------------------------- exporter itself

@@ -60,6 +60,11 @@ class Machine:
     hostname: str
     labels: dict[str, str]  # sanitised: label_<name> -> value
     series_labels: dict[str, str]  # machine + up to MAX_SERIES_LABELS of its labels
+    #: Label sets of the machine's own series, built once per row rather than per scrape.
+    id_labels: dict[str, str]  # {"machine": name}
+    state_labels: tuple[dict[str, str], ...]  # one per STATES
+    info_labels: dict[str, str]  # machine, hostname
+    all_labels: dict[str, str]  # machine + every label
     cpu_count: int
     gpu_count: int
     drained: bool
@@ -125,7 +130,9 @@ class FleetState:
             if plan is not None and plan.series and plan.series[-1].key >= len(values):
                 plan = None  # values do not match the key list: export none rather than wrong ones
         return Machine(
-            name=name, state=row.state if row.state in STATES else "dead",
+            id_labels={"machine": name}, state_labels=tuple({"machine": name, "state": st} for st in STATES),
+            info_labels={"machine": name, "hostname": naming.label_value(row.hostname)},
+            all_labels={"machine": name, **labels}, name=name, state=row.state if row.state in STATES else "dead",
             hostname=naming.label_value(row.hostname), labels=labels, series_labels=series_labels,
             cpu_count=row.cpu_count, gpu_count=row.gpu_count, drained=row.drained, unhealthy=row.unhealthy,
             heartbeat_at=None if row.heartbeat_age_s is None else now - row.heartbeat_age_s,

@@ -1,7 +1,7 @@
 """``centrality export prometheus``: the HTTP endpoint and the process around it.
 
 prometheus_client serves the registry (its WSGI app: content negotiation,
-gzip when the scraper asks for it, ``?name[]=`` filtering) on a threading
+text or OpenMetrics, ``?name[]=`` filtering; gzip is done here, cheaper) on a threading
 ``wsgiref`` server in a thread of its own; the event loop runs the link to
 the control plane. The registry holds the fleet collector and
 prometheus_client's process collector (the exporter's own CPU and memory).
@@ -11,6 +11,7 @@ SIGTERM or Ctrl-C stops both.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import signal
 import socket
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.exposition import ThreadingWSGIServer, gzip_accepted
 
 from . import naming
 from .collector import FleetCollector, LinkStats, ScrapeStats
@@ -53,13 +54,28 @@ def build_registry(state: FleetState, link: LinkStats, scrapes: ScrapeStats,
     return registry
 
 
+#: gzip level of a scrape's body. prometheus_client compresses at level 9: at
+#: 10,000 machines (60 MB of text) that is 0.8 s of a scrape, level 1 is 0.16 s
+#: for 20 % more bytes (6.1 MB instead of 5.0).
+GZIP_LEVEL = 1
+
+
 def measured(app, scrapes: ScrapeStats):
-    """The WSGI app, with each scrape's time and bytes recorded for the next one to report."""
+    """The WSGI app (built with ``disable_compression=True``), compressed here at
+    ``GZIP_LEVEL`` when the scraper accepts gzip, with each scrape's time and
+    bytes recorded for the next scrape to report."""
     lock = threading.Lock()
 
     def wrapped(environ, start_response):
         t0 = time.perf_counter()
-        body = b"".join(app(environ, start_response))
+        answer: list = []
+        body = b"".join(app(environ, lambda status, headers, exc_info=None: answer.extend((status, headers))))
+        status, headers = answer
+        if status.startswith("200") and gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body, GZIP_LEVEL)
+            headers = [*headers, ("Content-Encoding", "gzip")]
+        start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"]
+                       + [("Content-Length", str(len(body)))])
         if environ.get("PATH_INFO", "/") != "/favicon.ico":
             with lock:
                 scrapes.duration_s = time.perf_counter() - t0
@@ -89,7 +105,7 @@ async def run(opts: Options, *, ready=None) -> None:
     state = FleetState(per_core=opts.per_core, series_labels=opts.series_labels)
     link_stats, scrapes = LinkStats(), ScrapeStats()
     registry = build_registry(state, link_stats, scrapes, opts.max_sample_age)
-    httpd = start_http(opts.listen, measured(make_wsgi_app(registry), scrapes))
+    httpd = start_http(opts.listen, measured(make_wsgi_app(registry, disable_compression=True), scrapes))
     host, port = httpd.server_address[:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if ready is not None:
