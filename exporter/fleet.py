@@ -13,6 +13,7 @@ a millisecond.
 from __future__ import annotations
 
 import sys
+import time
 from array import array
 from dataclasses import dataclass
 from typing import Callable
@@ -77,12 +78,10 @@ class Machine:
 
 class FleetState:
     def __init__(self, *, per_core: bool = False, series_labels: int = naming.MAX_SERIES_LABELS,
-                 clock: Callable[[], float] | None = None) -> None:
-        import time
-
+                 clock: Callable[[], float] = time.time) -> None:
         self.per_core = per_core
         self.series_label_count = series_labels
-        self.clock = clock or time.time
+        self.clock = clock
         self.machines: dict[str, Machine] = {}
         self.connected = False
         self.synced_at: float | None = None  # exporter clock of the last document

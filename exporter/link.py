@@ -51,7 +51,7 @@ class Link:
                         if self.stats.connected_since is None:
                             self.stats.connected_since = time.time()
                             self.backoff.reset()
-                            log.warning("subscribed to the control plane: %d machines", len(doc.machines))
+                            log.info("subscribed to the control plane: %d machines", len(doc.machines))
                 reason = "the control plane ended the subscription"
             except asyncio.CancelledError:
                 self.state.reset()

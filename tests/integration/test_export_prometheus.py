@@ -165,6 +165,7 @@ async def test_viewer_exporter_serves_the_fleet_with_units_and_labels(control_pl
     assert [s.value for s in of(fams, "centrality_memory_total_bytes", machine="exp-cpu-01")] \
         == [cpu_latest["mem.total_bytes"]]
     assert not of(fams, "centrality_cpu_core_utilization_percent")  # per-core is off by default
+    assert cp.auth.role_of(sshlink.load_private_key(key_path).get_fingerprint("sha256")) == "viewer"
     # State, drain and health, and the fleet's counts.
     assert samples(fams, "centrality_machine_state")[(("machine", "exp-cpu-01"), ("state", "live"))] == 1.0
     assert samples(fams, "centrality_machine_state")[(("machine", "exp-cpu-01"), ("state", "limbo"))] == 0.0
@@ -200,6 +201,11 @@ async def test_per_core_and_no_series_labels(control_plane, agents, exporter, tm
     assert sorted(int(s.labels["core"]) for s in cores) == list(range(16))
     assert all(set(s.labels) == {"machine", "core"} for s in cores)
     assert of(fams, "centrality_machine_labels", machine="exp-core-01")[0].labels["label_pool"] == "eval"
+
+    # A revoked key is cut off at once: the exporter shows nothing of the fleet, and keeps trying.
+    await control_plane.auth.revoke_key("prom")
+    fams = await until(exp, lambda f: samples(f, "centrality_up") == {(): 0.0}, what="centrality_up 0")
+    assert not of(fams, "centrality_machine_state")
 
 
 class HostileCollectors:
