@@ -126,7 +126,7 @@ class FleetState:
             values.frombytes(row.values[: len(row.values) // 8 * 8])
             if sys.byteorder != "little":
                 values.byteswap()
-            if plan is not None and plan.series and plan.series[-1].key >= len(values):
+            if plan is not None and plan.keys != len(values):
                 plan = None  # values do not match the key list: export none rather than wrong ones
         return Machine(
             id_labels={"machine": name}, state_labels=tuple({"machine": name, "state": st} for st in STATES),

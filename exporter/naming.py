@@ -94,6 +94,7 @@ class Plan(NamedTuple):
     series: tuple[Series, ...]
     unknown: int  # keys of no known family
     skipped: int  # keys dropped: duplicates after sanitising, over the bound, per-core when off
+    keys: int  # length of the key list (a sample's values must have as many)
 
 
 def plan(keys: list[str], *, per_core: bool = False, limit: int = MAX_SERIES_PER_MACHINE) -> Plan:
@@ -116,7 +117,7 @@ def plan(keys: list[str], *, per_core: bool = False, limit: int = MAX_SERIES_PER
             continue
         seen.add((fam, inst))
         out.append(Series(fam, inst, i))
-    return Plan(tuple(out), unknown, skipped)
+    return Plan(tuple(out), unknown, skipped, len(keys))
 
 
 def label_value(text: str, limit: int = MAX_VALUE) -> str:
