@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Optional
 
 import typer
 
