@@ -41,7 +41,6 @@ class Admission:
     max_enrolling: int = 32       # per source; 0: unlimited
     clock: Callable[[], float] = time.monotonic
     handshakes: int = 0
-    connections: int = 0
     refused: dict[str, int] = field(default_factory=lambda: {"rate": 0, "busy": 0, "enrolling": 0})
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _enrolling: dict[str, int] = field(default_factory=dict)
