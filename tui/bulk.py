@@ -67,27 +67,23 @@ def forget_question(plan: ForgetPlan) -> list[tuple[str, str]]:
 
 def drain_text(r: dict, reason: str) -> tuple[str, str]:
     """(message, severity) for the answer of ``machines drain``."""
-    drained, already, unknown = _names(r, "drained"), _names(r, "already"), _names(r, "unknown")
-    parts = []
-    if drained:
-        parts.append(f"drained {len(drained)}: {folded(drained)} ({one_line(reason, 200)})")
-    if already:
-        parts.append(f"already drained: {folded(already)}")
-    if unknown:
-        parts.append(f"unknown: {folded(unknown)}")
-    return "; ".join(parts) or "nothing changed", "information" if drained else "warning"
+    return _flag_text(r, ("drained", "drained"), ("already", "already drained"), f" ({one_line(reason, 200)})")
 
 
 def undrain_text(r: dict) -> tuple[str, str]:
-    undrained, not_drained, unknown = _names(r, "undrained"), _names(r, "not_drained"), _names(r, "unknown")
-    parts = []
-    if undrained:
-        parts.append(f"undrained {len(undrained)}: {folded(undrained)}")
-    if not_drained:
-        parts.append(f"not drained: {folded(not_drained)}")
-    if unknown:
-        parts.append(f"unknown: {folded(unknown)}")
-    return "; ".join(parts) or "nothing changed", "information" if undrained else "warning"
+    """(message, severity) for the answer of ``machines undrain``."""
+    return _flag_text(r, ("undrained", "undrained"), ("not_drained", "not drained"))
+
+
+def _flag_text(r: dict, done: tuple[str, str], unchanged: tuple[str, str], why: str = "") -> tuple[str, str]:
+    """``done``/``unchanged``: (answer field, words) of the machines changed and left as they were."""
+    changed = _names(r, done[0])
+    parts = [f"{done[1]} {len(changed)}: {folded(changed)}{why}"] if changed else []
+    for field, words in (unchanged, ("unknown", "unknown")):
+        names = _names(r, field)
+        if names:
+            parts.append(f"{words}: {folded(names)}")
+    return "; ".join(parts) or "nothing changed", "information" if changed else "warning"
 
 
 def forget_text(plan: ForgetPlan, failed: dict[str, str], kept: list[str] | None = None) -> tuple[str, str]:
