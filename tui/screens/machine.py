@@ -182,8 +182,8 @@ class MachineScreen(BaseScreen):
         del self._live[:-LIVE_KEEP]
         if self.series.add(ts, values):
             self._dirty = True
-        self.query_one(GpuSection).live(values, doc.get("gpu_processes"),
-                                        ((self.info or {}).get("info") or {}).get("gpus") or [])
+        for section in self.query(GpuSection):  # none while the screen is being closed
+            section.live(values, doc.get("gpu_processes"), ((self.info or {}).get("info") or {}).get("gpus") or [])
         text = (doc.get("text") or {}).get("nvidia_smi")
         if isinstance(text, str) and text:
             self.smi_text, self.smi_ts = text, float(doc.get("text_ts") or ts)
