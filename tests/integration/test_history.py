@@ -40,6 +40,9 @@ async def test_compaction_while_storing_and_a_restart_keep_every_sample_once(con
         await wait_for(lambda: not a.agent.sampler.pending and not a.agent.outbox, what="outbox drained")
         await cp2.writer.flush()
         await wait_for(lambda: cp2.compactor.last_pass, what="a history pass")
+        # Every window closed (a window plus its grace gone by): the samples span more
+        # than two seconds, so at least two one-second chunks, whatever the timing.
+        await asyncio.sleep(HISTORY["chunk_seconds"] * 1.5)
         await cp2.compactor.run_once()  # twice: idempotent
         await cp2.compactor.run_once()
         usage = cp2.chunks.usage()
