@@ -244,3 +244,30 @@ def test_store_size_setting_takes_units():
     assert _coerce("max_store_size", 1000) == 1000
     with pytest.raises(UsageError):
         _coerce("max_store_size", "lots")
+
+
+def test_answer_json_whole_numbers_as_integers_gaps_left_out(store):
+    """What ``metrics NAME --json`` prints: whole-number keys (bytes, per-core percent)
+    as integers, others as decimals, a missing value absent; raw and minutes alike,
+    compacted or not."""
+    import msgspec
+
+    fill(store, "m1", T0, 900, gap=(T0 + 100, T0 + 130))
+    chunks = Chunks(store)
+    before = msgspec.json.decode(msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 900, None, "raw")))
+    minutes_before = msgspec.json.decode(msgspec.json.encode(
+        history.query(store, chunks, "m1", T0, T0 + 900, None, "1m")))
+    chunks.compact_raw(T0 + 3 * 3600)
+    chunks.compact_minutes(T0 + 3 * 3600)
+    after = msgspec.json.decode(msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 900, None, "raw")))
+    minutes = msgspec.json.decode(msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 900, None, "1m")))
+    assert after == before and minutes == minutes_before
+    row = after[0]
+    assert type(row["mem.used_bytes"]) is int and type(row["cpu[0].percent"]) is int
+    assert type(row["cpu.percent"]) is float
+    assert all("cpu.percent" not in r for r in after if "T00:01:4" in r["ts"])  # T0+100..130: missing
+    assert sum("cpu.percent" in r for r in after) == 900 - 30
+    m = minutes[0]
+    assert type(m["mem.used_bytes:min"]) is int and type(m["mem.used_bytes:max"]) is int
+    assert type(m["mem.used_bytes"]) is float  # an average
+    assert m["mem.used_bytes:min"] <= m["mem.used_bytes"] <= m["mem.used_bytes:max"]
