@@ -75,9 +75,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     compact_interval: float = 60.0
     """Seconds between compaction passes (raw batches and minutes into chunks)."""
     max_store_size: int = 0
-    """Bound on the bytes of metric history (all tiers; 0: none). Past it the
-    oldest chunks of the largest tier are dropped first, and ``status`` says so.
-    Accepts suffixes: ``500M``, ``50G``, ``2T``."""
+    """Bound on the bytes the store takes on disk (SQLite: the file's used pages;
+    Postgres: the metric tables with their partitions, indexes and TOAST). Past
+    it the oldest chunks of the largest tier are dropped first, and ``status``
+    says so. 0: the default, half of the free disk at start (plus what the store
+    holds) on SQLite, 100G on Postgres. Accepts suffixes: ``500M``, ``50G``, ``2T``."""
     event_retention: float = 30 * 86400.0
     """Seconds events (and expired join tokens) are kept."""
     retention_interval: float = 60.0
