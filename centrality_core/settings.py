@@ -69,9 +69,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds 1-minute rollups (tier 1: min/avg/max) are kept."""
     hour_retention: float = 730 * 86400.0
     """Seconds 1-hour rollups (tier 2) are kept."""
-    chunk_seconds: float = 600.0
+    chunk_seconds: float = 1800.0
     """Raw samples of one machine are compacted into one compressed chunk per this
-    many seconds (the longer, the smaller; a chunk is compacted once it is closed)."""
+    many seconds (the longer, the smaller; a chunk is compacted once it is closed,
+    so batches wait up to this long in their arrival form). 30 minutes: the first
+    length under 1 byte per value for a mixed fleet (docs/performance.md)."""
     compact_interval: float = 60.0
     """Seconds between compaction passes (raw batches and minutes into chunks)."""
     max_store_size: int = 0

@@ -72,10 +72,12 @@ class Compactor:
         await self.writer.call(self.chunks.prepare, self.clock())
         # A batch arriving after its window was compacted makes a chunk of its own
         # (read as one series all the same): wait a little for stragglers first.
-        # 16 machines per transaction: the writer's flushes (and so agents' acks) wait
-        # at most one such transaction (~0.1 s for GPU nodes' 10-minute windows).
+        # 16 machines' 10 minutes per transaction (5 machines of 30-minute windows): the
+        # writer's flushes (and so agents' acks) wait at most one such transaction (~0.1 s
+        # for GPU nodes).
         await self._drain(self.chunks.compact_raw, by_machine=True, window=s.chunk_seconds,
-                          grace=min(60.0, s.chunk_seconds / 4), max_machines=16)
+                          grace=min(60.0, s.chunk_seconds / 4),
+                          max_machines=max(1, min(64, int(16 * 600 / max(s.chunk_seconds, 1.0)))))
         await self._drain(self.chunks.compact_minutes, by_machine=True)
         await self._drain(self.chunks.compact_hours, by_machine=False)
         dropped = await self.writer.call(self.chunks.apply_retention, self.clock(), self.retention())

@@ -7,7 +7,7 @@ at any point leaves either the rows or the chunk, never both and never
 neither, and running it again simply carries on (idempotent). Acks to agents
 do not depend on it: a batch is acknowledged once its raw row is durable.
 
-* tier 0: raw batches of a closed ``window`` (10 min by default) -> one chunk per machine;
+* tier 0: raw batches of a closed ``window`` (30 min by default) -> one chunk per machine;
 * tier 1: JSON minutes of a closed hour -> one chunk per machine and hour;
 * tier 2: the tier-1 chunks of a closed UTC day -> one chunk of 24 hourly points
   per machine and day (a cursor in ``meta`` says which day and machine are done).
@@ -15,7 +15,7 @@ do not depend on it: a batch is acknowledged once its raw row is durable.
 Retention: on Postgres ``metric_chunks`` is partitioned by ``(tier, ts_last)``
 per UTC day and whole partitions older than a tier's retention are dropped;
 on SQLite the chunks are deleted with one range delete per tier (a chunk row
-holds ~10 minutes of ~200 keys, so that is thousands of times fewer rows
+holds ~30 minutes of ~200 keys, so that is thousands of times fewer rows
 than values) and SQLite reuses the freed pages.
 """
 
@@ -107,7 +107,7 @@ class Chunks:
     # ------------------------------------------------------------------ compaction
 
     @_translated
-    def compact_raw(self, now: float, *, window: float = 600.0, grace: float = 60.0,
+    def compact_raw(self, now: float, *, window: float = 1800.0, grace: float = 60.0,
                     max_machines: int = 64, after: str = "") -> dict:
         """Raw batches of closed windows into tier-0 chunks, for up to ``max_machines``
         machines (in id order, after ``after``), in one transaction. Returns counts
