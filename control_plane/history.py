@@ -369,7 +369,15 @@ def query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
           patterns: list[str] | None, resolution: str) -> list[dict]:
     """One machine's window at ``resolution`` (``raw``, ``1m``, ``1h``), from the
     chunks of its tier and what is not compacted yet, as one series. Blocking:
-    run it in a worker thread."""
+    run it in a worker thread. The cyclic collector waits meanwhile (``_no_gc``):
+    in a control plane holding thousands of machines a full collection walks
+    millions of objects, which a window's allocations would trigger."""
+    with _no_gc():
+        return _query(store, chunks, machine_id, since, until, patterns, resolution)
+
+
+def _query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
+           patterns: list[str] | None, resolution: str) -> list:
     if resolution == "raw":
         series = []
         only = (lambda keys: select(keys, patterns)) if patterns else None
