@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from agent_runtime.collectors.fake import FakeCollectors
 from agent_runtime.metrics import columnar
 from centrality_core import protocol as p
+from centrality_core.settings import ServerSettings
 from centrality_core.summary import select
 from centrality_core.timefmt import iso
 from control_plane import history
@@ -43,6 +44,9 @@ from control_plane.store.db import WriteBatch
 from . import report
 
 CODECS = [("zstd", 1), ("zstd", 3), ("zstd", 9), ("lz4", 0), ("lz4", 9)]
+#: The default chunk length (``chunk_seconds``), measured beside 10 minutes and an hour.
+DEFAULT_WINDOW = ServerSettings().chunk_seconds
+WINDOWS = sorted({600.0, DEFAULT_WINDOW, 3600.0})
 
 
 class Machine:
@@ -122,10 +126,10 @@ def formats(groups: dict[str, list[Machine]]) -> list[dict]:
              "old_minute_bpkm": round(sum(len(msgspec.json.encode(x["stats"])) for m in machines
                                           for x in m.minutes) / km, 1),
              "new_minute_bpkm": round(sum(minute_bytes(m) for m in machines) / km, 2), "codecs": {}}
-        for window in (600, 3600):
-            for codec, level in CODECS:
+        for window in WINDOWS:
+            for codec, level in (CODECS if window == DEFAULT_WINDOW else [("zstd", 3)]):
                 nbytes, spent = zip(*(chunk_bytes(m, window, codec, level) for m in machines))
-                r["codecs"][f"{codec}-{level}/{window}s"] = {
+                r["codecs"][f"{codec}-{level}/{window:.0f}s"] = {
                     "bpv": round(sum(nbytes) / values, 3), "encode_us_per_batch": round(sum(spent) / batches * 1e6, 1)}
         out.append(r)
     return out
@@ -181,7 +185,7 @@ def on_disk(backend: str, url: str, machines: list[Machine], now: float) -> dict
     old = table_bytes(store)
     chunks = Chunks(store)
     t = time.process_time()
-    while chunks.compact_raw(now)["chunks"]:
+    while chunks.compact_raw(now, window=DEFAULT_WINDOW)["chunks"]:
         pass
     raw_cpu = time.process_time() - t
     t = time.process_time()
@@ -249,7 +253,8 @@ def old_query_minutes(store: Store, mid: str, since: float, until: float) -> lis
 def timed(fn, *args, runs: int = 5) -> tuple[float, int, float]:
     """Median milliseconds of the query with the JSON encoding of its answer (what the
     control plane does before the answer leaves), the rows it answered, and the
-    median of the query alone."""
+    median of the query alone. The answer of one run is freed before the next
+    starts (in the control plane that happens after the answer is sent)."""
     times, alone, n = [], [], 0
     for _ in range(runs):
         t = time.perf_counter()
@@ -258,6 +263,7 @@ def timed(fn, *args, runs: int = 5) -> tuple[float, int, float]:
         msgspec.json.encode(rows)
         times.append(time.perf_counter() - t)
         n = len(rows)
+        del rows
     return round(statistics.median(times) * 1e3, 1), n, round(statistics.median(alone) * 1e3, 1)
 
 
@@ -272,7 +278,7 @@ def fleet(backend: str, url: str, sources: list[Machine], now: float, count: int
     for s, m in enumerate(sources):
         groups: dict[float, list] = {}
         for first, _, frame in m.frames:
-            groups.setdefault(first - first % 600, []).append(frame)
+            groups.setdefault(first - first % DEFAULT_WINDOW, []).append(frame)
         for frames in groups.values():
             blob, first, last, held = history.batches_chunk(frames)
             t0[s].append((first, last, held, blob))
@@ -349,23 +355,25 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
     # (small payloads here: dropping a partition does not read them).
     blob = rng.bytes(chunk_bytes_)
     day = now - now % 86400
-    windows = [day - 86400 + 600 * (k + 1) - 1 for k in range(144 if chunks.postgres else 1)]
+    per_day = int(86400 // DEFAULT_WINDOW)
+    windows = [day - 86400 + DEFAULT_WINDOW * (k + 1) - 1 for k in range(per_day if chunks.postgres else 1)]
     old_blob = rng.bytes(256) if chunks.postgres else blob
     with store.engine.begin() as conn:
         if chunks.postgres:
             chunks._ensure_partition(conn, 0, day - 1)
             chunks._ensure_partition(conn, 0, day + 1)
         for i in range(count):
-            rows = [{"tier": 0, "machine_id": f"{i:032x}", "ts_first": ts - 599, "ts_last": ts, "nvalues": 1,
+            rows = [{"tier": 0, "machine_id": f"{i:032x}", "ts_first": ts - DEFAULT_WINDOW + 1, "ts_last": ts,
+                     "nvalues": 1,
                      "nbytes": len(old_blob), "payload": old_blob} for ts in windows]
-            rows.append({"tier": 0, "machine_id": f"{i:032x}", "ts_first": day + 1, "ts_last": day + 599,
+            rows.append({"tier": 0, "machine_id": f"{i:032x}", "ts_first": day + 1, "ts_last": day + DEFAULT_WINDOW - 1,
                          "nvalues": 1, "nbytes": len(blob), "payload": blob})
             conn.execute(table.insert(), rows)
     t, c = time.perf_counter(), time.process_time()
     new = chunks.apply_retention(day + 1, {0: 1})  # the window (SQLite) / the day (Postgres) before
     res.update(new_ms=round((time.perf_counter() - t) * 1e3, 1), new_cpu_ms=round((time.process_time() - c) * 1e3, 1),
                new_chunks=new["chunks"], new_partitions=new["partitions"],
-               new_batches=count * len(windows) * 120)  # what those chunks replaced
+               new_batches=count * len(windows) * int(DEFAULT_WINDOW // 5))  # what those chunks replaced
     store.close()
     return res
 
@@ -382,7 +390,7 @@ def main() -> None:
     args = ap.parse_args()
     backends = args.backend or ["sqlite", "postgres"]
     now = time.time()
-    start = now - args.seconds - (now - args.seconds) % 600 - 600
+    start = now - args.seconds - (now - args.seconds) % 3600 - 3600  # whole hours: whole chunks
     t = time.perf_counter()
     machines = [simulate(f"m{i:04d}", "gpu8" if i % 4 == 3 else "cpu", i, start, args.seconds)
                 for i in range(args.machines)]
@@ -395,7 +403,8 @@ def main() -> None:
     disk, fleets, rets = [], [], []
     frame_avg = int(np.mean([len(f) for m in machines for _, _, f in m.frames]))
     minute_avg = int(np.mean([len(msgspec.json.encode(x["stats"])) for m in machines for x in m.minutes]))
-    chunk_avg = int(np.mean([chunk_bytes(m, 600, "zstd", 3)[0] / max(1, len(m.frames) // 120) for m in machines]))
+    chunk_avg = int(np.mean([chunk_bytes(m, DEFAULT_WINDOW, "zstd", 3)[0] / max(1, len(m.frames) // int(DEFAULT_WINDOW // 5))
+                             for m in machines]))
     pg = None
     try:
         for backend in backends:
@@ -436,23 +445,26 @@ def _pg_databases(pg, n: int) -> list[str]:
 
 
 def markdown(fmt, disk, fleets, rets, args) -> str:
+    w, dw = f"{DEFAULT_WINDOW:.0f}s", f"{DEFAULT_WINDOW / 60:.0f} min"
     lines = ["## Metric history on disk (`bench/storage.py`)", "",
              f"{args.machines} simulated machines (1 in 4 an 8-GPU node), {args.seconds} s each at 1 Hz, "
              "batches of 5 samples as agents send them; the old layout (raw batch frames, JSON minutes) "
              "measured beside chunks in the same run.", "",
-             "**Format** (payload bytes; tier 0 in 10-minute and 1-hour chunks):", "",
-             "| fleet | values | old raw B/value | zstd-3 / 10 min | zstd-3 / 1 h | zstd-1 / 10 min | zstd-9 / 10 min "
-             "| lz4-0 / 10 min | lz4-9 / 10 min | old minute B/key-minute | new minute B/key-minute |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"**Format** (payload bytes; tier 0 in chunks of 10 minutes, {DEFAULT_WINDOW / 60:.0f} minutes "
+             "(the default `chunk_seconds`) and an hour):", "",
+             f"| fleet | values | old raw B/value | zstd-3 / 10 min | **zstd-3 / {dw}** | zstd-3 / 1 h | "
+             f"zstd-1 / {dw} | zstd-9 / {dw} | lz4-0 / {dw} | lz4-9 / {dw} | old minute B/key-minute "
+             "| new minute B/key-minute |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in fmt:
         c = r["codecs"]
         lines.append(f"| {r['fleet']} | {r['values']:,} | {r['old_raw_bpv']} | {c['zstd-3/600s']['bpv']} | "
-                     f"{c['zstd-3/3600s']['bpv']} | {c['zstd-1/600s']['bpv']} | {c['zstd-9/600s']['bpv']} | "
-                     f"{c['lz4-0/600s']['bpv']} | {c['lz4-9/600s']['bpv']} | {r['old_minute_bpkm']} | "
-                     f"{r['new_minute_bpkm']} |")
+                     f"**{c[f'zstd-3/{w}']['bpv']}** | {c['zstd-3/3600s']['bpv']} | {c[f'zstd-1/{w}']['bpv']} | "
+                     f"{c[f'zstd-9/{w}']['bpv']} | {c[f'lz4-0/{w}']['bpv']} | {c[f'lz4-9/{w}']['bpv']} | "
+                     f"{r['old_minute_bpkm']} | {r['new_minute_bpkm']} |")
     mixed = next(r for r in fmt if r["fleet"].startswith("mixed"))["codecs"]
-    lines += ["", "Encode CPU per stored batch (mixed, 10-minute chunks): " + ", ".join(
-        f"{k.split('/')[0]} {v['encode_us_per_batch']} µs" for k, v in mixed.items() if k.endswith("/600s")), "",
+    lines += ["", f"Encode CPU per stored batch (mixed, {dw} chunks): " + ", ".join(
+        f"{k.split('/')[0]} {v['encode_us_per_batch']} µs" for k, v in mixed.items() if k.endswith(f"/{w}")), "",
         "**On disk** (tables with their indexes; SQLite after VACUUM, chunk table shared by tiers in "
         "proportion to their payloads):", "",
         "| store | old raw B/value | new tier 0 B/value | old minute B/key-minute | new minute B/key-minute "
@@ -514,7 +526,7 @@ def disk_cost(fmt: list[dict], disk: list[dict], args) -> list[str]:
         if r["fleet"] in ("cpu", "gpu8"):
             continue
         keys = r["values"] / (r["machines"] * r["seconds"])
-        raw = r["codecs"]["zstd-3/600s"]["bpv"] * over_raw * keys * 86400 * DEFAULT_DAYS["raw"]
+        raw = r["codecs"][f"zstd-3/{DEFAULT_WINDOW:.0f}s"]["bpv"] * over_raw * keys * 86400 * DEFAULT_DAYS["raw"]
         minutes = r["new_minute_bpkm"] * over_min * keys * 1440 * DEFAULT_DAYS["1m"]
         hours = r["new_minute_bpkm"] * over_min * keys * 24 * DEFAULT_DAYS["1h"]
         one = raw + minutes + hours

@@ -69,15 +69,19 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds 1-minute rollups (tier 1: min/avg/max) are kept."""
     hour_retention: float = 730 * 86400.0
     """Seconds 1-hour rollups (tier 2) are kept."""
-    chunk_seconds: float = 600.0
+    chunk_seconds: float = 1800.0
     """Raw samples of one machine are compacted into one compressed chunk per this
-    many seconds (the longer, the smaller; a chunk is compacted once it is closed)."""
+    many seconds (the longer, the smaller; a chunk is compacted once it is closed,
+    so batches wait up to this long in their arrival form). 30 minutes: the first
+    length under 1 byte per value for a mixed fleet (docs/performance.md)."""
     compact_interval: float = 60.0
     """Seconds between compaction passes (raw batches and minutes into chunks)."""
     max_store_size: int = 0
-    """Bound on the bytes of metric history (all tiers; 0: none). Past it the
-    oldest chunks of the largest tier are dropped first, and ``status`` says so.
-    Accepts suffixes: ``500M``, ``50G``, ``2T``."""
+    """Bound on the bytes the store takes on disk (SQLite: the file's used pages;
+    Postgres: the metric tables with their partitions, indexes and TOAST). Past
+    it the oldest chunks of the largest tier are dropped first, and ``status``
+    says so. 0: the default, half of the free disk at start (plus what the store
+    holds) on SQLite, 100G on Postgres. Accepts suffixes: ``500M``, ``50G``, ``2T``."""
     event_retention: float = 30 * 86400.0
     """Seconds events (and expired join tokens) are kept."""
     retention_interval: float = 60.0

@@ -34,6 +34,17 @@ class Compactor:
         self.totals = {"chunks": 0, "rows": 0, "values": 0}
         #: What the size bound dropped (chunks, bytes) and when, for ``status``.
         self.bound_dropped = {"chunks": 0, "bytes": 0, "last": None}
+        #: The bound used when ``max_store_size`` is not set (``Chunks.default_bound``,
+        #: measured once, at the first pass) and how it was chosen.
+        self.default_bound: tuple[int, str] | None = None
+        self.disk_bytes: int | None = None
+
+    @property
+    def bound(self) -> int | None:
+        """The store-size bound in force: ``max_store_size``, else the default (once known)."""
+        if self.settings.max_store_size:
+            return self.settings.max_store_size
+        return self.default_bound[0] if self.default_bound else None
 
     def retention(self) -> dict[int, float]:
         s = self.settings
@@ -61,27 +72,43 @@ class Compactor:
         await self.writer.call(self.chunks.prepare, self.clock())
         # A batch arriving after its window was compacted makes a chunk of its own
         # (read as one series all the same): wait a little for stragglers first.
-        # 16 machines per transaction: the writer's flushes (and so agents' acks) wait
-        # at most one such transaction (~0.1 s for GPU nodes' 10-minute windows).
+        # 16 machines' 10 minutes per transaction (5 machines of 30-minute windows): the
+        # writer's flushes (and so agents' acks) wait at most one such transaction (~0.1 s
+        # for GPU nodes).
         await self._drain(self.chunks.compact_raw, by_machine=True, window=s.chunk_seconds,
-                          grace=min(60.0, s.chunk_seconds / 4), max_machines=16)
+                          grace=min(60.0, s.chunk_seconds / 4),
+                          max_machines=max(1, min(64, int(16 * 600 / max(s.chunk_seconds, 1.0)))))
         await self._drain(self.chunks.compact_minutes, by_machine=True)
         await self._drain(self.chunks.compact_hours, by_machine=False)
         dropped = await self.writer.call(self.chunks.apply_retention, self.clock(), self.retention())
         if any(dropped.values()):
             log.info("history retention: dropped %d partitions, %d chunks",
                      dropped["partitions"], dropped["chunks"])
-        if s.max_store_size:
-            bound = await self.writer.call(self.chunks.enforce_size, s.max_store_size)
-            if bound["chunks"]:
+        await self.resolve_bound()
+        limit = self.bound
+        if limit:
+            bound = await self.writer.call(self.chunks.enforce_size, limit)
+            self.disk_bytes = bound["disk_bytes"]
+            if bound["chunks"] or bound["partitions"]:
                 self.bound_dropped["chunks"] += bound["chunks"]
                 self.bound_dropped["bytes"] += bound["bytes"]
                 self.bound_dropped["last"] = self.clock()
-                log.warning("metric history past max_store_size (%d bytes): dropped the %d oldest chunks "
-                            "(%d bytes)", s.max_store_size, bound["chunks"], bound["bytes"])
+                log.warning("metric history past its size bound (%d bytes on disk): dropped the %d oldest "
+                            "chunks (%d bytes)", limit, bound["chunks"], bound["bytes"])
         self.last_pass = self.clock()
 
+    async def resolve_bound(self) -> None:
+        """Measure the default bound, once, when ``max_store_size`` is not set."""
+        if not self.settings.max_store_size and self.default_bound is None:
+            self.default_bound = await self.writer.call(self.chunks.default_bound)
+            log.info("metric history bound: %d bytes on disk (%s; max_store_size sets another)",
+                     *self.default_bound)
+
     async def run(self) -> None:
+        try:
+            await self.resolve_bound()  # the free disk at start
+        except StoreError as exc:
+            log.warning("history bound not measured yet: %s", exc.reason)
         while True:
             await asyncio.sleep(self.settings.compact_interval)
             try:
@@ -94,7 +121,10 @@ class Compactor:
     def status(self) -> dict:
         """What ``status`` shows of the history pass."""
         return {"last_pass": self.last_pass, "error": self.last_error,
-                "max_store_size": self.settings.max_store_size or None,
+                "max_store_size": self.bound,
+                "bound_source": ("max_store_size" if self.settings.max_store_size
+                                 else self.default_bound[1] if self.default_bound else None),
+                "disk_bytes": self.disk_bytes,
                 "bound_dropped_chunks": self.bound_dropped["chunks"],
                 "bound_dropped_bytes": self.bound_dropped["bytes"],
                 "bound_dropped_at": self.bound_dropped["last"]}

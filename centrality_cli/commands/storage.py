@@ -35,11 +35,14 @@ def storage(ctx: typer.Context, json: bool = JSON) -> None:
     lines = [f"not compacted yet: {p['raw_batches']['rows']} raw batches ({size(p['raw_batches']['bytes'])}), "
              f"{p['minutes']['rows']} minutes ({size(p['minutes']['bytes'])})",
              f"on disk: {size(s['disk_bytes'])}; projected at full retention: {size(s['projected_bytes'])}"]
+    h = s["history"]
     if s["max_store_size"]:
         left = s["days_until_bound"]
-        lines.append(f"bound: max_store_size {size(s['max_store_size'])}"
+        source = h.get("bound_source")
+        why = (" (max_store_size)" if source == "max_store_size"
+               else f" ({source}; max_store_size sets another)" if source else "")
+        lines.append(f"bound: {size(s['max_store_size'])} on disk{why}"
                      + (f", reached in {left} days at the current rate" if left is not None else ""))
-    h = s["history"]
     if h["bound_dropped_chunks"]:
         lines.append(f"past max_store_size: the {h['bound_dropped_chunks']} oldest chunks "
                      f"({size(h['bound_dropped_bytes'])}) were dropped")

@@ -16,7 +16,8 @@ def report(usage: dict, retention: dict[str, float], max_store_size: int, histor
 
     Per tier: bytes, values, bytes per value, oldest and newest sample, the rate
     it grows at (bytes of its chunks over the time they span, once that is over
-    an hour) and the bytes it will hold once full at its retention.
+    an hour) and the bytes it will hold once full at its retention. The bound
+    (``max_store_size``, or its default) is on what the store takes on disk.
     """
     tiers = []
     total_rate = 0.0
@@ -38,11 +39,11 @@ def report(usage: dict, retention: dict[str, float], max_store_size: int, histor
             "projected_bytes": round(rate * keep / DAY) if rate is not None else None,
         })
     used = sum(t["bytes"] for t in tiers)
-    pending = sum(p["bytes"] for p in usage["pending"].values())
     projected = sum(t["projected_bytes"] or 0 for t in tiers) if rate_known else None
+    disk = usage["disk_bytes"]
     days_left = None
     if max_store_size and total_rate:
-        days_left = round(max(0.0, max_store_size - used - pending) / total_rate, 1)
+        days_left = round(max(0.0, max_store_size - disk) / total_rate, 1)
     return {
         "tiers": tiers,
         "chunk_bytes": used,
@@ -51,7 +52,7 @@ def report(usage: dict, retention: dict[str, float], max_store_size: int, histor
         "max_store_size": max_store_size or None,
         "projected_bytes": projected,
         "days_until_bound": days_left,
-        "over_bound": bool(max_store_size) and used + pending > max_store_size,
+        "over_bound": bool(max_store_size) and disk > max_store_size,
         "history": history,
         "at": timefmt.iso(now),
     }
@@ -64,4 +65,4 @@ async def storage(ctx: Ctx, ns) -> dict:
     usage = await cp.db(cp.chunks.usage)
     s = cp.settings
     return report(usage, {"raw": s.raw_retention, "1m": s.rollup_retention, "1h": s.hour_retention},
-                  s.max_store_size, cp.compactor.status(), time.time())
+                  cp.compactor.bound or 0, cp.compactor.status(), time.time())

@@ -7,7 +7,7 @@ at any point leaves either the rows or the chunk, never both and never
 neither, and running it again simply carries on (idempotent). Acks to agents
 do not depend on it: a batch is acknowledged once its raw row is durable.
 
-* tier 0: raw batches of a closed ``window`` (10 min by default) -> one chunk per machine;
+* tier 0: raw batches of a closed ``window`` (30 min by default) -> one chunk per machine;
 * tier 1: JSON minutes of a closed hour -> one chunk per machine and hour;
 * tier 2: the tier-1 chunks of a closed UTC day -> one chunk of 24 hourly points
   per machine and day (a cursor in ``meta`` says which day and machine are done).
@@ -15,7 +15,7 @@ do not depend on it: a batch is acknowledged once its raw row is durable.
 Retention: on Postgres ``metric_chunks`` is partitioned by ``(tier, ts_last)``
 per UTC day and whole partitions older than a tier's retention are dropped;
 on SQLite the chunks are deleted with one range delete per tier (a chunk row
-holds ~10 minutes of ~200 keys, so that is thousands of times fewer rows
+holds ~30 minutes of ~200 keys, so that is thousands of times fewer rows
 than values) and SQLite reuses the freed pages.
 """
 
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+from pathlib import Path
 from typing import Callable
 
 import msgspec
@@ -39,6 +41,9 @@ HOUR = 3600.0
 TIER_NAMES = {0: "raw", 1: "1m", 2: "1h"}
 _PARTITION = re.compile(r"^metric_chunks_t(\d)_d(\d+)$")
 _TIER2_CURSOR = "metric_tier2_cursor"  # "day:machine_id" of the last tier-2 chunk written
+#: The size bound when none is set, on Postgres and for an in-memory SQLite (``default_bound``).
+POSTGRES_BOUND = 100 * 10 ** 9
+MEMORY_BOUND = 10 ** 9
 
 
 class Chunks:
@@ -102,7 +107,7 @@ class Chunks:
     # ------------------------------------------------------------------ compaction
 
     @_translated
-    def compact_raw(self, now: float, *, window: float = 600.0, grace: float = 60.0,
+    def compact_raw(self, now: float, *, window: float = 1800.0, grace: float = 60.0,
                     max_machines: int = 64, after: str = "") -> dict:
         """Raw batches of closed windows into tier-0 chunks, for up to ``max_machines``
         machines (in id order, after ``after``), in one transaction. Returns counts
@@ -234,34 +239,74 @@ class Chunks:
 
     @_translated
     def enforce_size(self, max_bytes: int) -> dict[str, int]:
-        """Past ``max_bytes`` of chunks, drop the oldest chunks of the tier holding
-        the most bytes until under the bound. Returns what was dropped."""
-        done = {"partitions": 0, "chunks": 0, "bytes": 0}
+        """Past ``max_bytes`` on disk (``disk_bytes``: what the store really takes, not
+        the chunks' payloads), drop the oldest chunks of the tier holding the most
+        bytes until under the bound: on SQLite chunk rows (their pages go to the
+        free list and are reused by the next writes), on Postgres whole day
+        partitions (deleted rows would not give their space back until a vacuum,
+        and the relation would not shrink). Returns what was dropped and
+        ``disk_bytes`` after."""
+        done = {"partitions": 0, "chunks": 0, "bytes": 0, "disk_bytes": 0}
         t = MetricChunkRow.__table__
         with self._transaction() as conn:
-            per_tier = dict(conn.execute(sa.select(t.c.tier, sa.func.sum(t.c.nbytes)).group_by(t.c.tier)).all())
-            excess = sum(per_tier.values()) - max_bytes
-            while excess > 0 and per_tier:
+            for _ in range(256):  # each round drops at least one chunk or partition
+                excess = self._disk_bytes(conn) - max_bytes
+                if excess <= 0:
+                    break
+                per_tier = {tier: int(n) for tier, n in conn.execute(
+                    sa.select(t.c.tier, sa.func.sum(t.c.nbytes)).group_by(t.c.tier)).all() if n}
+                if not per_tier:
+                    break  # nothing left to drop: what is left is not history chunks
                 tier = max(per_tier, key=lambda k: per_tier[k])
-                rows = conn.execute(sa.select(t.c.id, t.c.ts_last, t.c.nbytes).where(t.c.tier == tier)
-                                    .order_by(t.c.ts_last).limit(2000)).all()
-                if not rows:
-                    del per_tier[tier]
+                if self.postgres:
+                    days = sorted(int(m[2]) for m in map(_PARTITION.match, self._list_partitions(conn))
+                                  if m and int(m[1]) == tier)
+                    for day in days:
+                        name = f"metric_chunks_t{tier}_d{day}"
+                        n, nbytes = conn.exec_driver_sql(
+                            f"SELECT count(*), coalesce(sum(nbytes), 0) FROM {name}").one()
+                        conn.exec_driver_sql(f"DROP TABLE {name}")
+                        conn.info.setdefault("dropped_partitions", set()).add(name)
+                        done["partitions"] += 1
+                        done["chunks"] += n
+                        done["bytes"] += int(nbytes)
+                        if n:
+                            break
                     continue
+                # The oldest chunks holding ``excess`` bytes of payload: a chunk takes at
+                # least its payload on disk, so that frees about ``excess`` or more.
+                rows = conn.execute(sa.select(t.c.id, t.c.nbytes).where(t.c.tier == tier)
+                                    .order_by(t.c.ts_last).limit(2000)).all()
                 ids, freed = [], 0
-                for rid, ts_last, nbytes in rows:
+                for rid, nbytes in rows:
+                    ids.append(rid)
+                    freed += nbytes
                     if freed >= excess:
                         break
-                    ids.append((rid, ts_last))
-                    freed += nbytes
                 for i in range(0, len(ids), 500):
-                    part = ids[i:i + 500]
-                    conn.execute(t.delete().where(t.c.tier == tier, t.c.id.in_([r for r, _ in part])))
+                    conn.execute(t.delete().where(t.c.tier == tier, t.c.id.in_(ids[i:i + 500])))
                 done["chunks"] += len(ids)
                 done["bytes"] += freed
-                per_tier[tier] -= freed
-                excess -= freed
+            done["disk_bytes"] = self._disk_bytes(conn)
         return done
+
+    @_translated
+    def default_bound(self) -> tuple[int, str]:
+        """The size bound when ``max_store_size`` is not set, and how it was chosen.
+
+        SQLite: half of what the store's filesystem has free plus what the store
+        takes already, measured at start (the file, its write-ahead log and the
+        rest of the disk's users share that disk). Postgres: ``POSTGRES_BOUND``
+        (the control plane cannot see the database server's disk)."""
+        if self.postgres:
+            return POSTGRES_BOUND, "fixed default for Postgres"
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            return MEMORY_BOUND, "fixed default for an in-memory store"
+        with self.engine.connect() as conn:
+            used = self._disk_bytes(conn)
+        free = shutil.disk_usage(Path(database).resolve().parent).free
+        return (free + used) // 2, "half of the free disk at start"
 
     @_translated
     def usage(self) -> dict:

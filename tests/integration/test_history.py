@@ -86,6 +86,12 @@ async def test_size_bound_drops_oldest_and_status_says_so(control_plane, agents,
         await asyncio.sleep(0.3)
     status, out, err = await cli(home, "status")
     assert "max_store_size" not in out
+    status, out, err = await cli(home, "storage", "--json")  # no max_store_size: the default bound
+    s = json.loads(out)
+    assert s["history"]["bound_source"] in ("half of the free disk at start", "fixed default for Postgres")
+    assert s["max_store_size"] > s["disk_bytes"] > 0 and not s["over_bound"]
+    status, out, err = await cli(home, "storage")
+    assert "max_store_size sets another" in out
     control_plane.compactor.settings = msgspec.structs.replace(control_plane.compactor.settings,
                                                                max_store_size=20_000)
     assert await chunk_bytes() <= 20_000

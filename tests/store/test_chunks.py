@@ -172,22 +172,45 @@ def test_retention_per_tier_drops_chunks_whole(store):
     assert rows[0]["ts"].startswith("2027-01-17")  # day 2 of T0 = 2027-01-15
 
 
-def test_size_bound_drops_the_oldest_first(store):
+def test_size_bound_counts_the_disk_and_drops_the_oldest_first(store):
+    """The bound is on what the store takes on disk; the oldest data goes first (SQLite:
+    chunk rows, their pages reused by later writes; Postgres: whole day partitions)."""
     chunks = Chunks(store)
-    for h in range(6):
-        fill(store, "m1", T0 + h * 3600, 600)
-    while chunks.compact_raw(T0 + 86400)["chunks"]:
+    for day in range(4):
+        fill(store, "m1", T0 + day * 86400, 600)
+    while chunks.compact_raw(T0 + 5 * 86400)["chunks"]:
         pass
-    usage = chunks.usage()["tiers"]["raw"]
-    assert usage["chunks"] == 6
-    with store.engine.connect() as conn:
-        sizes = conn.exec_driver_sql("SELECT nbytes FROM metric_chunks ORDER BY ts_last DESC").scalars().all()
-    bound = sum(sizes[:4])  # room for the newest four
-    done = chunks.enforce_size(bound)
-    assert done["chunks"] == 2
-    usage = chunks.usage()["tiers"]["raw"]
-    assert usage["bytes"] <= bound and usage["oldest"] >= T0 + 2 * 3600
-    assert chunks.enforce_size(bound)["chunks"] == 0
+    disk = chunks.usage()["disk_bytes"]
+    assert chunks.enforce_size(disk) == {"partitions": 0, "chunks": 0, "bytes": 0, "disk_bytes": disk}
+    done = chunks.enforce_size(disk - 1)  # one byte too many: the oldest day goes, only it
+    assert done["chunks"] == 1 and done["disk_bytes"] < disk
+    assert done["partitions"] == (1 if store.dialect == "postgresql" else 0)
+    usage = chunks.usage()
+    assert usage["disk_bytes"] == done["disk_bytes"] <= disk - 1
+    assert usage["tiers"]["raw"]["chunks"] == 3 and usage["tiers"]["raw"]["oldest"] >= T0 + 86400
+    rows = query(store, chunks, "m1", T0, T0 + 5 * 86400, ["cpu.percent"], "raw")
+    assert rows[0]["ts"].startswith("2027-01-16") and len(rows) == 3 * 600
+    if store.dialect == "sqlite":  # freed pages are reused: another day fits in the file as it is
+        with store.engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+        fill(store, "m1", T0 + 4 * 86400, 600)
+        while chunks.compact_raw(T0 + 6 * 86400)["chunks"]:
+            pass
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_count").scalar() == pages
+    done = chunks.enforce_size(1)  # below what the schema takes: every chunk goes, then it stops
+    assert chunks.usage()["tiers"].get("raw", {"chunks": 0})["chunks"] == 0 and done["disk_bytes"] > 1
+
+
+def test_default_bound_is_half_the_free_disk_on_sqlite(store):
+    import shutil
+
+    bound, why = Chunks(store).default_bound()
+    if store.dialect == "postgresql":
+        assert (bound, why) == (100 * 10 ** 9, "fixed default for Postgres")
+        return
+    free = shutil.disk_usage(store.engine.url.database.rsplit("/", 1)[0]).free
+    assert abs(bound - free // 2) < 50 * 2 ** 20 and why == "half of the free disk at start"
 
 
 def test_rollup_rows_from_arrays_match_the_rows_from_points():
@@ -244,3 +267,30 @@ def test_store_size_setting_takes_units():
     assert _coerce("max_store_size", 1000) == 1000
     with pytest.raises(UsageError):
         _coerce("max_store_size", "lots")
+
+
+def test_answer_json_whole_numbers_as_integers_gaps_left_out(store):
+    """What ``metrics NAME --json`` prints: whole-number keys (bytes, per-core percent)
+    as integers, others as decimals, a missing value absent; raw and minutes alike,
+    compacted or not."""
+    import msgspec
+
+    fill(store, "m1", T0, 900, gap=(T0 + 100, T0 + 130))
+    chunks = Chunks(store)
+    before = msgspec.json.decode(msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 900, None, "raw")))
+    minutes_before = msgspec.json.decode(msgspec.json.encode(
+        history.query(store, chunks, "m1", T0, T0 + 900, None, "1m")))
+    chunks.compact_raw(T0 + 3 * 3600)
+    chunks.compact_minutes(T0 + 3 * 3600)
+    after = msgspec.json.decode(msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 900, None, "raw")))
+    minutes = msgspec.json.decode(msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 900, None, "1m")))
+    assert after == before and minutes == minutes_before
+    row = after[0]
+    assert type(row["mem.used_bytes"]) is int and type(row["cpu[0].percent"]) is int
+    assert type(row["cpu.percent"]) is float
+    assert all("cpu.percent" not in r for r in after if "T00:01:4" in r["ts"])  # T0+100..130: missing
+    assert sum("cpu.percent" in r for r in after) == 900 - 30
+    m = minutes[0]
+    assert type(m["mem.used_bytes:min"]) is int and type(m["mem.used_bytes:max"]) is int
+    assert type(m["mem.used_bytes"]) is float  # an average
+    assert m["mem.used_bytes:min"] <= m["mem.used_bytes"] <= m["mem.used_bytes:max"]
