@@ -52,8 +52,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:8022"
     """HOST:PORT the SSH listener binds. Port 0 picks a free port."""
     advertise: str = ""
-    """HOST:PORT that join strings tell agents to connect to. Empty: the
-    listen address (with this host's name when listening on all addresses)."""
+    """HOST:PORT that join strings tell agents to connect to (several, comma-separated:
+    the replicas of a replica set, tried in turn; or one load-balanced name). Empty:
+    the listen address (with this host's name when listening on all addresses)."""
     db: str = ""
     """SQLAlchemy URL of the store. Empty: SQLite in the data directory.
     Postgres: ``postgresql+psycopg://user:pass@host/db``."""
