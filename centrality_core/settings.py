@@ -58,6 +58,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     db: str = ""
     """SQLAlchemy URL of the store. Empty: SQLite in the data directory.
     Postgres: ``postgresql+psycopg://user:pass@host/db``."""
+    replica: str = ""
+    """Name of this control plane among the replicas sharing one Postgres (a
+    machine-style name). Empty: this host's name and the listen port
+    (``cp1-8022``). Refused on SQLite, which is the store of one control plane."""
     heartbeat_interval: float = 5.0
     """Seconds between agent heartbeats; told to each agent at registration."""
     limbo_after: float = 15.0
