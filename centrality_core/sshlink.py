@@ -100,12 +100,34 @@ def _client_class():
     return PinnedClient
 
 
+async def _tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket within ``timeout`` (each of the host's addresses in turn)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            return sock
+        except (OSError, asyncio.TimeoutError) as exc:
+            sock.close()
+            if isinstance(exc, asyncio.TimeoutError):
+                raise
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
 async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey, *,
-                  username: str = "operator", timeout: float = 10.0,
+                  username: str = "operator", timeout: float = 10.0, tcp_timeout: float | None = None,
                   **kwargs: Any) -> asyncssh.SSHClientConnection:
     """Connect and authenticate, or raise ConnectError / HostKeyMismatch / AuthRefused.
 
     ``expected_fingerprint``: the pinned host key, or several, comma-separated.
+    ``tcp_timeout``: a shorter bound on the TCP connect alone (a host that is down
+    and sends no reset), so that the next address is tried soon; ``timeout``
+    still bounds the whole handshake.
     """
     import asyncssh
 
@@ -116,6 +138,12 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
     pinned = split(expected_fingerprint)
     client = _client_class()(frozenset(pinned))
     try:
+        if tcp_timeout is not None:
+            try:
+                kwargs["sock"] = await _tcp(host, port, min(tcp_timeout, timeout))
+            except asyncio.TimeoutError:
+                raise ConnectError(f"cannot reach {address}: no answer within "
+                                   f"{min(tcp_timeout, timeout):g}s") from None
         conn, _ = await asyncssh.create_connection(
             lambda: client, host, port,
             username=username,
@@ -157,6 +185,10 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
         raise ProtocolError(f"SSH error with {address}: {exc}") from None
 
 
+#: With several addresses, how long a TCP connect to one may take before the next is
+#: tried (the handshake after it keeps the caller's longer timeout).
+TCP_TIMEOUT = 5.0
+
 #: Failures that say something about this address or its replica (a host key
 #: not pinned, a key cache that does not know us yet), not about the network.
 REFUSALS = (HostKeyMismatch, AuthRefused)
@@ -173,6 +205,8 @@ async def connect_any(addresses: list[str], expected_fingerprint: str, key: asyn
     replica that is up, or one that knows our key by then).
     """
     errors: list[tuple[str, Exception]] = []
+    if len(addresses) > 1:
+        kwargs.setdefault("tcp_timeout", TCP_TIMEOUT)
     for address in addresses:
         try:
             return await connect(address, expected_fingerprint, key, **kwargs), address
