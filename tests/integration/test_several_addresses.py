@@ -112,3 +112,24 @@ async def test_login_with_several_addresses(control_plane, home):
     status, _, err = await cli(home, "login", f"{control_plane.address},{control_plane.address}", "--name", "tofu")
     assert status == 0, err
     assert contexts.load().contexts["tofu"].address == control_plane.address  # the same address twice is one
+
+
+async def test_token_create_for_a_replica_set(control_plane, home):
+    from centrality_core import joinstring
+
+    other = "SHA256:" + "B" * 43
+    status, out, err = await cli(home, "token", "create", "--address", "cp1:8022, cp2:8022", "--pin", other,
+                                 "--json")
+    assert status == 0, err
+    js = joinstring.decode(json.loads(out)["join"])
+    assert js.addresses == ["cp1:8022", "cp2:8022"]
+    assert js.fingerprints == [control_plane.fingerprint, other]
+    status, _, err = await cli(home, "token", "create", "--address", "cp1:8022,cp2:port")
+    assert status == 2 and "invalid address 'cp2:port'" in err
+    status, _, err = await cli(home, "token", "create", "--pin", "MD5:aa")
+    assert status == 2 and "invalid host-key fingerprint 'MD5:aa'" in err
+    # `agent join` keeps them all.
+    status, out, _ = await cli(home, "token", "create", "--address", f"{control_plane.address},cp2:8022")
+    status, out, err = await cli(home, "agent", "join", out.strip(), "--config-dir", str(home / "agent"))
+    assert status == 0, err
+    assert f'address = "{control_plane.address},cp2:8022"' in (home / "agent/agent.toml").read_text()
