@@ -12,8 +12,8 @@ from typing import Optional, Union
 
 import msgspec
 
-from centrality_core import paths
-from centrality_core.errors import ConfigError
+from centrality_core import endpoints, paths
+from centrality_core.errors import ConfigError, UsageError
 
 CONFIG_FILE = "agent.toml"
 KEY_FILE = "id_ed25519"
@@ -37,9 +37,11 @@ class CheckConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     address: str = ""
-    """HOST:PORT of the control plane."""
+    """HOST:PORT of the control plane; several, comma-separated (replicas), are
+    tried in turn, starting with the one that last answered."""
     fingerprint: str = ""
-    """Pinned SHA256 fingerprint of the control plane's host key."""
+    """Pinned SHA256 fingerprint of the control plane's host key; several,
+    comma-separated, are each accepted from any of the addresses."""
     name: str = ""
     """Machine name; empty: derived from the hostname."""
     labels: dict[str, str] = {}
@@ -90,6 +92,11 @@ def load(config_dir: Path) -> AgentConfig:
     cfg = paths.read_toml(path, AgentConfig)
     if not cfg.address or not cfg.fingerprint:
         raise ConfigError(f"{path}: address and fingerprint are required")
+    try:
+        endpoints.addresses(cfg.address)
+        endpoints.fingerprints(cfg.fingerprint)
+    except UsageError as exc:
+        raise ConfigError(f"{path}: {exc.reason}") from None
     return cfg
 
 

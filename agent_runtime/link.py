@@ -8,6 +8,15 @@ plane asked for, until the connection ends or the agent stops. Transient
 failures reconnect with jittered exponential backoff; refusals that another
 try cannot fix (different specs under a name in limbo, a revoked key, a
 wrong host key, a bad token) stop the agent with the reason.
+
+A control plane of several replicas has several addresses (``address`` in
+agent.toml is a comma-separated list): each attempt tries them in turn,
+starting with the one that last answered, and backs off only when none did.
+Moving to another replica continues the same machine: same key and name, and
+the same outbox and batch sequence, so what the dead replica did not
+acknowledge is replayed to the next one. A wrong host key or a refused key
+stops the agent only when every address said so (one replica's answer is not
+the replica set's).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Callable
 import asyncssh
 import msgspec
 
+from centrality_core import endpoints
 from centrality_core import protocol as p
 from centrality_core import sshlink
 from centrality_core.sanitize import for_log
@@ -55,6 +65,8 @@ class LinkState:
     heartbeat_interval: float = 5.0
     connects: int = 0
     registrations: int = 0
+    #: The control-plane address of the current (or last) connection.
+    address: str = ""
     last_error: str = ""
     heartbeats: int = 0
     batches_sent: int = 0
@@ -85,6 +97,8 @@ class Agent:
         self.stream = secrets.token_hex(8)
         self.config_dir = config_dir
         self.backoff = backoff or Backoff()
+        #: The control plane's addresses, in the order the next attempt tries them.
+        self.rotation = endpoints.Rotation(endpoints.split(cfg.address) or [cfg.address])
         self.state = LinkState()
         self.on_registered = on_registered
         #: False when a simulator drives sampling and batching from one shared timer.
@@ -160,9 +174,14 @@ class Agent:
         self.state.connects += 1
         # A long timeout on purpose: in a reconnect storm the control plane answers
         # handshakes in turn, and giving up early only makes it redo the work.
-        conn = await sshlink.connect(self.cfg.address, self.cfg.fingerprint, self.key,
-                                     username=p.ENROLL_USER if enrolling else "agent",
-                                     timeout=CONNECT_TIMEOUT)
+        conn, address = await sshlink.connect_any(self.rotation.round(), self.cfg.fingerprint, self.key,
+                                                  username=p.ENROLL_USER if enrolling else "agent",
+                                                  timeout=CONNECT_TIMEOUT)
+        if address != self.state.address:
+            if self.state.address:
+                log.info("connected to %s (was %s)", address, self.state.address)
+            self.rotation.worked(address)
+            self.state.address = address
         self._conn = conn
         try:
             writer, reader, _ = await conn.open_session(subsystem=p.AGENT_SUBSYSTEM, encoding=None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from centrality_core import __version__, joinstring, names, sshlink
+from centrality_core import __version__, endpoints, joinstring, names, sshlink
 from centrality_core.errors import ConfigError
 
 from . import config as agent_config
@@ -36,7 +36,8 @@ def join(join_string: str, *, name: str | None, config_dir: Path | None,
     old = agent_config.AgentConfig()
     if (config_dir / agent_config.CONFIG_FILE).exists():
         old = agent_config.load(config_dir)
-    cfg = msgspec.structs.replace(old, address=js.a, fingerprint=js.fp, name=name or old.name,
+    cfg = msgspec.structs.replace(old, address=endpoints.join(js.addresses),
+                                  fingerprint=endpoints.join(js.fingerprints), name=name or old.name,
                                   join_token=js.t, labels=old.labels if labels is None else dict(labels))
     agent_config.save(config_dir, cfg)
     return config_dir, cfg

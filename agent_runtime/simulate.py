@@ -83,8 +83,9 @@ class StateDir:
         target = self.path / "target"
         if join:
             js = joinstring.decode(join)
-            paths.write_private(target, f"{js.a}\n{js.fp}\n".encode())
-            return js.a, js.fp, js.t
+            address, fingerprint = ",".join(js.addresses), ",".join(js.fingerprints)  # a replica set: all
+            paths.write_private(target, f"{address}\n{fingerprint}\n".encode())
+            return address, fingerprint, js.t
         try:
             address, fingerprint = target.read_text().split()
         except (FileNotFoundError, ValueError):

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
-from centrality_core import contexts, sshlink
+from centrality_core import contexts, endpoints, sshlink
 from centrality_core.errors import Busy, CentralityError, ConnectError, ProtocolError, RequestFailed, from_code
 
 #: How long a request keeps retrying a control plane that answers "busy"
@@ -36,6 +36,8 @@ class OperatorClient:
         self.context_name, self.context = contexts.resolve(context)
         #: Log in as this user instead of the context's (a machine's name: a session on it).
         self.username = username
+        #: The address this client is connected to (one of the context's).
+        self.address = ""
         self._conn = None
 
     async def __aenter__(self) -> OperatorClient:
@@ -44,8 +46,10 @@ class OperatorClient:
         delay = 0.2
         while True:
             try:
-                self._conn = await sshlink.connect(self.context.address, self.context.fingerprint, key,
-                                                   username=self.username or self.context.user)
+                # Several addresses (replicas): the first that answers, in order.
+                self._conn, self.address = await sshlink.connect_any(
+                    endpoints.split(self.context.address) or [self.context.address],
+                    self.context.fingerprint, key, username=self.username or self.context.user)
                 return self
             except Busy:  # a fleet is (re)connecting: wait our turn a little
                 if time.monotonic() + delay > deadline:

@@ -17,9 +17,11 @@ from .errors import ConfigError
 
 
 class Context(msgspec.Struct, kw_only=True):
-    #: host:port of the control plane's SSH listener.
+    #: host:port of the control plane's SSH listener; several, comma-separated
+    #: (replicas), are tried in order.
     address: str
-    #: SHA256 fingerprint of its host key, as ``ssh-keygen -l`` prints it.
+    #: SHA256 fingerprint of its host key, as ``ssh-keygen -l`` prints it; several,
+    #: comma-separated, are each accepted from any of the addresses.
     fingerprint: str
     #: Path of the private key used to log in.
     key: str

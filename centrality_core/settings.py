@@ -52,11 +52,16 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:8022"
     """HOST:PORT the SSH listener binds. Port 0 picks a free port."""
     advertise: str = ""
-    """HOST:PORT that join strings tell agents to connect to. Empty: the
-    listen address (with this host's name when listening on all addresses)."""
+    """HOST:PORT that join strings tell agents to connect to (several, comma-separated:
+    the replicas of a replica set, tried in turn; or one load-balanced name). Empty:
+    the listen address (with this host's name when listening on all addresses)."""
     db: str = ""
     """SQLAlchemy URL of the store. Empty: SQLite in the data directory.
     Postgres: ``postgresql+psycopg://user:pass@host/db``."""
+    replica: str = ""
+    """Name of this control plane among the replicas sharing one Postgres (a
+    machine-style name). Empty: this host's name and the listen port
+    (``cp1-8022``). Refused on SQLite, which is the store of one control plane."""
     heartbeat_interval: float = 5.0
     """Seconds between agent heartbeats; told to each agent at registration."""
     limbo_after: float = 15.0

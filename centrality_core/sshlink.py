@@ -1,6 +1,10 @@
 """Opening SSH connections to a control plane: pinned host key, one client key,
 and asyncssh errors translated into Centrality errors with a reason to act on.
 
+A control plane may have several addresses and pinned host keys (replicas, see
+``endpoints.py``): ``connect`` accepts any of the pinned keys, ``connect_any``
+tries the addresses in turn.
+
 asyncssh is imported lazily so that importing this module stays cheap.
 """
 
@@ -77,16 +81,16 @@ def _client_class():
     import asyncssh
 
     class PinnedClient(asyncssh.SSHClient):
-        """Accepts exactly one host key, by fingerprint; remembers what it saw."""
+        """Accepts only the pinned host keys, by fingerprint; remembers what it saw."""
 
-        def __init__(self, expected: str) -> None:
+        def __init__(self, expected: frozenset[str]) -> None:
             self.expected = expected
             self.seen: str | None = None
             self.banner = ""
 
         def validate_host_public_key(self, host, addr, port, key) -> bool:
             self.seen = fingerprint(key)
-            return self.seen == self.expected
+            return self.seen in self.expected
 
         def auth_banner_received(self, msg: str, lang: str) -> None:
             from .sanitize import one_line
@@ -96,17 +100,50 @@ def _client_class():
     return PinnedClient
 
 
+async def _tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket within ``timeout`` (each of the host's addresses in turn)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            return sock
+        except (OSError, asyncio.TimeoutError) as exc:
+            sock.close()
+            if isinstance(exc, asyncio.TimeoutError):
+                raise
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
 async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey, *,
-                  username: str = "operator", timeout: float = 10.0,
+                  username: str = "operator", timeout: float = 10.0, tcp_timeout: float | None = None,
                   **kwargs: Any) -> asyncssh.SSHClientConnection:
-    """Connect and authenticate, or raise ConnectError / HostKeyMismatch / AuthRefused."""
+    """Connect and authenticate, or raise ConnectError / HostKeyMismatch / AuthRefused.
+
+    ``expected_fingerprint``: the pinned host key, or several, comma-separated.
+    ``tcp_timeout``: a shorter bound on the TCP connect alone (a host that is down
+    and sends no reset), so that the next address is tried soon; ``timeout``
+    still bounds the whole handshake.
+    """
     import asyncssh
 
     from .contexts import split_address
+    from .endpoints import split
 
     host, port = split_address(address)
-    client = _client_class()(expected_fingerprint)
+    pinned = split(expected_fingerprint)
+    client = _client_class()(frozenset(pinned))
     try:
+        if tcp_timeout is not None:
+            try:
+                kwargs["sock"] = await _tcp(host, port, min(tcp_timeout, timeout))
+            except asyncio.TimeoutError:
+                raise ConnectError(f"cannot reach {address}: no answer within "
+                                   f"{min(tcp_timeout, timeout):g}s") from None
         conn, _ = await asyncssh.create_connection(
             lambda: client, host, port,
             username=username,
@@ -122,7 +159,7 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
         return conn
     except asyncssh.HostKeyNotVerifiable:
         raise HostKeyMismatch(
-            f"host key mismatch for {address}: expected {expected_fingerprint}, "
+            f"host key mismatch for {address}: expected {' or '.join(pinned)}, "
             f"the server presented {client.seen}. Refusing to connect: if the control plane "
             "was reinstalled on purpose, log in again (`centrality login`) or re-join the agent."
         ) from None
@@ -146,3 +183,39 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
         raise ConnectError(f"cannot reach {address}: {exc.strerror or exc}") from None
     except asyncssh.Error as exc:
         raise ProtocolError(f"SSH error with {address}: {exc}") from None
+
+
+#: With several addresses, how long a TCP connect to one may take before the next is
+#: tried (the handshake after it keeps the caller's longer timeout).
+TCP_TIMEOUT = 5.0
+
+#: Failures that say something about this address or its replica (a host key
+#: not pinned, a key cache that does not know us yet), not about the network.
+REFUSALS = (HostKeyMismatch, AuthRefused)
+
+
+async def connect_any(addresses: list[str], expected_fingerprint: str, key: asyncssh.SSHKey,
+                      **kwargs: Any) -> tuple[asyncssh.SSHClientConnection, str]:
+    """``connect`` to the first of ``addresses`` that answers; returns it and its address.
+
+    One address: its own error, as ``connect`` raises it. Several: when every
+    one refused (host key, client key), the first refusal; otherwise a
+    ``Busy`` (when one was busy) or ``ConnectError`` naming what each said, so
+    a caller that retries transient errors retries (the next round may find a
+    replica that is up, or one that knows our key by then).
+    """
+    errors: list[tuple[str, Exception]] = []
+    if len(addresses) > 1:
+        kwargs.setdefault("tcp_timeout", TCP_TIMEOUT)
+    for address in addresses:
+        try:
+            return await connect(address, expected_fingerprint, key, **kwargs), address
+        except (ConnectError, ProtocolError) as exc:
+            if len(addresses) == 1:
+                raise
+            errors.append((address, exc))
+    if all(isinstance(exc, REFUSALS) for _, exc in errors):
+        raise errors[0][1]
+    summary = "; ".join(f"{exc.reason}" for _, exc in errors)
+    kind = Busy if any(isinstance(exc, Busy) for _, exc in errors) else ConnectError
+    raise kind(f"cannot reach any of {', '.join(addresses)}: {summary}")

@@ -38,7 +38,7 @@ from .views import Changes
 from .registry import Registry
 from .ssh import ConnectionHandler
 from .compactor import Compactor
-from .store import Store
+from .store import Store, exclusive, replicas
 from .store.chunks import Chunks
 from .writer import StoreWriter
 
@@ -86,6 +86,8 @@ class ControlPlane:
         self.host_key: asyncssh.SSHKey | None = None
         self.fingerprint = ""
         self.address = ""      # where we listen, HOST:PORT (port resolved)
+        self.replica = ""      # our name among replicas on Postgres (store/replicas.py); "" on SQLite
+        self.store_lock: exclusive.StoreLock | None = None  # SQLite: one control plane per file
         self.advertise = ""    # where agents should connect
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="centrality-store-read")
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -101,6 +103,8 @@ class ControlPlane:
 
     async def start(self) -> None:
         server_dir = paths.private_dir(self.settings.server_dir())
+        self.store_lock = exclusive.claim(self.store.url, replica=self.settings.replica
+                                          and replicas.check_name(self.settings.replica))
         await self.db(self.store.migrate)
         self.host_key = _host_key(server_dir / HOST_KEY_FILE)
         self.fingerprint = sshlink.fingerprint(self.host_key)
@@ -133,6 +137,8 @@ class ControlPlane:
         port = self._acceptor.sockets[0].getsockname()[1]
         self.address = f"{_bracket(host)}:{port}"
         self.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
+        if self.store.dialect != "sqlite":
+            self.replica = self.settings.replica or replicas.default_name(port)
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
                        asyncio.create_task(self._sweeper(), name="sweeper"),
                        asyncio.create_task(self.compactor.run(), name="history")]
@@ -165,6 +171,8 @@ class ControlPlane:
         self.writer.close()
         self._reads.shutdown(wait=True)
         self.store.close()
+        if self.store_lock is not None:
+            self.store_lock.release()
 
     async def _sweeper(self) -> None:
         """One timer for the fleet: liveness every tick, then the slower chores."""

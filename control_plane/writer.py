@@ -47,8 +47,14 @@ class StoreWriter:
         self.pending.events.append(row)
 
     def add_metric_batch(self, row: dict | None, cursor: dict) -> None:
-        """Store a batch (``row``; None to only advance the cursor) and its cursor."""
+        """Store a batch (``row``; None to only advance the cursor) and its cursor.
+
+        The row carries its cursor (stream, seq) so that the store can skip a
+        batch it already holds: one another control plane stored but whose
+        acknowledgement never reached the agent, replayed to us after a failover.
+        """
         if row is not None:
+            row["stream"], row["seq"] = cursor["stream"], cursor["seq"]
             self.pending.metric_batches.append(row)
         self.pending.cursors[cursor["machine_id"]] = cursor
 

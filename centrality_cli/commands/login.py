@@ -1,4 +1,8 @@
-"""``centrality login HOST:PORT``: save a context for a remote control plane."""
+"""``centrality login HOST:PORT[,HOST:PORT...]``: save a context for a remote control plane.
+
+Several addresses (replicas, comma-separated) are tried in order by every
+request on the context; several fingerprints are each accepted from any of them.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,22 @@ from .. import output
 
 
 def login(
-    address: str = typer.Argument(..., help="HOST:PORT of the control plane."),
+    address: str = typer.Argument(..., help="HOST:PORT of the control plane; several, comma-separated "
+                                  "(replicas), are tried in order."),
     key: Optional[Path] = typer.Option(None, "--key", help="Private key to log in with "
                                        "(default: this user's operator key, created if missing)."),
     fingerprint: Optional[str] = typer.Option(None, "--fingerprint", help="Expected host-key "
-                                              "fingerprint (SHA256:...). Without it, the key seen now is "
-                                              "pinned (trust on first use) and printed."),
+                                              "fingerprint (SHA256:...; several, comma-separated). Without it, "
+                                              "the keys seen now are pinned (trust on first use) and printed."),
     name: Optional[str] = typer.Option(None, "--name", help="Context name (default: the address)."),
 ) -> None:
     """Pin a remote control plane's host key and save it as a context."""
 
     async def go():
-        from centrality_core import contexts, paths, sshlink
+        from centrality_core import contexts, endpoints, paths, sshlink
 
-        contexts.split_address(address)
+        addresses = endpoints.join(endpoints.addresses(address))
+        pinned = fingerprint and endpoints.join(endpoints.fingerprints(fingerprint))
         key_path = key or paths.config_dir() / "keys" / "operator_ed25519"
         if key is None and not key_path.exists():
             sshlink.generate_key(key_path)
@@ -32,12 +38,13 @@ def login(
                                        f"  centrality keys add --role operator NAME {key_path.name}.pub",
                                        highlight=False)
         sshlink.load_private_key(key_path)
-        seen = fingerprint or await _scan(address)
-        ctx = contexts.Context(address=address, fingerprint=seen, key=str(Path(key_path).resolve()))
+        seen = pinned or endpoints.join(endpoints.split(",".join(
+            [await _scan(a) for a in endpoints.split(addresses)])))
+        ctx = contexts.Context(address=addresses, fingerprint=seen, key=str(Path(key_path).resolve()))
         # Prove it works before saving: pinning and our key are both checked.
         from centrality_cli.client import OperatorClient
 
-        ctx_name = name or address
+        ctx_name = name or addresses
         contexts.put(ctx_name, ctx, make_current=True)
         try:
             async with OperatorClient(ctx_name) as client:
@@ -49,7 +56,7 @@ def login(
                 ctxs.current = ""
             contexts.save(ctxs)
             raise
-        typer.echo(f"logged in to {address} as context {ctx_name!r} (host key {seen}, "
+        typer.echo(f"logged in to {addresses} as context {ctx_name!r} (host key {seen}, "
                    f"control plane v{status['version']})")
 
     output.run(go)

@@ -141,6 +141,7 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
         m = s["machines"]
         output.table(["", ""], [
             ("control plane", Markup(f"{ok}  {output.escape(s['address'])}  v{s['version']}")),
+            *((("replica", s["replica"]),) if s.get("replica") else ()),
             ("uptime", f"{s['uptime_s']:.0f}s (since {s['started_at']})"),
             ("agents connected", s["agents_connected"]),
             ("machines", Markup(f"{output.state('live')} {m['live']}  {output.state('limbo')} {m['limbo']}  "

@@ -16,7 +16,10 @@ def server(
     heartbeat_interval: Optional[str] = typer.Option(None, "--heartbeat-interval", help="Agent heartbeat period [default: 5s]."),
     limbo_after: Optional[str] = typer.Option(None, "--limbo-after", help="Silence before limbo [default: 15s]."),
     dead_after: Optional[str] = typer.Option(None, "--dead-after", help="Silence before dead [default: 10m]."),
-    advertise: Optional[str] = typer.Option(None, "--advertise", help="HOST:PORT put in join strings."),
+    advertise: Optional[str] = typer.Option(None, "--advertise", help="HOST:PORT put in join strings "
+                                            "(several, comma-separated: a replica set)."),
+    replica: Optional[str] = typer.Option(None, "--replica", help="This replica's name among control planes "
+                                          "on one Postgres [default: HOSTNAME-PORT]; not for SQLite."),
 ) -> None:
     """Run the control plane (SSH server, lifecycle, store) until Ctrl-C."""
     import asyncio
@@ -30,6 +33,7 @@ def server(
         settings = resolve_server({
             "listen": listen, "db": db, "heartbeat_interval": heartbeat_interval,
             "limbo_after": limbo_after, "dead_after": dead_after, "advertise": advertise,
+            "replica": replica,
         })
         from centrality_core.lifecycle import Thresholds
         from centrality_core.errors import UsageError
@@ -42,6 +46,7 @@ def server(
         def ready(cp) -> None:
             print(f"centrality control plane v{cp.version} listening on {cp.address}\n"
                   f"  host key  {cp.fingerprint}\n  store     {cp.store.describe()}\n"
+                  + (f"  replica   {cp.replica}\n" if cp.replica else "") +
                   f"  agents    go to limbo after {settings.limbo_after:g}s of silence, "
                   f"dead after {settings.dead_after:g}s\n"
                   f"  next      centrality token create   (then `centrality agent join ...` on each machine)",

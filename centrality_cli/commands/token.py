@@ -16,13 +16,23 @@ token = typer.Typer(help="Create and manage join tokens for agents.", no_args_is
 def create(ctx: typer.Context,
            ttl: str = typer.Option("1h", "--ttl", help="How long the token stays valid."),
            uses: int = typer.Option(1, "--uses", help="How many agents may join with it."),
-           address: Optional[str] = typer.Option(None, "--address", help="HOST:PORT agents should connect to."),
+           address: Optional[str] = typer.Option(
+               None, "--address", help="HOST:PORT agents should connect to; several, comma-separated "
+               "(replicas), are tried in turn [default: the control plane's --advertise]."),
+           pin: list[str] = typer.Option(
+               [], "--pin", help="Another host-key fingerprint agents accept (a replica with a key of "
+               "its own); repeatable."),
            json: bool = JSON) -> None:
     """Print a join string for `centrality agent join`."""
+    from centrality_core import endpoints, joinstring
+
     argv = ["token", "create", "--ttl", ttl, "--uses", str(uses)]
     if address:
-        argv += ["--address", address]
+        argv += ["--address", output.run(lambda: endpoints.join(endpoints.addresses(address)))]
+    pins = output.run(lambda: endpoints.fingerprints(",".join(pin))) if pin else []
     t = operator_call(ctx, *argv).data
+    if pins:  # the join string is the agent's to read: more pins need no server
+        t["join"] = joinstring.with_pins(t["join"], pins)
     if json:
         return output.print_json(t)
     typer.echo(t["join"])

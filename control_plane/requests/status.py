@@ -41,6 +41,7 @@ async def status(ctx: Ctx, ns) -> Reply:
         "started_at": timefmt.iso(cp.started_at),
         "uptime_s": round(time.time() - cp.started_at, 1),
         "address": cp.advertise,
+        "replica": cp.replica or None,
         "fingerprint": cp.fingerprint,
         "store": {"backend": cp.store.dialect, "ok": store_error is None,
                   "write_backlog": cp.writer.backlog},

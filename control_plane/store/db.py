@@ -92,6 +92,13 @@ ROWS_PER_STATEMENT = 500
 SQLITE_CACHE_KIB = 64 * 1024
 
 
+def _behind(stored: dict[str, tuple[str, int]], row: dict) -> bool:
+    """Whether ``row`` (a metric batch or cursor with its stream and seq) is at or
+    behind the cursor the store holds for its machine: already stored."""
+    have = stored.get(row["machine_id"])
+    return have is not None and have[0] == row.get("stream") and row["seq"] <= have[1]
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -113,6 +120,8 @@ def _redact(url: str) -> str:
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
+        #: Metric batches not written because the store already held them (replays).
+        self.batches_already_stored = 0
         try:
             parsed = sa.engine.make_url(url)
             self.dialect = parsed.get_backend_name()
@@ -216,19 +225,39 @@ class Store:
             if batch.heartbeats:
                 conn.exec_driver_sql(self._sql("UPDATE machines SET last_heartbeat = ? WHERE id = ?"),
                                      [(ts, mid) for mid, ts in batch.heartbeats.items()])
-            if batch.metric_batches:
+            metric_batches, cursors = batch.metric_batches, list(batch.cursors.values())
+            if cursors and self.dialect == "postgresql":
+                # What the store already holds wins over what this process remembers:
+                # a batch at or behind the stored cursor was stored by another control
+                # plane (a replica the agent left before its ack arrived). SQLite has
+                # one control plane (exclusive.py), whose cursors are the stored ones.
+                stored = self._stored_cursors(conn, [c["machine_id"] for c in cursors])
+                if stored:
+                    metric_batches = [r for r in metric_batches if not _behind(stored, r)]
+                    cursors = [c for c in cursors if not _behind(stored, c)]
+                    self.batches_already_stored += len(batch.metric_batches) - len(metric_batches)
+            if metric_batches:
                 self._insert_many(conn, "INSERT INTO metric_batches (machine_id, ts_first, ts_last, payload) "
                                   "VALUES {rows}", 4, [(r["machine_id"], r["ts_first"], r["ts_last"], r["payload"])
-                                                       for r in batch.metric_batches])
-            if batch.cursors:
+                                                       for r in metric_batches])
+            if cursors:
                 self._insert_many(conn, "INSERT INTO metric_cursors (machine_id, stream, seq) VALUES {rows} "
                                   "ON CONFLICT (machine_id) DO UPDATE SET stream = excluded.stream, "
                                   "seq = excluded.seq", 3,
-                                  [(c["machine_id"], c["stream"], c["seq"]) for c in batch.cursors.values()])
+                                  [(c["machine_id"], c["stream"], c["seq"]) for c in cursors])
             if batch.rollups:
                 self._write_rollups(conn, batch.rollups)
             if batch.audits:
                 conn.execute(self._upsert(ExecAuditRow.__table__, ["id"]), list(batch.audits.values()))
+
+    def _stored_cursors(self, conn, machine_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """The stored cursors of these machines (Postgres). Their rows stay locked
+        until the transaction ends (taken in id order: two writers cannot
+        deadlock), so a replica writing the same replayed batch at the same time
+        waits for this transaction and then sees its cursor."""
+        rows = conn.exec_driver_sql("SELECT machine_id, stream, seq FROM metric_cursors WHERE machine_id "
+                                    "= ANY(%s) ORDER BY machine_id FOR UPDATE", (sorted(set(machine_ids)),))
+        return {mid: (stream, seq) for mid, stream, seq in rows}
 
     def _write_rollups(self, conn, rollups: list[dict]) -> None:
         """Upsert minutes, merging with a minute already stored (late samples)."""

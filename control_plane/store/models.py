@@ -188,3 +188,28 @@ class ExecAuditRow(Base):
     results: Mapped[dict] = mapped_column(JSON)  # name -> {status, exit_code, signal, duration, ...}
     status: Mapped[str] = mapped_column(String(16))  # running | done | cancelled
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)  # worst of all
+
+
+class ReplicaRow(Base):
+    """One control-plane replica on a shared Postgres, under a lease it renews
+    (``replicas.py``). ``reaped_at``: when a survivor moved its machines to limbo
+    after the lease lapsed; a reaped incarnation can no longer renew or claim."""
+
+    __tablename__ = "replicas"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[float] = mapped_column(Float)
+    lease_expires: Mapped[float] = mapped_column(Float)
+    reaped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class HoldingRow(Base):
+    """Which replica holds which machine (its agent is connected there)."""
+
+    __tablename__ = "replica_holdings"
+    __table_args__ = (Index("ix_replica_holdings_replica", "replica"),)
+
+    machine_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(63))
+    since: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,205 @@
+"""Replicas on one Postgres: leases, holdings, and moving a lapsed replica's machines to limbo.
+
+Groundwork for several control planes on one Postgres (not yet used by the
+registry or the agent sessions; see docs/architecture.md, "Beyond one machine").
+
+* Each replica has a row in ``replicas`` under a **lease** it renews
+  (``start``, ``renew``). A row is one *incarnation*: ``started_at`` tells a
+  restarted replica from the one before, so a stale process cannot renew.
+* ``replica_holdings`` records which replica holds which machine (``claim``
+  when its agent registers there, ``let_go`` when it leaves).
+* When a lease **lapses** (a crash, a partition), any survivor may ``reap``
+  it: in one transaction, the replica's row is marked reaped by a conditional
+  update (only the first survivor's update matches; a second one, even at the
+  same instant, waits on the row lock and then matches nothing), its holdings
+  are deleted, and those machines still live go to limbo with an event each.
+  Exactly once, whoever tries. A reaped incarnation can neither renew nor
+  claim again: it must start afresh, so a replica cut off by a partition
+  cannot keep machines that were taken from it.
+
+Order that keeps this sound once wired: claim a machine before declaring it
+live, and stop serving machines as soon as ``renew`` answers False.
+
+Times are Unix seconds passed in by the caller (a clock for the tests).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from centrality_core import names
+from centrality_core.errors import Conflict, UsageError
+
+from .db import Store, _translated
+from .models import EventRow, HoldingRow, MachineRow, ReplicaRow
+
+#: Seconds a lease lasts unless renewed; a replica renews it every third of that.
+LEASE_S = 15.0
+
+replicas_t = ReplicaRow.__table__
+holdings_t = HoldingRow.__table__
+machines_t = MachineRow.__table__
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One incarnation of a replica, as it stands in the store."""
+
+    name: str
+    address: str
+    started_at: float
+    expires_at: float
+
+
+def default_name(port: int, hostname: str | None = None) -> str:
+    """This host's name and the port: ``cp-east-1-8022`` (a valid machine-style name)."""
+    host = names.from_hostname(hostname or socket.gethostname())
+    return f"{host[:57].strip('-._')}-{port}"
+
+
+def check_name(name: str) -> str:
+    if not names.is_valid(name):
+        raise UsageError(f"invalid replica name {name[:80]!r}: a replica's name is {names.NAME_RULE}")
+    return name
+
+
+@_translated
+def start(store: Store, name: str, address: str, now: float, ttl: float = LEASE_S) -> Lease:
+    """Begin an incarnation of replica ``name``, or ``Conflict`` when a running replica has that name.
+
+    A name is free when its lease lapsed, when it was reaped, or when the row
+    names the same address: that address is ours now, so the process that had
+    it is gone (a restart after a crash, before its lease ran out).
+    """
+    lease = Lease(name, address, now, now + ttl)
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.select(replicas_t).where(replicas_t.c.name == name).with_for_update()).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(replicas_t.insert().values(name=name, address=address, started_at=now,
+                                                            lease_expires=lease.expires_at, reaped_at=None))
+            except sa.exc.IntegrityError:  # another replica of that name started at this very moment
+                raise Conflict(f"replica name {name!r} is in use by a replica starting now: "
+                               "choose another --replica") from None
+            return lease
+        if row.lease_expires >= now and row.reaped_at is None and row.address != address:
+            raise Conflict(f"replica name {name!r} is in use by a running replica at {row.address} "
+                           f"(its lease runs {row.lease_expires - now:.0f}s more): choose another --replica")
+        conn.execute(replicas_t.update().where(replicas_t.c.name == name).values(
+            address=address, started_at=now, lease_expires=lease.expires_at, reaped_at=None))
+    return lease
+
+
+@_translated
+def renew(store: Store, lease: Lease, now: float, ttl: float = LEASE_S) -> Lease | None:
+    """The renewed lease, or None when this incarnation lost it (reaped, or replaced)."""
+    expires = now + ttl
+    with store.engine.begin() as conn:
+        done = conn.execute(replicas_t.update().where(
+            replicas_t.c.name == lease.name, replicas_t.c.started_at == lease.started_at,
+            replicas_t.c.reaped_at.is_(None)).values(lease_expires=expires)).rowcount
+    return Lease(lease.name, lease.address, lease.started_at, expires) if done else None
+
+
+def _current(conn, lease: Lease):
+    """Lock this incarnation's row (shared) if it is still the current one, unreaped."""
+    return conn.execute(sa.select(replicas_t.c.name).where(
+        replicas_t.c.name == lease.name, replicas_t.c.started_at == lease.started_at,
+        replicas_t.c.reaped_at.is_(None)).with_for_update(read=True)).first()
+
+
+@_translated
+def claim(store: Store, lease: Lease, machine_ids: list[str], now: float) -> bool:
+    """Record that this replica holds ``machine_ids`` (taken from whoever held them).
+
+    False, and nothing recorded, when this incarnation was reaped or replaced.
+    """
+    if not machine_ids:
+        return True
+    rows = [{"machine_id": mid, "replica": lease.name, "since": now} for mid in sorted(set(machine_ids))]
+    with store.engine.begin() as conn:
+        if _current(conn, lease) is None:
+            return False
+        conn.execute(store._upsert(holdings_t, ["machine_id"]), rows)
+    return True
+
+
+@_translated
+def let_go(store: Store, lease: Lease, machine_ids: list[str]) -> None:
+    """This replica no longer holds these machines (their agents left it)."""
+    with store.engine.begin() as conn:
+        conn.execute(holdings_t.delete().where(holdings_t.c.replica == lease.name,
+                                               holdings_t.c.machine_id.in_(machine_ids)))
+
+
+@_translated
+def holdings(store: Store, replica: str | None = None) -> dict[str, str]:
+    """machine id -> the replica holding it (of one replica, or all)."""
+    q = sa.select(holdings_t.c.machine_id, holdings_t.c.replica)
+    if replica is not None:
+        q = q.where(holdings_t.c.replica == replica)
+    with store.engine.connect() as conn:
+        return dict(conn.execute(q).all())
+
+
+@_translated
+def leases(store: Store) -> list[tuple[Lease, float | None]]:
+    """Every replica's current incarnation, and when it was reaped (None: not reaped)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(replicas_t).order_by(replicas_t.c.name)).all()
+    return [(Lease(r.name, r.address, r.started_at, r.lease_expires), r.reaped_at) for r in rows]
+
+
+@_translated
+def lapsed(store: Store, now: float) -> list[Lease]:
+    """Replicas whose lease ran out and whose machines no one has moved yet."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(replicas_t).where(
+            replicas_t.c.lease_expires < now, replicas_t.c.reaped_at.is_(None)).order_by(replicas_t.c.name)).all()
+    return [Lease(r.name, r.address, r.started_at, r.lease_expires) for r in rows]
+
+
+@_translated
+def reap(store: Store, survivor: str, name: str, now: float) -> list[str] | None:
+    """Move the machines of lapsed replica ``name`` to limbo, with an event each.
+
+    Returns the names of the machines moved (those it held that were live), or
+    None when there was nothing to do: its lease has not lapsed, it renewed in
+    time, or another survivor reaped it first. Exactly one caller gets a list.
+    """
+    with store.engine.begin() as conn:
+        won = conn.execute(replicas_t.update().where(
+            replicas_t.c.name == name, replicas_t.c.lease_expires < now,
+            replicas_t.c.reaped_at.is_(None)).values(reaped_at=now)).rowcount
+        if not won:
+            return None
+        held = list(conn.execute(holdings_t.delete().where(holdings_t.c.replica == name)
+                                 .returning(holdings_t.c.machine_id)).scalars())
+        if not held:
+            return []
+        moved = conn.execute(machines_t.update().where(
+            machines_t.c.id.in_(held), machines_t.c.state == "live").values(state="limbo", state_since=now)
+            .returning(machines_t.c.id, machines_t.c.name)).all()
+        if moved:
+            conn.execute(EventRow.__table__.insert(), [{
+                "ts": now, "kind": "replica_lost", "machine_id": mid, "machine_name": mname,
+                "from_state": "live", "to_state": "limbo",
+                "reason": f"replica {name} stopped renewing its lease (crash or partition)",
+                "actor": f"replica:{survivor}"} for mid, mname in moved])
+    return sorted(mname for _, mname in moved)
+
+
+@_translated
+def stop(store: Store, lease: Lease) -> None:
+    """A clean shutdown: this incarnation's row and holdings go (its own registry has
+    already put its machines in limbo). Does nothing if it was replaced meanwhile."""
+    with store.engine.begin() as conn:
+        if _current(conn, lease) is None:
+            return
+        conn.execute(holdings_t.delete().where(holdings_t.c.replica == lease.name))
+        conn.execute(replicas_t.delete().where(replicas_t.c.name == lease.name,
+                                               replicas_t.c.started_at == lease.started_at))
