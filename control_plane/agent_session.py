@@ -12,19 +12,18 @@ An unknown kind gets ``unsupported`` and the session goes on.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import asyncssh
 import msgspec
 
 from centrality_core import names, protocol as p
-from .logs import contextual
-from .untrusted import clean
 from centrality_core.errors import Forbidden, ProtocolError, RegistrationRefused, StoreError, UnknownKind
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
-    from .ssh import ConnectionHandler
+from .logs import contextual
+from .peer import Peer
+from .services import AgentServices
+from .untrusted import clean
 
 HELLO_TIMEOUT = 15.0
 MAX_EARLY_FRAMES = 64
@@ -39,12 +38,12 @@ def not_an_operator(role: str | None) -> str:
 
 
 class AgentSession(asyncssh.SSHServerSession):
-    def __init__(self, cp: ControlPlane, handler: ConnectionHandler) -> None:
-        self.cp = cp
+    def __init__(self, services: AgentServices, handler: Peer) -> None:
+        self.services = services
         self.handler = handler
         self.log = handler.log
         self.chan: asyncssh.SSHServerChannel | None = None
-        self.frames = p.FrameBuffer(cp.settings.max_frame_bytes)
+        self.frames = p.FrameBuffer(services.max_frame_bytes)
         self.name: str | None = None  # set once registered
         self.closed = False
         self._early: list[bytes] | None = None  # frames received before registration
@@ -123,7 +122,7 @@ class AgentSession(asyncssh.SSHServerSession):
             self._hello_timer.cancel()
         if self.name is not None:
             self.log.info("agent %s disconnected", self.name)
-            self.cp.registry.disconnect(self.name, self)
+            self.services.registry.disconnect(self.name, self)
 
     # ------------------------------------------------------------------ sending
 
@@ -197,18 +196,18 @@ class AgentSession(asyncssh.SSHServerSession):
                 f"invalid machine name {msg.name[:80]!r}: a name is {names.NAME_RULE}",
                 code="invalid_name")
         info, identity = msgspec.to_builtins(msg.info), msg.info.identity()
-        registry, fingerprint = self.cp.registry, self.handler.fingerprint
+        registry, fingerprint = self.services.registry, self.handler.fingerprint
         enrolled = False
         if self.handler.role == "enrolling" and registry.check(msg.name, identity, fingerprint) is None:
             # Enrol only what will register: a refused hello leaves no key and spends no
             # token use (when the check refuses, ``register`` below refuses and records why).
-            await self.cp.auth.enrol(self.handler, msg.name, msg.join_token)
+            await self.services.auth.enrol(self.handler, msg.name, msg.join_token)
             enrolled = True
         reg = None if self.closed else registry.register(msg.name, info, identity, msg.labels,
                                                          fingerprint, self)
         if reg is None or reg.refusal is not None:
             if enrolled:  # gone, or the name was taken while the token was checked: undo
-                await self.cp.auth.unenrol(self.handler, msg.join_token)
+                await self.services.auth.unenrol(self.handler, msg.join_token)
             if reg is None:
                 return
             raise RegistrationRefused(reg.refusal.reason, code=reg.refusal.code)
@@ -225,8 +224,8 @@ class AgentSession(asyncssh.SSHServerSession):
             # to re-arm on every packet.
             self.handler.conn.set_keepalive(0)
         self.send(p.Registered(machine_id=reg.machine.id, name=msg.name,
-                               heartbeat_interval=self.cp.registry.fleet.thresholds.heartbeat_interval,
-                               continued=reg.continued, server_version=self.cp.version,
+                               heartbeat_interval=registry.thresholds.heartbeat_interval,
+                               continued=reg.continued, server_version=self.services.endpoint.version,
                                protocol=p.PROTOCOL_VERSION))
 
     # ------------------------------------------------------------------ steady state
@@ -250,24 +249,25 @@ class AgentSession(asyncssh.SSHServerSession):
         handler(msg, frame)
 
     def _on_heartbeat(self, msg: p.Heartbeat, frame: bytes = b"") -> None:
-        if not self.cp.registry.heartbeat(self.name, self):
+        if not self.services.registry.heartbeat(self.name, self):
             self.close("heartbeat from a connection that no longer owns its machine")
 
     def _on_metrics(self, msg: p.MetricsBatch, frame: bytes) -> None:
         self._on_heartbeat(msg)  # a batch doubles as a heartbeat
         if self.closed:
             return
-        machine = self.cp.registry.fleet.machines[self.name]
-        problem = self.cp.metrics.received(self, self.name, machine.id, msg, frame)
+        machine = self.services.registry.machine(self.name)
+        problem = self.services.ingest.received(self, self.name, machine.id, msg, frame)
         if problem:
             self._fail("malformed_frame", problem)
 
     def _on_command_message(self, msg: p.Message, frame: bytes = b"") -> None:
-        self.cp.command_message(self.name, msg)
+        """Output or exit of a run an operator started (routed to it by its id)."""
+        self.services.commands.message(self.name, msg)
 
     def _on_health(self, msg: p.HealthReport, frame: bytes = b"") -> None:
-        if self.cp.registry.session(self.name) is self:  # not from a connection that lost its machine
-            self.cp.health_report(self.name, msg)
+        if self.services.registry.session(self.name) is self:  # not from a connection that lost its machine
+            self.services.flags.health_report(self.name, msg)
 
     def _on_peer_error(self, msg: p.Error, frame: bytes = b"") -> None:
         self.log.warning("agent reported a protocol error: %s: %s", msg.code, msg.reason)

@@ -7,6 +7,9 @@ role: its one allowed act is a hello carrying a valid join token, which
 enrols the key as an agent. The key cache is kept in memory so that
 authentication (which a reconnect storm does thousands of times) never waits
 on the database.
+
+``Auth`` is given the store, the store writer (enrolment is a write), the read
+pool and the control plane's ``Endpoint`` (a join string names its host key).
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
-
 from centrality_core import joinstring
 from centrality_core.errors import RegistrationRefused, UsageError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
-    from .ssh import ConnectionHandler
+from .endpoint import Endpoint
+from .peer import Peer
+from .reads import StoreCall
+from .store import Store
+from .writer import StoreWriter
 
 log = logging.getLogger("centrality.auth")
 
@@ -32,23 +35,26 @@ CAN_WRITE = {"operator"}
 
 
 class Auth:
-    def __init__(self, cp: ControlPlane) -> None:
-        self.cp = cp
+    def __init__(self, store: Store, writer: StoreWriter, db: StoreCall, endpoint: Endpoint) -> None:
+        self.store = store
+        self.writer = writer
+        self.db = db
+        self.endpoint = endpoint
         self.keys: dict[str, dict] = {}  # fingerprint -> key row (active keys only)
-        self.connections: dict[str, set[ConnectionHandler]] = {}
+        self.connections: dict[str, set[Peer]] = {}
 
     async def load(self) -> None:
-        rows = await self.cp.db(self.cp.store.list_keys)
+        rows = await self.db(self.store.list_keys)
         self.keys = {r["fingerprint"]: r for r in rows}
 
     def role_of(self, fingerprint: str) -> str | None:
         row = self.keys.get(fingerprint)
         return row["role"] if row else None
 
-    def attach(self, handler: ConnectionHandler) -> None:
+    def attach(self, handler: Peer) -> None:
         self.connections.setdefault(handler.fingerprint, set()).add(handler)
 
-    def detach(self, handler: ConnectionHandler) -> None:
+    def detach(self, handler: Peer) -> None:
         conns = self.connections.get(handler.fingerprint)
         if conns is not None:
             conns.discard(handler)
@@ -66,7 +72,7 @@ class Auth:
             key = asyncssh.import_public_key(public_key)
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise UsageError(f"not an SSH public key: {exc}") from None
-        row = await self.cp.db(self.cp.store.add_key, name=name, role=role,
+        row = await self.db(self.store.add_key, name=name, role=role,
                                fingerprint=key.get_fingerprint("sha256"),
                                public_key=key.export_public_key().decode().strip(),
                                created_by=actor, now=time.time())
@@ -75,7 +81,7 @@ class Auth:
 
     async def revoke_key(self, name_or_fingerprint: str) -> list[dict]:
         """Revoke keys and disconnect every connection that used them, at once."""
-        rows = await self.cp.db(self.cp.store.revoke_key, name_or_fingerprint, time.time())
+        rows = await self.db(self.store.revoke_key, name_or_fingerprint, time.time())
         for row in rows:
             self.keys.pop(row["fingerprint"], None)
             for handler in list(self.connections.get(row["fingerprint"], ())):
@@ -92,16 +98,16 @@ class Auth:
         token_id = secrets.token_hex(4)
         token = f"{token_id}.{secrets.token_urlsafe(24)}"
         now = time.time()
-        await self.cp.db(self.cp.store.create_token, id=token_id,
+        await self.db(self.store.create_token, id=token_id,
                          secret_hash=joinstring.hash_secret(token), expires_at=now + ttl,
                          max_uses=uses, created_by=actor, now=now)
         return {
             "id": token_id, "expires_at": now + ttl, "uses": uses, "address": address,
-            "fingerprint": self.cp.fingerprint,
-            "join": joinstring.encode(address, self.cp.fingerprint, token),
+            "fingerprint": self.endpoint.fingerprint,
+            "join": joinstring.encode(address, self.endpoint.fingerprint, token),
         }
 
-    async def enrol(self, handler: ConnectionHandler, name: str, token: str | None) -> None:
+    async def enrol(self, handler: Peer, name: str, token: str | None) -> None:
         """Check a join token and enrol the connection's key as an agent key."""
         if not token:
             raise RegistrationRefused(
@@ -109,8 +115,8 @@ class Auth:
                 "run `centrality agent join JOIN_STRING` first", code="not_enrolled")
         token_id = token.partition(".")[0]
         now = time.time()
-        outcome, row = await self.cp.writer.call(
-            self.cp.store.enrol, token=token, now=now, name=f"agent:{name}", role="agent",
+        outcome, row = await self.writer.call(
+            self.store.enrol, token=token, now=now, name=f"agent:{name}", role="agent",
             fingerprint=handler.fingerprint, public_key=handler.public_key)
         if outcome == "token_invalid":
             raise RegistrationRefused("join token is not valid for this control plane", code=outcome)
@@ -124,18 +130,18 @@ class Auth:
             raise RegistrationRefused(
                 f"join token {token_id} has already been used {row['max_uses']} time(s), "
                 "its limit; create a new one with `centrality token create --uses N`", code=outcome)
-        key = await self.cp.db(self.cp.store.find_key, handler.fingerprint)
+        key = await self.db(self.store.find_key, handler.fingerprint)
         if key is not None:
             self.keys[key["fingerprint"]] = key
         handler.role = "agent"
         self.attach(handler)
         log.info("enrolled agent key %s for %s with token %s", handler.fingerprint, name, token_id)
 
-    async def unenrol(self, handler: ConnectionHandler, token: str | None) -> None:
+    async def unenrol(self, handler: Peer, token: str | None) -> None:
         """Undo ``enrol`` when the registration it was for did not happen: the key
         is removed and the token's use given back, in one transaction."""
         token_id = (token or "").partition(".")[0]
-        await self.cp.writer.call(self.cp.store.unenrol, fingerprint=handler.fingerprint, token_id=token_id)
+        await self.writer.call(self.store.unenrol, fingerprint=handler.fingerprint, token_id=token_id)
         self.keys.pop(handler.fingerprint, None)
         self.detach(handler)
         handler.role = "enrolling"

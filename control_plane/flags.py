@@ -8,7 +8,7 @@ two places: the agent's config (sent in every hello) and operators
 operator removed stays removed (kept as ``None``) even if the agent's config
 still sets it.
 
-``Flags`` is the per-machine record (stored in the ``machines`` row);
+``records.Flags`` is the per-machine record (stored in the ``machines`` row);
 ``FlagKeeper`` changes flags on behalf of requests and agents, records each
 change as an event (``drained``, ``undrained``, ``unhealthy``, ``healthy``,
 ``labelled``) and, when ``auto_drain`` is on, drains machines that fail their
@@ -18,7 +18,6 @@ checks and undrains them when they pass again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -27,52 +26,15 @@ from centrality_core import protocol as p
 from centrality_core.errors import NotFound
 from centrality_core.lifecycle import Event
 
+from .records import Record, effective_labels
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
+    from .registry import Registry
 
 log = logging.getLogger("centrality.flags")
 
 AUTO_DRAIN_ACTOR = "system:auto-drain"
 MAX_REASON = 1000
-
-
-@dataclass
-class Flags:
-    drained: bool = False
-    drain_reason: str = ""
-    drained_by: str = ""
-    drained_at: float | None = None
-    #: Drained by auto-drain (so a passing check may undrain it; an operator's drain stays).
-    auto_drained: bool = False
-    unhealthy: bool = False
-    health: list[dict] = field(default_factory=list)  # the last round: [{name, ok, detail, duration}]
-    health_at: float | None = None
-    #: Labels set by operators; ``None`` marks a label an operator removed.
-    operator_labels: dict[str, str | None] = field(default_factory=dict)
-
-    def columns(self) -> dict:
-        """The ``machines`` columns these flags are stored in."""
-        return {"drained": self.drained, "drain_reason": self.drain_reason, "drained_by": self.drained_by,
-                "drained_at": self.drained_at, "auto_drained": self.auto_drained,
-                "unhealthy": self.unhealthy, "health": self.health, "health_at": self.health_at,
-                "operator_labels": self.operator_labels}
-
-    @classmethod
-    def from_row(cls, row: dict) -> Flags:
-        return cls(drained=bool(row.get("drained")), drain_reason=row.get("drain_reason") or "",
-                   drained_by=row.get("drained_by") or "", drained_at=row.get("drained_at"),
-                   auto_drained=bool(row.get("auto_drained")), unhealthy=bool(row.get("unhealthy")),
-                   health=list(row.get("health") or []), health_at=row.get("health_at"),
-                   operator_labels=dict(row.get("operator_labels") or {}))
-
-    def failed_checks(self) -> list[dict]:
-        return [c for c in self.health if not c.get("ok")]
-
-
-def effective_labels(agent_labels: dict, operator_labels: dict) -> dict:
-    """What targeting sees: the agent's labels, overridden (or removed) by the operators'."""
-    merged = {**agent_labels, **operator_labels}
-    return {k: v for k, v in merged.items() if v is not None}
 
 
 def _describe_failures(checks: list[dict]) -> str:
@@ -81,21 +43,21 @@ def _describe_failures(checks: list[dict]) -> str:
 
 
 class FlagKeeper:
-    def __init__(self, cp: ControlPlane) -> None:
-        self.cp = cp
+    """Changes flags in the registry's records; ``auto_drain`` (a server setting)
+    drains a machine that turns unhealthy and undrains it when it passes again."""
 
-    @property
-    def registry(self):
-        return self.cp.registry
+    def __init__(self, registry: Registry, *, auto_drain: bool = False) -> None:
+        self.registry = registry
+        self.auto_drain = auto_drain
 
-    def _record(self, name: str):
+    def _record(self, name: str) -> Record:
         rec = self.registry.records.get(name)
         if rec is None:
             raise NotFound(f"no machine named {name!r}")
         return rec
 
     def _event(self, name: str, kind: str, reason: str, actor: str) -> None:
-        m = self.registry.fleet.machines[name]
+        m = self.registry.machine(name)
         self.registry.record_event(Event(kind, m.id, name, self.registry.clock(), None, None,
                                          reason[:MAX_REASON], actor))
 
@@ -155,8 +117,8 @@ class FlagKeeper:
         elif was and not f.unhealthy:
             self._event(name, "healthy", "every check passed", "agent")
         else:
-            self.registry.writer.upsert_machine(self.registry.row(name))
-        if self.cp.settings.auto_drain and f.unhealthy != was:
+            self.registry.save(name)
+        if self.auto_drain and f.unhealthy != was:
             if f.unhealthy and not f.drained:
                 self.drain(name, "failed healthchecks: " + _describe_failures(failed), AUTO_DRAIN_ACTOR,
                            auto=True)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Refusal, Registration, Thresholds
 
-from .flags import Flags, effective_labels
+from .records import Flags, Record, effective_labels
 from .writer import StoreWriter
 
 
@@ -25,17 +24,6 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
-
-
-@dataclass
-class Record:
-    """What the registry knows of a machine beyond its liveness."""
-
-    info: dict
-    labels: dict = field(default_factory=dict)
-    registered_at: float = 0.0
-    dirty: bool = False  # last_heartbeat changed since the last periodic save
-    flags: Flags = field(default_factory=Flags)  # drained, unhealthy, operator labels
 
 
 class Registry:
@@ -142,11 +130,35 @@ class Registry:
         self._apply(events)
         return events
 
+    def save(self, name: str) -> None:
+        """Queue a machine's row for the store (its record changed without an event)."""
+        self.writer.upsert_machine(self.row(name))
+
     def record_event(self, event: Event) -> None:
         """Store an event that is not a transition (e.g. a refused registration)."""
         self._apply([event])
 
     # ------------------------------------------------------------------ reads
+
+    def machine(self, name: str) -> Machine | None:
+        """The machine of that name (its liveness, id, owner key), or None."""
+        return self.fleet.machines.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.fleet.machines
+
+    def names(self) -> list[str]:
+        """Every machine's name, in registration order."""
+        return list(self.fleet.machines)
+
+    def machines(self) -> list[Machine]:
+        """Every machine, in registration order."""
+        return list(self.fleet.machines.values())
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The silences after which a machine goes to limbo and dies."""
+        return self.fleet.thresholds
 
     def row(self, name: str) -> dict:
         m, rec = self.fleet.machines[name], self.records[name]

@@ -4,25 +4,26 @@
 the keys and the fleet, and starts the SSH listener, the store writer and the
 sweeper. ``stop()`` ends them in reverse order: no task, connection or thread
 outlives it. ``serve()`` runs it until SIGINT or SIGTERM.
+
+It is the one place that knows every part: each is built here with the few
+collaborators it uses (nothing imports this module), and the agent sessions
+and operator requests get theirs as a ``services`` bundle.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import getpass
 import logging
 import signal
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 import asyncssh
 
 from centrality_core import __version__, contexts, paths, sshlink
-from centrality_core import protocol as p
 from centrality_core.contexts import split_address
 from centrality_core.errors import ConfigError, StoreError
 from centrality_core.lifecycle import Thresholds
@@ -30,16 +31,19 @@ from centrality_core.settings import ServerSettings
 
 from .admission import Admission
 from .auth import Auth
-from .commands import CommandRouter
+from .compactor import Compactor
+from .endpoint import Endpoint
 from .flags import FlagKeeper
 from .hooks import Hooks
-from .metrics import Metrics
-from .views import Changes
+from .ingest import Ingest
+from .reads import MetricReads, ReadPool
 from .registry import Registry
-from .ssh import ConnectionHandler
-from .compactor import Compactor
+from .router import CommandRouter
+from .services import AgentServices, RequestServices
+from .ssh import Connections
 from .store import Store, exclusive, replicas
 from .store.chunks import Chunks
+from .views import Changes
 from .writer import StoreWriter
 
 log = logging.getLogger("centrality.server")
@@ -56,48 +60,85 @@ LISTEN_BACKLOG = 4096
 class ControlPlane:
     def __init__(self, settings: ServerSettings, *, write_local_context: bool = True) -> None:
         self.settings = settings
-        self.version = __version__
         self.write_local_context = write_local_context
         self.thresholds = Thresholds(settings.heartbeat_interval, settings.limbo_after,
                                      settings.dead_after)
+        #: Version, start time; host key fingerprint and addresses once started.
+        self.endpoint = Endpoint(version=__version__, started_at=time.time())
         self.store = Store(settings.db_url())
         self.writer = StoreWriter(self.store)
         self.chunks = Chunks(self.store)
+        self.reads = ReadPool()
         #: Metric history: compaction into chunks, retention per tier, the size bound (compactor.py).
         self.compactor = Compactor(self.chunks, self.writer, settings)
+        self.metric_reads = MetricReads(self.store, self.chunks, self.reads.run)
         self.registry = Registry(self.thresholds, self.writer)
-        self.auth = Auth(self)
-        self.metrics = Metrics(self)
+        self.auth = Auth(self.store, self.writer, self.reads.run, self.endpoint)
         #: Which machines' rows changed, for subscriptions (lifecycle events and new samples).
         self.changes = Changes()
         self.registry.add_listener(lambda events: [self.changes.touch(e.name) for e in events])
-        #: Drained / unhealthy / operator labels (flags.py), exec fan-out (commands.py), hooks (hooks.py).
-        self.flags = FlagKeeper(self)
+        self.ingest = Ingest(self.writer, on_sample=self.changes.touch, record_event=self.registry.record_event,
+                             max_keys_per_batch=settings.max_keys_per_batch,
+                             max_keys_per_machine=settings.max_keys_per_machine)
+        #: Drained / unhealthy / operator labels (flags.py), runs in flight (router.py), hooks (hooks.py).
+        self.flags = FlagKeeper(self.registry, auto_drain=settings.auto_drain)
         self.commands = CommandRouter()
         self.hooks = Hooks(settings.hooks)
         self.registry.add_listener(self.commands.on_lifecycle)
         self.registry.add_listener(self.hooks.on_lifecycle)
-        self.connections: set[ConnectionHandler] = set()
         #: Per-source connection rate, handshakes in progress, enrolling connections (admission.py).
         self.admission = Admission(rate=settings.connection_rate_per_source,
                                    burst=settings.connection_burst_per_source,
                                    max_enrolling=settings.max_enrolling_per_source)
-        self.started_at = time.time()
+        #: Every open client connection (ssh.py), and what its sessions are given.
+        self.connections = Connections(
+            auth=self.auth, admission=self.admission, login_grace=settings.login_grace,
+            agent_services=AgentServices(
+                registry=self.registry, auth=self.auth, ingest=self.ingest, flags=self.flags,
+                commands=self.commands, endpoint=self.endpoint, max_frame_bytes=settings.max_frame_bytes),
+            request_services=RequestServices(
+                settings=settings, endpoint=self.endpoint, registry=self.registry, flags=self.flags,
+                ingest=self.ingest, metric_reads=self.metric_reads, changes=self.changes,
+                commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
+                writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
+                db=self.reads.run))
         self.host_key: asyncssh.SSHKey | None = None
-        self.fingerprint = ""
-        self.address = ""      # where we listen, HOST:PORT (port resolved)
-        self.replica = ""      # our name among replicas on Postgres (store/replicas.py); "" on SQLite
         self.store_lock: exclusive.StoreLock | None = None  # SQLite: one control plane per file
-        self.advertise = ""    # where agents should connect
-        self._reads = ThreadPoolExecutor(4, thread_name_prefix="centrality-store-read")
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store call in the read pool."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._reads, functools.partial(fn, *args, **kwargs))
+        return await self.reads.run(fn, *args, **kwargs)
+
+    @property
+    def version(self) -> str:
+        return self.endpoint.version
+
+    @property
+    def started_at(self) -> float:
+        return self.endpoint.started_at
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA256 fingerprint of the host key (empty until started)."""
+        return self.endpoint.fingerprint
+
+    @property
+    def address(self) -> str:
+        """Where it listens, HOST:PORT (port resolved; empty until started)."""
+        return self.endpoint.address
+
+    @property
+    def advertise(self) -> str:
+        """Where agents should connect (empty until started)."""
+        return self.endpoint.advertise
+
+    @property
+    def replica(self) -> str:
+        """Its name among replicas on Postgres (store/replicas.py); "" on SQLite."""
+        return self.endpoint.replica
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,16 +148,16 @@ class ControlPlane:
                                           and replicas.check_name(self.settings.replica))
         await self.db(self.store.migrate)
         self.host_key = _host_key(server_dir / HOST_KEY_FILE)
-        self.fingerprint = sshlink.fingerprint(self.host_key)
+        self.endpoint.fingerprint = sshlink.fingerprint(self.host_key)
         await self.auth.load()
         self.registry.load(await self.db(self.store.load_machines))
         self.hooks.active = True  # not for the restart's own limbo events
-        self.metrics.load(await self.db(self.store.load_cursors))
+        self.ingest.load(await self.db(self.store.load_cursors))
 
         host, port = split_address(self.settings.listen)
         try:
             self._acceptor = await asyncssh.create_server(
-                lambda: ConnectionHandler(self), host, port,
+                self.connections.new, host, port,
                 server_host_keys=[self.host_key],
                 encoding=None,
                 line_editor=False,
@@ -135,10 +176,10 @@ class ControlPlane:
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self.settings.listen}: {exc.strerror or exc}") from None
         port = self._acceptor.sockets[0].getsockname()[1]
-        self.address = f"{_bracket(host)}:{port}"
-        self.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
+        self.endpoint.address = f"{_bracket(host)}:{port}"
+        self.endpoint.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
         if self.store.dialect != "sqlite":
-            self.replica = self.settings.replica or replicas.default_name(port)
+            self.endpoint.replica = self.settings.replica or replicas.default_name(port)
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
                        asyncio.create_task(self._sweeper(), name="sweeper"),
                        asyncio.create_task(self.compactor.run(), name="history")]
@@ -153,8 +194,7 @@ class ControlPlane:
         self._stopped = True
         if self._acceptor is not None:
             self._acceptor.close()
-        for handler in list(self.connections):
-            handler.close("control plane shutting down")
+        self.connections.close_all("control plane shutting down")
         if self._acceptor is not None:
             await self._acceptor.wait_closed()
         if self.commands.runs:  # let running execs record their end (audit) before the last flush
@@ -169,7 +209,7 @@ class ControlPlane:
         except StoreError as exc:
             log.error("could not write %d pending changes at shutdown: %s", self.writer.backlog, exc)
         self.writer.close()
-        self._reads.shutdown(wait=True)
+        self.reads.close()
         self.store.close()
         if self.store_lock is not None:
             self.store_lock.release()
@@ -178,7 +218,7 @@ class ControlPlane:
         """One timer for the fleet: liveness every tick, then the slower chores."""
         every = min(1.0, self.thresholds.limbo_after / 5)
         chores = [(SAVE_HEARTBEATS_EVERY, self.registry.save_heartbeats),
-                  (ROLLUP_FLUSH_EVERY, self.metrics.flush_rollups),
+                  (ROLLUP_FLUSH_EVERY, self.ingest.flush_rollups),
                   (self.settings.retention_interval, self._retention)]
         last = [time.monotonic()] * len(chores)
         while True:
@@ -205,16 +245,6 @@ class ControlPlane:
             return
         if any(deleted.values()):
             log.info("retention: deleted %s", ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
-
-    # ------------------------------------------------------------------ agents
-
-    def command_message(self, name: str, msg: p.Message) -> None:
-        """Output or exit of a command an operator sent (routed to its ``ExecRun``)."""
-        self.commands.message(name, msg)
-
-    def health_report(self, name: str, msg: p.HealthReport) -> None:
-        """A round of healthchecks from an agent."""
-        self.flags.health_report(name, msg)
 
     # ------------------------------------------------------------------ first start
 

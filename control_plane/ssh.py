@@ -12,6 +12,11 @@ two kinds of session a client may open.
   the machine's shell, or CMD run there. Only such a session is granted a PTY
   (the machine's shell gets one of that size and TERM); every other request
   is refused one, as it answers JSON.
+
+``Connections`` holds every open connection (the server closes them all at
+shutdown; tests and ``status`` read it) and what a connection needs: the key
+cache, the admission gate, the login grace, and the services its sessions are
+given.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import itertools
 import logging
 import shlex
-from typing import TYPE_CHECKING
+from typing import Iterator
 
 import asyncssh
 import msgspec
@@ -29,16 +34,43 @@ from centrality_core import protocol as p
 from centrality_core.errors import CentralityError, Forbidden
 
 from . import requests
+from .admission import Admission
 from .agent_session import AgentSession, not_an_operator
+from .auth import Auth
 from .logs import contextual
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
+from .services import AgentServices, RequestServices
 
 _ids = itertools.count(1)
 
 BUSY = "control plane busy (many machines connecting at once); retry shortly"
 TOO_MANY_ENROLLING = "too many machines enrolling from your address at once; retry shortly"
+
+
+class Connections:
+    """The open client connections, and what each is given (``new`` makes one per accept)."""
+
+    def __init__(self, *, auth: Auth, admission: Admission, login_grace: float,
+                 agent_services: AgentServices, request_services: RequestServices) -> None:
+        self.auth = auth
+        self.admission = admission
+        self.login_grace = login_grace
+        self.agent_services = agent_services
+        self.request_services = request_services
+        self.open: set[ConnectionHandler] = set()
+
+    def new(self) -> ConnectionHandler:
+        """A handler for one accepted connection (asyncssh's server factory)."""
+        return ConnectionHandler(self)
+
+    def __iter__(self) -> Iterator[ConnectionHandler]:
+        return iter(list(self.open))
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def close_all(self, reason: str) -> None:
+        for handler in list(self.open):
+            handler.close(reason)
 
 
 class ConnectionHandler(asyncssh.SSHServer):
@@ -50,9 +82,10 @@ class ConnectionHandler(asyncssh.SSHServer):
     never says hello, a client that stalls the handshake).
     """
 
-    def __init__(self, cp: ControlPlane) -> None:
-        self.cp = cp
-        self.gate = cp.admission
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+        self.auth = connections.auth
+        self.gate = connections.admission
         self.id = next(_ids)
         self.conn: asyncssh.SSHServerConnection | None = None
         self.peer = "?"
@@ -74,7 +107,7 @@ class ConnectionHandler(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.source, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
-        self.cp.connections.add(self)
+        self.connections.open.add(self)
         loop = asyncio.get_running_loop()
         refused = self.gate.connect(self.source)
         if refused == "rate":
@@ -88,7 +121,7 @@ class ConnectionHandler(asyncssh.SSHServer):
             loop.call_soon(conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, BUSY)
             return
         self.handshaking = True
-        self._grace = loop.call_later(self.cp.settings.login_grace, self._grace_over)
+        self._grace = loop.call_later(self.connections.login_grace, self._grace_over)
 
     def _handshake_over(self) -> None:
         if self.handshaking:
@@ -107,15 +140,15 @@ class ConnectionHandler(asyncssh.SSHServer):
     def _grace_over(self) -> None:
         self._grace = None
         self.log.info("closing %s: not registered within the login grace (%gs)",
-                      self.peer, self.cp.settings.login_grace)
+                      self.peer, self.connections.login_grace)
         self.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
-                             f"not registered within {self.cp.settings.login_grace:g}s")
+                             f"not registered within {self.connections.login_grace:g}s")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._handshake_over()
         self.settled()
-        self.cp.connections.discard(self)
-        self.cp.auth.detach(self)
+        self.connections.open.discard(self)
+        self.auth.detach(self)
 
     def close(self, reason: str = "") -> None:
         if self.conn is not None:
@@ -133,7 +166,7 @@ class ConnectionHandler(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         fp = key.get_fingerprint("sha256")
-        row = self.cp.auth.keys.get(fp)
+        row = self.auth.keys.get(fp)
         if row is not None:
             self.role, self.key_name = row["role"], row["name"]
         elif username == p.ENROLL_USER:
@@ -156,7 +189,7 @@ class ConnectionHandler(asyncssh.SSHServer):
                 return
             self.enrolling = True
             return
-        self.cp.auth.attach(self)
+        self.auth.attach(self)
         if self.role in ("operator", "viewer"):
             self.settled()
 
@@ -164,8 +197,8 @@ class ConnectionHandler(asyncssh.SSHServer):
 
     def session_requested(self):
         if self.role in ("agent", "enrolling"):
-            return AgentSession(self.cp, self)
-        return OperatorSession(self.cp, self)
+            return AgentSession(self.connections.agent_services, self)
+        return OperatorSession(self.connections.request_services, self)
 
     @property
     def actor(self) -> str:
@@ -184,8 +217,8 @@ USAGE = b"""This is a Centrality control plane. Run a request, e.g.:
 class OperatorSession(asyncssh.SSHServerSession):
     """An exec request: parse it, check the role, run it, answer in JSON."""
 
-    def __init__(self, cp: ControlPlane, handler: ConnectionHandler) -> None:
-        self.cp = cp
+    def __init__(self, services: RequestServices, handler: ConnectionHandler) -> None:
+        self.services = services
         self.handler = handler
         self.chan: asyncssh.SSHServerChannel | None = None
         self.command: str | None = None
@@ -212,7 +245,7 @@ class OperatorSession(asyncssh.SSHServerSession):
         name = self.handler.username
         if self.handler.role != "operator":
             return None
-        if name in self.cp.registry.fleet.machines:
+        if name in self.services.registry:
             return name
         if self.chan is not None and self.chan.get_environment().get("CENTRALITY_SESSION") == "1":
             return name
@@ -303,7 +336,7 @@ class OperatorSession(asyncssh.SSHServerSession):
         try:
             if self.handler.role not in ("operator", "viewer"):
                 raise Forbidden(not_an_operator(self.handler.role))
-            reply = await requests.handle(self.cp, self.handler, self.command, self.write_json,
+            reply = await requests.handle(self.services, self.handler, self.command, self.write_json,
                                           self.chan.get_write_buffer_size, self)
             if reply is not None:
                 if reply.data is not None:  # None: the request wrote raw bytes (ssh)

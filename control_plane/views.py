@@ -1,5 +1,5 @@
 """What operators see of a machine: one row built from the registry and the
-latest metrics, shared by ``top``, ``subscribe`` and the dashboard, plus the
+machine's latest metrics (``ingest.Latest``), shared by ``top``, ``subscribe`` and the dashboard, plus the
 change counter that lets subscriptions send only rows that changed."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from centrality_core.timefmt import iso
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
+    from .ingest import Latest
+    from .registry import Registry
 
 
 class Changes:
@@ -32,12 +33,11 @@ SUMMARY_FIELDS = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_per
                   "disk_percent", "net_bytes_per_s")
 
 
-def fleet_row(cp: ControlPlane, name: str, now: float | None = None) -> dict:
-    """One machine as a row of the fleet table (JSON-ready)."""
+def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float | None = None) -> dict:
+    """One machine as a row of the fleet table (JSON-ready); ``latest``: its newest values, if any."""
     now = time.time() if now is None else now
-    m = cp.registry.fleet.machines[name]
-    rec = cp.registry.records[name]
-    latest = cp.metrics.latest.get(name)
+    m = registry.machine(name)
+    rec = registry.records[name]
     s = latest.summary if latest else None
     row = {
         "name": name,

@@ -33,7 +33,7 @@ from centrality_core.errors import UsageError
 
 from ..copy import GatherRun, Inbox, PushRun, worst
 from .exec import parse_size, resolution_json, resolve, selector_args, split_words
-from . import Ctx, Reply, request
+from .dispatch import Ctx, Reply, request
 
 MAX_FILES = 100_000
 DEFAULT_MAX_GET = "1G"
@@ -73,13 +73,13 @@ def _targets(ctx: Ctx, ns, what: str):
     if len(rest) != 1 or not rest[0]:
         raise UsageError(f"one {what} after --, e.g. cp put gpu[01-04] -- /etc/nccl.conf")
     selector, res = resolve(ctx, targets, ns)
-    threshold = ctx.cp.settings.exec_confirm_above
+    threshold = ctx.services.settings.exec_confirm_above
     if len(res.selected) > threshold and not getattr(ns, "yes", True):
         raise UsageError(f"this would copy to {len(res.selected)} machines, more than {threshold}: "
                          "confirm with --yes", code="confirm_required")
     sessions, old = {}, []
     for name in res.selected:
-        s = ctx.cp.registry.session(name)
+        s = ctx.services.registry.session(name)
         if s is not None and tuple(getattr(s, "protocol", (1, 0))) >= p.SHELL_FILES:
             sessions[name] = s
         else:
@@ -92,7 +92,7 @@ def _audit(ctx: Ctx, cid: str, argv: list[str], selector, names: list[str], skip
     row = {"id": cid, "started_at": time.time(), "finished_at": None, "actor": ctx.actor, "argv": argv,
            "selector": selector.describe(), "machines": names, "skipped": [list(s) for s in skipped],
            "results": {}, "status": "running", "exit_code": None}
-    ctx.cp.writer.put_audit(dict(row))
+    ctx.services.writer.put_audit(dict(row))
     return row
 
 
@@ -113,11 +113,11 @@ def _summary(row: dict, copies) -> dict:
 
 
 async def _finish(ctx: Ctx, run, row: dict, status: str) -> Reply:
-    ctx.cp.commands.remove(run)
+    ctx.services.commands.remove(run)
     copies = list(run.copies.values())
     code = worst(copies) if copies else 1
     row.update(finished_at=time.time(), status=status, exit_code=code, results={c.name: c.json() for c in copies})
-    ctx.cp.writer.put_audit(row)
+    ctx.services.writer.put_audit(row)
     return Reply(_summary(row, copies), code)
 
 
@@ -141,8 +141,8 @@ async def put(ctx: Ctx, ns) -> Reply:
     row = _audit(ctx, cid, ["cp", "put", dest], selector, list(sessions), [*res.skipped, *skipped])
     ctx.emit(_start_line(cid, res, sessions, skipped))
     run = PushRun(id=cid, sessions=sessions, emit=ctx.emit)
-    ctx.cp.commands.add(run)
-    limit = ctx.cp.settings.copy_max_bytes
+    ctx.services.commands.add(run)
+    limit = ctx.services.settings.copy_max_bytes
     status, total, files = "done", 0, 0
     try:
         while True:
@@ -207,7 +207,7 @@ async def get(ctx: Ctx, ns) -> Reply:
     ctx.emit(_start_line(cid, res, sessions, skipped))
     run = GatherRun(id=cid, sessions=sessions, emit=ctx.emit, backlog=ctx.backlog, fanout=ns.fanout,
                     get=p.FileGet(id=cid, path=path, max_bytes=max_bytes, follow_symlinks=ns.follow_symlinks))
-    ctx.cp.commands.add(run)
+    ctx.services.commands.add(run)
     try:
         await run.run()
     except asyncio.CancelledError:

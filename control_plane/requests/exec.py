@@ -29,8 +29,8 @@ from collections import Counter
 from centrality_core import durations, hostlist, targeting, timefmt
 from centrality_core.errors import NotFound, StoreError, UsageError
 
-from ..commands import ExecRun, worst
-from . import Ctx, Reply, request
+from ..fanout import ExecRun, worst
+from .dispatch import Ctx, Reply, request
 
 MAX_TIMEOUT = 86400.0
 DEFAULT_MAX_OUTPUT = 1024 * 1024
@@ -71,10 +71,10 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
 
 
 def views(ctx: Ctx) -> list[targeting.MachineView]:
-    reg = ctx.cp.registry
-    return [targeting.MachineView(name, m.state.value, reg.records[name].labels,
-                                  reg.records[name].flags.drained)
-            for name, m in reg.fleet.machines.items()]
+    reg = ctx.services.registry
+    return [targeting.MachineView(m.name, m.state.value, reg.records[m.name].labels,
+                                  reg.records[m.name].flags.drained)
+            for m in reg.machines()]
 
 
 def resolve(ctx: Ctx, targets: list[str], ns) -> tuple[targeting.Selector, targeting.Resolution]:
@@ -98,7 +98,7 @@ def resolution_json(res: targeting.Resolution) -> dict:
 @request("exec", writes=True, args=_exec_args)
 async def exec_(ctx: Ctx, ns) -> Reply:
     """Run a command on many machines at once; output streams back as JSON lines."""
-    cp = ctx.cp
+    svc = ctx.services
     targets, argv = split_words(ns.words)
     timeout = durations.parse(ns.timeout)
     if not 0 < timeout <= MAX_TIMEOUT:
@@ -114,7 +114,7 @@ async def exec_(ctx: Ctx, ns) -> Reply:
     if ns.dry_run:
         return Reply({"dry_run": True, "selector": selector.describe(), "argv": argv,
                       **resolution_json(res)})
-    threshold = cp.settings.exec_confirm_above
+    threshold = svc.settings.exec_confirm_above
     if len(res.selected) > threshold and not ns.yes:
         raise UsageError(f"this would run on {len(res.selected)} machines, more than {threshold}: "
                          "confirm with --yes", code="confirm_required")
@@ -125,12 +125,12 @@ async def exec_(ctx: Ctx, ns) -> Reply:
              "selector": selector.describe(), "machines": res.selected,
              "skipped": [[n, why] for n, why in res.skipped], "results": {}, "status": "running",
              "exit_code": None}
-    cp.writer.put_audit(dict(audit))
+    svc.writer.put_audit(dict(audit))
     ctx.emit({"type": "start", "id": exec_id, "argv": argv, "selector": selector.describe(),
               **resolution_json(res)})
-    run = ExecRun(cp, id=exec_id, argv=argv, names=res.selected, timeout=timeout, fanout=ns.fanout,
+    run = ExecRun(svc.registry.session, id=exec_id, argv=argv, names=res.selected, timeout=timeout, fanout=ns.fanout,
                   max_output=max_output, emit=ctx.emit, backlog=ctx.backlog)
-    cp.commands.add(run)
+    svc.commands.add(run)
     status = "done"
     try:
         await run.run()
@@ -139,16 +139,16 @@ async def exec_(ctx: Ctx, ns) -> Reply:
         status = "cancelled"
         raise
     finally:
-        cp.commands.remove(run)
+        svc.commands.remove(run)
         results = list(run.results.values())
         if status == "done" and any(r.status == "cancelled" for r in results):
             status = "cancelled"  # the control plane is stopping
         code = worst(results) if results else 1
         audit.update(finished_at=time.time(), status=status, exit_code=code,
                      results={r.name: r.json() for r in results})
-        cp.writer.put_audit(audit)
+        svc.writer.put_audit(audit)
         summary = _summary(audit, results, res)
-        cp.hooks.fire("exec.failed" if code else "exec.done",
+        svc.hooks.fire("exec.failed" if code else "exec.done",
                       {k: summary[k] for k in ("id", "actor", "argv", "selector", "exit_code", "counts",
                                                "failed", "status")})
     return Reply(summary, code)
@@ -199,12 +199,12 @@ async def audit(ctx: Ctx, ns) -> list[dict]:
     since = time.time() - durations.parse(ns.since) if ns.since else None
     limit = max(1, min(ns.limit, 10_000))
     try:
-        await ctx.cp.writer.flush()  # read our own writes
+        await ctx.services.writer.flush()  # read our own writes
     except StoreError:
         pass  # the read below reports the store's state
-    rows = await ctx.cp.db(ctx.cp.store.audit, limit=limit, since=since, actor=ns.actor, id=ns.id)
+    rows = await ctx.services.db(ctx.services.store.audit, limit=limit, since=since, actor=ns.actor, id=ns.id)
     if not rows and ns.actor:
-        keys = await ctx.cp.db(ctx.cp.store.list_keys, True)
+        keys = await ctx.services.db(ctx.services.store.list_keys, True)
         if ns.actor not in {f"{k['role']}:{k['name']}" for k in keys}:
             raise NotFound(f"no actor {ns.actor!r}: actors are ROLE:KEY, e.g. operator:alice "
                            "(`centrality keys ls` lists the keys)")

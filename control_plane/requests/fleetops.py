@@ -12,7 +12,7 @@ from centrality_core import hostlist, targeting, timefmt
 from centrality_core.errors import NotFound, UsageError
 from centrality_core.names import check as check_name
 
-from . import Ctx, request
+from .dispatch import Ctx, request
 from .exec import views
 
 MAX_REASON = 1000
@@ -49,7 +49,7 @@ async def drain(ctx: Ctx, ns) -> dict:
     if len(reason) > MAX_REASON:
         raise UsageError(f"--reason is at most {MAX_REASON} characters")
     names, unknown = _select(ctx, ns)
-    changed = [n for n in names if ctx.cp.flags.drain(n, reason, ctx.actor)]
+    changed = [n for n in names if ctx.services.flags.drain(n, reason, ctx.actor)]
     return {"drained": changed, "already": [n for n in names if n not in changed], "unknown": unknown,
             "reason": reason}
 
@@ -58,7 +58,7 @@ async def drain(ctx: Ctx, ns) -> dict:
 async def undrain(ctx: Ctx, ns) -> dict:
     """Undrain machines."""
     names, unknown = _select(ctx, ns)
-    changed = [n for n in names if ctx.cp.flags.undrain(n, ctx.actor)]
+    changed = [n for n in names if ctx.services.flags.undrain(n, ctx.actor)]
     return {"undrained": changed, "not_drained": [n for n in names if n not in changed], "unknown": unknown}
 
 
@@ -73,7 +73,7 @@ LABEL_KEY_MAX, LABEL_VALUE_MAX, LABELS_MAX = 63, 256, 64
 @request("machines label", writes=True, args=_label_args)
 async def label(ctx: Ctx, ns) -> dict:
     """Set (KEY=VALUE) or remove (KEY-) operator labels of a machine."""
-    if ns.name not in ctx.cp.registry.records:
+    if ns.name not in ctx.services.registry.records:
         check_name(ns.name)
         raise NotFound(f"no machine named {ns.name!r}")
     set_labels, remove = {}, []
@@ -93,10 +93,10 @@ async def label(ctx: Ctx, ns) -> dict:
             raise UsageError(f"invalid value for label {key!r}: at most {LABEL_VALUE_MAX} printable characters")
         else:
             set_labels[key] = value
-    current = ctx.cp.registry.records[ns.name].labels
+    current = ctx.services.registry.records[ns.name].labels
     if len({k: 1 for k in {**current, **set_labels} if k not in remove}) > LABELS_MAX:
         raise UsageError(f"a machine has at most {LABELS_MAX} labels")
-    labels = ctx.cp.flags.label(ns.name, set_labels, remove, ctx.actor)
+    labels = ctx.services.flags.label(ns.name, set_labels, remove, ctx.actor)
     return {"name": ns.name, "labels": labels}
 
 
@@ -106,23 +106,23 @@ def _health_args(p: argparse.ArgumentParser) -> None:
 
 
 def health_json(ctx: Ctx, name: str) -> dict:
-    m = ctx.cp.registry.fleet.machines[name]
-    f = ctx.cp.registry.records[name].flags
+    m = ctx.services.registry.machine(name)
+    f = ctx.services.registry.records[name].flags
     return {"name": name, "state": m.state.value, "unhealthy": f.unhealthy, "drained": f.drained,
             "checked_at": timefmt.iso(f.health_at), "checks": f.health,
-            "failed": [c["name"] for c in f.failed_checks()], **ctx.cp.flags.view(name)}
+            "failed": [c["name"] for c in f.failed_checks()], **ctx.services.flags.view(name)}
 
 
 @request("health", args=_health_args)
 async def health(ctx: Ctx, ns) -> list[dict]:
     """Healthcheck results per machine; unhealthy machines have a failed check."""
-    machines = ctx.cp.registry.fleet.machines
+    registry = ctx.services.registry
     if ns.name is not None:
-        if ns.name not in machines:
+        if ns.name not in registry:
             check_name(ns.name)
             raise NotFound(f"no machine named {ns.name!r}")
         names = [ns.name]
     else:
-        names = sorted(machines, key=hostlist.natural_key)
+        names = sorted(registry.names(), key=hostlist.natural_key)
     rows = [health_json(ctx, n) for n in names]
     return [r for r in rows if r["unhealthy"]] if ns.unhealthy else rows

@@ -9,7 +9,7 @@ from centrality_core.timefmt import parse_iso
 from centrality_core.errors import NotFound, UsageError
 
 from ..history import pick_resolution
-from . import Ctx, request
+from .dispatch import Ctx, request
 from .exec import views
 
 
@@ -22,7 +22,7 @@ def _args(p) -> None:
 def _names(ctx: Ctx, ns) -> list[str]:
     selector = targeting.Selector(tuple(ns.targets), tuple(ns.label), include_drained=True)
     if selector.empty:
-        return sorted(ctx.cp.registry.fleet.machines, key=hostlist.natural_key)
+        return sorted(ctx.services.registry.names(), key=hostlist.natural_key)
     res = targeting.resolve(views(ctx), selector)
     names = res.selected + [n for n, _ in res.skipped]
     if not names or res.unknown:
@@ -33,7 +33,7 @@ def _names(ctx: Ctx, ns) -> list[str]:
 @request("gpus", args=_args)
 async def gpus_request(ctx: Ctx, ns) -> list[dict]:
     """One row per GPU: machine, index, model, util, memory, temperature, power, processes, top user."""
-    cp = ctx.cp
+    svc = ctx.services
     window = None
     if ns.idle is not None:
         window = durations.parse(ns.idle)
@@ -41,11 +41,11 @@ async def gpus_request(ctx: Ctx, ns) -> list[dict]:
             raise UsageError("--idle needs a positive duration (1h, 30m)")
     rows = []
     for name in _names(ctx, ns):
-        m = cp.registry.fleet.machines.get(name)
-        rec = cp.registry.records.get(name)
+        m = svc.registry.machine(name)
+        rec = svc.registry.records.get(name)
         if m is None or rec is None:
             continue
-        latest = cp.metrics.latest.get(name)
+        latest = svc.ingest.latest.get(name)
         procs = latest.gpu_processes if latest is not None else None
         rows += gpus.gpu_rows(name, m.state.value, _gpu_values(latest), rec.info.get("gpus", []),
                               procs.processes if procs is not None else None)
@@ -79,19 +79,19 @@ def _gpu_values(latest) -> dict[str, float]:
 
 async def _idle(ctx: Ctx, rows: list[dict], window: float) -> list[dict]:
     """The rows whose GPU was idle over the whole window, read from stored history."""
-    cp = ctx.cp
+    svc = ctx.services
     now = time.time()
     since = now - window
     slack = max(60.0, 0.05 * window)
-    st = cp.settings
+    st = svc.settings
     resolution = pick_resolution(window, window, {
         "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
     out, history = [], {}
     for row in filter(gpus.maybe_idle, rows):
         name = row["machine"]
         if name not in history:
-            m = cp.registry.fleet.machines[name]
-            samples = await cp.metrics.query(m.id, since, now, ["gpu"], resolution)
+            m = svc.registry.machine(name)
+            samples = await svc.metric_reads.query(m.id, since, now, ["gpu"], resolution)
             for s in samples:
                 s["t"] = parse_iso(s["ts"])
             history[name] = samples

@@ -5,7 +5,7 @@ from __future__ import annotations
 from centrality_core import timefmt
 from centrality_core.errors import Conflict
 
-from . import Ctx, request
+from .dispatch import Ctx, request
 
 
 def key_json(row: dict) -> dict:
@@ -23,7 +23,7 @@ def _ls_args(p):
 @request("keys ls", args=_ls_args)
 async def keys_ls(ctx: Ctx, ns) -> list[dict]:
     """List the keys allowed to log in."""
-    rows = await ctx.cp.db(ctx.cp.store.list_keys, ns.all)
+    rows = await ctx.services.db(ctx.services.store.list_keys, ns.all)
     return [key_json(r) for r in rows]
 
 
@@ -36,7 +36,7 @@ def _add_args(p):
 @request("keys add", writes=True, args=_add_args)
 async def keys_add(ctx: Ctx, ns) -> dict:
     """Let a person in with their public key, as an operator or a viewer."""
-    row = await ctx.cp.auth.add_key(name=ns.name, role=ns.role,
+    row = await ctx.services.auth.add_key(name=ns.name, role=ns.role,
                                     public_key=" ".join(ns.public_key), actor=ctx.actor)
     return key_json(row)
 
@@ -50,5 +50,5 @@ async def keys_revoke(ctx: Ctx, ns) -> list[dict]:
     """Revoke a key; its connections are closed at once."""
     if ns.key == ctx.conn.fingerprint or ns.key == ctx.conn.key_name:
         raise Conflict("refusing to revoke the key this request was made with")
-    rows = await ctx.cp.auth.revoke_key(ns.key)
+    rows = await ctx.services.auth.revoke_key(ns.key)
     return [key_json(r) for r in rows]

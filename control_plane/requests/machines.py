@@ -9,12 +9,12 @@ from centrality_core.hostlist import natural_key
 from centrality_core.errors import Conflict, NotFound, StoreError
 from centrality_core.lifecycle import Liveness
 
-from . import Ctx, request
+from .dispatch import Ctx, request
 
 
 def summary(ctx: Ctx, name: str, now: float) -> dict:
-    reg = ctx.cp.registry
-    m, rec = reg.fleet.machines[name], reg.records[name]
+    reg = ctx.services.registry
+    m, rec = reg.machine(name), reg.records[name]
     info = rec.info
     return {
         "name": m.name,
@@ -30,7 +30,7 @@ def summary(ctx: Ctx, name: str, now: float) -> dict:
         "gpu_count": len(info.get("gpus", ())),
         "agent_version": info.get("agent_version", ""),
         "id": m.id,
-        **ctx.cp.flags.view(name),  # drained (+ by whom, why), unhealthy (+ failed checks)
+        **ctx.services.flags.view(name),  # drained (+ by whom, why), unhealthy (+ failed checks)
     }
 
 
@@ -47,14 +47,15 @@ async def machines_ls(ctx: Ctx, ns) -> list[dict]:
     now = time.time()
     wanted = set(ns.state or ())
     labels = [targeting.parse_label(text) for text in ns.label]
-    records = ctx.cp.registry.records
+    records = ctx.services.registry.records
 
     def has_labels(name: str) -> bool:
         have = records[name].labels
         return all(k in have and (v is None or have[k] == v) for k, v in labels)
 
     return [summary(ctx, name, now)
-            for name, m in sorted(ctx.cp.registry.fleet.machines.items(), key=lambda kv: natural_key(kv[0]))
+            for name, m in sorted(((m.name, m) for m in ctx.services.registry.machines()),
+                                  key=lambda kv: natural_key(kv[0]))
             if (not wanted or m.state.value in wanted) and has_labels(name)]
 
 
@@ -65,7 +66,7 @@ def _name(p):
 def known(ctx: Ctx, name: str) -> None:
     """A name that cannot be a machine's is bad usage (exit 2); a valid one nobody has, not found (9)."""
     names.check(name)
-    if name not in ctx.cp.registry.fleet.machines:
+    if name not in ctx.services.registry:
         raise NotFound(f"no machine named {name!r}")
 
 
@@ -77,10 +78,10 @@ async def machines_show(ctx: Ctx, ns) -> dict:
     """One machine: state, info, labels and recent events."""
     _get(ctx, ns.name)
     out = summary(ctx, ns.name, time.time())
-    rec = ctx.cp.registry.records[ns.name]
+    rec = ctx.services.registry.records[ns.name]
     out["info"] = rec.info
     out["registered_at"] = timefmt.iso(rec.registered_at)
-    out["key_fingerprint"] = ctx.cp.registry.fleet.machines[ns.name].owner
+    out["key_fingerprint"] = ctx.services.registry.machine(ns.name).owner
     out["events"] = await stored_events(ctx, machine=ns.name, limit=20)
     return out
 
@@ -90,10 +91,10 @@ async def machines_forget(ctx: Ctx, ns) -> dict:
     """Declare a machine in limbo dead; remove a dead one (its name becomes free)."""
     _get(ctx, ns.name)
     try:
-        events = ctx.cp.registry.forget(ns.name, ctx.actor)
+        events = ctx.services.registry.forget(ns.name, ctx.actor)
     except ValueError as exc:
         raise Conflict(str(exc)) from None
-    m = ctx.cp.registry.fleet.machines.get(ns.name)
+    m = ctx.services.registry.machine(ns.name)
     return {"name": ns.name, "state": m.state.value if m is not None else "removed",
             "changed": bool(events)}
 
@@ -102,18 +103,18 @@ async def machines_forget(ctx: Ctx, ns) -> dict:
 async def machines_release(ctx: Ctx, ns) -> dict:
     """Free a machine's name from the key that registered it (a re-installed machine)."""
     _get(ctx, ns.name)
-    events = ctx.cp.registry.release(ns.name, ctx.actor)
-    return {"name": ns.name, "state": ctx.cp.registry.fleet.machines[ns.name].state.value,
+    events = ctx.services.registry.release(ns.name, ctx.actor)
+    return {"name": ns.name, "state": ctx.services.registry.machine(ns.name).state.value,
             "changed": bool(events)}
 
 
 async def stored_events(ctx: Ctx, **query) -> list[dict]:
     """Events from the store, after writing what is queued (so a reader sees its own changes)."""
     try:
-        await ctx.cp.writer.flush()
+        await ctx.services.writer.flush()
     except StoreError:
         pass  # the read below reports the store's state
-    return [event_json(r) for r in await ctx.cp.db(ctx.cp.store.events, **query)]
+    return [event_json(r) for r in await ctx.services.db(ctx.services.store.events, **query)]
 
 
 def event_json(row: dict) -> dict:
@@ -138,7 +139,7 @@ async def events(ctx: Ctx, ns) -> list[dict]:
     if ns.machine is not None:
         names.check(ns.machine)
     rows = await stored_events(ctx, machine=ns.machine, since=since, limit=limit)
-    if ns.machine is not None and not rows and ns.machine not in ctx.cp.registry.fleet.machines:
+    if ns.machine is not None and not rows and ns.machine not in ctx.services.registry:
         # a machine removed from the registry keeps its stored events, so only a name with neither is unknown
         if not await stored_events(ctx, machine=ns.machine, limit=1):
             raise NotFound(f"no machine named {ns.machine!r}")

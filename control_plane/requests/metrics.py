@@ -10,7 +10,7 @@ from centrality_core.errors import NotFound, UsageError
 
 from .. import history
 from ..views import fleet_row
-from . import Ctx, request
+from .dispatch import Ctx, request
 
 TOP_COLUMNS = ("name", "state", "cpu", "mem", "gpu", "gpu_mem", "disk", "net")
 _SUMMARY_FIELD = {"cpu": "cpu_percent", "mem": "mem_percent", "gpu": "gpu_util_percent",
@@ -30,7 +30,7 @@ def _metrics_args(p):
 @request("metrics", args=_metrics_args)
 async def metrics(ctx: Ctx, ns) -> list:
     """A machine's samples over a window: [{ts, key: value, ...}]."""
-    m = ctx.cp.registry.fleet.get(names.check(ns.name))
+    m = ctx.services.registry.machine(names.check(ns.name))
     if m is None:
         raise NotFound(f"no machine named {ns.name!r}")
     now = time.time()
@@ -39,10 +39,10 @@ async def metrics(ctx: Ctx, ns) -> list:
         raise UsageError("--since must be further back than --until")
     resolution = ns.resolution
     if resolution == "auto":
-        st = ctx.cp.settings
+        st = ctx.services.settings
         resolution = history.pick_resolution(until - since, now - since, {
             "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
-    rows = await ctx.cp.metrics.query_rows(m.id, since, until, ns.stream, resolution)
+    rows = await ctx.services.metric_reads.query_rows(m.id, since, until, ns.stream, resolution)
     if ns.stream:
         _check_streams(ctx, ns.name, ns.stream, rows)
     return rows
@@ -55,7 +55,7 @@ KNOWN_STREAMS = ("cpu", "mem", "fs", "disk", "net", "gpu", "agent")
 
 def _check_streams(ctx: Ctx, name: str, patterns: list[str], rows: list) -> None:
     """A pattern that matches none of the machine's keys is a usage error naming its streams."""
-    latest = ctx.cp.metrics.latest.get(name)
+    latest = ctx.services.ingest.latest.get(name)
     keys = set(latest.keys) if latest is not None else set()
     if not keys:  # rows are Structs (history.row_type): their field names are the keys
         for row_type in {type(r) for r in rows}:
@@ -81,7 +81,8 @@ async def top(ctx: Ctx, ns) -> list[dict]:
     """The fleet now: state and the latest CPU, memory, GPU, disk and network of each machine."""
     now = time.time()
     wanted = set(ns.state or ())
-    rows = [fleet_row(ctx.cp, name, now) for name, m in ctx.cp.registry.fleet.machines.items()
+    svc = ctx.services
+    rows = [fleet_row(svc.registry, m.name, svc.ingest.latest.get(m.name), now) for m in svc.registry.machines()
             if not wanted or m.state.value in wanted]
     if ns.sort in ("name", "state"):
         rows.sort(key=lambda r: (r[ns.sort], r["name"]))

@@ -26,7 +26,7 @@ from centrality_core import protocol as p
 from centrality_core.errors import Conflict, NotFound, RequestFailed, UsageError
 
 from ..shell import Recorder, ShellRelay
-from . import Ctx, Reply, request
+from .dispatch import Ctx, Reply, request
 
 
 def _args(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +37,8 @@ def _args(parser: argparse.ArgumentParser) -> None:
 
 def agent_for(ctx: Ctx, name: str, *, force: bool, what: str):
     """The live agent session of ``name``, or the refusal an operator can act on."""
-    reg = ctx.cp.registry
-    machine = reg.fleet.machines.get(name)
+    reg = ctx.services.registry
+    machine = reg.machine(name)
     if machine is None:
         raise NotFound(f"no machine named {name!r}")
     if machine.state.value != "live":
@@ -60,23 +60,23 @@ async def ssh(ctx: Ctx, ns) -> Reply:
     words = ns.words[1:] if ns.words[:1] == ["--"] else ns.words  # argparse may have taken the --
     if ctx.session is None:
         raise UsageError("ssh needs an SSH session channel")
-    cp, name = ctx.cp, ns.name
+    svc, name = ctx.services, ns.name
     agent = agent_for(ctx, name, force=ns.force, what="open a shell")
     term = ctx.session.pty  # (term, cols, rows) or None
     raw = getattr(ctx.session, "raw_command", None)
     command = raw if raw is not None else " ".join(words)  # as OpenSSH does: the remote shell parses it
     sid = uuid.uuid4().hex
     recorder = None
-    if cp.settings.ssh_record_bytes > 0:
-        recorder = Recorder(cp.settings.server_dir() / "recordings" / f"{sid}.out", cp.settings.ssh_record_bytes)
+    if svc.settings.ssh_record_bytes > 0:
+        recorder = Recorder(svc.settings.server_dir() / "recordings" / f"{sid}.out", svc.settings.ssh_record_bytes)
     relay = ShellRelay(id=sid, name=name, session=agent, out=ctx.session.write_raw, backlog=ctx.backlog,
                        recorder=recorder)
     argv = ["ssh", name] + (["--", *words] if words else [])
     audit = {"id": sid, "started_at": relay.started, "finished_at": None, "actor": ctx.actor, "argv": argv,
              "selector": name, "machines": [name], "skipped": [], "results": {}, "status": "running",
              "exit_code": None}
-    cp.writer.put_audit(dict(audit))
-    cp.commands.add(relay)
+    svc.writer.put_audit(dict(audit))
+    svc.commands.add(relay)
     ctx.session.attach(relay)
     status = "done"
     try:
@@ -92,7 +92,7 @@ async def ssh(ctx: Ctx, ns) -> Reply:
         raise
     finally:
         ctx.session.attach(None)
-        cp.commands.remove(relay)
+        svc.commands.remove(relay)
         r = relay.result
         if r.status == "cancelled":
             status = "cancelled"
@@ -104,7 +104,7 @@ async def ssh(ctx: Ctx, ns) -> Reply:
             entry.update(recording=str(recorder.path), recorded_bytes=recorder.size,
                          recording_truncated=recorder.truncated)
         audit.update(finished_at=ended, status=status, exit_code=r.code, results={name: entry})
-        cp.writer.put_audit(audit)
+        svc.writer.put_audit(audit)
     if result.status == "error":
         raise RequestFailed(f"{name}: {result.error}", code="shell_failed")
     if result.status == "unreachable":

@@ -8,59 +8,59 @@ import time
 from centrality_core import durations, timefmt
 from centrality_core.errors import UsageError, WaitTimeout
 
-from . import Ctx, Reply, request
+from .dispatch import Ctx, Reply, request
 
 
 @request("status")
 async def status(ctx: Ctx, ns) -> Reply:
     """Version, uptime, agents and store health; non-zero exit when unhealthy."""
-    cp = ctx.cp
-    store_error = await cp.db(cp.store.health)
+    svc = ctx.services
+    store_error = await svc.db(svc.store.health)
     problems = []
     if store_error:
         problems.append(f"store: {store_error}")
-    if cp.writer.last_error:
-        problems.append(f"store writes failing ({cp.writer.backlog} queued): {cp.writer.last_error}")
-    history = cp.compactor.status()
+    if svc.writer.last_error:
+        problems.append(f"store writes failing ({svc.writer.backlog} queued): {svc.writer.last_error}")
+    history = svc.compactor.status()
     if history["error"]:
         problems.append(f"metric history pass failing: {history['error']}")
-    counts = cp.registry.counts()
+    counts = svc.registry.counts()
     warnings = []  # worth a look, not a failing control plane
-    refusing = cp.metrics.refusing(time.time() - 3600)
+    refusing = svc.ingest.refusing(time.time() - 3600)
     if refusing:
         warnings.append(f"metrics: batches of {refusing} machine(s) refused in the last hour "
                         "(over the key budget or unsafe keys; see `centrality events`)")
-    if cp.metrics.samples_too_old:
-        warnings.append(f"metrics: {cp.metrics.samples_too_old} samples not stored since start: "
+    if svc.ingest.samples_too_old:
+        warnings.append(f"metrics: {svc.ingest.samples_too_old} samples not stored since start: "
                         "outside [-7 d, +5 min] of the control plane's clock (agent clocks wrong?)")
     data = {
         "healthy": not problems,
         "problems": problems,
         "warnings": warnings,
-        "version": cp.version,
-        "started_at": timefmt.iso(cp.started_at),
-        "uptime_s": round(time.time() - cp.started_at, 1),
-        "address": cp.advertise,
-        "replica": cp.replica or None,
-        "fingerprint": cp.fingerprint,
-        "store": {"backend": cp.store.dialect, "ok": store_error is None,
-                  "write_backlog": cp.writer.backlog},
+        "version": svc.endpoint.version,
+        "started_at": timefmt.iso(svc.endpoint.started_at),
+        "uptime_s": round(time.time() - svc.endpoint.started_at, 1),
+        "address": svc.endpoint.advertise,
+        "replica": svc.endpoint.replica or None,
+        "fingerprint": svc.endpoint.fingerprint,
+        "store": {"backend": svc.store.dialect, "ok": store_error is None,
+                  "write_backlog": svc.writer.backlog},
         "agents_connected": counts["live"],
-        "connections_refused": dict(cp.admission.refused),
-        "metrics": {"samples_stored": cp.metrics.samples_stored,
-                    "duplicate_batches": cp.metrics.duplicates,
-                    "refused_batches": cp.metrics.batches_refused,
-                    "samples_too_old": cp.metrics.samples_too_old,
-                    "sample_to_stored_lag": cp.metrics.lag_percentiles()},
+        "connections_refused": dict(svc.admission.refused),
+        "metrics": {"samples_stored": svc.ingest.samples_stored,
+                    "duplicate_batches": svc.ingest.duplicates,
+                    "refused_batches": svc.ingest.batches_refused,
+                    "samples_too_old": svc.ingest.samples_too_old,
+                    "sample_to_stored_lag": svc.ingest.lag_percentiles()},
         "history": {**history, "last_pass": timefmt.iso(history["last_pass"]),
                     "bound_dropped_at": timefmt.iso(history["bound_dropped_at"])},
         "machines": counts,
-        "flags": {"drained": sum(r.flags.drained for r in cp.registry.records.values()),
-                  "unhealthy": sum(r.flags.unhealthy for r in cp.registry.records.values())},
+        "flags": {"drained": sum(r.flags.drained for r in svc.registry.records.values()),
+                  "unhealthy": sum(r.flags.unhealthy for r in svc.registry.records.values())},
         "thresholds": {
-            "heartbeat_interval_s": cp.registry.fleet.thresholds.heartbeat_interval,
-            "limbo_after_s": cp.registry.fleet.thresholds.limbo_after,
-            "dead_after_s": cp.registry.fleet.thresholds.dead_after,
+            "heartbeat_interval_s": svc.registry.thresholds.heartbeat_interval,
+            "limbo_after_s": svc.registry.thresholds.limbo_after,
+            "dead_after_s": svc.registry.thresholds.dead_after,
         },
     }
     return Reply(data, 0 if not problems else 1)
@@ -77,7 +77,7 @@ async def wait(ctx: Ctx, ns) -> dict:
     if ns.live < 0:
         raise UsageError("--live must be zero or more")
     timeout = durations.parse(ns.timeout)
-    reg = ctx.cp.registry
+    reg = ctx.services.registry
     start = time.monotonic()
 
     async def reached() -> None:
@@ -89,7 +89,7 @@ async def wait(ctx: Ctx, ns) -> dict:
         timed_out = False
     except asyncio.TimeoutError:
         timed_out = True
-    live = sorted(n for n, m in reg.fleet.machines.items() if m.state.value == "live")
+    live = sorted(m.name for m in reg.machines() if m.state.value == "live")
     answer = {"live": len(live), "wanted": ns.live, "waited_s": round(time.monotonic() - start, 3),
               "machines": live, "timed_out": timed_out}
     if not timed_out:

@@ -6,7 +6,7 @@ import time
 
 from centrality_core import timefmt
 
-from . import Ctx, request
+from .dispatch import Ctx, request
 
 DAY = 86400.0
 
@@ -61,8 +61,8 @@ def report(usage: dict, retention: dict[str, float], max_store_size: int, histor
 @request("storage")
 async def storage(ctx: Ctx, ns) -> dict:
     """Metric history on disk: bytes and bytes per value per tier, oldest sample, projection."""
-    cp = ctx.cp
-    usage = await cp.db(cp.chunks.usage)
-    s = cp.settings
+    svc = ctx.services
+    usage = await svc.db(svc.chunks.usage)
+    s = svc.settings
     return report(usage, {"raw": s.raw_retention, "1m": s.rollup_retention, "1h": s.hour_retention},
-                  cp.compactor.bound or 0, cp.compactor.status(), time.time())
+                  svc.compactor.bound or 0, svc.compactor.status(), time.time())

@@ -26,7 +26,7 @@ from centrality_core.names import check as check_name
 from ..registry import event_row
 from ..shapes import ShapeTable, add_values
 from ..views import fleet_row
-from . import Ctx, request
+from .dispatch import Ctx, request
 from .machines import event_json, stored_events
 
 BACKLOG_LIMIT = 4 * 1024 * 1024  # bytes queued on the channel before we hold back
@@ -45,11 +45,11 @@ def _args(p):
 @request("subscribe", args=_args)
 async def subscribe(ctx: Ctx, ns) -> None:
     """Stream the fleet: a snapshot, then changed rows and new events as they happen."""
-    cp = ctx.cp
+    svc = ctx.services
     interval = durations.parse(ns.interval)
     if interval < 0.05:
         raise UsageError("--interval must be at least 50ms")
-    if ns.machine and ns.machine not in cp.registry.fleet.machines:
+    if ns.machine and ns.machine not in svc.registry:
         check_name(ns.machine)
         raise NotFound(f"no machine named {ns.machine!r}")
     if ns.no_fleet:
@@ -62,19 +62,20 @@ async def subscribe(ctx: Ctx, ns) -> None:
     pending_events: list[dict] = []
     shapes = ShapeTable() if ns.values else None
 
-    def row(cp, name: str, now: float) -> dict:
-        r = fleet_row(cp, name, now)
-        return add_values(r, cp.metrics.latest.get(name), shapes) if shapes else r
+    def row(name: str, now: float) -> dict:
+        latest = svc.ingest.latest.get(name)
+        r = fleet_row(svc.registry, name, latest, now)
+        return add_values(r, latest, shapes) if shapes else r
 
-    remove_listener = cp.registry.add_listener(
+    remove_listener = svc.registry.add_listener(
         lambda events: pending_events.extend(event_json(event_row(e)) for e in events))
     try:
-        rev = cp.changes.counter
-        known = set(cp.registry.fleet.machines)
+        rev = svc.changes.counter
+        known = set(svc.registry.names())
         now = time.time()
         recent = await stored_events(ctx, limit=max(0, min(ns.events, 1000)))
         pending_events.clear()  # they are in the snapshot's events now
-        snapshot = {"type": "snapshot", "ts": now, "machines": [row(cp, n, now) for n in sorted(known)],
+        snapshot = {"type": "snapshot", "ts": now, "machines": [row(n, now) for n in sorted(known)],
                     "events": recent}
         ctx.emit(shapes.take(snapshot) if shapes else snapshot)
         machine_ts = _push_machine(ctx, ns.machine, 0.0)
@@ -82,13 +83,13 @@ async def subscribe(ctx: Ctx, ns) -> None:
             await asyncio.sleep(interval)
             if ctx.backlog() > BACKLOG_LIMIT:
                 continue  # the client is behind: let changes coalesce
-            changed = cp.changes.since(rev)
-            rev = cp.changes.counter
+            changed = svc.changes.since(rev)
+            rev = svc.changes.counter
             now = time.time()
-            current = cp.registry.fleet.machines
-            rows = [row(cp, n, now) for n in changed if n in current]
-            removed = sorted(known - current.keys())
-            known = set(current)
+            current = set(svc.registry.names())
+            rows = [row(n, now) for n in changed if n in current]
+            removed = sorted(known - current)
+            known = current
             if rows or removed or pending_events:
                 events, pending_events[:] = list(pending_events), []
                 update = {"type": "update", "ts": now, "machines": rows, "removed": removed,
@@ -100,7 +101,7 @@ async def subscribe(ctx: Ctx, ns) -> None:
 
 
 def _push_machine(ctx: Ctx, name: str | None, last_ts: float) -> float:
-    latest = ctx.cp.metrics.latest.get(name) if name else None
+    latest = ctx.services.ingest.latest.get(name) if name else None
     if latest is None or latest.ts <= last_ts:
         return last_ts
     ctx.emit({"type": "machine", "name": name, "ts": latest.ts, "values": latest.values,

@@ -6,7 +6,7 @@ import time
 
 from centrality_core import durations, timefmt
 
-from . import Ctx, request
+from .dispatch import Ctx, request
 
 
 def _create_args(p):
@@ -19,8 +19,8 @@ def _create_args(p):
 @request("token create", writes=True, args=_create_args)
 async def token_create(ctx: Ctx, ns) -> dict:
     """Make a join string for `centrality agent join`."""
-    out = await ctx.cp.auth.create_token(ttl=durations.parse(ns.ttl), uses=ns.uses,
-                                         actor=ctx.actor, address=ns.address or ctx.cp.advertise)
+    out = await ctx.services.auth.create_token(ttl=durations.parse(ns.ttl), uses=ns.uses,
+                                         actor=ctx.actor, address=ns.address or ctx.services.endpoint.advertise)
     out["expires_at"] = timefmt.iso(out["expires_at"])
     return out
 
@@ -28,7 +28,7 @@ async def token_create(ctx: Ctx, ns) -> dict:
 @request("token ls")
 async def token_ls(ctx: Ctx, ns) -> list[dict]:
     """List join tokens (never their secrets)."""
-    rows = await ctx.cp.db(ctx.cp.store.list_tokens)
+    rows = await ctx.services.db(ctx.services.store.list_tokens)
     return [{"id": r["id"], "created_at": timefmt.iso(r["created_at"]),
              "created_by": r["created_by"], "expires_at": timefmt.iso(r["expires_at"]),
              "uses": r["uses"], "max_uses": r["max_uses"],
@@ -42,5 +42,5 @@ def _revoke_args(p):
 @request("token revoke", writes=True, args=_revoke_args)
 async def token_revoke(ctx: Ctx, ns) -> dict:
     """Revoke a join token before it expires."""
-    await ctx.cp.db(ctx.cp.store.revoke_token, ns.id, time.time())
+    await ctx.services.db(ctx.services.store.revoke_token, ns.id, time.time())
     return {"id": ns.id, "revoked": True}

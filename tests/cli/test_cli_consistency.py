@@ -28,7 +28,7 @@ async def run(home, *args, columns: str | None = "200", timeout: float = 30):
 @pytest.fixture
 async def fleet(control_plane, agents, home):
     a = await agents("web-01", sample_interval=0.1, batch_interval=0.2)
-    await wait_for(lambda: "web-01" in control_plane.metrics.latest, what="first metrics")
+    await wait_for(lambda: "web-01" in control_plane.ingest.latest, what="first metrics")
     return a
 
 
@@ -204,7 +204,7 @@ async def test_columns_is_honoured_when_piped(fleet, home):
 
 
 async def test_metrics_keys_sort_naturally_and_default_to_a_summary(fleet, home, control_plane):
-    await wait_for(lambda: len(control_plane.metrics.latest["web-01"].keys) > 20, what="per-core keys")
+    await wait_for(lambda: len(control_plane.ingest.latest["web-01"].keys) > 20, what="per-core keys")
     await asyncio.sleep(0.5)  # a few batches stored
     status, out, err = await run(home, "metrics", "web-01", "--stream", "cpu", "--csv")
     assert status == 0, err

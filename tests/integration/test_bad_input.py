@@ -298,6 +298,6 @@ async def test_infinite_metric_values_are_refused_and_the_batch_can_come_back(co
     assert isinstance(await raw.receive(), p.Registered)
     raw.send(p.encode(good))
     assert await raw.receive() == p.MetricsAck(stream="run1", seq=1)
-    assert control_plane.metrics.latest["raw-01"].values == {"cpu.percent": 42.0}
-    assert control_plane.metrics.duplicates == 0
+    assert control_plane.ingest.latest["raw-01"].values == {"cpu.percent": 42.0}
+    assert control_plane.ingest.duplicates == 0
     await assert_bystander_fine(control_plane, bystander)

@@ -149,13 +149,13 @@ async def test_viewer_exporter_serves_the_fleet_with_units_and_labels(control_pl
     assert sorted(s.labels["gpu"] for s in gpu) == [str(i) for i in range(8)]
     assert all(s.labels["machine"] == "exp-gpu-01" and s.labels["label_pool"] == "train"
                and s.labels["label_rack"] == "r7" and 0 <= s.value <= 100 for s in gpu)
-    latest = cp.metrics.latest["exp-gpu-01"].values
+    latest = cp.ingest.latest["exp-gpu-01"].values
     total = of(fams, "centrality_gpu_memory_total_bytes", gpu="5")
     assert [s.value for s in total] == [latest["gpu[5].mem_total_bytes"]] == [81559 * 2**20]
     assert all(20 <= s.value <= 95 for s in of(fams, "centrality_gpu_temperature_celsius"))
     assert len(of(fams, "centrality_gpu_power_watts")) == 8
     # The CPU node: filesystems by mount, disks by device, NICs by interface.
-    cpu_latest = cp.metrics.latest["exp-cpu-01"].values
+    cpu_latest = cp.ingest.latest["exp-cpu-01"].values
     fs = {s.labels["mount"]: s.value for s in of(fams, "centrality_filesystem_size_bytes", machine="exp-cpu-01")}
     assert fs == {"/": cpu_latest["fs[/].total_bytes"], "/data": cpu_latest["fs[/data].total_bytes"]}
     assert {s.labels["device"] for s in of(fams, "centrality_disk_read_bytes_per_second", machine="exp-cpu-01")} \
@@ -306,7 +306,7 @@ async def test_control_plane_going_away_shows_up_zero_then_comes_back(home, tmp_
 
         cp = ControlPlane(resolve_server({"listen": f"127.0.0.1:{port}", "db": db, **FAST}))
         await cp.start()
-        await wait_for(lambda: agent.state.registered and "exp-back-01" in cp.metrics.latest, 20,
+        await wait_for(lambda: agent.state.registered and "exp-back-01" in cp.ingest.latest, 20,
                        what="the agent to come back")
         fams = await until(exp, lambda f: samples(f, "centrality_up") == {(): 1.0}
                            and of(f, "centrality_cpu_utilization_percent", machine="exp-back-01"),
@@ -336,7 +336,7 @@ async def test_subscribe_values_carry_each_machines_latest_sample_once_per_shape
 
     await agents("exp-sv-01", index=7, sample_interval=0.1, batch_interval=0.2)
     await agents("exp-sv-02", index=8, sample_interval=0.1, batch_interval=0.2)
-    await wait_for(lambda: {"exp-sv-01", "exp-sv-02"} <= control_plane.metrics.latest.keys(), what="samples")
+    await wait_for(lambda: {"exp-sv-01", "exp-sv-02"} <= control_plane.ingest.latest.keys(), what="samples")
     stream = operator.stream("subscribe", "--values", "--interval", "0.1s", "--events", "0").__aiter__()
     snap = await anext(stream)
     rows = {r["name"]: r for r in snap["machines"]}

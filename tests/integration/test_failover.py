@@ -141,7 +141,7 @@ async def test_agent_moves_to_the_second_control_plane_when_the_first_stops(home
         await a.stop()
         await ra.registered_at(address_b, "registration on the second control plane")
         assert b.registry.fleet.get("steady-01").id == machine_id  # the same machine, continued
-        await wait_for(lambda: b.metrics.samples_stored >= 5, what="samples on the second control plane")
+        await wait_for(lambda: b.ingest.samples_stored >= 5, what="samples on the second control plane")
         await ra.drain()
         await b.writer.flush()
         stored = _stored_ts(postgres_db_url, machine_id)

@@ -111,15 +111,15 @@ async def test_gpus_idle_from_history(control_plane, home, held):
 
 async def test_simulated_gpu8_agent_sends_its_processes(control_plane, agents, home):
     await agents("gpu-sim-01", profile="gpu8", index=3, sample_interval=0.1, batch_interval=0.3)
-    await wait_for(lambda: getattr(control_plane.metrics.latest.get("gpu-sim-01"), "gpu_processes", None),
+    await wait_for(lambda: getattr(control_plane.ingest.latest.get("gpu-sim-01"), "gpu_processes", None),
                    what="a process list")
-    snap = control_plane.metrics.latest["gpu-sim-01"].gpu_processes
+    snap = control_plane.ingest.latest["gpu-sim-01"].gpu_processes
     assert snap.source == "simulated" and all(0 <= x.gpu < 8 for x in snap.processes)
     status, out, err = await cli(home, "gpus", "gpu-sim-01", "--json")
     assert status == 0, err
     rows = json.loads(out)
     assert len(rows) == 8 and {r["model"] for r in rows} == {"NVIDIA H100 80GB HBM3"}
-    after = control_plane.metrics.latest["gpu-sim-01"].gpu_processes
+    after = control_plane.ingest.latest["gpu-sim-01"].gpu_processes
     assert sum(r["processes"] for r in rows) in (len(snap.processes), len(after.processes))  # lists come every 5 s
     assert msgspec.json.decode(msgspec.json.encode(snap), type=p.GpuProcesses) == snap
 
@@ -144,5 +144,5 @@ async def test_no_processes_for_a_1_1_control_plane(control_plane, agents, monke
     await wait_for(lambda: a.agent.state.registered and a.agent.state.batches_sent >= 15, timeout=20,
                    what="batches sent over 3 s (process lists are taken every 5 s of wall time)")
     assert a.agent.packed and not a.agent.gpu_processes
-    assert control_plane.metrics.latest["gpu-old-01"].values  # the metrics still flow
-    assert control_plane.metrics.latest["gpu-old-01"].gpu_processes is None
+    assert control_plane.ingest.latest["gpu-old-01"].values  # the metrics still flow
+    assert control_plane.ingest.latest["gpu-old-01"].gpu_processes is None

@@ -35,7 +35,7 @@ async def test_compaction_while_storing_and_a_restart_keep_every_sample_once(con
     await cp2.start()
     try:
         await wait_for(lambda: a.agent.state.registered, what="reconnect")
-        await wait_for(lambda: cp2.metrics.samples_stored >= 5, what="samples after the restart")
+        await wait_for(lambda: cp2.ingest.samples_stored >= 5, what="samples after the restart")
         rec.paused = True
         await wait_for(lambda: not a.agent.sampler.pending and not a.agent.outbox, what="outbox drained")
         await cp2.writer.flush()

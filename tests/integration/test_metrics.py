@@ -17,7 +17,7 @@ QUICK = {"sample_interval": 0.1, "batch_interval": 0.3}
 
 async def test_real_samples_from_this_machine(control_plane, agents, home):
     a = await agents("here-01", profile="real", **QUICK)
-    await wait_for(lambda: control_plane.metrics.samples_stored >= 5, what="real samples")
+    await wait_for(lambda: control_plane.ingest.samples_stored >= 5, what="real samples")
     await control_plane.writer.flush()
 
     status, out, err = await cli(home, "metrics", "here-01", "--since", "5m", "--json")
@@ -45,7 +45,7 @@ async def test_real_samples_from_this_machine(control_plane, agents, home):
 async def test_gpu8_profile_shows_gpu_streams_and_top(control_plane, agents, home):
     await agents("gpu-node-01", profile="gpu8", index=1, **QUICK)
     await agents("cpu-node-01", profile="cpu", index=2, **QUICK)
-    await wait_for(lambda: all(control_plane.metrics.latest.get(n) for n in ("gpu-node-01", "cpu-node-01")),
+    await wait_for(lambda: all(control_plane.ingest.latest.get(n) for n in ("gpu-node-01", "cpu-node-01")),
                    what="latest values of both")
     await control_plane.writer.flush()
     status, out, err = await cli(home, "metrics", "gpu-node-01", "--stream", "gpu", "--json")
@@ -63,7 +63,7 @@ async def test_gpu8_profile_shows_gpu_streams_and_top(control_plane, agents, hom
     assert cpu["gpu_count"] == 0 and cpu["gpu_util_percent"] is None and cpu["cpu_percent"] is not None
     status, out, _ = await cli(home, "top")
     assert "gpu-node-01" in out and "GPU%" in out
-    latest = control_plane.metrics.latest["gpu-node-01"]
+    latest = control_plane.ingest.latest["gpu-node-01"]
     assert "NVIDIA H100" in latest.text.get("nvidia_smi", "")
 
 
@@ -99,7 +99,7 @@ async def test_restart_mid_stream_stores_every_sample_exactly_once(control_plane
     await cp2.start()
     try:
         await wait_for(lambda: a.agent.state.registered, what="reconnect")
-        await wait_for(lambda: cp2.metrics.samples_stored >= 5, what="samples after the restart")
+        await wait_for(lambda: cp2.ingest.samples_stored >= 5, what="samples after the restart")
         rec.paused = True  # stop taking samples, let everything taken be sent and acknowledged
         await wait_for(lambda: not a.agent.sampler.pending and not a.agent.outbox, what="outbox drained")
         await cp2.writer.flush()
@@ -131,7 +131,7 @@ async def test_replayed_batch_is_stored_once(control_plane, home):
         raw.send(p.encode(batch))
     acks = [await raw.receive() for _ in range(3)]
     assert all(isinstance(m, p.MetricsAck) and (m.stream, m.seq) == ("run1", 1) for m in acks)
-    assert control_plane.metrics.duplicates == 2
+    assert control_plane.ingest.duplicates == 2
     # A batch whose columns do not match its keys is a protocol error.
     raw.send(b'{"kind":"metrics","stream":"run1","seq":2,"ts":[1.0],"keys":["a","b"],"columns":[[1.0]]}\n')
     err = await raw.receive()

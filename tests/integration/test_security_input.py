@@ -41,7 +41,7 @@ async def _stored_batches(cp, name: str) -> int:
 
 async def test_a_machine_cannot_grow_the_server_past_its_key_budget(control_plane, home):
     cp = control_plane
-    cp.metrics.max_keys_per_machine, cp.metrics.max_keys_per_batch = 120, 60
+    cp.ingest.max_keys_per_machine, cp.ingest.max_keys_per_batch = 120, 60
     raw = await _registered(cp, "greedy-1")
     fresh = iter(range(10**6))
 
@@ -50,13 +50,13 @@ async def test_a_machine_cannot_grow_the_server_past_its_key_budget(control_plan
 
     assert not (await raw.batch(new_keys(50))).refused
     assert not (await raw.batch(new_keys(50))).refused  # 100 distinct within the hour
-    shapes_before = len(cp.metrics._shapes)
-    latest_keys = cp.metrics.latest["greedy-1"].keys
+    shapes_before = len(cp.ingest._shapes)
+    latest_keys = cp.ingest.latest["greedy-1"].keys
     for _ in range(5):  # every further new key set goes past 120: refused, at no lasting cost
         ack = await raw.batch(new_keys(50))
         assert "budget" in ack.refused and "max_keys_per_machine" in ack.refused
-    assert len(cp.metrics._shapes) == shapes_before
-    assert cp.metrics.latest["greedy-1"].keys is latest_keys
+    assert len(cp.ingest._shapes) == shapes_before
+    assert cp.ingest.latest["greedy-1"].keys is latest_keys
     assert await _stored_batches(cp, "greedy-1") == 2
     assert (await raw.batch(new_keys(61))).refused.startswith("61 metric keys in one batch")
     # keys it already has are still taken (the machine is not cut off)
@@ -100,7 +100,7 @@ async def test_agent_text_is_cleaned_where_it_is_decoded(control_plane, home):
     assert rec.labels == {"team": "ml", "see": "[link=x]y[/link]"}
     ack = await raw.batch(["cpu.percent"], text={"nvidia_smi": "GPU 0\x1b]0;x\n| 1 train.py |\x1b[2J\n"})
     assert not ack.refused
-    assert cp.metrics.latest["clean-1"].text["nvidia_smi"] == "GPU 0\n| 1 train.py |\n"
+    assert cp.ingest.latest["clean-1"].text["nvidia_smi"] == "GPU 0\n| 1 train.py |\n"
     for args in (("machines", "ls"), ("machines", "ls", "--json"), ("machines", "show", "clean-1"),
                  ("machines", "show", "clean-1", "--json")):
         status, out, err = await cli(home, *args)
@@ -146,7 +146,7 @@ async def test_samples_outside_the_kept_window_are_acknowledged_counted_and_repo
 
 async def test_the_real_agent_counts_what_the_control_plane_did_not_store(control_plane, agents):
     """A real agent whose batches are refused logs it once and keeps running."""
-    control_plane.metrics.max_keys_per_batch = 3
+    control_plane.ingest.max_keys_per_batch = 3
     a = await agents("counted-1", sample_interval=0.05, batch_interval=0.2)
     await wait_for(lambda: a.agent.state.batches_refused >= 2, what="refused batches to be reported")
     assert "max_keys_per_batch" in a.agent.state.last_refusal

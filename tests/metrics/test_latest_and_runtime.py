@@ -11,7 +11,9 @@ import sys
 import numpy as np
 
 from centrality_core import runtime
-from control_plane import metrics as m
+from control_plane import ingest as m
+from control_plane.store import Store
+from control_plane.writer import StoreWriter
 
 
 def test_latest_values_skip_missing_and_summary_follows_new_values():
@@ -24,8 +26,9 @@ def test_latest_values_skip_missing_and_summary_follows_new_values():
     assert latest.summary.cpu_percent == 75.0 and latest.summary.mem_percent == 40.0
 
 
-def test_machines_of_one_shape_share_one_key_list(monkeypatch):
-    metrics = m.Metrics(cp=None)
+def test_machines_of_one_shape_share_one_key_list(monkeypatch, tmp_path):
+    metrics = m.Ingest(StoreWriter(Store(f"sqlite:///{tmp_path}/s.db")), on_sample=lambda name: None,
+                       record_event=lambda event: None, max_keys_per_batch=4096, max_keys_per_machine=8192)
     a = metrics.shared_keys("m1", ["cpu.percent", "mem.percent"])
     b = metrics.shared_keys("m2", ["cpu.percent", "mem.percent"])  # equal, separately decoded
     assert a is b

@@ -47,8 +47,8 @@ async def test_300_simulated_machines_all_live_none_lost(control_plane, tmp_path
     assert fleet.failed == {}
     assert totals["samples_dropped"] == 0 and totals["samples_pending"] == 0
     assert totals["samples_taken"] == totals["samples_acked"] > N * 4
-    assert cp.metrics.samples_stored == totals["samples_taken"]  # exactly once
-    assert cp.metrics.duplicates == 0
+    assert cp.ingest.samples_stored == totals["samples_taken"]  # exactly once
+    assert cp.ingest.duplicates == 0
     assert len(cp.registry.fleet.machines) == N
     gpu_nodes = [n for n, r in cp.registry.records.items() if r.info.get("gpus")]
     assert len(gpu_nodes) == N // 4

@@ -1,4 +1,4 @@
-"""The metrics pipeline of the control plane.
+"""The metrics ingest of the control plane.
 
 For each batch an agent sends: check its shape and times, drop it if it was
 already stored (per-machine cursor of agent run + sequence number), keep the
@@ -6,6 +6,11 @@ latest values in memory (what ``top`` and the dashboard read), fold it into
 the 1-minute rollups being built, and queue it for the store. The agent gets
 ``metrics_ack`` once the batch is durably written, and replays anything not
 acknowledged after a reconnect: every sample is stored exactly once.
+
+``Ingest`` is given what it uses: the store writer, a callback for each machine
+with new samples (subscriptions send its row again), one to record an event
+(a refused batch), its key budgets and a clock. Reading stored samples back is
+``reads.MetricReads``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,12 +28,9 @@ from centrality_core.lifecycle import Event
 from centrality_core.sanitize import for_log, unsafe
 from centrality_core.summary import EMPTY, Summary, summarize
 
-from . import history
 from .rollups import Rollups, matrix
 from .untrusted import clean, clean_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
+from .writer import StoreWriter
 
 log = logging.getLogger("centrality.metrics")
 
@@ -75,7 +77,7 @@ class Latest:
 
 
 #: At most this many distinct metric names are shared between machines
-#: (``Metrics.shared_keys``); past it, key lists are simply not shared.
+#: (``Ingest.shared_keys``); past it, key lists are simply not shared.
 MAX_SHARED_KEYS = 200_000
 #: The window over which a machine's distinct keys are counted against its budget.
 KEY_WINDOW_S = 3600.0
@@ -113,9 +115,15 @@ class KeyBudget:
         return None
 
 
-class Metrics:
-    def __init__(self, cp: ControlPlane, clock: Callable[[], float] = time.time) -> None:
-        self.cp = cp
+class Ingest:
+    def __init__(self, writer: StoreWriter, *, on_sample: Callable[[str], None],
+                 record_event: Callable[[Event], None], max_keys_per_batch: int, max_keys_per_machine: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.writer = writer
+        #: Called with a machine's name when its latest values changed.
+        self.on_sample = on_sample
+        #: Records an event that is no transition (``metrics_refused``).
+        self.record_event = record_event
         self.clock = clock
         self.cursors: dict[str, tuple[str, int]] = {}
         self.latest: dict[str, Latest] = {}
@@ -124,8 +132,9 @@ class Metrics:
         self._shapes: dict[tuple[str, ...], list[str]] = {}  # key list -> the one shared copy
         self._shared = 0  # keys held in _shapes
         self._budgets: dict[str, KeyBudget] = {}  # machine id -> its distinct keys this window
-        self.max_keys_per_batch = cp.settings.max_keys_per_batch if cp is not None else 4096
-        self.max_keys_per_machine = cp.settings.max_keys_per_machine if cp is not None else 8192
+        #: Distinct keys in one batch; per machine within ``KEY_WINDOW_S`` (server settings).
+        self.max_keys_per_batch = max_keys_per_batch
+        self.max_keys_per_machine = max_keys_per_machine
         self.samples_stored = 0
         self.samples_too_old = 0  # acknowledged, not stored: outside [-7 d, +5 min] of our clock
         self.batches_refused = 0  # acknowledged, not stored: over the key budget, unsafe keys
@@ -160,7 +169,7 @@ class Metrics:
         if cursor is not None and cursor[0] == batch.stream and batch.seq <= cursor[1]:
             self.duplicates += 1
             ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
-            self.cp.writer.after_flush(lambda: send(ack))  # it is stored, or about to be
+            self.writer.after_flush(lambda: send(ack))  # it is stored, or about to be
             return None
         now = self.clock()
         prev = self._keys.get(machine_id)
@@ -176,27 +185,27 @@ class Metrics:
             # Acknowledged (resending cannot fix it) and not stored: only the cursor moves.
             self.samples_too_old += too_old
             self.cursors[machine_id] = (batch.stream, batch.seq)
-            self.cp.writer.add_metric_batch(None, {"machine_id": machine_id, "stream": batch.stream,
+            self.writer.add_metric_batch(None, {"machine_id": machine_id, "stream": batch.stream,
                                                    "seq": batch.seq})
             ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq, refused=refused or "",
                                         too_old=too_old))
-            self.cp.writer.after_flush(lambda: send(ack))
+            self.writer.after_flush(lambda: send(ack))
             return None
         self.cursors[machine_id] = (batch.stream, batch.seq)
         cursor_row = {"machine_id": machine_id, "stream": batch.stream, "seq": batch.seq}
         ack = p.encode(p.MetricsAck(stream=batch.stream, seq=batch.seq))
         keys = prev if steady else self.shared_keys(machine_id, batch.keys)
         self._update_latest(name, batch, keys, a)
-        self.cp.changes.touch(name)
+        self.on_sample(name)
         self.rollups.add(machine_id, ts, keys, a)
-        self.cp.writer.add_metric_batch(
+        self.writer.add_metric_batch(
             {"machine_id": machine_id, "ts_first": min(ts), "ts_last": max(ts), "payload": frame}, cursor_row)
 
         def stored() -> None:
             self.lag.append((self.clock(), ts))
             send(ack)
 
-        self.cp.writer.after_flush(stored)
+        self.writer.after_flush(stored)
         self.samples_stored += len(ts)
         return None
 
@@ -221,7 +230,7 @@ class Metrics:
         budget = self._budgets.setdefault(machine_id, KeyBudget([], now))
         if now - budget.refused_at >= KEY_WINDOW_S:  # one event an hour, not one a batch
             budget.refused_at = now
-            self.cp.registry.record_event(Event("metrics_refused", machine_id, name, now, None, None,
+            self.record_event(Event("metrics_refused", machine_id, name, now, None, None,
                                                 why, "system"))
         log.warning("%s: metric batch refused: %s", name, why)
         return why
@@ -272,23 +281,5 @@ class Metrics:
     def flush_rollups(self, now: float | None = None) -> int:
         rows = self.rollups.take_closed(self.clock() if now is None else now)
         if rows:
-            self.cp.writer.add_rollups(rows)
+            self.writer.add_rollups(rows)
         return len(rows)
-
-    # ------------------------------------------------------------------ queries
-
-    async def query(self, machine_id: str, since: float, until: float, patterns: list[str] | None,
-                    resolution: str) -> list[dict]:
-        """Samples as ``[{"ts": ISO, key: value, ...}]``: raw, 1-minute or 1-hour rollups
-        (``history.py``: chunks and what is not compacted yet, as one series)."""
-        def rows() -> list[dict]:
-            return history.as_dicts(history.query(self.cp.store, self.cp.chunks, machine_id, since, until,
-                                                  patterns, resolution))
-        return await self.cp.db(rows)
-
-    async def query_rows(self, machine_id: str, since: float, until: float, patterns: list[str] | None,
-                         resolution: str) -> list:
-        """``query``'s rows as msgspec Structs, for the ``metrics`` request: a GPU node's
-        day is ~1 million values, encoded in C without a dict per row."""
-        return await self.cp.db(history.query, self.cp.store, self.cp.chunks, machine_id, since, until,
-                                patterns, resolution)

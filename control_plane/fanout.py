@@ -1,10 +1,11 @@
-"""Commands over the agents' channels: the fan-out of one ``exec``, and the router.
+"""The fan-out of one ``exec`` over the agents' channels.
 
 An ``ExecRun`` sends one ``command`` message to each target's agent session
-(at most ``fanout`` at once), collects their ``output`` and ``exit`` messages
-(routed here by ``CommandRouter`` from ``ControlPlane.command_message``), and
-reports everything through an ``emit`` callback as it happens. No new SSH
-connection or channel is opened: the agents' channels are already there.
+(at most ``fanout`` at once; ``session_of`` finds a machine's session),
+collects their ``output`` and ``exit`` messages (routed here by
+``router.CommandRouter``), and reports everything through an ``emit``
+callback as it happens. No new SSH connection or channel is opened: the
+agents' channels are already there.
 
 Per machine, a command ends as one of:
 
@@ -30,13 +31,9 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from centrality_core import protocol as p
-from centrality_core.lifecycle import Event, Liveness
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import ControlPlane
 
 log = logging.getLogger("centrality.exec")
 
@@ -99,10 +96,11 @@ def classify(msg: p.CommandExit) -> str:
 
 
 class ExecRun:
-    def __init__(self, cp: ControlPlane, *, id: str, argv: list[str], names: list[str], timeout: float,
-                 fanout: int, max_output: int, emit: Callable[[dict], None],
+    def __init__(self, session_of: Callable[[str], Any], *, id: str, argv: list[str], names: list[str],
+                 timeout: float, fanout: int, max_output: int, emit: Callable[[dict], None],
                  backlog: Callable[[], int] = lambda: 0) -> None:
-        self.cp = cp
+        #: The agent session of a machine, or None (``Registry.session``).
+        self.session_of = session_of
         self.id = id
         self.argv = argv
         self.timeout = timeout
@@ -128,7 +126,7 @@ class ExecRun:
         while self._queue and len(self._running) < self.fanout:
             name = self._queue.popleft()
             r = self.results[name]
-            session = self.cp.registry.session(name)
+            session = self.session_of(name)
             if session is None or getattr(session, "closed", False):
                 self._finish(r, "unreachable", error="not connected")
                 continue
@@ -204,7 +202,7 @@ class ExecRun:
     # ------------------------------------------------------------------ cancel
 
     def _send_cancel(self, name: str) -> None:
-        session = self.cp.registry.session(name)
+        session = self.session_of(name)
         if session is not None:
             try:
                 session.send(p.Cancel(id=self.id))
@@ -221,34 +219,3 @@ class ExecRun:
             if r.status == "pending":
                 r.status, r.error = "cancelled", "not started"
         self._done.set()
-
-
-class CommandRouter:
-    """Routes agents' ``output``/``exit`` messages to the run that sent the command."""
-
-    def __init__(self) -> None:
-        self.runs: dict[str, ExecRun] = {}
-
-    def add(self, run: ExecRun) -> None:
-        self.runs[run.id] = run
-
-    def remove(self, run: ExecRun) -> None:
-        self.runs.pop(run.id, None)
-
-    def message(self, name: str, msg: p.Message) -> None:
-        run = self.runs.get(getattr(msg, "id", ""))
-        if run is not None:
-            run.on_message(name, msg)
-
-    def on_lifecycle(self, events: list[Event]) -> None:
-        """Registry listener: a machine that left ``live`` cannot finish its commands."""
-        if not self.runs:
-            return
-        for ev in events:
-            if ev.from_state is Liveness.LIVE and ev.to_state is not Liveness.LIVE:
-                for run in list(self.runs.values()):
-                    run.on_lost(ev.name)
-
-    def cancel_all(self, why: str) -> None:
-        for run in list(self.runs.values()):
-            run.cancel(why)

@@ -1,0 +1,65 @@
+"""What an agent's session and an operator's request are given to work with.
+
+Each part of the control plane is built with the few collaborators it uses
+(``server.ControlPlane`` builds them all); these two bundles are for the two
+places that really use several: an agent's protocol session and the operator
+requests. Frozen: a session or request uses the parts, it never swaps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from centrality_core.settings import ServerSettings
+
+from .admission import Admission
+from .auth import Auth
+from .compactor import Compactor
+from .endpoint import Endpoint
+from .flags import FlagKeeper
+from .hooks import Hooks
+from .ingest import Ingest
+from .reads import MetricReads, StoreCall
+from .registry import Registry
+from .router import CommandRouter
+from .store import Store
+from .store.chunks import Chunks
+from .views import Changes
+from .writer import StoreWriter
+
+
+@dataclass(frozen=True)
+class AgentServices:
+    """What ``AgentSession`` uses: registration, key enrolment, metrics, health, runs."""
+
+    registry: Registry
+    auth: Auth
+    ingest: Ingest
+    flags: FlagKeeper
+    commands: CommandRouter
+    endpoint: Endpoint
+    #: Largest frame an agent may send (``max_frame_bytes``).
+    max_frame_bytes: int
+
+
+@dataclass(frozen=True)
+class RequestServices:
+    """What the operator requests (``requests/``) use."""
+
+    settings: ServerSettings
+    endpoint: Endpoint
+    registry: Registry
+    flags: FlagKeeper
+    ingest: Ingest
+    metric_reads: MetricReads
+    changes: Changes
+    commands: CommandRouter
+    hooks: Hooks
+    auth: Auth
+    admission: Admission
+    writer: StoreWriter
+    store: Store
+    chunks: Chunks
+    compactor: Compactor
+    #: A blocking store call, run on a read thread (``reads.ReadPool.run``).
+    db: StoreCall
