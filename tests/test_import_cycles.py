@@ -60,7 +60,8 @@ def graph() -> dict[str, set[str]]:
 
 
 def cycles(edges: dict[str, set[str]], within: str) -> list[list[str]]:
-    """One circle per strongly connected group of modules under ``within`` (Tarjan)."""
+    """One circle per strongly connected group of modules under ``within`` (Tarjan):
+    the shortest from the group's first module back to it."""
     nodes = {n for n in edges if n == within or n.startswith(within + ".")}
     sub = {n: {m for m in edges[n] if m in nodes} for n in nodes}
     index: dict[str, int] = {}
@@ -118,16 +119,19 @@ def test_the_finder_names_a_circle():
     assert cycles({"pkg.a": {"pkg.b"}, "pkg.b": set()}, "pkg") == []
 
 
-def test_relative_and_type_only_imports_are_read(tmp_path):
+def test_relative_and_type_only_imports_are_read():
     edges = graph()
-    assert "control_plane.registry" in edges["control_plane.server"]
-    assert "centrality_core.protocol" in edges["control_plane.agent_session"]
+    assert "control_plane.registry" in edges["control_plane.server"]                 # from .registry import
+    assert "control_plane.requests.dispatch" in edges["control_plane.requests.exec"]  # from .dispatch import
+    assert "control_plane.registry" in edges["control_plane.flags"]                  # under TYPE_CHECKING
+    assert "centrality_core.protocol" in edges["control_plane.agent_session"]        # from pkg import module
 
 
 @pytest.mark.parametrize("package", ["control_plane"])
 def test_no_import_circle(package):
     found = cycles(graph(), package)
-    assert not found, "import circles:\n" + "\n".join("  " + " -> ".join(c) for c in found)
+    assert not found, "import circles (one per group of modules that import each other):\n" + "\n".join(
+        "  " + " -> ".join(c) for c in found)
 
 
 def test_nothing_in_the_control_plane_imports_the_server():
@@ -135,3 +139,16 @@ def test_nothing_in_the_control_plane_imports_the_server():
     importers = sorted(n for n, deps in edges.items()
                        if n.startswith("control_plane.") and "control_plane.server" in deps)
     assert importers == [], f"control_plane.server is imported by {', '.join(importers)}"
+
+
+def test_only_the_registry_touches_its_fleet():
+    """Parts ask the registry (``machine(name)``, ``names()``, ``thresholds``...), never its
+    ``lifecycle.Fleet``: what the registry keeps and how is its own business."""
+    reaching = []
+    for name, path in modules().items():
+        if not name.startswith("control_plane.") or name == "control_plane.registry":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "fleet":
+                reaching.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert reaching == [], "reaches into the registry's fleet: " + ", ".join(reaching)

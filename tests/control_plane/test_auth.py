@@ -1,0 +1,67 @@
+"""The key cache and enrolment built alone on a store (SQLite in a temporary directory)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from centrality_core import joinstring, sshlink
+from centrality_core.errors import RegistrationRefused
+from control_plane.auth import Auth
+from control_plane.endpoint import Endpoint
+from control_plane.store import Store
+from control_plane.writer import StoreWriter
+
+
+class Connection:
+    """What the key cache uses of an SSH connection (``peer.Peer``)."""
+
+    def __init__(self, key) -> None:
+        self.id, self.peer, self.username, self.machine, self.conn = 1, "127.0.0.1:1", "agent", None, None
+        self.fingerprint = key.get_fingerprint("sha256")
+        self.public_key = key.export_public_key().decode().strip()
+        self.key_name, self.role = "enrolling", "enrolling"
+        self.log = logging.LoggerAdapter(logging.getLogger("test"), {})
+        self.closed: list[str] = []
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.key_name}"
+
+    def settled(self) -> None:
+        pass
+
+    def close(self, reason: str = "") -> None:
+        self.closed.append(reason)
+
+
+@pytest.fixture
+def auth(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/auth.db")
+    store.migrate()
+
+    async def db(fn, *args, **kwargs):  # the read pool, without threads
+        return fn(*args, **kwargs)
+
+    yield Auth(store, StoreWriter(store), db, Endpoint(version="t", started_at=0.0, fingerprint="SHA256:host"))
+    store.close()
+
+
+async def test_a_join_string_names_the_endpoints_host_key(auth):
+    out = await auth.create_token(ttl=60, uses=1, actor="operator:alice", address="cp.lab:8022")
+    js = joinstring.decode(out["join"])
+    assert (js.a, js.fp) == ("cp.lab:8022", "SHA256:host") and out["fingerprint"] == "SHA256:host"
+
+
+async def test_enrol_caches_the_key_and_revoking_it_closes_its_connections(auth, tmp_path):
+    token = (await auth.create_token(ttl=60, uses=1, actor="operator:alice", address="cp:1"))["join"]
+    secret = joinstring.decode(token).t
+    conn = Connection(sshlink.generate_key(tmp_path / "k"))
+    await auth.enrol(conn, "gpu-01", secret)
+    assert conn.role == "agent" and auth.role_of(conn.fingerprint) == "agent"
+    with pytest.raises(RegistrationRefused) as err:  # the one use is spent
+        await auth.enrol(Connection(sshlink.generate_key(tmp_path / "k2")), "gpu-02", secret)
+    assert err.value.code == "token_used"
+    await auth.revoke_key("agent:gpu-01")
+    assert conn.closed == ["key revoked"] and auth.role_of(conn.fingerprint) is None
