@@ -27,7 +27,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import asyncssh
 import msgspec
@@ -44,7 +44,7 @@ from . import config as agent_config
 from .backoff import Backoff
 from .executor import Executor
 from .health import HealthMonitor
-from .metrics import Outbox, Sampler
+from .sampler import Outbox, Sampler
 from .shell import Shells
 
 log = logging.getLogger("centrality.agent")
@@ -115,6 +115,17 @@ class Agent:
         self._writer = None  # the channel while registered
         self._seq = 0
         self._last_sent = 0.0
+        #: What the control plane sends, by message type (as the control plane dispatches
+        #: what agents send); kinds not listed are ignored.
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            p.MetricsAck: self._on_ack,
+            p.Error: self._on_error,
+            p.Unsupported: self._on_unsupported,
+            p.Command: self._on_command,
+            p.Cancel: self._on_cancel,
+            **dict.fromkeys((p.ShellOpen, p.ShellInput, p.ShellResize, p.ShellAck), self._on_shell),
+            **dict.fromkeys((p.FilePut, p.FileGet, p.FileChunk, p.FileAck), self._on_file),
+        }
 
     # ------------------------------------------------------------------ outer loop
 
@@ -331,26 +342,41 @@ class Agent:
                     self._send_quiet(self._writer, p.Unsupported(
                         unsupported_kind=exc.kind[:256], reason="this agent does not know that message kind"))
                 continue
-            if self._shells is not None and self._shells.handle(msg):
-                if isinstance(msg, p.Cancel) and self._executor is not None:
-                    self._executor.cancel(msg.id)
-                continue
-            if self._files is not None and self._files.handle(msg):
-                continue
-            if isinstance(msg, p.MetricsAck):
-                self.outbox.ack(msg.stream, msg.seq)
-                if msg.refused or msg.too_old:
-                    self._not_stored(msg)
-            elif isinstance(msg, p.Error):
-                raise ProtocolError(f"control plane closed the link: {msg.code}: {msg.reason}")
-            elif isinstance(msg, p.Unsupported):
-                log.warning("control plane does not support %r", msg.unsupported_kind)
-            elif isinstance(msg, p.Command):
-                if self._executor is not None:
-                    self._executor.start(msg)
-            elif isinstance(msg, p.Cancel):
-                if self._executor is not None:
-                    self._executor.cancel(msg.id)
+            handler = self._handlers.get(type(msg))
+            if handler is not None:
+                handler(msg)
+
+    def _on_ack(self, msg: p.MetricsAck) -> None:
+        self.outbox.ack(msg.stream, msg.seq)
+        if msg.refused or msg.too_old:
+            self._not_stored(msg)
+
+    def _on_error(self, msg: p.Error) -> None:
+        raise ProtocolError(f"control plane closed the link: {msg.code}: {msg.reason}")
+
+    def _on_unsupported(self, msg: p.Unsupported) -> None:
+        log.warning("control plane does not support %r", msg.unsupported_kind)
+
+    def _on_command(self, msg: p.Command) -> None:
+        if self._executor is not None:
+            self._executor.start(msg)
+
+    def _on_cancel(self, msg: p.Cancel) -> None:
+        """A run's id: a shell session's (which a command may share), a transfer's, or a command's."""
+        if self._shells is not None and self._shells.handle(msg):
+            pass
+        elif self._files is not None and self._files.handle(msg):
+            return
+        if self._executor is not None:
+            self._executor.cancel(msg.id)
+
+    def _on_shell(self, msg: p.Message) -> None:
+        if self._shells is not None:
+            self._shells.handle(msg)
+
+    def _on_file(self, msg: p.Message) -> None:
+        if self._files is not None:
+            self._files.handle(msg)
 
     async def _next(self, frames: p.StreamFrames) -> p.Message:
         frame = await frames.next()

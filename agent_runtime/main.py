@@ -15,7 +15,7 @@ from centrality_core.errors import ConfigError
 
 from . import config as agent_config
 from .link import Agent
-from .metrics import Sampler
+from .sampler import Sampler
 
 log = logging.getLogger("centrality.agent")
 

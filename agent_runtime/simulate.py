@@ -34,7 +34,7 @@ from .backoff import Backoff
 from .collectors import make_collectors
 from .config import AgentConfig
 from .link import Agent
-from .metrics import Sampler
+from .sampler import Sampler
 from .simshell import SimShell
 
 log = logging.getLogger("centrality.simulate")

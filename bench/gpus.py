@@ -18,7 +18,7 @@ import time
 
 from agent_runtime.collectors.fake import FakeCollectors
 from agent_runtime.collectors.gpu_procs import ProcResolver
-from agent_runtime.metrics import columnar
+from agent_runtime.sampler import columnar
 from centrality_core import gpus
 from centrality_core import protocol as p
 

@@ -30,7 +30,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from agent_runtime.collectors.fake import FakeCollectors
-from agent_runtime.metrics import columnar
+from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
 from centrality_core.settings import ServerSettings
 from centrality_core.summary import select

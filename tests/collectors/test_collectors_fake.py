@@ -10,7 +10,7 @@ import pytest
 from agent_runtime.collectors.fake import GIB, H100_MIB, FakeCollectors, fake_machine_info
 from agent_runtime.collectors.fake_screen import ScreenGpu, render_screen
 from agent_runtime.collectors.nvidia import MIB, parse_screen
-from agent_runtime.metrics import columnar
+from agent_runtime.sampler import columnar
 from centrality_core import protocol
 from centrality_core.protocol import MachineInfo
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from agent_runtime.collectors import PROFILES, make_collectors
-from agent_runtime.metrics import columnar
+from agent_runtime.sampler import columnar
 from centrality_core import protocol
 from centrality_core.protocol import MachineInfo
 

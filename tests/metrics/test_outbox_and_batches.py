@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_runtime.metrics import Outbox, Sampler, columnar
+from agent_runtime.sampler import Outbox, Sampler, columnar
 from centrality_core import protocol as p
 
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent_runtime.collectors.fake import FakeCollectors
-from agent_runtime.metrics import columnar
+from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
 from control_plane import history
 from control_plane.rollups import Rollups, matrix
