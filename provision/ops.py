@@ -8,8 +8,10 @@
 ``agent_settings``
     rewrite the machine name and labels in an existing ``agent.toml``.
 
-``failures`` keeps, per host, a reason that the commands' output cannot give
-(the runner shows it in the final table).
+A failure the commands' output cannot explain (no join token could be made) is
+recorded with its reason in the run's ``DeployState.failures``; the runner
+(``worker.py``) makes the run's pyinfra state a ``DeployState`` and shows the
+reason in the final table.
 """
 
 from __future__ import annotations
@@ -17,13 +19,10 @@ from __future__ import annotations
 import json
 import shlex
 
-from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, State, StringCommand, operation
 
 from . import tokens
 from .settings import Layout
-
-#: inventory host name -> one-line reason, for failures the command output does not explain.
-failures: dict[str, str] = {}
 
 _SET_NAME_AND_LABELS = (
     "import json, sys\n"
@@ -36,8 +35,31 @@ _SET_NAME_AND_LABELS = (
 )
 
 
+class Failures:
+    """Per inventory host name, a one-line reason for a failure the command output does not explain."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[str, str] = {}
+
+    def record(self, host: str, reason: str) -> None:
+        self._reasons[host] = reason
+
+    def reason(self, host: str) -> str:
+        return self._reasons.get(host, "")
+
+
+class DeployState(State):
+    """pyinfra's state of one run, holding what this deploy's operations report beyond their output."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = Failures()
+
+
 def _failed(state, host, reason: str) -> bool:
-    failures[host.name] = reason
+    """A command that fails with ``reason`` (the plain pyinfra command shows only that it failed)."""
+    if isinstance(state, DeployState):
+        state.failures.record(host.name, reason)
     return False
 
 

@@ -160,14 +160,15 @@ class Run:
 
     def setup(self) -> None:
         import pyinfra
-        from pyinfra.api import Config, State
+        from pyinfra.api import Config
         from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 
         from . import inventory
+        from .ops import DeployState
 
         pyinfra.is_cli = True  # order operations by deploy-file line, as the pyinfra command does
         self._logging()
-        self.state = state = State(check_for_changes=True)
+        self.state = state = DeployState(check_for_changes=True)
         state.cwd = os.getcwd()
         ctx_state.set(state)
         config = Config()
@@ -310,8 +311,6 @@ class Run:
 
     def _result(self, h, o: Outcome) -> ev.Result:
         """What execution did on one host: the operations that changed, or why it failed."""
-        from . import ops
-
         changed, failed = [], None
         for oh in self.order:
             data = self.state.ops[h].get(oh)
@@ -324,7 +323,7 @@ class Run:
                 failed = (oh, meta)
         reason = ""
         if failed is not None or h in self.state.failed_hosts:
-            reason = ops.failures.get(h.name, "")
+            reason = self.state.failures.reason(h.name)
             if not reason and failed is not None:
                 oh, meta = failed
                 reason = reasons.op_failure(_op_name(self.state, oh), meta.stderr_lines, meta.stdout_lines)
