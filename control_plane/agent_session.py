@@ -240,7 +240,7 @@ class AgentSession(asyncssh.SSHServerSession):
         except ProtocolError as exc:
             self._fail(exc.code, exc.reason)
             return
-        if type(msg) is not p.MetricsBatch:  # batches: keys refused when unsafe, in metrics.py
+        if type(msg) is not p.MetricsBatch:  # batches: keys refused when unsafe, in ingest.py
             clean(msg)
         handler = self._handlers.get(type(msg))
         if handler is None:  # a kind valid only in the other direction, e.g. a second hello

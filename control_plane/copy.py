@@ -21,7 +21,7 @@ the agents instead of filling memory.
 
 Per machine a copy ends ``ok``, ``failed`` (the agent refused or could not
 write; its reason), ``timeout``, ``cancelled`` or ``unreachable``; the codes
-and the worst-of exit status are those of ``exec`` (``commands.py``).
+and the worst-of exit status are those of ``exec`` (``fanout.py``).
 """
 
 from __future__ import annotations

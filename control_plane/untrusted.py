@@ -8,7 +8,7 @@ decoded message, recursively, so nothing downstream sees an escape sequence,
 a control character (newline and tab excepted) or a bidi control.
 
 Metric batches are the hot path and are not walked here: their keys are
-identifiers and are refused when unsafe (``metrics.py``, checked once per new
+identifiers and are refused when unsafe (``ingest.py``, checked once per new
 key list), and their text streams and GPU process lists are cleaned there.
 """
 

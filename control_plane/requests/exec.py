@@ -9,7 +9,7 @@ things happen, so the CLI can show output as it arrives:
     {"type": "summary", "id", "exit_code", "counts": {status: n}, "duration", ...}   (last)
 
 The request's exit status is the summary's ``exit_code``: the worst of all
-machines (see ``control_plane/commands.py``). With ``--dry-run`` the answer
+machines (see ``control_plane/fanout.py``). With ``--dry-run`` the answer
 is one document: the resolved targets. Every exec (not dry runs) is audited:
 a row is written when it starts and completed when it ends, cancelled or not.
 If the operator's channel closes (Ctrl-C), this request is cancelled and the
