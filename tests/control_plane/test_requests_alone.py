@@ -1,0 +1,81 @@
+"""Operator requests answered from parts built alone (no SSH server, no socket): the
+services bundle is all a request is given."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from centrality_core.errors import Forbidden
+from centrality_core.settings import ServerSettings
+from control_plane import requests
+from control_plane.admission import Admission
+from control_plane.auth import Auth
+from control_plane.compactor import Compactor
+from control_plane.endpoint import Endpoint
+from control_plane.flags import FlagKeeper
+from control_plane.hooks import Hooks
+from control_plane.ingest import Ingest
+from control_plane.reads import MetricReads
+from control_plane.router import CommandRouter
+from control_plane.services import RequestServices
+from control_plane.store.chunks import Chunks
+from control_plane.views import Changes
+
+from .conftest import T0, register
+
+
+class Operator:
+    """The connection a request came in on (``peer.Peer``)."""
+
+    def __init__(self, role: str = "operator") -> None:
+        self.id, self.peer, self.username, self.machine, self.conn = 7, "127.0.0.1:2", "alice", None, None
+        self.fingerprint, self.public_key, self.key_name, self.role = "SHA256:alice", "", "alice", role
+        self.log = logging.LoggerAdapter(logging.getLogger("test"), {})
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.key_name}"
+
+    def settled(self) -> None:
+        pass
+
+    def close(self, reason: str = "") -> None:
+        pass
+
+
+@pytest.fixture
+def services(registry, writer, tmp_path):
+    settings = ServerSettings(data_dir=str(tmp_path))
+    store = writer.store
+
+    async def db(fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+    chunks = Chunks(store)
+    endpoint = Endpoint(version="9.9", started_at=T0)
+    return RequestServices(
+        settings=settings, endpoint=endpoint, registry=registry, flags=FlagKeeper(registry),
+        ingest=Ingest(writer, on_sample=lambda n: None, record_event=registry.record_event,
+                      max_keys_per_batch=10, max_keys_per_machine=10),
+        metric_reads=MetricReads(store, chunks, db), changes=Changes(), commands=CommandRouter(),
+        hooks=Hooks([]), auth=Auth(store, writer, db, endpoint), admission=Admission(),
+        writer=writer, store=store, chunks=chunks, compactor=Compactor(chunks, writer, settings), db=db)
+
+
+async def ask(services, command: str, role: str = "operator"):
+    reply = await requests.handle(services, Operator(role), command, emit=lambda doc: None)
+    return reply.data
+
+
+async def test_machines_ls_top_and_drain_from_the_registry(services, registry):
+    register(registry, "gpu-10")
+    register(registry, "gpu-9")
+    assert [m["name"] for m in await ask(services, "machines ls")] == ["gpu-9", "gpu-10"]  # natural order
+    drained = await ask(services, "machines drain --reason 'bad fan' gpu-9")
+    assert drained["drained"] == ["gpu-9"] and registry.records["gpu-9"].flags.drained
+    rows = {r["name"]: r for r in await ask(services, "top")}
+    assert rows["gpu-9"]["drained"] and not rows["gpu-10"]["drained"]
+    with pytest.raises(Forbidden):
+        await ask(services, "machines undrain gpu-9", role="viewer")
