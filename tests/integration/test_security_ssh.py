@@ -164,9 +164,7 @@ async def test_ssh_audit_finds_no_failure(control_plane):
 def tight(control_plane):
     """Small per-source limits and a 1 s login grace on the running control plane."""
     gate = control_plane.admission
-    control_plane.settings = type(control_plane.settings)(**{
-        **{f: getattr(control_plane.settings, f) for f in control_plane.settings.__struct_fields__},
-        "login_grace": 1.0})
+    control_plane.connections.login_grace = 1.0  # what each new connection is given
     gate.rate, gate.burst, gate.max_enrolling = 2.0, 3, 2
     gate._buckets.clear()
     return control_plane
