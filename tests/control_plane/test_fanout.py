@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from centrality_core import protocol as p
 from centrality_core.lifecycle import Event, Liveness
 from control_plane.fanout import ExecRun, worst
@@ -15,7 +17,7 @@ from .conftest import AgentLink
 
 def run_on(links: dict, names: list[str], lines: list, *, fanout: int = 0, timeout: float = 5.0) -> ExecRun:
     return ExecRun(links.get, id="x1", argv=["uptime"], names=names, timeout=timeout, fanout=fanout,
-                   max_output=8, emit=lines.append)
+                   max_output=8, emit=lambda line: lines.append(msgspec.to_builtins(line)))  # as sent
 
 
 async def test_each_machine_gets_the_command_and_reports_its_end():

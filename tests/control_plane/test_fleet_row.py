@@ -3,22 +3,30 @@ and the registry's reads that requests use instead of reaching into its fleet.""
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from centrality_core.lifecycle import Liveness
 from control_plane.ingest import Latest
-from control_plane.views import SUMMARY_FIELDS, Changes, fleet_row
+from control_plane.views import Changes, fleet_row
 
 from .conftest import T0, register
+
+FIGURES = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent", "disk_percent", "net_bytes_per_s")
+
+
+def row(*args, **kwargs) -> dict:
+    """The row as the operator receives it (JSON)."""
+    return msgspec.json.decode(msgspec.json.encode(fleet_row(*args, **kwargs)))
 
 
 def test_a_row_without_samples(registry):
     register(registry, "gpu-01", labels={"rack": "a"})
-    assert fleet_row(registry, "gpu-01", None, now=T0 + 2.5) == {
+    assert row(registry, "gpu-01", None, now=T0 + 2.5) == {
         "name": "gpu-01", "state": "live", "hostname": "gpu-01.lab", "labels": {"rack": "a"},
         "gpu_count": 2, "cpu_count": 8, "last_heartbeat": "2023-11-14T22:13:20.000Z", "heartbeat_age_s": 2.5,
         "sample_ts": None, "sample_age_s": None, "drained": False, "unhealthy": False,
-        **{f: None for f in SUMMARY_FIELDS},
+        **{f: None for f in FIGURES},
     }
 
 
@@ -26,9 +34,9 @@ def test_a_row_with_the_latest_sample_rounds_its_figures(registry):
     register(registry, "gpu-01")
     latest = Latest()
     latest.set(T0 - 1, ["cpu.percent", "mem.percent"], np.array([12.3456, np.nan]))
-    row = fleet_row(registry, "gpu-01", latest, now=T0)
-    assert row["cpu_percent"] == 12.35 and row["mem_percent"] is None
-    assert row["sample_age_s"] == 1.0 and row["sample_ts"] == "2023-11-14T22:13:19.000Z"
+    r = row(registry, "gpu-01", latest, now=T0)
+    assert r["cpu_percent"] == 12.35 and r["mem_percent"] is None
+    assert r["sample_age_s"] == 1.0 and r["sample_ts"] == "2023-11-14T22:13:19.000Z"
 
 
 def test_flags_and_state_show_in_the_row(registry, clock):
@@ -36,8 +44,8 @@ def test_flags_and_state_show_in_the_row(registry, clock):
     registry.records["gpu-01"].flags.drained = True
     clock.now = T0 + 20  # silent past limbo_after
     registry.sweep()
-    row = fleet_row(registry, "gpu-01", None, now=clock.now)
-    assert row["state"] == "limbo" and row["drained"] and link.closed
+    r = row(registry, "gpu-01", None, now=clock.now)
+    assert r["state"] == "limbo" and r["drained"] and link.closed
 
 
 def test_registry_reads_answer_without_the_fleet(registry):
