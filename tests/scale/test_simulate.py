@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 
 import pytest
 
 from agent_runtime.simulate import FleetSpec, SimulatedFleet, StateDir
-from tests.conftest import REPO, cli, cli_env, wait_for
+from tests.conftest import FAST, REPO, cli, cli_env, wait_for
 
 N = 300
 
@@ -20,6 +21,24 @@ N = 300
 @pytest.fixture(params=["sqlite"])
 def store_url(request, tmp_path):
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+async def control_plane(home, store_url):
+    """The suite's fast control plane, set up as the docs say for many simulated machines on
+    one host: every one connects from 127.0.0.1, so no per-source connection rate or enrolling
+    limit (those have their own tests in tests/integration/test_security_ssh.py). With them,
+    most of these machines are turned away and wait out their reconnect backoff."""
+    from centrality_core.settings import resolve_server
+    from control_plane.server import ControlPlane
+
+    cp = ControlPlane(resolve_server({"listen": "127.0.0.1:0", "db": store_url, **FAST,
+                                      "connection_rate_per_source": 0, "max_enrolling_per_source": 0}))
+    await cp.start()
+    try:
+        yield cp
+    finally:
+        await cp.stop()
 
 
 @pytest.mark.slow
@@ -60,25 +79,40 @@ async def test_simulate_command_joins_stops_cleanly_and_rejoins_without_token(co
     assert status == 0, err
     args = [sys.executable, "-m", "centrality_cli", "simulate", "--agents", "20", "--profile", "gpu8",
             "--processes", "2", "--ramp", "1", "--state-dir", str(tmp_path / "state"), "--name-prefix", "t-"]
-    proc = await asyncio.create_subprocess_exec(*args, "--join", join.strip(), env=cli_env(home), cwd=str(REPO),
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    status, out, err = await cli(home, "wait", "--live", "20", "--timeout", "60s", "--json", timeout=90)
-    if status != 0:  # say what the simulator saw, not only what the control plane holds
-        proc.kill()
-        _, sim_err = await proc.communicate()
-        pytest.fail(f"{err}\nsimulator stderr (last lines):\n{sim_err.decode(errors='replace')[-4000:]}")
-    assert json.loads(out)["machines"][:2] == ["t-00001", "t-00002"]
-    proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err
-    summaries = [json.loads(line) for line in out.decode().splitlines()]
-    assert sum(s["agents"] for s in summaries) == 20 and all(s["stopped"] == 0 for s in summaries)
-    await wait_for(lambda: control_plane.registry.counts()["limbo"] == 20, what="all in limbo")
-    # Second run: the keys are enrolled, no token needed; the same machines come back.
-    proc = await asyncio.create_subprocess_exec(*args, env=cli_env(home), cwd=str(REPO),
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    await wait_for(lambda: control_plane.registry.counts()["live"] == 20, timeout=60, what="rejoin")
-    assert len(control_plane.registry.fleet.machines) == 20
-    proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0
+    started = []
+
+    async def simulate(*extra: str):
+        # Its own process group: a failing test must not leave the worker processes running.
+        proc = await asyncio.create_subprocess_exec(*args, *extra, env=cli_env(home), cwd=str(REPO),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
+        started.append(proc)
+        return proc
+
+    try:
+        proc = await simulate("--join", join.strip())
+        status, out, err = await cli(home, "wait", "--live", "20", "--timeout", "60s", "--json", timeout=90)
+        if status != 0:  # say what the simulator saw, not only what the control plane holds
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, sim_err = await asyncio.wait_for(proc.communicate(), 30)
+            pytest.fail(f"{err}\nsimulator stderr (last lines):\n{sim_err.decode(errors='replace')[-4000:]}")
+        assert json.loads(out)["machines"][:2] == ["t-00001", "t-00002"]
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err
+        summaries = [json.loads(line) for line in out.decode().splitlines()]
+        assert sum(s["agents"] for s in summaries) == 20 and all(s["stopped"] == 0 for s in summaries)
+        await wait_for(lambda: control_plane.registry.counts()["limbo"] == 20, what="all in limbo")
+        # Second run: the keys are enrolled, no token needed; the same machines come back.
+        proc = await simulate()
+        await wait_for(lambda: control_plane.registry.counts()["live"] == 20, timeout=60, what="rejoin")
+        assert len(control_plane.registry.fleet.machines) == 20
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+    finally:
+        for p in started:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # whatever is left of its group
+            except ProcessLookupError:
+                pass
