@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, cli_env
+from tests.fixtures.venvs import pip_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -103,10 +104,11 @@ def test_editable_install_prints_no_build_backend_warning(tmp_path):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / rel, src / rel)
     where = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(where)
+    # A new venv, and the pip bootstrap.sh leaves in .venv (upgraded): this session's, run with
+    # --python under the new venv's interpreter (a pip of its own would cost an ensurepip and an upgrade).
+    venv.EnvBuilder(with_pip=False).create(where)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONWARNINGS")}
-    pip = [str(where / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "-q", "--upgrade", "pip"], env=env, check=True, capture_output=True, timeout=300)
+    pip = [x for x in pip_for(where / "bin" / "python") if x != "-q"]
 
     def install(extra_env: dict) -> str:
         proc = subprocess.run([*pip, "install", "-q", "--no-deps", "-e", str(src)], env={**env, **extra_env},

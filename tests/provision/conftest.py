@@ -22,11 +22,12 @@ def store_url(tmp_path) -> str:
 
 
 @pytest.fixture(scope="session")
-def agent_wheel(tmp_path_factory) -> Path:
-    """The agent wheel, built once per session from this source tree (as `provision` does)."""
-    from provision import wheel
+def agent_wheel(project_wheel) -> Path:
+    """The agent wheel, built once per session from this source tree (as `provision` does).
 
-    return wheel.build(cache=tmp_path_factory.mktemp("wheels")).path
+    It is the session's project wheel: ``wheel.build()`` of the source tree this code runs
+    from, the same bytes the venv fixtures install, so it is built once, not twice."""
+    return project_wheel
 
 
 def processes_under(root: Path) -> list[int]:
