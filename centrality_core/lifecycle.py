@@ -85,6 +85,9 @@ class Machine:
     conn: object = None
     #: Fingerprint of the key that registered it ("" once released by an operator).
     owner: str = ""
+    #: The other control-plane replica that holds it, while it is live there (its
+    #: agent is connected there; this process neither sweeps nor detaches it).
+    held_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,11 +143,12 @@ class Fleet:
     # ------------------------------------------------------------------ registration
 
     def register(self, name: str, identity: tuple, conn: object, now: float,
-                 actor: str = "agent", key: str = "") -> Registration:
-        """Register ``conn`` (authenticated with ``key``) as the machine ``name``."""
+                 actor: str = "agent", key: str = "", new_id: str | None = None) -> Registration:
+        """Register ``conn`` (authenticated with ``key``) as the machine ``name``
+        (a new machine gets ``new_id`` when given: the id a shared store decided)."""
         existing = self.machines.get(name)
         if existing is None:
-            m = Machine(_new_id(), name, Liveness.LIVE, identity, now, now, conn, key)
+            m = Machine(new_id or _new_id(), name, Liveness.LIVE, identity, now, now, conn, key)
             self.machines[name] = m
             return Registration(m, None, [Event("registered", m.id, name, now, None,
                                                 Liveness.LIVE, "new machine", actor)])
@@ -157,7 +161,7 @@ class Fleet:
 
         if existing.identity == identity:  # agent restart, or a dead machine coming back
             before = existing.state
-            existing.state, existing.conn, existing.owner = Liveness.LIVE, conn, key
+            existing.state, existing.conn, existing.owner, existing.held_by = Liveness.LIVE, conn, key, ""
             existing.last_heartbeat = existing.state_since = now
             why = "agent reconnected" if before is Liveness.LIMBO else "dead machine came back"
             return Registration(existing, None, [Event("reconnected", existing.id, name, now,
@@ -165,7 +169,7 @@ class Fleet:
                                 continued=True)
 
         # Dead name, different machine: retire the old record, register anew.
-        m = Machine(_new_id(), name, Liveness.LIVE, identity, now, now, conn, key)
+        m = Machine(new_id or _new_id(), name, Liveness.LIVE, identity, now, now, conn, key)
         self.machines[name] = m
         events = [
             Event("retired", existing.id, name, now, Liveness.DEAD, None,
@@ -234,6 +238,8 @@ class Fleet:
         t = self.thresholds
         events = []
         for m in self.machines.values():
+            if m.held_by:  # its heartbeats arrive at another replica
+                continue
             silent = now - m.last_heartbeat
             if m.state is Liveness.LIVE and silent >= t.limbo_after:
                 events.append(self._move(m, Liveness.LIMBO, "heartbeat_missed",
