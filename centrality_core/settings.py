@@ -62,6 +62,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Name of this control plane among the replicas sharing one Postgres (a
     machine-style name). Empty: this host's name and the listen port
     (``cp1-8022``). Refused on SQLite, which is the store of one control plane."""
+    replica_lease: float = 15.0
+    """Seconds a replica's lease lasts unless renewed (Postgres replicas). A replica
+    silent for this long (crash, partition) has its machines moved to limbo by a
+    survivor; it must be longer than ``replica_renew_interval`` plus a slow query."""
+    replica_renew_interval: float = 5.0
+    """Seconds between a replica's renewals of its lease; each round also moves the
+    machines of lapsed replicas to limbo and re-reads which replica holds what."""
     heartbeat_interval: float = 5.0
     """Seconds between agent heartbeats; told to each agent at registration."""
     limbo_after: float = 15.0
@@ -144,7 +151,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _DURATIONS = {"heartbeat_interval", "limbo_after", "dead_after", "raw_retention",
               "rollup_retention", "event_retention", "retention_interval", "audit_retention",
               "dead_retention", "login_grace", "hour_retention", "chunk_seconds",
-              "compact_interval"}
+              "compact_interval", "replica_lease", "replica_renew_interval"}
 _SIZES = {"max_store_size"}
 _SIZE_UNITS = {"": 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
                "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}

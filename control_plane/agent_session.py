@@ -196,21 +196,42 @@ class AgentSession(asyncssh.SSHServerSession):
                 f"invalid machine name {msg.name[:80]!r}: a name is {names.NAME_RULE}",
                 code="invalid_name")
         info, identity = msgspec.to_builtins(msg.info), msg.info.identity()
-        registry, fingerprint = self.services.registry, self.handler.fingerprint
-        enrolled = False
-        if self.handler.role == "enrolling" and registry.check(msg.name, identity, fingerprint) is None:
-            # Enrol only what will register: a refused hello leaves no key and spends no
-            # token use (when the check refuses, ``register`` below refuses and records why).
-            await self.services.auth.enrol(self.handler, msg.name, msg.join_token)
-            enrolled = True
-        reg = None if self.closed else registry.register(msg.name, info, identity, msg.labels,
-                                                         fingerprint, self)
+        async with self.services.registry.registering(msg.name):
+            reg, enrolled = await self._take(msg, info, identity)
         if reg is None or reg.refusal is not None:
             if enrolled:  # gone, or the name was taken while the token was checked: undo
                 await self.services.auth.unenrol(self.handler, msg.join_token)
             if reg is None:
                 return
             raise RegistrationRefused(reg.refusal.reason, code=reg.refusal.code)
+        self._registered(msg, reg)
+
+    async def _take(self, msg: p.Hello, info: dict, identity: tuple):
+        """Check, enrol if need be, and register (on a shared store: as the database decides)."""
+        registry, fingerprint = self.services.registry, self.handler.fingerprint
+        shared = registry.shared
+        if shared is not None:
+            await shared.refresh(msg.name)  # a name another replica registered, or let go of
+        enrolled = False
+        if self.handler.role == "enrolling" and registry.check(msg.name, identity, fingerprint) is None:
+            # Enrol only what will register: a refused hello leaves no key and spends no
+            # token use (when the check refuses, ``register`` below refuses and records why).
+            await self.services.auth.enrol(self.handler, msg.name, msg.join_token)
+            enrolled = True
+        taken = None
+        if shared is not None and not self.closed and registry.check(msg.name, identity, fingerprint) is None:
+            local = registry.machine(msg.name)
+            taken = await shared.take(msg.name, identity, fingerprint, info, msg.labels,
+                                      local_live=local is not None and local.conn is not None)
+        if self.closed and not (taken is not None and taken.refusal is None):
+            return None, enrolled
+        reg = registry.register(msg.name, info, identity, msg.labels, fingerprint, self, taken=taken)
+        if self.closed and reg.refusal is None:  # gone while the database decided: it left at once
+            registry.disconnect(msg.name, self)
+            return None, enrolled
+        return reg, enrolled
+
+    def _registered(self, msg: p.Hello, reg) -> None:
         self.name = msg.name
         self.protocol = tuple(msg.protocol)
         self.handler.machine = msg.name
@@ -224,7 +245,7 @@ class AgentSession(asyncssh.SSHServerSession):
             # to re-arm on every packet.
             self.handler.conn.set_keepalive(0)
         self.send(p.Registered(machine_id=reg.machine.id, name=msg.name,
-                               heartbeat_interval=registry.thresholds.heartbeat_interval,
+                               heartbeat_interval=self.services.registry.thresholds.heartbeat_interval,
                                continued=reg.continued, server_version=self.services.endpoint.version,
                                protocol=p.PROTOCOL_VERSION))
 

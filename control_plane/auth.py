@@ -41,11 +41,32 @@ class Auth:
         self.db = db
         self.endpoint = endpoint
         self.keys: dict[str, dict] = {}  # fingerprint -> key row (active keys only)
+        #: On a shared store (replicas): a key missing from the cache is looked up.
+        self.shared = False
         self.connections: dict[str, set[Peer]] = {}
 
     async def load(self) -> None:
+        """(Re)read the key cache; connections of keys no longer active are closed."""
         rows = await self.db(self.store.list_keys)
         self.keys = {r["fingerprint"]: r for r in rows}
+        for fp in [fp for fp in self.connections if fp not in self.keys]:
+            self.revoked(fp)
+
+    async def lookup(self, fingerprint: str) -> dict | None:
+        """A key missing from the cache, read from the store (on a shared store, another
+        replica may have added or enrolled it): cached when found."""
+        if not self.shared:
+            return None
+        row = await self.db(self.store.find_key, fingerprint)
+        if row is not None:
+            self.keys[fingerprint] = row
+        return row
+
+    def revoked(self, fingerprint: str) -> None:
+        """A key was revoked (here or on another replica): forget it, close its connections."""
+        self.keys.pop(fingerprint, None)
+        for handler in list(self.connections.get(fingerprint, ())):
+            handler.close("key revoked")
 
     def role_of(self, fingerprint: str) -> str | None:
         row = self.keys.get(fingerprint)
@@ -82,10 +103,8 @@ class Auth:
     async def revoke_key(self, name_or_fingerprint: str) -> list[dict]:
         """Revoke keys and disconnect every connection that used them, at once."""
         rows = await self.db(self.store.revoke_key, name_or_fingerprint, time.time())
-        for row in rows:
-            self.keys.pop(row["fingerprint"], None)
-            for handler in list(self.connections.get(row["fingerprint"], ())):
-                handler.close("key revoked")
+        for row in rows:  # other replicas hear of it over NOTIFY (replica.py)
+            self.revoked(row["fingerprint"])
         return rows
 
     # ------------------------------------------------------------------ join tokens

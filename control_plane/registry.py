@@ -10,13 +10,17 @@ fleet are served from here, never from the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Refusal, Registration, Thresholds
 
 from .records import Flags, Record, effective_labels
 from .writer import StoreWriter
+
+#: Events of operator flags: on a shared store, written by whoever changed them (``replica.py``).
+FLAG_EVENTS = frozenset({"drained", "undrained", "labelled"})
 
 
 def _freeze(value: Any) -> Any:
@@ -35,29 +39,100 @@ class Registry:
         self.clock = clock
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[list[Event]], None]] = []
+        #: This process as a replica on a shared Postgres (``replica.Replica``), or None.
+        self.shared: Any = None
+        self._registering: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ startup
 
-    def load(self, rows: list[dict]) -> None:
-        """Load machines from the store. Nothing is connected yet: live ones go to limbo."""
+    def load(self, rows: list[dict], held_elsewhere: dict[str, str] | None = None) -> None:
+        """Load machines from the store. Nothing is connected here yet: live ones go to
+        limbo, except those another replica holds (``held_elsewhere``: id -> replica)."""
         now = self.clock()
+        held_elsewhere = held_elsewhere or {}
         for r in rows:
             m = Machine(r["id"], r["name"], Liveness(r["state"]), _freeze(r["identity"]),
                         r["last_heartbeat"], r["state_since"], owner=r["key_fingerprint"] or "")
             self.fleet.machines[m.name] = m
             self.records[m.name] = Record(r["info"], r["labels"] or {}, r["registered_at"],
                                           flags=Flags.from_row(r))
-            if m.state is Liveness.LIVE:
+            if m.state is Liveness.LIVE and m.id in held_elsewhere:
+                m.held_by = held_elsewhere[m.id]
+            elif m.state is Liveness.LIVE:
                 m.state, m.state_since = Liveness.LIMBO, now
                 self._apply([Event("disconnected", m.id, m.name, now, Liveness.LIVE,
                                    Liveness.LIMBO, "control plane restarted")])
 
+    def adopt(self, row: dict, held_by: str) -> None:
+        """A machine as the shared store has it, for one this process does not serve:
+        live on replica ``held_by``, else in its stored state (live without a holder:
+        limbo). No event: what happened was recorded where it happened."""
+        local = self.fleet.machines.get(row["name"])
+        if local is not None and local.conn is not None:
+            return  # served here
+        if local is not None and local.id != row["id"]:
+            self.records.pop(local.name, None)
+        state = Liveness(row["state"])
+        if state is Liveness.LIVE and not held_by:
+            state = Liveness.LIMBO
+        self.fleet.machines[row["name"]] = Machine(
+            row["id"], row["name"], state, _freeze(row["identity"]), row["last_heartbeat"], row["state_since"],
+            owner=row["key_fingerprint"] or "", held_by=held_by if state is Liveness.LIVE else "")
+        self.records[row["name"]] = Record(row["info"], row["labels"] or {}, row["registered_at"],
+                                           flags=Flags.from_row(row))
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def refresh_flags(self, row: dict) -> None:
+        """Operator flags changed in the shared store (by another replica): take them."""
+        rec, m = self.records.get(row["name"]), self.fleet.machines.get(row["name"])
+        if rec is None or m is None or m.id != row["id"]:
+            return
+        fresh = Flags.from_row(row)
+        f = rec.flags
+        f.drained, f.drain_reason, f.drained_by = fresh.drained, fresh.drain_reason, fresh.drained_by
+        f.drained_at, f.auto_drained, f.operator_labels = fresh.drained_at, fresh.auto_drained, fresh.operator_labels
+        agent_labels = {k: v for k, v in rec.labels.items() if k not in f.operator_labels}
+        rec.labels = effective_labels(agent_labels, f.operator_labels) if m.conn is not None \
+            else dict(row["labels"] or {})
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     # ------------------------------------------------------------------ agent side
 
+    @contextlib.asynccontextmanager
+    async def registering(self, name: str) -> AsyncIterator[None]:
+        """One registration of a name at a time in this process (on a shared store, where
+        registering awaits the database between the check and the change)."""
+        if self.shared is None:
+            yield
+            return
+        lock = self._registering.setdefault(name, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._registering.pop(name, None)
+
     def register(self, name: str, info: dict, identity: tuple, labels: dict,
-                 key_fingerprint: str, session: Any) -> Registration:
+                 key_fingerprint: str, session: Any, taken: Any = None) -> Registration:
+        """Register a machine; on a shared store ``taken`` is what the database decided
+        (``replicas.take``), which the local fleet is set to before the same rules run."""
         now = self.clock()
-        reg = self.fleet.register(name, identity, session, now, key=key_fingerprint)
+        new_id = None
+        if taken is not None:
+            local = self.fleet.machines.get(name)
+            if taken.before is None:
+                if local is not None:
+                    self.fleet.machines.pop(name)
+                    self.records.pop(name, None)
+            elif local is None or local.conn is None:
+                self.fleet.machines[name] = taken.before
+                self.records[name] = Record(taken.row["info"], taken.row["labels"] or {},
+                                            taken.row["registered_at"], flags=Flags.from_row(taken.row))
+            new_id = taken.machine_id
+        reg = self.fleet.register(name, identity, session, now, key=key_fingerprint, new_id=new_id)
         if reg.machine is not None:
             rec = self.records.get(name)
             if reg.continued and rec is not None:
@@ -189,13 +264,20 @@ class Registry:
         if not events:
             return
         touched = set()
+        shared = self.shared
         for ev in events:
             self.writer.add_event(event_row(ev))
             if ev.kind not in ("retired", "removed"):
                 touched.add(ev.name)
+            if shared is not None and ev.from_state is Liveness.LIVE and ev.to_state is not Liveness.LIVE:
+                shared.let_go(ev.machine_id)  # its agent left this replica
         for name in touched:
             if name in self.fleet.machines:
                 self.writer.upsert_machine(self.row(name))
+        if shared is not None:
+            for ev in events:
+                if ev.kind in FLAG_EVENTS and ev.name in self.fleet.machines:
+                    shared.flags_changed(ev.machine_id, self.row(ev.name))
         for fn in list(self._listeners):
             fn(events)
         self._changed.set()

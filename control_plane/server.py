@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import asyncssh
+import msgspec
 
 from centrality_core import __version__, contexts, paths, sshlink
 from centrality_core.contexts import split_address
@@ -38,6 +39,7 @@ from .hooks import Hooks
 from .ingest import Ingest
 from .reads import MetricReads, ReadPool
 from .registry import Registry
+from .replica import Replica
 from .router import CommandRouter
 from .services import AgentServices, RequestServices
 from .ssh import Connections
@@ -102,6 +104,8 @@ class ControlPlane:
                 commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
                 writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
                 db=self.reads.run))
+        #: This control plane among the replicas on a shared Postgres (replica.py); None on SQLite.
+        self.replica_part: Replica | None = None
         self.host_key: asyncssh.SSHKey | None = None
         self.store_lock: exclusive.StoreLock | None = None  # SQLite: one control plane per file
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -150,7 +154,10 @@ class ControlPlane:
         self.host_key = _host_key(server_dir / HOST_KEY_FILE)
         self.endpoint.fingerprint = sshlink.fingerprint(self.host_key)
         await self.auth.load()
-        self.registry.load(await self.db(self.store.load_machines))
+        held = {}
+        if self.store.dialect == "postgresql":
+            held = await self._start_replica()
+        self.registry.load(await self.db(self.store.load_machines), held_elsewhere=held)
         self.hooks.active = True  # not for the restart's own limbo events
         self.ingest.load(await self.db(self.store.load_cursors))
 
@@ -178,15 +185,39 @@ class ControlPlane:
         port = self._acceptor.sockets[0].getsockname()[1]
         self.endpoint.address = f"{_bracket(host)}:{port}"
         self.endpoint.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
-        if self.store.dialect != "sqlite":
-            self.endpoint.replica = self.settings.replica or replicas.default_name(port)
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
                        asyncio.create_task(self._sweeper(), name="sweeper"),
                        asyncio.create_task(self.compactor.run(), name="history")]
+        if self.replica_part is not None:
+            self._tasks += self.replica_part.tasks()
         if self.write_local_context:
             await self._bootstrap_local_operator(port, host)
         await self.writer.flush()
         log.info("listening on %s (host key %s), store %s", self.address, self.fingerprint, self.store.describe())
+
+    async def _start_replica(self) -> dict[str, str]:
+        """Begin this replica's lease; the machines other replicas hold (id -> replica)."""
+        s = self.settings
+        if not 0 < s.replica_renew_interval < s.replica_lease:
+            raise ConfigError(f"replica-renew-interval ({s.replica_renew_interval:g}s) must be positive and "
+                              f"shorter than replica-lease ({s.replica_lease:g}s)")
+        host, port = split_address(s.listen)
+        if port == 0:  # the name needs the port before the listener exists: reserve one
+            port = _free_port(host)
+            self.settings = s = msgspec.structs.replace(s, listen=f"{_bracket(host)}:{port}")
+        self.endpoint.replica = s.replica or replicas.default_name(port)
+        self.replica_part = Replica(self.store, self.registry, self.auth, self.reads.run,
+                                    name=self.endpoint.replica, address=s.advertise or s.listen,
+                                    lease=s.replica_lease, renew_every=s.replica_renew_interval,
+                                    close_agents=self._close_agents)
+        await self.replica_part.start()
+        self.auth.shared = True
+        return self.replica_part.held_elsewhere(await self.db(replicas.holdings, self.store))
+
+    def _close_agents(self, reason: str) -> None:
+        for handler in self.connections:
+            if handler.role in ("agent", "enrolling"):
+                handler.close(reason)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -208,6 +239,8 @@ class ControlPlane:
             await self.writer.flush()
         except StoreError as exc:
             log.error("could not write %d pending changes at shutdown: %s", self.writer.backlog, exc)
+        if self.replica_part is not None:
+            await self.replica_part.stop()
         self.writer.close()
         self.reads.close()
         self.store.close()
@@ -277,6 +310,13 @@ def _host_key(path: Path) -> asyncssh.SSHKey:
         return sshlink.load_private_key(path)
     log.info("generating host key %s", path)
     return sshlink.generate_key(path)
+
+
+def _free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (a replica's default name includes its port)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host or "", 0))
+        return sock.getsockname()[1]
 
 
 def _bracket(host: str) -> str:

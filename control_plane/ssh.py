@@ -164,9 +164,21 @@ class ConnectionHandler(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey):
         fp = key.get_fingerprint("sha256")
         row = self.auth.keys.get(fp)
+        if row is None and self.auth.shared:  # maybe added or enrolled on another replica
+            return self._looked_up(username, key, fp)
+        return self._validated(username, key, fp, row)
+
+    async def _looked_up(self, username: str, key: asyncssh.SSHKey, fp: str) -> bool:
+        try:
+            row = await self.auth.lookup(fp)
+        except CentralityError:
+            row = None
+        return self._validated(username, key, fp, row)
+
+    def _validated(self, username: str, key: asyncssh.SSHKey, fp: str, row: dict | None) -> bool:
         if row is not None:
             self.role, self.key_name = row["role"], row["name"]
         elif username == p.ENROLL_USER:

@@ -20,6 +20,10 @@ def server(
                                             "(several, comma-separated: a replica set)."),
     replica: Optional[str] = typer.Option(None, "--replica", help="This replica's name among control planes "
                                           "on one Postgres [default: HOSTNAME-PORT]; not for SQLite."),
+    replica_lease: Optional[str] = typer.Option(None, "--replica-lease", help="Silence after which a replica's "
+                                                "machines go to limbo on the others [default: 15s]."),
+    replica_renew_interval: Optional[str] = typer.Option(None, "--replica-renew-interval",
+                                                         help="Lease renewal period [default: 5s]."),
 ) -> None:
     """Run the control plane (SSH server, lifecycle, store) until Ctrl-C."""
     import asyncio
@@ -33,7 +37,8 @@ def server(
         settings = resolve_server({
             "listen": listen, "db": db, "heartbeat_interval": heartbeat_interval,
             "limbo_after": limbo_after, "dead_after": dead_after, "advertise": advertise,
-            "replica": replica,
+            "replica": replica, "replica_lease": replica_lease,
+            "replica_renew_interval": replica_renew_interval,
         })
         from centrality_core.lifecycle import Thresholds
         from centrality_core.errors import UsageError

@@ -122,6 +122,9 @@ class Store:
         self.url = url
         #: Metric batches not written because the store already held them (replays).
         self.batches_already_stored = 0
+        #: This control plane's replica name on a shared Postgres ("" alone): machine
+        #: rows are then written as ``replicas.write_machines`` says.
+        self.replica = ""
         try:
             parsed = sa.engine.make_url(url)
             self.dialect = parsed.get_backend_name()
@@ -210,7 +213,11 @@ class Store:
         with self.engine.begin() as conn:
             if batch.deletes:
                 conn.execute(machines.delete().where(machines.c.id.in_(batch.deletes)))
-            if batch.upserts:
+            if batch.upserts and self.replica:
+                from .replicas import write_machines
+
+                write_machines(self, conn, self.replica, list(batch.upserts.values()))
+            elif batch.upserts:
                 rows = list(batch.upserts.values())
                 # A name can move from one id to another (dead name reused):
                 # clear names about to be taken before upserting.
@@ -402,6 +409,9 @@ class Store:
             if not rows:
                 raise NotFound(f"no active key named {name_or_fingerprint!r}")
             conn.execute(t.update().where(t.c.id.in_([r["id"] for r in rows])).values(revoked_at=now))
+            if self.dialect == "postgresql":  # every replica closes that key's connections
+                conn.execute(sa.select(sa.func.pg_notify("centrality_keys",
+                                                         " ".join(r["fingerprint"] for r in rows))))
         return [{**r, "revoked_at": now} for r in rows]
 
     # ------------------------------------------------------------------ join tokens

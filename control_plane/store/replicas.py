@@ -1,7 +1,7 @@
-"""Replicas on one Postgres: leases, holdings, and moving a lapsed replica's machines to limbo.
+"""Replicas on one Postgres: leases, holdings, registration of a name, and moving
+a lapsed replica's machines to limbo.
 
-Groundwork for several control planes on one Postgres (not yet used by the
-registry or the agent sessions; see docs/architecture.md, "Beyond one machine").
+Used by ``control_plane/replica.py`` (see docs/architecture.md, "Beyond one machine").
 
 * Each replica has a row in ``replicas`` under a **lease** it renews
   (``start``, ``renew``). A row is one *incarnation*: ``started_at`` tells a
@@ -17,8 +17,19 @@ registry or the agent sessions; see docs/architecture.md, "Beyond one machine").
   claim again: it must start afresh, so a replica cut off by a partition
   cannot keep machines that were taken from it.
 
-Order that keeps this sound once wired: claim a machine before declaring it
-live, and stop serving machines as soon as ``renew`` answers False.
+* ``take`` decides a registration in the database: under an advisory lock on
+  the name and a shared lock on this incarnation's row, it reads the stored
+  machine and who holds it, applies the pure lifecycle rules to that, and,
+  when they accept, writes the machine live and claims it, in one
+  transaction. Two replicas taking one name serialise on the lock: the
+  second sees the first's machine live and held, and is refused.
+* ``write_machines`` is how a replica's store writer upserts machine rows: a
+  row held by another replica is left alone (a stale write of a machine that
+  moved on), and the operator columns (drain, operator labels) are written
+  only by ``save_flags``, by whichever replica the operator asked.
+
+Order that keeps this sound: claim a machine before declaring it live, and
+stop serving machines as soon as ``renew`` answers False.
 
 Times are Unix seconds passed in by the caller (a clock for the tests).
 """
@@ -32,9 +43,17 @@ import sqlalchemy as sa
 
 from centrality_core import names
 from centrality_core.errors import Conflict, UsageError
+from centrality_core.lifecycle import Fleet, Liveness, Machine, Refusal, Thresholds
 
 from .db import Store, _translated
 from .models import EventRow, HoldingRow, MachineRow, ReplicaRow
+
+#: NOTIFY channels: a machine's operator flags changed (payload: its id); keys were
+#: revoked (payload: fingerprints, space-separated).
+MACHINES_CHANNEL = "centrality_machines"
+KEYS_CHANNEL = "centrality_keys"
+#: Columns only ``save_flags`` writes on a shared store (what operators set).
+OPERATOR_COLUMNS = ("drained", "drain_reason", "drained_by", "drained_at", "auto_drained", "operator_labels")
 
 #: Seconds a lease lasts unless renewed; a replica renews it every third of that.
 LEASE_S = 15.0
@@ -203,3 +222,127 @@ def stop(store: Store, lease: Lease) -> None:
         conn.execute(holdings_t.delete().where(holdings_t.c.replica == lease.name))
         conn.execute(replicas_t.delete().where(replicas_t.c.name == lease.name,
                                                replicas_t.c.started_at == lease.started_at))
+
+
+# ---------------------------------------------------------------------- machines
+
+
+@dataclass
+class Taken:
+    """Outcome of ``take``: a refusal, or the machine id the name is registered under."""
+
+    refusal: Refusal | None
+    #: The machine as the store had it before (None: a name the store does not know).
+    before: Machine | None
+    #: Its stored row before (info, labels, flags), or None.
+    row: dict | None
+    machine_id: str = ""
+
+
+class LeaseLost(Exception):
+    """This incarnation was reaped or replaced: it may not take machines."""
+
+
+def _machine(row, held_by: str, local_live: bool, me: str) -> Machine:
+    """The stored machine as the lifecycle rules should see it from replica ``me``."""
+    state = Liveness(row.state)
+    if state is Liveness.LIVE:
+        if held_by and held_by != me:
+            pass  # live on another replica (even one whose lease lapsed: its reaper decides)
+        elif held_by == me and local_live:
+            held_by = me
+        else:  # nobody serves it (its replica let go, or was reaped, or a crash remnant)
+            state, held_by = Liveness.LIMBO, ""
+    return Machine(row.id, row.name, state, tuple(_freeze(row.identity)), row.last_heartbeat,
+                   row.state_since, owner=row.key_fingerprint or "",
+                   held_by=held_by if state is Liveness.LIVE else "")
+
+
+def _freeze(value):
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@_translated
+def take(store: Store, lease: Lease, thresholds: Thresholds, *, name: str, identity: tuple, key: str,
+         info: dict, labels: dict, local_live: bool, now: float) -> Taken:
+    """Register ``name`` on this replica if the rules allow it, decided in the database.
+
+    ``local_live``: this process serves a live machine of that name (the store
+    cannot know which of its own connections are open). Raises ``LeaseLost``
+    when this incarnation may no longer claim machines.
+    """
+    from ..records import Flags, effective_labels
+
+    with store.engine.begin() as conn:
+        if _current(conn, lease) is None:
+            raise LeaseLost(lease.name)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"centrality.name:{name}"})
+        row = conn.execute(sa.select(machines_t).where(machines_t.c.name == name).with_for_update()).first()
+        fleet = Fleet(thresholds)
+        before = None
+        if row is not None:
+            held_by = conn.execute(sa.select(holdings_t.c.replica).where(
+                holdings_t.c.machine_id == row.id)).scalar() or ""
+            before = _machine(row, held_by, local_live, lease.name)
+            fleet.machines[name] = Machine(**vars(before))
+        reg = fleet.register(name, identity, object(), now, key=key)
+        stored = dict(row._mapping) if row is not None else None
+        if reg.refusal is not None:
+            return Taken(reg.refusal, before, stored)
+        if reg.retired_id:
+            conn.execute(holdings_t.delete().where(holdings_t.c.machine_id == reg.retired_id))
+            conn.execute(machines_t.delete().where(machines_t.c.id == reg.retired_id))
+        flags = Flags.from_row(stored) if reg.continued else Flags()
+        conn.execute(store._upsert(machines_t, ["id"]), [{
+            "id": reg.machine.id, "name": name, "state": "live", "identity": list(identity), "info": info,
+            "labels": effective_labels(labels, flags.operator_labels) if reg.continued else dict(labels),
+            "key_fingerprint": key, "registered_at": stored["registered_at"] if reg.continued else now,
+            "last_heartbeat": now, "state_since": now, **flags.columns()}])
+        conn.execute(store._upsert(holdings_t, ["machine_id"]),
+                     [{"machine_id": reg.machine.id, "replica": lease.name, "since": now}])
+    return Taken(None, before, stored, reg.machine.id)
+
+
+@_translated
+def machine_rows(store: Store, *, ids: list[str] | None = None, name: str | None = None) -> list[dict]:
+    """Stored machine rows (by id, or the one of a name), each with ``held_by``: the
+    replica holding it ("" none)."""
+    q = sa.select(machines_t, sa.func.coalesce(holdings_t.c.replica, "").label("held_by")).select_from(
+        machines_t.outerjoin(holdings_t, holdings_t.c.machine_id == machines_t.c.id))
+    if ids is not None:
+        q = q.where(machines_t.c.id.in_(ids))
+    if name is not None:
+        q = q.where(machines_t.c.name == name)
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+@_translated
+def save_flags(store: Store, machine_id: str, columns: dict) -> None:
+    """Write a machine's operator columns (and its effective labels) and tell every replica."""
+    values = {k: v for k, v in columns.items() if k in OPERATOR_COLUMNS or k == "labels"}
+    with store.engine.begin() as conn:
+        conn.execute(machines_t.update().where(machines_t.c.id == machine_id).values(**values))
+        conn.execute(sa.select(sa.func.pg_notify(MACHINES_CHANNEL, machine_id)))
+
+
+def write_machines(store: Store, conn, me: str, rows: list[dict]) -> None:
+    """The store writer's machine upserts on a shared store (see the module docstring)."""
+    other = sa.exists().where(holdings_t.c.machine_id == machines_t.c.id, holdings_t.c.replica != me)
+    names_taken = set(conn.execute(sa.select(machines_t.c.name).where(
+        machines_t.c.name.in_([r["name"] for r in rows]), other,
+        machines_t.c.id.not_in([r["id"] for r in rows]))).scalars())
+    rows = [r for r in rows if r["name"] not in names_taken]  # another replica's machine has the name now
+    if not rows:
+        return
+    conn.execute(machines_t.delete().where(
+        machines_t.c.name.in_([r["name"] for r in rows]), machines_t.c.id.not_in([r["id"] for r in rows]),
+        ~other))
+    from sqlalchemy.dialects.postgresql import insert
+
+    stmt = insert(machines_t)
+    updates = {c.name: stmt.excluded[c.name] for c in machines_t.columns
+               if c.name != "id" and c.name not in OPERATOR_COLUMNS}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=updates, where=~other), rows)

@@ -207,8 +207,11 @@ async def test_an_unpinned_host_key_is_refused_and_the_agent_keeps_trying(home, 
 
 async def test_kill_9_of_a_server_process_moves_its_agent_to_the_other(home, tmp_path, postgres_db_url):
     port_a, port_b = free_port(), free_port()
+    # A replica killed holds its machine until its lease lapses (3 s here): then cp-b moves
+    # it to limbo and the agent, retrying there, takes it back.
+    lease = ("--replica-lease", "3s", "--replica-renew-interval", "1s")
     server_a = await start_server(home, port_a, "--db", postgres_db_url, "--replica", "cp-a",
-                                  "--dead-after", "120s")
+                                  "--dead-after", "120s", *lease)
     home_b = tmp_path / "home-b"
     _share_host_key(home / ".local/share/centrality/server", home_b / ".local/share/centrality/server")
     status, out, err = await cli(home, "token", "create", "--address",
@@ -220,7 +223,7 @@ async def test_kill_9_of_a_server_process_moves_its_agent_to_the_other(home, tmp
         await ra.registered_at(f"127.0.0.1:{port_a}", "registration on cp-a")
         machine_id = await _stored_machine(postgres_db_url, "crash-01")
         server_b = await start_server(home_b, port_b, "--db", postgres_db_url, "--replica", "cp-b",
-                                      "--dead-after", "120s")
+                                      "--dead-after", "120s", *lease)
         await wait_for(lambda: len(ra.rec.taken) >= 15, what="samples on cp-a")
         server_a.send_signal(signal.SIGKILL)
         await server_a.wait()
