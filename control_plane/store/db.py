@@ -26,6 +26,8 @@ from .models import (
     TokenRow,
 )
 
+from .shared_writes import write_machines
+
 log = logging.getLogger("centrality.store")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -214,9 +216,7 @@ class Store:
             if batch.deletes:
                 conn.execute(machines.delete().where(machines.c.id.in_(batch.deletes)))
             if batch.upserts and self.replica:
-                from .replicas import write_machines
-
-                write_machines(self, conn, self.replica, list(batch.upserts.values()))
+                write_machines(conn, self.replica, list(batch.upserts.values()))
             elif batch.upserts:
                 rows = list(batch.upserts.values())
                 # A name can move from one id to another (dead name reused):

@@ -47,13 +47,12 @@ from centrality_core.lifecycle import Fleet, Liveness, Machine, Refusal, Thresho
 
 from .db import Store, _translated
 from .models import EventRow, HoldingRow, MachineRow, ReplicaRow
+from .shared_writes import OPERATOR_COLUMNS, write_machines  # noqa: F401 - part of this module's face
 
 #: NOTIFY channels: a machine's operator flags changed (payload: its id); keys were
 #: revoked (payload: fingerprints, space-separated).
 MACHINES_CHANNEL = "centrality_machines"
 KEYS_CHANNEL = "centrality_keys"
-#: Columns only ``save_flags`` writes on a shared store (what operators set).
-OPERATOR_COLUMNS = ("drained", "drain_reason", "drained_by", "drained_at", "auto_drained", "operator_labels")
 
 #: Seconds a lease lasts unless renewed; a replica renews it every third of that.
 LEASE_S = 15.0
@@ -326,23 +325,3 @@ def save_flags(store: Store, machine_id: str, columns: dict) -> None:
     with store.engine.begin() as conn:
         conn.execute(machines_t.update().where(machines_t.c.id == machine_id).values(**values))
         conn.execute(sa.select(sa.func.pg_notify(MACHINES_CHANNEL, machine_id)))
-
-
-def write_machines(store: Store, conn, me: str, rows: list[dict]) -> None:
-    """The store writer's machine upserts on a shared store (see the module docstring)."""
-    other = sa.exists().where(holdings_t.c.machine_id == machines_t.c.id, holdings_t.c.replica != me)
-    names_taken = set(conn.execute(sa.select(machines_t.c.name).where(
-        machines_t.c.name.in_([r["name"] for r in rows]), other,
-        machines_t.c.id.not_in([r["id"] for r in rows]))).scalars())
-    rows = [r for r in rows if r["name"] not in names_taken]  # another replica's machine has the name now
-    if not rows:
-        return
-    conn.execute(machines_t.delete().where(
-        machines_t.c.name.in_([r["name"] for r in rows]), machines_t.c.id.not_in([r["id"] for r in rows]),
-        ~other))
-    from sqlalchemy.dialects.postgresql import insert
-
-    stmt = insert(machines_t)
-    updates = {c.name: stmt.excluded[c.name] for c in machines_t.columns
-               if c.name != "id" and c.name not in OPERATOR_COLUMNS}
-    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=updates, where=~other), rows)
