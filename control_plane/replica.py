@@ -3,8 +3,9 @@
 Built by the server only on Postgres. It keeps the replica's lease
 (``store/replicas.py``) and the record of the machines it holds:
 
-* ``start``: begin an incarnation under the lease; ``run`` renews it every
-  ``renew_every`` seconds. A renewal that fails because the lease was lost (a
+* ``start``: begin an incarnation under the lease; a task renews it every
+  ``renew_every`` seconds; cut off from the store for longer than the lease,
+  it closes its agents' connections. A renewal that fails because the lease was lost (a
   survivor reaped it after a partition) closes every agent connection here and
   starts a new incarnation: machines taken from it are never served twice.
 * ``take``: a registration, decided in the database (``replicas.take``),
@@ -126,12 +127,18 @@ class Replica:
     # ------------------------------------------------------------------ rounds
 
     async def _renewer(self) -> None:
+        renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(self.renew_every)
             try:
                 await self.round()
+                renewed_at = time.monotonic()
             except StoreError as exc:
                 log.warning("replica round failed: %s", exc.reason)
+                if time.monotonic() - renewed_at > self.lease_s:
+                    # Cut off from the store for longer than the lease: a survivor may have
+                    # reaped us, so our agents must go elsewhere rather than be served twice.
+                    self.close_agents("this control plane cannot renew its replica lease; reconnect")
 
     async def round(self) -> None:
         """Renew the lease, reap lapsed replicas, sync the view of machines held elsewhere."""
