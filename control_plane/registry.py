@@ -41,7 +41,7 @@ class Registry:
         self._listeners: list[Callable[[list[Event]], None]] = []
         #: This process as a replica on a shared Postgres (``replica.Replica``), or None.
         self.shared: Any = None
-        self._registering: dict[str, asyncio.Lock] = {}
+        self._registering: dict[str, list] = {}  # name -> [its lock, how many hold or wait for it]
 
     # ------------------------------------------------------------------ startup
 
@@ -107,13 +107,15 @@ class Registry:
         if self.shared is None:
             yield
             return
-        lock = self._registering.setdefault(name, asyncio.Lock())
+        entry = self._registering.setdefault(name, [asyncio.Lock(), 0])
+        entry[1] += 1
         try:
-            async with lock:
+            async with entry[0]:
                 yield
         finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._registering.pop(name, None)
+            entry[1] -= 1
+            if not entry[1]:
+                del self._registering[name]
 
     def register(self, name: str, info: dict, identity: tuple, labels: dict,
                  key_fingerprint: str, session: Any, taken: Any = None) -> Registration:
