@@ -41,7 +41,7 @@ from centrality_core.errors import (
 )
 
 from . import config as agent_config
-from .backoff import Backoff
+from centrality_core.backoff import Backoff
 from .executor import Executor
 from .health import HealthMonitor
 from .sampler import Outbox, Sampler

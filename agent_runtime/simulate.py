@@ -30,7 +30,7 @@ import asyncssh
 from centrality_core import __version__, joinstring, paths
 from centrality_core.errors import CentralityError, ConfigError
 
-from .backoff import Backoff
+from centrality_core.backoff import Backoff
 from .collectors import make_collectors
 from .config import AgentConfig
 from .link import Agent

@@ -99,7 +99,7 @@ async def centrality_side(agents: int, processes: int, size_mb: int, reps: int) 
             if server.poll() is not None:
                 raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
             await asyncio.sleep(0.1)
-        from centrality_cli.client import OperatorClient
+        from centrality_core.client import OperatorClient
 
         async with OperatorClient("local") as op:
             token = await op.request("token", "create", "--uses", str(agents), "--ttl", "1h")

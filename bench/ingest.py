@@ -91,7 +91,7 @@ async def run_one(backend: str, db_url: str, agents: int, seconds: float, nkeys:
             if server.poll() is not None:
                 raise RuntimeError(f"control plane exited:\n{log.read_text()}")
             await asyncio.sleep(0.1)
-        from centrality_cli.client import OperatorClient
+        from centrality_core.client import OperatorClient
 
         async with OperatorClient("local") as op:
             token = (await op.request("token", "create", "--uses", str(agents)))

@@ -29,7 +29,7 @@ def machine_names(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 async def _names(context: str | None) -> list[str]:
-    from .client import OperatorClient
+    from centrality_core.client import OperatorClient
 
     async with OperatorClient(context) as client:
-        return [m["name"] for m in await client.request("machines", "ls")]
+        return [m.name for m in await client.machines_ls()]

@@ -1,8 +1,8 @@
 """How ``centrality exec`` shows what the control plane streams back.
 
-``ExecView.feed(line)`` takes the JSON lines of the ``exec`` request one at a
-time (``start``, ``output``, ``exit``, ``summary``; see
-``control_plane/requests/exec.py``) and writes:
+``ExecView.feed(doc)`` takes the documents of the ``exec`` request one at a
+time (``ExecStart``, ``ExecOutput``, ``ExecExit``, ``ExecSummary`` of
+``centrality_core.documents``) and writes:
 
 * by default, each line of output as it arrives, prefixed by its machine
   (``gpu03: ...``; a machine's stderr goes to our stderr), then a line for
@@ -13,8 +13,8 @@ time (``start``, ``output``, ``exit``, ``summary``; see
 * with ``json``, one JSON document at the end, per machine stdout, stderr,
   exit code, status and duration.
 
-Everything from machines is made safe for the terminal (escape sequences and
-control characters removed) before it is printed; the JSON keeps it raw.
+Everything from machines was made safe when the client decoded it (escape
+sequences and control characters removed); here lines are only laid out.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import sys
 from typing import TextIO
 
 from centrality_core import fold as folding
+from centrality_core.documents import ExecExit, ExecLine, ExecOutput, ExecStart, ExecSummary, to_builtins
+from centrality_core.execstatus import STATUS_TEXT, describe_exit
 from centrality_core.sanitize import for_terminal, one_line
-
-STATUS_TEXT = {"ok": "ok", "failed": "failed", "killed": "killed", "timeout": "timed out",
-               "cancelled": "cancelled", "unreachable": "unreachable"}
 
 
 class ExecView:
@@ -37,9 +36,9 @@ class ExecView:
         self.as_json = as_json
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.start: dict | None = None
-        self.summary: dict | None = None
-        self.exits: dict[str, dict] = {}
+        self.start: ExecStart | None = None
+        self.summary: ExecSummary | None = None
+        self.exits: dict[str, ExecExit] = {}
         self.stdout: dict[str, list[str]] = {}
         self.stderr: dict[str, list[str]] = {}
         self.combined: dict[str, list[str]] = {}  # as it arrived, both streams (for --fold)
@@ -48,24 +47,22 @@ class ExecView:
 
     # ------------------------------------------------------------------ input
 
-    def feed(self, line: dict) -> None:
-        kind = line.get("type")
-        if kind == "start":
-            self.start = line
-            self._width = max((len(n) for n in line.get("machines", ())), default=0)
-            if not self.as_json:
-                self._report_targets(line)
-        elif kind == "output":
-            self._output(str(line["machine"]), line.get("stream", "stdout"), str(line.get("data", "")))
-        elif kind == "exit":
-            name = str(line["machine"])
-            self.exits[name] = line
+    def feed(self, doc: ExecLine) -> None:
+        if isinstance(doc, ExecOutput):
+            self._output(doc.machine, doc.stream, doc.data)
+        elif isinstance(doc, ExecExit):
+            self.exits[doc.machine] = doc
             if not self.as_json and not self.fold:
-                self._flush_partial(name)
-                if line.get("status") != "ok":
-                    self._print(self.err, name, describe_exit(line))
-        elif kind == "summary":
-            self.summary = line
+                self._flush_partial(doc.machine)
+                if doc.status != "ok":
+                    self._print(self.err, doc.machine, describe_exit(doc))
+        elif isinstance(doc, ExecStart):
+            self.start = doc
+            self._width = max((len(n) for n in doc.machines), default=0)
+            if not self.as_json:
+                self._report_targets(doc)
+        elif isinstance(doc, ExecSummary):
+            self.summary = doc
 
     def _output(self, name: str, stream: str, data: str) -> None:
         (self.stderr if stream == "stderr" else self.stdout).setdefault(name, []).append(data)
@@ -90,11 +87,11 @@ class ExecView:
         target.write(f"{name.ljust(self._width)}: {for_terminal(text, keep_newlines=False)}\n")
         target.flush()
 
-    def _report_targets(self, start: dict) -> None:
-        skipped = {s["machine"]: s["reason"] for s in start.get("skipped", ())}
+    def _report_targets(self, start: ExecStart) -> None:
+        skipped = {s.machine: s.reason for s in start.skipped}
         for g in folding.group(skipped):
             self.err.write(f"skipped {g.folded}: {g.key} ({len(g)})\n")
-        for expr in start.get("unknown", ()):
+        for expr in start.unknown:
             self.err.write(f"unknown: {one_line(expr)}\n")
         self.err.flush()
 
@@ -103,7 +100,7 @@ class ExecView:
     @property
     def exit_code(self) -> int:
         if self.summary is not None:
-            return int(self.summary.get("exit_code") or 0)
+            return self.summary.exit_code
         return 1
 
     def finish(self, *, interrupted: bool = False) -> None:
@@ -118,27 +115,28 @@ class ExecView:
         self._print_summary(interrupted)
 
     def document(self, interrupted: bool = False) -> dict:
-        start, summary = self.start or {}, self.summary or {}
+        start, summary = self.start, self.summary
         results = []
-        for name in start.get("machines", sorted(self.exits)):
-            e = self.exits.get(name, {"status": "cancelled" if interrupted else "unknown"})
+        for name in start.machines if start is not None else sorted(self.exits):
+            e = self.exits.get(name) or ExecExit(machine=name, status="cancelled" if interrupted else "unknown")
             results.append({
-                "machine": name, "status": e.get("status"), "exit_code": e.get("exit_code"),
-                "signal": e.get("signal"), "code": e.get("code"), "duration": e.get("duration"),
-                "truncated": e.get("truncated", False), "error": e.get("error"),
+                "machine": name, "status": e.status, "exit_code": e.exit_code,
+                "signal": e.signal, "code": e.code, "duration": e.duration,
+                "truncated": e.truncated, "error": e.error,
                 "stdout": "".join(self.stdout.get(name, ())), "stderr": "".join(self.stderr.get(name, ())),
             })
         return {
-            "id": start.get("id"), "argv": start.get("argv"), "selector": start.get("selector"),
-            "machines": start.get("machines", []), "skipped": start.get("skipped", []),
-            "unknown": start.get("unknown", []), "results": results,
-            "exit_code": summary.get("exit_code", 130 if interrupted else 1),
-            "counts": summary.get("counts", {}), "duration": summary.get("duration"),
+            "id": start.id if start else None, "argv": start.argv if start else None,
+            "selector": start.selector if start else None,
+            "machines": start.machines if start else [], "skipped": to_builtins(start.skipped) if start else [],
+            "unknown": start.unknown if start else [], "results": results,
+            "exit_code": summary.exit_code if summary else 130 if interrupted else 1,
+            "counts": summary.counts if summary else {}, "duration": summary.duration if summary else None,
             "interrupted": interrupted,
         }
 
     def _print_folded(self) -> None:
-        names = (self.start or {}).get("machines") or sorted(self.exits)
+        names = (self.start.machines if self.start else None) or sorted(self.exits)
         outputs = {n: "".join(self.combined.get(n, ())) for n in names}
         for g in folding.group(outputs):
             header = f"{g.folded} ({len(g)})"
@@ -148,7 +146,7 @@ class ExecView:
             if text:
                 self.out.write(text if text.endswith("\n") else text + "\n")
         self.out.flush()
-        statuses = {n: describe_exit(e) for n, e in self.exits.items() if e.get("status") != "ok"}
+        statuses = {n: describe_exit(e) for n, e in self.exits.items() if e.status != "ok"}
         for g in folding.group(statuses):
             self.err.write(f"{g.folded}: {g.key}\n")
         self.err.flush()
@@ -156,30 +154,17 @@ class ExecView:
     def _print_summary(self, interrupted: bool) -> None:
         counts: dict[str, int] = {}
         for e in self.exits.values():
-            counts[e.get("status", "?")] = counts.get(e.get("status", "?"), 0) + 1
-        total = len((self.start or {}).get("machines", ())) or len(self.exits)
+            counts[e.status] = counts.get(e.status, 0) + 1
+        total = len(self.start.machines if self.start else ()) or len(self.exits)
         parts = [f"{n} {STATUS_TEXT.get(s, s)}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])]
         line = f"{total} machine{'s' if total != 1 else ''}: " + (", ".join(parts) or "none ran")
-        if self.summary and self.summary.get("duration") is not None:
-            line += f" in {self.summary['duration']:.2f}s"
+        if self.summary and self.summary.duration is not None:
+            line += f" in {self.summary.duration:.2f}s"
         if interrupted:
             line += "; interrupted: cancelled on the machines still running"
-        truncated = folding.group({n: 1 for n, e in self.exits.items() if e.get("truncated")})
+        truncated = folding.group({n: 1 for n, e in self.exits.items() if e.truncated})
         if truncated:
             line += f"; output truncated on {truncated[0].folded}"
         self.err.write(line + "\n")
         self.err.flush()
 
-
-def describe_exit(e: dict) -> str:
-    status = e.get("status")
-    if status == "failed":
-        text = f"exit {e.get('exit_code')}"
-    elif status == "killed":
-        text = f"killed by signal {e.get('signal')}"
-    else:
-        text = STATUS_TEXT.get(status, str(status))
-    error = one_line(str(e["error"]), 200) if e.get("error") else ""
-    if error.startswith(text):  # "timed out after 1s", not "timed out (timed out after 1s)"
-        return error
-    return f"{text} ({error})" if error else text

@@ -25,7 +25,7 @@ import asyncssh
 
 from centrality_core.errors import ConnectError
 
-from .client import _error
+from centrality_core.client import request_error
 
 
 @contextmanager
@@ -126,7 +126,7 @@ async def run_shell(conn, command: str | None, *, tty_mode: bool | None = None, 
     if status is None or status < 0:
         raise ConnectError("the session ended without an exit status (closed, or the control plane went away)")
     if status and session.stderr.strip():
-        err = _error(session.stderr.decode("utf-8", "replace"), status)
+        err = request_error(session.stderr.decode("utf-8", "replace"), status)
         raise err
     return status
 

@@ -17,7 +17,7 @@ from centrality_core.errors import Busy, ConnectError, WaitTimeout
 
 async def wait_live(context: str | None, live: int, timeout_text: str) -> dict:
     """The control plane's ``wait`` answer (``timed_out`` true and an ``exit_code`` of 124 on timeout)."""
-    from .client import OperatorClient
+    from centrality_core.client import OperatorClient
 
     timeout = durations.parse(timeout_text)
     start = time.monotonic()
@@ -27,7 +27,7 @@ async def wait_live(context: str | None, live: int, timeout_text: str) -> dict:
         try:
             async with OperatorClient(context) as client:
                 remaining = max(0.0, deadline - time.monotonic())
-                reply = await client.call("wait", "--live", str(live), "--timeout", f"{remaining:.3f}s")
+                reply = await client.wait(live, f"{remaining:.3f}s")
             answer = dict(reply.data)
             answer["waited_s"] = round(time.monotonic() - start, 3)
             if answer.get("timed_out") and ": " in answer.get("reason", ""):  # the whole --timeout, not what was left

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from centrality_core import protocol as p
+from centrality_core.documents import ExecExit, ExecOutput
 
 log = logging.getLogger("centrality.exec")
 
@@ -97,7 +98,7 @@ def classify(msg: p.CommandExit) -> str:
 
 class ExecRun:
     def __init__(self, session_of: Callable[[str], Any], *, id: str, argv: list[str], names: list[str],
-                 timeout: float, fanout: int, max_output: int, emit: Callable[[dict], None],
+                 timeout: float, fanout: int, max_output: int, emit: Callable[[ExecExit | ExecOutput], None],
                  backlog: Callable[[], int] = lambda: 0) -> None:
         #: The agent session of a machine, or None (``Registry.session``).
         self.session_of = session_of
@@ -145,9 +146,9 @@ class ExecRun:
         timer = self._running.pop(r.name, None)
         if timer is not None:
             timer.cancel()
-        self._emit({"type": "exit", **r.json()})
+        self._emit(ExecExit(**r.json()))
 
-    def _emit(self, line: dict) -> None:
+    def _emit(self, line: ExecExit | ExecOutput) -> None:
         try:
             self.emit(line)
         except Exception:  # noqa: BLE001 - the operator's channel is gone; the run still ends cleanly
@@ -185,7 +186,7 @@ class ExecRun:
             r.truncated = True  # the operator reads too slowly: drop rather than buffer without bound
             return
         r.output_bytes += size
-        self._emit({"type": "output", "machine": r.name, "stream": msg.stream, "data": data})
+        self._emit(ExecOutput(machine=r.name, stream=msg.stream, data=data))
 
     def on_lost(self, name: str) -> None:
         r = self.results.get(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from centrality_core.documents import FIGURES, FleetRow
 from centrality_core.timefmt import iso
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,31 +30,25 @@ class Changes:
         return [name for name, r in self.revs.items() if r > rev]
 
 
-SUMMARY_FIELDS = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent",
-                  "disk_percent", "net_bytes_per_s")
-
-
-def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float | None = None) -> dict:
-    """One machine as a row of the fleet table (JSON-ready); ``latest``: its newest values, if any."""
+def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float | None = None) -> FleetRow:
+    """One machine as a row of the fleet table (``documents.FleetRow``); ``latest``: its newest values, if any."""
     now = time.time() if now is None else now
     m = registry.machine(name)
     rec = registry.records[name]
     s = latest.summary if latest else None
-    row = {
-        "name": name,
-        "state": m.state.value,
-        "hostname": rec.info.get("hostname", ""),
-        "labels": rec.labels,
-        "gpu_count": len(rec.info.get("gpus", ())),
-        "cpu_count": rec.info.get("cpu_count", 0),
-        "last_heartbeat": iso(m.last_heartbeat),
-        "heartbeat_age_s": round(now - m.last_heartbeat, 3),
-        "sample_ts": iso(latest.ts) if latest else None,
-        "sample_age_s": round(now - latest.ts, 3) if latest else None,
-        "drained": rec.flags.drained,
-        "unhealthy": rec.flags.unhealthy,
-    }
-    for field in SUMMARY_FIELDS:
-        value = getattr(s, field) if s else None
-        row[field] = round(value, 2) if value is not None else None
-    return row
+    figures = {f: (round(v, 2) if (v := getattr(s, f)) is not None else None) for f in FIGURES} if s else {}
+    return FleetRow(
+        name=name,
+        state=m.state.value,
+        hostname=rec.info.get("hostname", ""),
+        labels=rec.labels,
+        gpu_count=len(rec.info.get("gpus", ())),
+        cpu_count=rec.info.get("cpu_count", 0),
+        last_heartbeat=iso(m.last_heartbeat),
+        heartbeat_age_s=round(now - m.last_heartbeat, 3),
+        sample_ts=iso(latest.ts) if latest else None,
+        sample_age_s=round(now - latest.ts, 3) if latest else None,
+        drained=rec.flags.drained,
+        unhealthy=rec.flags.unhealthy,
+        **figures,
+    )

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from agent_runtime.backoff import Backoff
+from centrality_core.backoff import Backoff
 
 from .collector import LinkStats
 from .fleet import FleetState, decode
@@ -36,7 +36,7 @@ class Link:
         self.interval = interval
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         if client_factory is None:
-            from centrality_cli.client import OperatorClient
+            from centrality_core.client import OperatorClient
 
             client_factory = OperatorClient
         self.client_factory = client_factory

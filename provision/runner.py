@@ -59,7 +59,7 @@ class WorkerFailed(CentralityError):
 
 
 async def provision(opts: Options, display: Display) -> Report:
-    from centrality_cli.client import OperatorClient
+    from centrality_core.client import OperatorClient
 
     _preflight(opts)
     if opts.limits and not opts.wheel:  # a --limit that matches nothing fails before the wheel is built
@@ -68,7 +68,7 @@ async def provision(opts: Options, display: Display) -> Report:
     began = time.time()
     report = Report(PROVISION, str(opts.inventory), dry=opts.dry)
     async with OperatorClient(opts.context) as client:
-        status = await client.request("status")
+        status = (await client.status(check=True)).data
         display.note(f"control plane {status['address']} (v{status['version']}, context "
                      f"{client.context_name})")
         if opts.wheel:
@@ -115,7 +115,7 @@ async def wait_live(client, report: Report, timeout_s: float, display: Display, 
         live = await _live_names(client)
         for name in [n for n in pending if n in live]:
             if expected.get(name):
-                seen = (await client.request("machines", "show", name)).get("key_fingerprint", "")
+                seen = (await client.machine(name)).key_fingerprint
                 if seen != expected[name]:
                     other_key[name] = seen
                     continue
@@ -138,18 +138,18 @@ async def wait_live(client, report: Report, timeout_s: float, display: Display, 
 
 
 async def _live_names(client) -> set[str]:
-    return {m["name"] for m in await client.request("machines", "ls", "--state", "live")}
+    return {m.name for m in await client.machines_ls(states=["live"])}
 
 
 async def _refusal(client, name: str, *, since: float) -> str:
     """The control plane's reason for refusing this machine's registration, if it recorded one."""
     try:
-        rows = await client.request("events", "--machine", name, "--limit", "10")
+        rows = await client.events(machine=name, limit=10)
     except CentralityError:
         return ""
     for row in rows:
-        if row.get("kind") == "registration_refused" and _ts(row.get("ts")) >= since:
-            return f"refused: {row.get('reason', '')}"
+        if row.kind == "registration_refused" and _ts(row.ts) >= since:
+            return f"refused: {row.reason}"
     return ""
 
 
@@ -173,13 +173,13 @@ def _fingerprint(public_key: str) -> str:
 
 
 async def deprovision(opts: Options, display: Display) -> Report:
-    from centrality_cli.client import OperatorClient
+    from centrality_core.client import OperatorClient
 
     _preflight(opts)
     report = Report(DEPROVISION, str(opts.inventory), dry=opts.dry)
     async with OperatorClient(opts.context) as client:
-        await client.request("status")
-        active = {k["name"] for k in await client.request("keys", "ls")}
+        await client.status(check=True)
+        active = {k["name"] for k in await client.keys()}
 
         async def confirm(report: Report) -> bool:
             changing = [h for h in report.hosts.values() if h.changes]
@@ -197,7 +197,7 @@ async def deprovision(opts: Options, display: Display) -> Report:
                 h.key = "would revoke" if key_name in active else "none"
                 continue
             try:
-                await client.request("keys", "revoke", key_name)
+                await client.revoke_key(key_name)
                 h.key = "revoked"
             except NotFound:
                 h.key = "none"
@@ -214,8 +214,8 @@ async def _forget(client, name: str) -> None:
     remove it); its connection closes when its key is revoked, so retry briefly."""
     for _ in range(40):
         try:
-            if (await client.request("machines", "show", name))["state"] != "dead":
-                await client.request("machines", "forget", name)
+            if (await client.machine(name)).state != "dead":
+                await client.forget(name)
             return
         except NotFound:
             return

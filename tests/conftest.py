@@ -76,7 +76,7 @@ async def control_plane(home, store_url):
 @pytest.fixture
 async def operator(control_plane):
     """An operator client on the ``local`` context the control plane wrote."""
-    from centrality_cli.client import OperatorClient
+    from centrality_core.client import OperatorClient
 
     async with OperatorClient() as client:
         yield client
@@ -108,7 +108,7 @@ async def agents(control_plane, tmp_path):
     import msgspec
 
     from agent_runtime import config as agent_config
-    from agent_runtime.backoff import Backoff
+    from centrality_core.backoff import Backoff
     from agent_runtime.main import build_agent, join
 
     running: list[RunningAgent] = []

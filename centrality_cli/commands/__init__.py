@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import typer
 
@@ -13,10 +13,22 @@ def operator_call(ctx: typer.Context, *argv: str) -> Any:
     """Make one operator request on the selected context; exit on error."""
 
     async def go():
-        from ..client import OperatorClient
+        from centrality_core.client import OperatorClient
 
         async with OperatorClient(ctx.obj["context"]) as client:
             return await client.call(*argv)
+
+    return output.run(go)
+
+
+def ask(ctx: typer.Context, method: Callable[[Any], Awaitable[Any]]) -> Any:
+    """A typed request of the operator client (``lambda client: client.machines_ls()``); exit on error."""
+
+    async def go():
+        from centrality_core.client import OperatorClient
+
+        async with OperatorClient(ctx.obj["context"]) as client:
+            return await method(client)
 
     return output.run(go)
 

@@ -115,7 +115,7 @@ def cp(ctx: typer.Context,
 
 
 async def _with_client(ctx: typer.Context, go) -> None:
-    from ..client import OperatorClient
+    from centrality_core.client import OperatorClient
 
     async with OperatorClient(ctx.obj["context"]) as client:
         await go(client)
@@ -197,13 +197,13 @@ async def _read_lines(process, view) -> None:
 async def _check(process, view) -> None:
     from centrality_core.errors import ConnectError
 
-    from ..client import _error
+    from centrality_core.client import request_error
 
     result = await process.wait()
     if view.summary is None:
         stderr = (result.stderr or b"").decode("utf-8", "replace")
         if result.exit_status and stderr.strip():
-            raise _error(stderr, result.exit_status)
+            raise request_error(stderr, result.exit_status)
         raise ConnectError("the control plane ended the copy before it finished")
 
 

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from .. import output
-from . import JSON, _machine_names, answer
+from . import JSON, _machine_names, answer, ask
 
 
 class _DashDash(TyperCommand):
@@ -51,21 +51,10 @@ def exec_(ctx: typer.Context,
     command = ctx.meta.get("centrality.command") or []
     if not command and not dry_run:
         output.fail("no command: put it after --, e.g. centrality exec 'gpu[01-04]' -- nvidia-smi -L", 2)
-    argv = ["exec", "--timeout", timeout, "--fanout", str(fanout), "--max-output", max_output]
-    for lab in label or ():
-        argv += ["--label", lab]
-    if all_:
-        argv.append("--all")
-    if include_drained:
-        argv.append("--include-drained")
-    if yes:
-        argv.append("--yes")
+    options = dict(labels=label or (), all=all_, include_drained=include_drained, timeout=timeout,
+                   fanout=fanout, max_output=max_output)
     if dry_run:
-        argv.append("--dry-run")
-    argv += [*(targets or ()), "--", *command]
-
-    if dry_run:
-        return _dry_run(ctx, argv, json)
+        return _dry_run(ctx, targets or [], command, options, json)
 
     from centrality_core.errors import CentralityError
 
@@ -73,7 +62,8 @@ def exec_(ctx: typer.Context,
 
     view = ExecView(fold=fold, as_json=json)
     try:
-        asyncio.run(_stream(ctx, argv, view, may_ask=not json and sys.stdin.isatty()))
+        asyncio.run(_stream(ctx, targets or [], command, dict(options, yes=yes), view,
+                            may_ask=not json and sys.stdin.isatty()))
     except KeyboardInterrupt:  # the channel is closed: the control plane cancels it everywhere
         view.finish(interrupted=True)
         raise typer.Exit(130)
@@ -86,38 +76,37 @@ def exec_(ctx: typer.Context,
     raise typer.Exit(view.exit_code)
 
 
-async def _stream(ctx: typer.Context, argv: list[str], view, *, may_ask: bool) -> None:
+async def _stream(ctx: typer.Context, targets: list[str], command: list[str], options: dict, view, *,
+                  may_ask: bool) -> None:
+    from centrality_core.client import OperatorClient
     from centrality_core.errors import CentralityError, ConnectError
-
-    from ..client import OperatorClient
 
     async with OperatorClient(ctx.obj["context"]) as client:
         try:
-            async for line in client.stream(*argv, check=False):
-                view.feed(line)
+            async for doc in client.exec(targets, command, **options):
+                view.feed(doc)
         except CentralityError as exc:
             if exc.code != "confirm_required":
                 raise
             if not may_ask or not typer.confirm(exc.reason.split(": confirm")[0] + ". Run it?"):
                 raise
-            argv = argv[:1] + ["--yes"] + argv[1:]
-            async for line in client.stream(*argv, check=False):
-                view.feed(line)
+            async for doc in client.exec(targets, command, **dict(options, yes=True)):
+                view.feed(doc)
     if view.summary is None:
         raise ConnectError("the control plane ended the request before it finished")
 
 
-def _dry_run(ctx: typer.Context, argv: list[str], json: bool) -> None:
-    r = answer(ctx, *argv)
+def _dry_run(ctx: typer.Context, targets: list[str], command: list[str], options: dict, json: bool) -> None:
+    r = ask(ctx, lambda client: client.exec_dry_run(targets, command, **options))
     if json:
         return output.print_json(r)
     from centrality_core import fold as folding
 
-    n = len(r["machines"])
-    typer.echo(f"would run on {n} machine{'s' if n != 1 else ''}: {r['machines_folded'] or '-'}")
-    for g in folding.group({s["machine"]: s["reason"] for s in r["skipped"]}):
+    n = len(r.machines)
+    typer.echo(f"would run on {n} machine{'s' if n != 1 else ''}: {r.machines_folded or '-'}")
+    for g in folding.group({s.machine: s.reason for s in r.skipped}):
         typer.echo(f"skipped {g.folded}: {g.key} ({len(g)})")
-    for expr in r["unknown"]:
+    for expr in r.unknown:
         typer.echo(f"unknown: {expr}")
 
 

@@ -6,48 +6,47 @@ from typing import List, Optional
 
 import typer
 
+from centrality_core.documents import Drained, Undrained
+
 from .. import output
 from ..output import Markup
-from . import JSON, MACHINE, _machine_names, answer
+from . import JSON, MACHINE, _machine_names, answer, ask
 
 
 TARGETS = typer.Argument(..., help="Names, globs or hostlist ranges (gpu[01-16]).", autocompletion=_machine_names)
 LABELS = typer.Option(None, "--label", "-l", help="KEY=VALUE: only machines with this label; repeatable.")
 
 
-def _targets(targets: List[str], label: Optional[List[str]]) -> list[str]:
-    return [a for lab in label or () for a in ("--label", lab)] + ["--", *targets]
-
-
 def drain(ctx: typer.Context, targets: List[str] = TARGETS,
           reason: str = typer.Option(..., "--reason", "-r", help="Why: shown with the flag and kept in events."),
           label: Optional[List[str]] = LABELS, json: bool = JSON) -> None:
     """Drain machines: exec skips them (unless --include-drained) until undrained."""
-    r = answer(ctx, "machines", "drain", "--reason", reason, *_targets(targets, label))
+    r = ask(ctx, lambda client: client.drain(targets, reason, labels=label or ()))
     _print_outcome(r, json, [("drained", "drained ", f": {reason}"), ("already", "already drained: ", "")], targets)
 
 
 def undrain(ctx: typer.Context, targets: List[str] = TARGETS, label: Optional[List[str]] = LABELS,
             json: bool = JSON) -> None:
     """Undrain machines."""
-    r = answer(ctx, "machines", "undrain", *_targets(targets, label))
+    r = ask(ctx, lambda client: client.undrain(targets, labels=label or ()))
     _print_outcome(r, json, [("undrained", "undrained ", ""), ("not_drained", "not drained: ", "")], targets)
 
 
-def _print_outcome(r: dict, json: bool, lines: list[tuple[str, str, str]], targets: List[str]) -> None:
+def _print_outcome(r: Drained | Undrained, json: bool, lines: list[tuple[str, str, str]],
+                   targets: List[str]) -> None:
     """A drain/undrain answer: one line per non-empty group of machines (folded), unknown targets on
     stderr. A name given as such that matches no machine exits 9 (the others were done); names a
     range expands to (gpu[01-16] on a fleet of 8) are listed, not an error."""
-    named_unknown = set(r["unknown"]) & set(targets)
+    named_unknown = set(r.unknown) & set(targets)
     if json:
         output.print_json(r)
         raise typer.Exit(9 if named_unknown else 0)
     from centrality_core import hostlist
 
     for field, before, after in lines:
-        if r[field]:
-            typer.echo(f"{before}{hostlist.fold(r[field])}{after}")
-    for expr in r["unknown"]:
+        if getattr(r, field):
+            typer.echo(f"{before}{hostlist.fold(getattr(r, field))}{after}")
+    for expr in r.unknown:
         typer.echo(f"unknown: {expr}", err=True)
     if named_unknown:  # the others were done; a name that matched nothing is still "not found"
         raise typer.Exit(9)

@@ -42,13 +42,13 @@ def login(
             [await _scan(a) for a in endpoints.split(addresses)])))
         ctx = contexts.Context(address=addresses, fingerprint=seen, key=str(Path(key_path).resolve()))
         # Prove it works before saving: pinning and our key are both checked.
-        from centrality_cli.client import OperatorClient
+        from centrality_core.client import OperatorClient
 
         ctx_name = name or addresses
         contexts.put(ctx_name, ctx, make_current=True)
         try:
             async with OperatorClient(ctx_name) as client:
-                status = await client.request("status")
+                status = (await client.status()).data
         except Exception:
             ctxs = contexts.load()
             ctxs.contexts.pop(ctx_name, None)

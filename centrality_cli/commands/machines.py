@@ -6,9 +6,11 @@ from typing import List, Optional
 
 import typer
 
+from centrality_core.documents import Event
+
 from .. import output
 from ..output import Markup
-from . import JSON, MACHINE, _machine_names, answer, operator_call
+from . import JSON, MACHINE, _machine_names, ask
 
 machines = typer.Typer(help="List, inspect, forget and release machines.", no_args_is_help=True)
 
@@ -20,37 +22,36 @@ def ls(ctx: typer.Context,
                                                  help="KEY=VALUE (or KEY): only machines with it; repeatable."),
        json: bool = JSON) -> None:
     """List machines: name, state, hostname, last heartbeat."""
-    argv = (["machines", "ls"] + [a for s in state or () for a in ("--state", s)]
-            + [a for lab in label or () for a in ("--label", lab)])
-    rows = answer(ctx, *argv)
+    rows = ask(ctx, lambda client: client.machines_ls(states=state or (), labels=label or ()))
     if json:
         return output.print_json(rows)
     output.table(
         ["NAME", "STATE", "HOSTNAME", "HEARTBEAT", "CPUS", "GPUS", "LABELS", "FLAGS"],
-        ([r["name"], Markup(output.state(r["state"])), r["hostname"], output.age(r["heartbeat_age_s"]),
-          r["cpu_count"], r["gpu_count"], output.labels(r["labels"]),
-          ",".join(f for f in ("drained", "unhealthy") if r.get(f)) or "-"] for r in rows),
+        ([r.name, Markup(output.state(r.state)), r.hostname, output.age(r.heartbeat_age_s),
+          r.cpu_count, r.gpu_count, output.labels(r.labels),
+          ",".join(f for f, on in (("drained", r.drained), ("unhealthy", r.unhealthy)) if on) or "-"]
+         for r in rows),
         empty="no machines yet: create a join token with `centrality token create`")
 
 
 @machines.command("show")
 def show(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """One machine in detail, with its recent events."""
-    m = answer(ctx, "machines", "show", name)
+    m = ask(ctx, lambda client: client.machine(name))
     if json:
         return output.print_json(m)
-    info = m["info"]
+    info = m.info
     gpus = gpu_summary(info.get("gpus", []))
     mem = info.get("memory_total_bytes", 0) / 2**30
     output.table(["FIELD", "VALUE"], [
-        ("name", m["name"]), ("state", Markup(output.state(m["state"]))),
-        ("since", m["state_since"]), ("last heartbeat", f"{m['last_heartbeat']} ({output.age(m['heartbeat_age_s'])})"),
+        ("name", m.name), ("state", Markup(output.state(m.state))),
+        ("since", m.state_since), ("last heartbeat", f"{m.last_heartbeat} ({output.age(m.heartbeat_age_s)})"),
         ("hostname", info.get("hostname", "")), ("os", info.get("os", "")), ("kernel", info.get("kernel", "")),
         ("cpu", f"{info.get('cpu_count', 0)} x {info.get('cpu_model', '?')}"), ("memory", f"{mem:.1f} GiB"),
         ("gpus", gpus), ("driver", info.get("gpu_driver", "") or "-"), ("agent", info.get("agent_version", "")),
-        ("labels", output.labels(m["labels"]) or "-"), ("id", m["id"]), ("key", m["key_fingerprint"]),
+        ("labels", output.labels(m.labels) or "-"), ("id", m.id), ("key", m.key_fingerprint),
     ])
-    _events_table(m["events"], title="recent events")
+    _events_table(m.events, title="recent events")
 
 
 def gpu_summary(gpus: list[dict]) -> str:
@@ -65,10 +66,10 @@ def gpu_summary(gpus: list[dict]) -> str:
 @machines.command("forget")
 def forget(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """Declare a machine in limbo dead; remove a dead machine, freeing its name."""
-    r = answer(ctx, "machines", "forget", name)
+    r = ask(ctx, lambda client: client.forget(name))
     if json:
         return output.print_json(r)
-    typer.echo(f"{r['name']}: {'removed (its name is free)' if r['state'] == 'removed' else 'now dead'}")
+    typer.echo(f"{r.name}: {'removed (its name is free)' if r.state == 'removed' else 'now dead'}")
 
 
 @machines.command("release")
@@ -77,18 +78,18 @@ def release(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
 
     For a machine re-installed with a wiped config (a new key): its history is kept.
     """
-    r = answer(ctx, "machines", "release", name)
+    r = ask(ctx, lambda client: client.release(name))
     if json:
         return output.print_json(r)
-    typer.echo(f"{r['name']}: " + ("released; the next registration with identical specs takes it over"
-                                   if r["changed"] else "already released"))
+    typer.echo(f"{r.name}: " + ("released; the next registration with identical specs takes it over"
+                                if r.changed else "already released"))
 
 
-def _events_table(rows: list[dict], title: str | None = None) -> None:
+def _events_table(rows: list[Event], title: str | None = None) -> None:
     output.table(["TIME", "MACHINE", "EVENT", "CHANGE", "REASON", "BY"],
-                 ([r["ts"], r["machine"], r["kind"],
-                   f"{r['from'] or '-'} → {r['to'] or '-'}" if r["from"] or r["to"] else "",
-                   r["reason"], r["actor"]] for r in rows),
+                 ([r.ts, r.machine, r.kind,
+                   f"{r.from_ or '-'} → {r.to or '-'}" if r.from_ or r.to else "",
+                   r.reason, r.actor] for r in rows),
                  title=title, empty="no events")
 
 
@@ -99,12 +100,7 @@ def events(ctx: typer.Context,
            limit: int = typer.Option(100, "--limit", "-n", help="At most this many, newest first."),
            json: bool = JSON) -> None:
     """Lifecycle and operator events, newest first."""
-    argv = ["events", "--limit", str(limit)]
-    if machine:
-        argv += ["--machine", machine]
-    if since:
-        argv += ["--since", since]
-    rows = answer(ctx, *argv)
+    rows = ask(ctx, lambda client: client.events(machine=machine or None, since=since or None, limit=limit))
     if json:
         return output.print_json(rows)
     _events_table(rows)
@@ -132,7 +128,7 @@ def wait(ctx: typer.Context,
 
 def status(ctx: typer.Context, json: bool = JSON) -> None:
     """Control plane health: version, uptime, agents, store. Exit 1 when unhealthy."""
-    answer = operator_call(ctx, "status")
+    answer = ask(ctx, lambda client: client.status())
     s = answer.data
     if json:
         output.print_json(s)

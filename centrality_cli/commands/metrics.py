@@ -8,11 +8,12 @@ from typing import List, Optional
 
 import typer
 
+from centrality_core.documents import FleetRow
 from centrality_core.sanitize import one_line
 
 from .. import output
 from ..output import Markup
-from . import JSON, MACHINE, _machine_names, operator_call
+from . import JSON, MACHINE, _machine_names, ask
 
 
 #: What ``metrics NAME`` shows without --stream or --keys: the figures a person
@@ -38,13 +39,9 @@ def metrics(ctx: typer.Context, name: str = MACHINE,
     from centrality_core.hostlist import natural_key
     from centrality_core.summary import select
 
-    argv = ["metrics", name, "--since", since, "--resolution", resolution]
-    for s in stream or keys or ():  # --keys alone: only those keys cross the network
-        argv += ["--stream", s]
-    answer = operator_call(ctx, *argv)
-    rows = answer.data
-    if answer.status:
-        output.fail(f"request failed with status {answer.status}", answer.status)
+    # --keys alone: only those keys cross the network
+    rows = ask(ctx, lambda client: client.metrics(name, since=since, resolution=resolution,
+                                                  streams=stream or keys or ()))
     present = sorted({k for r in rows for k in r if k != "ts"}, key=natural_key)  # cpu[2] before cpu[10]
     wanted = select(present, list(keys)) if keys else present
     if json:
@@ -108,7 +105,7 @@ def top(ctx: typer.Context,
         json: bool = JSON) -> None:
     """The fleet now: CPU, memory, GPU, fullest disk and network per machine."""
     if not watch:
-        rows = operator_call(ctx, "top", "--sort", sort).data
+        rows = ask(ctx, lambda client: client.top(sort=sort))
         if json:
             return output.print_json(rows)
         output.table(TOP_COLUMNS, _top_rows(rows), empty="no machines yet")
@@ -131,10 +128,10 @@ def top(ctx: typer.Context,
 TOP_COLUMNS = ["NAME", "STATE", "CPU%", "MEM%", "GPU%", "GPUMEM%", "DISK%", "NET MiB/s", "GPUS"]
 
 
-def _top_rows(rows: list[dict]):
-    return ([r["name"], Markup(output.state(r["state"])), _pct(r["cpu_percent"]), _pct(r["mem_percent"]),
-             _pct(r["gpu_util_percent"]), _pct(r["gpu_mem_percent"]), _pct(r["disk_percent"]),
-             "-" if r["net_bytes_per_s"] is None else f"{r['net_bytes_per_s'] / 2**20:.2f}", r["gpu_count"] or "-"]
+def _top_rows(rows: list[FleetRow]):
+    return ([r.name, Markup(output.state(r.state)), _pct(r.cpu_percent), _pct(r.mem_percent),
+             _pct(r.gpu_util_percent), _pct(r.gpu_mem_percent), _pct(r.disk_percent),
+             "-" if r.net_bytes_per_s is None else f"{r.net_bytes_per_s / 2**20:.2f}", r.gpu_count or "-"]
             for r in rows)
 
 
@@ -144,7 +141,8 @@ async def _watch(ctx: typer.Context, sort: str, period: float, as_json: bool) ->
     import json as jsonlib
     import time
 
-    from ..client import OperatorClient
+    from centrality_core.client import OperatorClient
+    from centrality_core.documents import to_builtins
 
     live = None
     if not as_json and sys.stdout.isatty():  # redrawn in place; a pipe gets each refresh appended
@@ -155,10 +153,10 @@ async def _watch(ctx: typer.Context, sort: str, period: float, as_json: bool) ->
     try:
         async with OperatorClient(ctx.obj["context"]) as client:
             while True:
-                rows = await client.request("top", "--sort", sort)
+                rows = await client.top(sort=sort)
                 stamp = time.strftime("%H:%M:%S")
                 if as_json:
-                    sys.stdout.write(jsonlib.dumps(rows, separators=(",", ":")) + "\n")
+                    sys.stdout.write(jsonlib.dumps(to_builtins(rows), separators=(",", ":")) + "\n")
                     sys.stdout.flush()
                 else:
                     from rich.console import Group

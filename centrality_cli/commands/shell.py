@@ -30,7 +30,7 @@ def ssh(ctx: typer.Context,
     command = ctx.meta.get("centrality.command") or []
 
     async def go() -> int:
-        from ..client import OperatorClient
+        from centrality_core.client import OperatorClient
         from ..terminal import run_shell
 
         # Logged in as the machine's name: the control plane's session on that machine

@@ -29,6 +29,7 @@ from collections import Counter
 import msgspec
 
 from centrality_core import hostlist, protocol as p
+from centrality_core.documents import Skipped
 from centrality_core.errors import UsageError
 
 from ..copy import GatherRun, Inbox, PushRun, worst
@@ -100,7 +101,7 @@ def _start_line(cid: str, res, sessions, skipped_more) -> dict:
     doc = resolution_json(res)
     doc["machines"] = list(sessions)
     doc["machines_folded"] = hostlist.fold(sessions)
-    doc["skipped"] += [{"machine": n, "reason": why} for n, why in skipped_more]
+    doc["skipped"] += [Skipped(machine=n, reason=why) for n, why in skipped_more]
     return {"type": "start", "id": cid, **doc}
 
 

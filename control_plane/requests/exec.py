@@ -10,7 +10,9 @@ things happen, so the CLI can show output as it arrives:
 
 The request's exit status is the summary's ``exit_code``: the worst of all
 machines (see ``control_plane/fanout.py``). With ``--dry-run`` the answer
-is one document: the resolved targets. Every exec (not dry runs) is audited:
+is one document: the resolved targets and the confirmation threshold the
+control plane applies (``confirm_above``). The documents are those of
+``centrality_core.documents`` (``ExecStart`` ... ``ExecSummary``, ``DryRun``). Every exec (not dry runs) is audited:
 a row is written when it starts and completed when it ends, cancelled or not.
 If the operator's channel closes (Ctrl-C), this request is cancelled and the
 command is cancelled on every machine still running it.
@@ -27,6 +29,7 @@ import uuid
 from collections import Counter
 
 from centrality_core import durations, hostlist, targeting, timefmt
+from centrality_core.documents import DryRun, ExecStart, ExecSummary, Skipped
 from centrality_core.errors import NotFound, StoreError, UsageError
 
 from ..fanout import ExecRun, worst
@@ -90,8 +93,9 @@ def resolve(ctx: Ctx, targets: list[str], ns) -> tuple[targeting.Selector, targe
 
 
 def resolution_json(res: targeting.Resolution) -> dict:
+    """The resolved targets, as the fields of ``ExecStart`` and ``DryRun`` (and ``cp``'s start)."""
     return {"machines": res.selected, "machines_folded": hostlist.fold(res.selected),
-            "skipped": [{"machine": n, "reason": why} for n, why in res.skipped],
+            "skipped": [Skipped(machine=n, reason=why) for n, why in res.skipped],
             "unknown": res.unknown}
 
 
@@ -111,10 +115,10 @@ async def exec_(ctx: Ctx, ns) -> Reply:
     if not argv and not ns.dry_run:
         raise UsageError("no command: put it after --, e.g. exec gpu[01-04] -- nvidia-smi -L")
     selector, res = resolve(ctx, targets, ns)
-    if ns.dry_run:
-        return Reply({"dry_run": True, "selector": selector.describe(), "argv": argv,
-                      **resolution_json(res)})
     threshold = svc.settings.exec_confirm_above
+    if ns.dry_run:
+        return Reply(DryRun(selector=selector.describe(), argv=argv, **resolution_json(res),
+                            confirm_above=threshold))
     if len(res.selected) > threshold and not ns.yes:
         raise UsageError(f"this would run on {len(res.selected)} machines, more than {threshold}: "
                          "confirm with --yes", code="confirm_required")
@@ -126,8 +130,7 @@ async def exec_(ctx: Ctx, ns) -> Reply:
              "skipped": [[n, why] for n, why in res.skipped], "results": {}, "status": "running",
              "exit_code": None}
     svc.writer.put_audit(dict(audit))
-    ctx.emit({"type": "start", "id": exec_id, "argv": argv, "selector": selector.describe(),
-              **resolution_json(res)})
+    ctx.emit(ExecStart(id=exec_id, argv=argv, selector=selector.describe(), **resolution_json(res)))
     run = ExecRun(svc.registry.session, id=exec_id, argv=argv, names=res.selected, timeout=timeout, fanout=ns.fanout,
                   max_output=max_output, emit=ctx.emit, backlog=ctx.backlog)
     svc.commands.add(run)
@@ -149,20 +152,20 @@ async def exec_(ctx: Ctx, ns) -> Reply:
         svc.writer.put_audit(audit)
         summary = _summary(audit, results, res)
         svc.hooks.fire("exec.failed" if code else "exec.done",
-                      {k: summary[k] for k in ("id", "actor", "argv", "selector", "exit_code", "counts",
-                                               "failed", "status")})
+                      {k: getattr(summary, k) for k in ("id", "actor", "argv", "selector", "exit_code", "counts",
+                                                        "failed", "status")})
     return Reply(summary, code)
 
 
-def _summary(audit: dict, results, res: targeting.Resolution) -> dict:
+def _summary(audit: dict, results, res: targeting.Resolution) -> ExecSummary:
     counts = Counter(r.status for r in results)
-    return {
-        "type": "summary", "id": audit["id"], "actor": audit["actor"], "argv": audit["argv"],
-        "selector": audit["selector"], "status": audit["status"], "exit_code": audit["exit_code"],
-        "duration": round(audit["finished_at"] - audit["started_at"], 3),
-        "counts": dict(counts), "ran": len(results), "skipped": len(res.skipped),
-        "failed": hostlist.fold(r.name for r in results if r.status != "ok"),
-    }
+    return ExecSummary(
+        id=audit["id"], actor=audit["actor"], argv=audit["argv"], selector=audit["selector"],
+        status=audit["status"], exit_code=audit["exit_code"],
+        duration=round(audit["finished_at"] - audit["started_at"], 3),
+        counts=dict(counts), ran=len(results), skipped=len(res.skipped),
+        failed=hostlist.fold(r.name for r in results if r.status != "ok"),
+    )
 
 
 # ------------------------------------------------------------------ audit

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from centrality_core import hostlist, targeting, timefmt
+from centrality_core.documents import Drained, Undrained
 from centrality_core.errors import NotFound, UsageError
 from centrality_core.names import check as check_name
 
@@ -41,7 +42,7 @@ def _drain_args(p: argparse.ArgumentParser) -> None:
 
 
 @request("machines drain", writes=True, args=_drain_args)
-async def drain(ctx: Ctx, ns) -> dict:
+async def drain(ctx: Ctx, ns) -> Drained:
     """Drain machines: exec skips them until they are undrained."""
     reason = ns.reason.strip()
     if not reason:
@@ -50,16 +51,16 @@ async def drain(ctx: Ctx, ns) -> dict:
         raise UsageError(f"--reason is at most {MAX_REASON} characters")
     names, unknown = _select(ctx, ns)
     changed = [n for n in names if ctx.services.flags.drain(n, reason, ctx.actor)]
-    return {"drained": changed, "already": [n for n in names if n not in changed], "unknown": unknown,
-            "reason": reason}
+    return Drained(drained=changed, already=[n for n in names if n not in changed], unknown=unknown,
+                   reason=reason)
 
 
 @request("machines undrain", writes=True, args=_targets)
-async def undrain(ctx: Ctx, ns) -> dict:
+async def undrain(ctx: Ctx, ns) -> Undrained:
     """Undrain machines."""
     names, unknown = _select(ctx, ns)
     changed = [n for n in names if ctx.services.flags.undrain(n, ctx.actor)]
-    return {"undrained": changed, "not_drained": [n for n in names if n not in changed], "unknown": unknown}
+    return Undrained(undrained=changed, not_drained=[n for n in names if n not in changed], unknown=unknown)
 
 
 def _label_args(p: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from centrality_core import durations, names, targeting, timefmt
+from centrality_core.documents import Drain, Event, Forgotten, MachineDetail, MachineSummary
 from centrality_core.hostlist import natural_key
 from centrality_core.errors import Conflict, NotFound, StoreError
 from centrality_core.lifecycle import Liveness
@@ -12,26 +13,32 @@ from centrality_core.lifecycle import Liveness
 from .dispatch import Ctx, request
 
 
-def summary(ctx: Ctx, name: str, now: float) -> dict:
+def summary(ctx: Ctx, name: str, now: float, cls: type[MachineSummary] = MachineSummary,
+            **more) -> MachineSummary:
     reg = ctx.services.registry
     m, rec = reg.machine(name), reg.records[name]
     info = rec.info
-    return {
-        "name": m.name,
-        "state": m.state.value,
-        "hostname": info.get("hostname", ""),
-        "last_heartbeat": timefmt.iso(m.last_heartbeat),
-        "heartbeat_age_s": round(now - m.last_heartbeat, 3),
-        "state_since": timefmt.iso(m.state_since),
-        "connected": m.conn is not None,
-        "labels": rec.labels,
-        "cpu_count": info.get("cpu_count", 0),
-        "memory_total_bytes": info.get("memory_total_bytes", 0),
-        "gpu_count": len(info.get("gpus", ())),
-        "agent_version": info.get("agent_version", ""),
-        "id": m.id,
-        **ctx.services.flags.view(name),  # drained (+ by whom, why), unhealthy (+ failed checks)
-    }
+    flags = ctx.services.flags.view(name)  # drained (+ by whom, why), unhealthy (+ failed checks)
+    return cls(
+        name=m.name,
+        state=m.state.value,
+        hostname=info.get("hostname", ""),
+        last_heartbeat=timefmt.iso(m.last_heartbeat),
+        heartbeat_age_s=round(now - m.last_heartbeat, 3),
+        state_since=timefmt.iso(m.state_since),
+        connected=m.conn is not None,
+        labels=rec.labels,
+        cpu_count=info.get("cpu_count", 0),
+        memory_total_bytes=info.get("memory_total_bytes", 0),
+        gpu_count=len(info.get("gpus", ())),
+        agent_version=info.get("agent_version", ""),
+        id=m.id,
+        drained=flags["drained"],
+        drain=Drain(**flags["drain"]) if flags["drain"] else None,
+        unhealthy=flags["unhealthy"],
+        failed_checks=flags["failed_checks"],
+        **more,
+    )
 
 
 def _ls_args(p):
@@ -42,7 +49,7 @@ def _ls_args(p):
 
 
 @request("machines ls", args=_ls_args)
-async def machines_ls(ctx: Ctx, ns) -> list[dict]:
+async def machines_ls(ctx: Ctx, ns) -> list[MachineSummary]:
     """List machines with their state."""
     now = time.time()
     wanted = set(ns.state or ())
@@ -74,20 +81,18 @@ _get = known
 
 
 @request("machines show", args=_name)
-async def machines_show(ctx: Ctx, ns) -> dict:
+async def machines_show(ctx: Ctx, ns) -> MachineDetail:
     """One machine: state, info, labels and recent events."""
     _get(ctx, ns.name)
-    out = summary(ctx, ns.name, time.time())
+    events = await stored_events(ctx, machine=ns.name, limit=20)
     rec = ctx.services.registry.records[ns.name]
-    out["info"] = rec.info
-    out["registered_at"] = timefmt.iso(rec.registered_at)
-    out["key_fingerprint"] = ctx.services.registry.machine(ns.name).owner
-    out["events"] = await stored_events(ctx, machine=ns.name, limit=20)
-    return out
+    return summary(ctx, ns.name, time.time(), MachineDetail, info=rec.info,
+                   registered_at=timefmt.iso(rec.registered_at),
+                   key_fingerprint=ctx.services.registry.machine(ns.name).owner, events=events)
 
 
 @request("machines forget", writes=True, args=_name)
-async def machines_forget(ctx: Ctx, ns) -> dict:
+async def machines_forget(ctx: Ctx, ns) -> Forgotten:
     """Declare a machine in limbo dead; remove a dead one (its name becomes free)."""
     _get(ctx, ns.name)
     try:
@@ -95,20 +100,19 @@ async def machines_forget(ctx: Ctx, ns) -> dict:
     except ValueError as exc:
         raise Conflict(str(exc)) from None
     m = ctx.services.registry.machine(ns.name)
-    return {"name": ns.name, "state": m.state.value if m is not None else "removed",
-            "changed": bool(events)}
+    return Forgotten(name=ns.name, state=m.state.value if m is not None else "removed", changed=bool(events))
 
 
 @request("machines release", writes=True, args=_name)
-async def machines_release(ctx: Ctx, ns) -> dict:
+async def machines_release(ctx: Ctx, ns) -> Forgotten:
     """Free a machine's name from the key that registered it (a re-installed machine)."""
     _get(ctx, ns.name)
     events = ctx.services.registry.release(ns.name, ctx.actor)
-    return {"name": ns.name, "state": ctx.services.registry.machine(ns.name).state.value,
-            "changed": bool(events)}
+    return Forgotten(name=ns.name, state=ctx.services.registry.machine(ns.name).state.value,
+                     changed=bool(events))
 
 
-async def stored_events(ctx: Ctx, **query) -> list[dict]:
+async def stored_events(ctx: Ctx, **query) -> list[Event]:
     """Events from the store, after writing what is queued (so a reader sees its own changes)."""
     try:
         await ctx.services.writer.flush()
@@ -117,12 +121,10 @@ async def stored_events(ctx: Ctx, **query) -> list[dict]:
     return [event_json(r) for r in await ctx.services.db(ctx.services.store.events, **query)]
 
 
-def event_json(row: dict) -> dict:
-    return {
-        "ts": timefmt.iso(row["ts"]), "kind": row["kind"], "machine": row["machine_name"],
-        "from": row["from_state"], "to": row["to_state"], "reason": row["reason"],
-        "actor": row["actor"], "machine_id": row["machine_id"],
-    }
+def event_json(row: dict) -> Event:
+    return Event(ts=timefmt.iso(row["ts"]), kind=row["kind"], machine=row["machine_name"],
+                 from_=row["from_state"], to=row["to_state"], reason=row["reason"], actor=row["actor"],
+                 machine_id=row["machine_id"])
 
 
 def _events_args(p):
@@ -132,7 +134,7 @@ def _events_args(p):
 
 
 @request("events", args=_events_args)
-async def events(ctx: Ctx, ns) -> list[dict]:
+async def events(ctx: Ctx, ns) -> list[Event]:
     """Lifecycle and operator events, newest first."""
     since = time.time() - durations.parse(ns.since) if ns.since else None
     limit = max(1, min(ns.limit, 10_000))

@@ -77,7 +77,7 @@ def _top_args(p):
 
 
 @request("top", args=_top_args)
-async def top(ctx: Ctx, ns) -> list[dict]:
+async def top(ctx: Ctx, ns) -> list:
     """The fleet now: state and the latest CPU, memory, GPU, disk and network of each machine."""
     now = time.time()
     wanted = set(ns.state or ())
@@ -85,8 +85,8 @@ async def top(ctx: Ctx, ns) -> list[dict]:
     rows = [fleet_row(svc.registry, m.name, svc.ingest.latest.get(m.name), now) for m in svc.registry.machines()
             if not wanted or m.state.value in wanted]
     if ns.sort in ("name", "state"):
-        rows.sort(key=lambda r: (r[ns.sort], r["name"]))
+        rows.sort(key=lambda r: (getattr(r, ns.sort), r.name))
     else:
         field = _SUMMARY_FIELD[ns.sort]
-        rows.sort(key=lambda r: (r[field] is None, -(r[field] or 0), r["name"]))
+        rows.sort(key=lambda r: (getattr(r, field) is None, -(getattr(r, field) or 0), r.name))
     return rows

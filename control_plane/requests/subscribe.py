@@ -4,7 +4,8 @@ First line: ``{"type": "snapshot", "machines": [row...], "events": [...]}``.
 Then, at most once per ``--interval``, only when something changed:
 ``{"type": "update", "machines": [changed rows], "removed": [names], "events": [new events]}``.
 With ``--machine NAME``, also ``{"type": "machine", "name", "ts", "values", "text"}``
-whenever that machine sends new samples. With ``--values`` (what the
+whenever that machine sends new samples (``Snapshot``, ``Update`` and
+``MachineLatest`` of ``centrality_core.documents``). With ``--values`` (what the
 Prometheus exporter reads), each row also carries the machine's latest sample,
 packed (``shape``, ``values``: see ``control_plane/shapes.py``), and a
 document carries the key lists (``shapes``) its rows use for the first time.
@@ -19,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
+
 from centrality_core import durations
+from centrality_core.documents import Event, MachineLatest, Snapshot, Update
 from centrality_core.errors import NotFound, UsageError
 from centrality_core.names import check as check_name
 
@@ -59,13 +63,18 @@ async def subscribe(ctx: Ctx, ns) -> None:
         while True:
             machine_ts = _push_machine(ctx, ns.machine, machine_ts)
             await asyncio.sleep(interval)
-    pending_events: list[dict] = []
+    pending_events: list[Event] = []
     shapes = ShapeTable() if ns.values else None
 
-    def row(name: str, now: float) -> dict:
+    def row(name: str, now: float):
         latest = svc.ingest.latest.get(name)
         r = fleet_row(svc.registry, name, latest, now)
-        return add_values(r, latest, shapes) if shapes else r
+        # --values (the exporter): the row plus its packed sample, as a map (see shapes.py)
+        return add_values(msgspec.structs.asdict(r), latest, shapes) if shapes else r
+
+    def emit(doc: Snapshot | Update) -> None:
+        ctx.emit(shapes.take({"type": doc.__struct_config__.tag, **msgspec.structs.asdict(doc)})
+                 if shapes else doc)
 
     remove_listener = svc.registry.add_listener(
         lambda events: pending_events.extend(event_json(event_row(e)) for e in events))
@@ -75,9 +84,7 @@ async def subscribe(ctx: Ctx, ns) -> None:
         now = time.time()
         recent = await stored_events(ctx, limit=max(0, min(ns.events, 1000)))
         pending_events.clear()  # they are in the snapshot's events now
-        snapshot = {"type": "snapshot", "ts": now, "machines": [row(n, now) for n in sorted(known)],
-                    "events": recent}
-        ctx.emit(shapes.take(snapshot) if shapes else snapshot)
+        emit(Snapshot(ts=now, machines=[row(n, now) for n in sorted(known)], events=recent))
         machine_ts = _push_machine(ctx, ns.machine, 0.0)
         while True:
             await asyncio.sleep(interval)
@@ -92,9 +99,7 @@ async def subscribe(ctx: Ctx, ns) -> None:
             known = current
             if rows or removed or pending_events:
                 events, pending_events[:] = list(pending_events), []
-                update = {"type": "update", "ts": now, "machines": rows, "removed": removed,
-                          "events": events[::-1]}
-                ctx.emit(shapes.take(update) if shapes else update)
+                emit(Update(ts=now, machines=rows, removed=removed, events=events[::-1]))
             machine_ts = _push_machine(ctx, ns.machine, machine_ts)
     finally:
         remove_listener()
@@ -104,6 +109,6 @@ def _push_machine(ctx: Ctx, name: str | None, last_ts: float) -> float:
     latest = ctx.services.ingest.latest.get(name) if name else None
     if latest is None or latest.ts <= last_ts:
         return last_ts
-    ctx.emit({"type": "machine", "name": name, "ts": latest.ts, "values": latest.values,
-              "text": latest.text, "text_ts": latest.text_ts, "gpu_processes": latest.gpu_processes})
+    ctx.emit(MachineLatest(name=name, ts=latest.ts, values=latest.values, text=latest.text,
+                           text_ts=latest.text_ts, gpu_processes=latest.gpu_processes))
     return latest.ts

@@ -14,7 +14,7 @@ from tests.conftest import cli, wait_for
 
 async def test_busy_control_plane_turns_connections_away_and_clients_retry(control_plane, agents, home,
                                                                            monkeypatch):
-    from centrality_cli import client as client_module
+    from centrality_core import client as client_module
 
     gate = control_plane.admission
     monkeypatch.setattr(gate, "max_handshakes", 0)  # every new connection finds it full

@@ -272,7 +272,7 @@ async def test_control_plane_going_away_shows_up_zero_then_comes_back(home, tmp_
     from centrality_core.settings import resolve_server
     from control_plane.server import ControlPlane
 
-    from agent_runtime.backoff import Backoff
+    from centrality_core.backoff import Backoff
     from agent_runtime.main import build_agent, join
 
     db = f"sqlite:///{tmp_path / 'store.db'}"

@@ -10,7 +10,7 @@ import stat
 import msgspec
 import pytest
 
-from agent_runtime.backoff import Backoff
+from centrality_core.backoff import Backoff
 from centrality_core import contexts, joinstring
 from centrality_core.errors import ConfigError, UsageError
 from centrality_core.settings import ServerSettings, config_file, resolve_server

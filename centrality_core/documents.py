@@ -1,0 +1,347 @@
+"""The operator documents: what the control plane answers operators, typed once.
+
+The agent protocol (``protocol.py``) is what agents and the control plane
+say to each other; this module is what the control plane answers operator
+requests (``machines ls``, ``subscribe``, ``exec``, ...). The control plane
+builds these Structs (``control_plane/views.py`` and the request handlers),
+the operator client decodes them (``centrality_core/client.py``), and the
+CLI, the dashboard and the test doubles read and build the same classes, so
+a change on one side breaks a test, not a user. Golden encoded examples are
+under ``tests/golden/operator/``.
+
+Rules, as for the agent protocol:
+
+* A document encodes with its fields in the order below (the order the JSON
+  answers always had: ``--json`` output and ``ssh HOST machines ls`` are
+  unchanged). Streamed documents carry a ``type`` tag.
+* Fields are only added, with defaults; decoders ignore fields they do not
+  know, so an older client keeps reading a newer control plane.
+* Measurements are ``Number`` (``int | float``): a value decodes and
+  re-encodes unchanged (``3`` stays ``3``, not ``3.0``).
+* Everything that came from an agent is untrusted. The control plane cleans
+  it when the agent's message is decoded; the client cleans it again, once,
+  when the document is decoded (``clean``), since it cannot tell a control
+  plane that does from one that does not. Escape sequences, control
+  characters (newline and tab kept) and bidi controls are removed; laying
+  text out (one line, truncated) is left to whoever shows it.
+
+Not typed here, on purpose: metric history rows (``metrics NAME``: one
+``ts`` plus one key per metric, an open key map whose keys are the agent's
+metric names) and a machine's ``info`` (the agent's own ``MachineInfo``,
+already typed and bounded on the agent wire, stored and passed through).
+``status`` stays a map too: a diagnostics document of counters and
+sections that each release extends, printed whole by ``centrality status
+--json`` and read by clients only for ``healthy`` and ``problems``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+from msgspec import Struct
+
+from .protocol import GpuProcesses
+from .sanitize import for_terminal
+
+#: A measurement: decoded as the JSON number it was (an int stays an int).
+Number = Union[int, float]
+
+
+# ------------------------------------------------------------------ fleet
+
+
+class Event(Struct, kw_only=True):
+    """A lifecycle or operator event (``events``, ``subscribe``, ``machines show``)."""
+
+    ts: str
+    kind: str
+    machine: str
+    from_: str | None = msgspec.field(default=None, name="from")
+    to: str | None = None
+    reason: str = ""
+    actor: str = ""
+    machine_id: str | None = None
+
+
+class FleetRow(Struct, kw_only=True):
+    """One machine as a row of the fleet table (``top``, ``subscribe``)."""
+
+    name: str
+    state: str
+    hostname: str = ""
+    labels: dict[str, str] = {}
+    gpu_count: int = 0
+    cpu_count: int = 0
+    last_heartbeat: str | None = None
+    heartbeat_age_s: Number | None = None
+    sample_ts: str | None = None
+    sample_age_s: Number | None = None
+    drained: bool = False
+    unhealthy: bool = False
+    cpu_percent: Number | None = None
+    mem_percent: Number | None = None
+    gpu_util_percent: Number | None = None
+    gpu_mem_percent: Number | None = None
+    disk_percent: Number | None = None
+    net_bytes_per_s: Number | None = None
+
+
+#: The fleet row's figures, from ``centrality_core.summary.Summary``.
+FIGURES = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent", "disk_percent",
+           "net_bytes_per_s")
+
+
+class Snapshot(Struct, kw_only=True, tag_field="type", tag="snapshot"):
+    """The first document of ``subscribe``: every machine and recent events."""
+
+    ts: float
+    machines: list[FleetRow] = []
+    events: list[Event] = []
+
+
+class Update(Struct, kw_only=True, tag_field="type", tag="update"):
+    """A later ``subscribe`` document: changed rows, removed names, new events (newest first)."""
+
+    ts: float
+    machines: list[FleetRow] = []
+    removed: list[str] = []
+    events: list[Event] = []
+
+
+class MachineLatest(Struct, kw_only=True, tag_field="type", tag="machine"):
+    """``subscribe --machine NAME``: that machine's latest sample and text."""
+
+    name: str
+    ts: float
+    values: dict[str, float] = {}
+    text: dict[str, str] = {}
+    text_ts: float | None = None
+    gpu_processes: GpuProcesses | None = None
+
+
+Subscription = Union[Snapshot, Update, MachineLatest]
+
+
+class Drain(Struct, kw_only=True):
+    reason: str
+    by: str
+    at: str | None = None
+    auto: bool = False
+
+
+class MachineSummary(Struct, kw_only=True):
+    """A machine as ``machines ls`` lists it."""
+
+    name: str
+    state: str
+    hostname: str = ""
+    last_heartbeat: str | None = None
+    heartbeat_age_s: Number | None = None
+    state_since: str | None = None
+    connected: bool = False
+    labels: dict[str, str] = {}
+    cpu_count: int = 0
+    memory_total_bytes: int = 0
+    gpu_count: int = 0
+    agent_version: str = ""
+    id: str = ""
+    drained: bool = False
+    drain: Drain | None = None
+    unhealthy: bool = False
+    failed_checks: list[str] = []
+
+
+class MachineDetail(MachineSummary, kw_only=True):
+    """``machines show NAME``: the summary, the agent's machine info and recent events."""
+
+    info: dict[str, Any] = {}
+    registered_at: str | None = None
+    key_fingerprint: str = ""
+    events: list[Event] = []
+
+
+class Forgotten(Struct, kw_only=True):
+    """``machines forget`` / ``machines release``: the machine's state after it."""
+
+    name: str
+    state: str  # dead, or "removed"
+    changed: bool
+
+
+class Drained(Struct, kw_only=True):
+    """``machines drain``."""
+
+    drained: list[str]
+    already: list[str]
+    unknown: list[str]
+    reason: str
+
+
+class Undrained(Struct, kw_only=True):
+    """``machines undrain``."""
+
+    undrained: list[str]
+    not_drained: list[str]
+    unknown: list[str]
+
+
+# ------------------------------------------------------------------ exec
+
+
+class Skipped(Struct, kw_only=True):
+    machine: str
+    reason: str  # limbo | dead | drained
+
+
+class DryRun(Struct, kw_only=True):
+    """``exec --dry-run``: what the control plane would run on, and above how many it asks first."""
+
+    dry_run: bool = True
+    selector: str = ""
+    argv: list[str] = []
+    machines: list[str] = []
+    machines_folded: str = ""
+    skipped: list[Skipped] = []
+    unknown: list[str] = []
+    #: The control plane's ``exec_confirm_above``: more machines than this need ``--yes``.
+    confirm_above: int | None = None
+
+
+class ExecStart(Struct, kw_only=True, tag_field="type", tag="start"):
+    id: str
+    argv: list[str]
+    selector: str = ""
+    machines: list[str] = []
+    machines_folded: str = ""
+    skipped: list[Skipped] = []
+    unknown: list[str] = []
+
+
+class ExecOutput(Struct, kw_only=True, tag_field="type", tag="output"):
+    machine: str
+    stream: str  # stdout | stderr
+    data: str
+
+
+class ExecExit(Struct, kw_only=True, tag_field="type", tag="exit"):
+    """How one machine ended (``status``: ok, failed, killed, timeout, cancelled, unreachable)."""
+
+    machine: str
+    status: str
+    exit_code: int | None = None
+    signal: int | None = None
+    code: int | None = None  # the machine's exit code as the run counts it (124 timeout, 255 unreachable)
+    duration: Number | None = None
+    truncated: bool = False
+    error: str | None = None
+
+
+class ExecSummary(Struct, kw_only=True, tag_field="type", tag="summary"):
+    """The last document of a run: its exit code is the worst of all machines."""
+
+    id: str
+    actor: str = ""
+    argv: list[str] = []
+    selector: str = ""
+    status: str = "done"  # done | cancelled
+    exit_code: int = 1
+    duration: Number | None = None
+    counts: dict[str, int] = {}
+    ran: int = 0
+    skipped: int = 0
+    failed: str = ""
+
+
+ExecLine = Union[ExecStart, ExecOutput, ExecExit, ExecSummary]
+
+
+# ------------------------------------------------------------------ the control plane
+
+
+class Error(Struct, kw_only=True):
+    """A refused request, on stderr with a non-zero exit status."""
+
+    error: str
+    reason: str
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def _decoder(t):
+    return msgspec.json.Decoder(t)
+
+
+_SUBSCRIPTION = _decoder(Subscription)
+_EXEC = _decoder(ExecLine)
+
+
+def decode_subscription(line: str | bytes) -> Subscription:
+    return clean(_SUBSCRIPTION.decode(line))
+
+
+def decode_exec(line: str | bytes) -> ExecLine:
+    return clean(_EXEC.decode(line))
+
+
+def decode(data: Any, t: Any) -> Any:
+    """A document already parsed to builtins (``OperatorClient.call``), as ``t``, cleaned."""
+    return clean(msgspec.convert(data, t))
+
+
+def _clean_str(s: str) -> str:
+    return s if s.isascii() and s.isprintable() else for_terminal(s)
+
+
+def _clean_labels(labels: dict[str, str]) -> dict[str, str]:
+    for k, v in labels.items():
+        if not (k.isascii() and k.isprintable() and v.isascii() and v.isprintable()):
+            return {for_terminal(k): for_terminal(v) for k, v in labels.items()}
+    return labels
+
+
+def _clean_row(row: FleetRow) -> FleetRow:
+    # The hot path (10,000 rows a second on the dashboard): only the agent's strings.
+    row.name = _clean_str(row.name)
+    row.hostname = _clean_str(row.hostname)
+    if row.labels:
+        row.labels = _clean_labels(row.labels)
+    return row
+
+
+def clean(value: Any) -> Any:
+    """``value`` with every string that an agent could have written made safe (in place for Structs)."""
+    if isinstance(value, FleetRow):
+        return _clean_row(value)
+    if isinstance(value, (Snapshot, Update)):
+        for row in value.machines:
+            _clean_row(row)
+        value.events = [_walk(e) for e in value.events]
+        if isinstance(value, Update):
+            value.removed = [_clean_str(n) for n in value.removed]
+        return value
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return _walk(value)
+
+
+def _walk(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean_str(value)
+    if isinstance(value, Struct):
+        for name in value.__struct_fields__:
+            v = getattr(value, name)
+            if isinstance(v, (str, Struct, list, tuple, dict)):
+                setattr(value, name, _walk(v))
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_walk(v) for v in value)
+    if isinstance(value, dict):
+        return {_walk(k): _walk(v) for k, v in value.items()}
+    return value
+
+
+def to_builtins(doc: Any) -> Any:
+    """A document as JSON-ready builtins (what ``--json`` prints)."""
+    return msgspec.to_builtins(doc)
