@@ -3,7 +3,7 @@
 For each fleet size N, a fresh process runs the real ``CentralityApp``
 headless (Textual's pilot driver, 160x50). Its data comes, as JSON lines over
 a pipe, from a feeder process playing the control plane with
-``tui.fake.FakeSource`` rows for N machines (1 in 4 with 8 GPUs): a snapshot,
+``tests.tui.fake.FakeSource`` rows for N machines (1 in 4 with 8 GPUs): a snapshot,
 then every row changes once a second, delivered the way ``subscribe
 --interval 0.25s`` delivers it (4 updates a second, each with the quarter of
 the rows that changed since the last). So the measured process does what the
@@ -128,8 +128,10 @@ class PipeSource:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.tui", "--feed", str(self.n), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=1 << 27)
+        from centrality_core.documents import decode_subscription
+
         async for line in self.proc.stdout:
-            yield json.loads(line)
+            yield decode_subscription(line)  # as the operator client decodes them
 
     def churn(self) -> None:
         self.proc.stdin.write(b"go\n")
@@ -146,7 +148,10 @@ class PipeSource:
 
 def feed(n: int) -> None:
     """The feeder: a snapshot of N machines, then (after "go" on stdin) every row once a second."""
-    from tui.fake import FakeMachine, FakeSource
+    import msgspec
+
+    from centrality_core.documents import Snapshot, Update
+    from tests.tui.fake import FakeMachine, FakeSource
 
     machines = [FakeMachine(f"{'gpu' if i % 4 == 0 else 'cpu'}-{i:05d}", "gpu8" if i % 4 == 0 else "cpu", i,
                             {"pool": ("train", "eval", "batch")[i % 3], "rack": f"r{i // 40:03d}"}, time.time() - 3600)
@@ -154,8 +159,7 @@ def feed(n: int) -> None:
     src = FakeSource(machines)
     out = sys.stdout
     now = time.time()
-    out.write(json.dumps({"type": "snapshot", "ts": now, "machines": [src.row(m, now) for m in machines],
-                          "events": []}) + "\n")
+    out.write(msgspec.json.encode(Snapshot(ts=now, machines=[src.row(m, now) for m in machines])).decode() + "\n")
     out.flush()
     sys.stdin.readline()
     quarter = 0
@@ -165,7 +169,7 @@ def feed(n: int) -> None:
         time.sleep(max(0.0, next_at - time.monotonic()))
         now = time.time()
         rows = [src.row(m, now) for m in machines[quarter::4]]
-        out.write(json.dumps({"type": "update", "ts": now, "machines": rows, "removed": [], "events": []}) + "\n")
+        out.write(msgspec.json.encode(Update(ts=now, machines=rows)).decode() + "\n")
         out.flush()
         quarter = (quarter + 1) % 4
 

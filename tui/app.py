@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
 
-from agent_runtime.backoff import Backoff
+from centrality_core.backoff import Backoff
 
 from .feed import Feed
 from .history import History

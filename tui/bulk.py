@@ -65,17 +65,17 @@ def forget_question(plan: ForgetPlan) -> list[tuple[str, str]]:
     return parts
 
 
-def drain_text(r: dict, reason: str) -> tuple[str, str]:
+def drain_text(r: Drained, reason: str) -> tuple[str, str]:
     """(message, severity) for the answer of ``machines drain``."""
     return _flag_text(r, ("drained", "drained"), ("already", "already drained"), f" ({one_line(reason, 200)})")
 
 
-def undrain_text(r: dict) -> tuple[str, str]:
+def undrain_text(r: Undrained) -> tuple[str, str]:
     """(message, severity) for the answer of ``machines undrain``."""
     return _flag_text(r, ("undrained", "undrained"), ("not_drained", "not drained"))
 
 
-def _flag_text(r: dict, done: tuple[str, str], unchanged: tuple[str, str], why: str = "") -> tuple[str, str]:
+def _flag_text(r: Drained | Undrained, done: tuple[str, str], unchanged: tuple[str, str], why: str = "") -> tuple[str, str]:
     """``done``/``unchanged``: (answer field, words) of the machines changed and left as they were."""
     changed = _names(r, done[0])
     parts = [f"{done[1]} {len(changed)}: {folded(changed)}{why}"] if changed else []
@@ -104,6 +104,5 @@ def forget_text(plan: ForgetPlan, failed: dict[str, str], kept: list[str] | None
     return "; ".join(parts) or "nothing changed", "error" if failed else "warning" if kept else "information"
 
 
-def _names(r: dict, key: str) -> list[str]:
-    value = r.get(key) if isinstance(r, dict) else None
-    return [one_line(str(n), 64) for n in value] if isinstance(value, list) else []
+def _names(r: Drained | Undrained, field: str) -> list[str]:
+    return [one_line(n, 64) for n in getattr(r, field)]

@@ -3,18 +3,20 @@ what came back, folded. Pure: no Textual, no I/O.
 
 * ``selection()`` and ``matching()`` say which machines the operator chose
   (the marked ones, else the one under the cursor; or every row the filter
-  shows), and ``plan()`` says, before anything runs, which of them would run
-  it and which would be skipped and why, with the control plane's own rules
-  (``centrality_core.targeting``).
-* ``ExecResults`` takes the ``exec`` request's JSON lines as they arrive
-  (``start``, ``output``, ``exit``, ``summary``; see
-  ``control_plane/requests/exec.py``) and keeps progress and each machine's
+  shows). ``plan()`` turns the control plane's answer to ``exec --dry-run``
+  (``DryRun``) into what the screen shows before anything runs: which of
+  them would run it, which would be skipped and why, and whether it asks
+  first (the control plane's own ``exec_confirm_above``). The dashboard
+  never re-decides targeting or the threshold itself.
+* ``ExecResults`` takes the ``exec`` request's documents as they arrive
+  (``ExecStart``, ``ExecOutput``, ``ExecExit``, ``ExecSummary`` of
+  ``centrality_core.documents``) and keeps progress and each machine's
   output. ``groups()`` folds machines whose (stdout, stderr, outcome) are
   identical under one hostlist (``gpu-[01-12] (12)``) with
   ``centrality_core.fold``, as ``centrality exec --fold`` does.
 
-Output from machines is kept raw here and sanitised
-(``centrality_core.sanitize``) when it becomes display lines.
+Output from machines arrives cleaned of escape sequences (the client does
+it once, when it decodes); here it is only laid out into display lines.
 """
 
 from __future__ import annotations
@@ -25,15 +27,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable, Mapping, NamedTuple
 
-from centrality_cli.execview import STATUS_TEXT, describe_exit
-from centrality_core import fold, hostlist, targeting
+from centrality_core import fold, hostlist
+from centrality_core.documents import DryRun, ExecExit, ExecLine, ExecOutput, ExecStart, ExecSummary
+from centrality_core.execstatus import STATUS_TEXT, describe_exit
 from centrality_core.sanitize import for_terminal, one_line
-from centrality_core.settings import ServerSettings
 
-#: Above this many machines the dashboard asks before running (the control
-#: plane's default ``exec_confirm_above``; a control plane configured lower
-#: refuses with ``confirm_required`` and the dashboard asks then).
-CONFIRM_ABOVE = ServerSettings().exec_confirm_above
 TIMEOUT = "30s"  # per machine, as the CLI's default
 MAX_OUTPUT = "64k"  # output kept per machine: a screen, not an archive (`centrality exec --json` keeps 1M)
 MAX_OUTPUT_TEXT = "64 KiB"
@@ -48,13 +46,19 @@ LINES_SHOWN = 200  # lines drawn per stream of a group
 
 @dataclass(frozen=True)
 class Plan:
-    """The machines an exec names, and what the control plane would do with each."""
+    """The machines an exec names, and what the control plane says it would do with each."""
 
     description: str  # "3 marked machines", "the machine under the cursor", ...
     names: tuple[str, ...]  # every machine chosen (sent as the targets)
     selected: tuple[str, ...]  # those that would run it: live and not drained
     skipped: tuple[tuple[str, str], ...]  # (name, limbo | dead | drained)
     simulated: int = 0  # of the selected, machines of `centrality simulate` (label sim=true)
+    #: The control plane's ``exec_confirm_above``: more selected machines than this, it asks first.
+    confirm_above: int | None = None
+    #: Not known yet: the control plane has not answered.
+    pending: bool = False
+    #: The control plane would not say (a viewer key, the link is down): why.
+    error: str = ""
 
     @cached_property  # folding 10,000 names takes about 0.1 s: once per plan
     def folded(self) -> str:
@@ -73,7 +77,7 @@ class Plan:
 
     @property
     def needs_confirm(self) -> bool:
-        return len(self.selected) > CONFIRM_ABOVE
+        return self.confirm_above is not None and len(self.selected) > self.confirm_above
 
 
 def _plural(n: int, word: str = "machine") -> str:
@@ -104,19 +108,35 @@ def plan_key(rows: Mapping[str, object], names: Iterable[str]) -> tuple:
     return tuple((m.state, m.drained) if (m := get(n)) is not None else None for n in names)
 
 
-def plan(rows: Mapping[str, object], names: Iterable[str], description: str) -> Plan:
-    """What running on ``names`` would do, from the rows the dashboard holds (``model.Machine``)."""
-    views = []
-    for n in names:
-        m = rows.get(n)
-        if m is not None:
-            views.append(targeting.MachineView(n, m.state, m.labels, m.drained))
-    if not views:
+def targets(names: Iterable[str]) -> list[str]:
+    """What the dry run and the run are asked about: the chosen names, folded into one hostlist."""
+    names = list(names)
+    return [hostlist.fold(names)] if names else []
+
+
+def pending(names: Iterable[str], description: str) -> Plan:
+    """The plan while the control plane has not answered yet."""
+    return Plan(description, tuple(sorted(names, key=hostlist.natural_key)), (), (), pending=True)
+
+
+def refused(names: Iterable[str], description: str, reason: str) -> Plan:
+    """The control plane would not say what it would run on (``reason``)."""
+    return Plan(description, tuple(sorted(names, key=hostlist.natural_key)), (), (), error=reason)
+
+
+def plan(answer: DryRun | None, names: Iterable[str], description: str,
+         rows: Mapping[str, object] | None = None) -> Plan:
+    """The plan from the control plane's ``exec --dry-run`` answer (None: it matched no machine).
+
+    ``rows`` (the dashboard's ``model.Machine`` rows) only say which selected machines are
+    simulated, for a note."""
+    if answer is None:
         return Plan(description, (), (), ())
-    res = targeting.resolve(views, targeting.Selector(all=True))
-    chosen = tuple(sorted((v.name for v in views), key=hostlist.natural_key))
-    simulated = sum(1 for n in res.selected if (rows[n].labels or {}).get("sim") == "true")
-    return Plan(description, chosen, tuple(res.selected), tuple(res.skipped), simulated)
+    chosen = tuple(sorted(names, key=hostlist.natural_key))
+    get = (rows or {}).get
+    simulated = sum(1 for n in answer.machines if (m := get(n)) is not None and m.labels.get("sim") == "true")
+    return Plan(description, chosen, tuple(answer.machines), tuple((s.machine, s.reason) for s in answer.skipped),
+                simulated, answer.confirm_above)
 
 
 def command_argv(line: str) -> list[str]:
@@ -158,15 +178,13 @@ class ShownGroup:
     hidden_lines: int  # lines not drawn (beyond LINES_SHOWN per stream)
 
 
-def outcome_text(e: Mapping) -> str:
+def outcome_text(e: ExecExit) -> str:
     """How one machine ended, with its exit code: ``exit 0``, ``timed out (code 124)``."""
-    status = e.get("status")
-    if status == "ok":
+    if e.status == "ok":
         return "exit 0"
-    text = describe_exit(dict(e))
-    code = e.get("code")
-    if status != "failed" and isinstance(code, int):
-        text += f" (code {code})"
+    text = describe_exit(e)
+    if e.status != "failed" and e.code is not None:
+        text += f" (code {e.code})"
     return text
 
 
@@ -188,9 +206,9 @@ class ExecResults:
     """One run's progress and output, fed the request's documents one at a time."""
 
     def __init__(self) -> None:
-        self.start: dict | None = None
-        self.summary: dict | None = None
-        self.exits: dict[str, dict] = {}
+        self.start: ExecStart | None = None
+        self.summary: ExecSummary | None = None
+        self.exits: dict[str, ExecExit] = {}
         self.stdout: dict[str, list[str]] = {}
         self.stderr: dict[str, list[str]] = {}
         self.error = ""  # refused, or the link failed
@@ -199,17 +217,15 @@ class ExecResults:
         self.revision = 0
         self._groups: tuple[int, list[fold.Group]] | None = None
 
-    def feed(self, doc: dict) -> None:
-        kind = doc.get("type")
-        if kind == "start":
+    def feed(self, doc: ExecLine) -> None:
+        if isinstance(doc, ExecOutput):
+            target = self.stderr if doc.stream == "stderr" else self.stdout
+            target.setdefault(doc.machine, []).append(doc.data)
+        elif isinstance(doc, ExecExit):
+            self.exits[doc.machine] = doc
+        elif isinstance(doc, ExecStart):
             self.start = doc
-        elif kind == "output":
-            name = str(doc.get("machine", ""))
-            target = self.stderr if doc.get("stream") == "stderr" else self.stdout
-            target.setdefault(name, []).append(str(doc.get("data", "")))
-        elif kind == "exit":
-            self.exits[str(doc.get("machine", ""))] = doc
-        elif kind == "summary":
+        elif isinstance(doc, ExecSummary):
             self.summary = doc
             self.ended = True
         else:
@@ -239,7 +255,7 @@ class ExecResults:
 
     @property
     def machines(self) -> list[str]:
-        return [str(n) for n in (self.start or {}).get("machines", ())]
+        return list(self.start.machines) if self.start is not None else []
 
     @property
     def total(self) -> int:
@@ -251,27 +267,26 @@ class ExecResults:
 
     @property
     def counts(self) -> Counter:
-        return Counter(str(e.get("status")) for e in self.exits.values())
+        return Counter(e.status for e in self.exits.values())
 
     @property
     def failed(self) -> int:
-        return sum(1 for e in self.exits.values() if e.get("status") != "ok")
+        return sum(1 for e in self.exits.values() if e.status != "ok")
 
     @property
     def exit_code(self) -> int | None:
-        return None if self.summary is None else self.summary.get("exit_code")
+        return None if self.summary is None else self.summary.exit_code
 
     def still_running(self) -> list[str]:
         return [n for n in self.machines if n not in self.exits]
 
     def skipped_groups(self) -> list[fold.Group]:
-        skipped = (self.start or {}).get("skipped", ())
-        return fold.group({str(s.get("machine")): one_line(str(s.get("reason")), 40) for s in skipped
-                           if isinstance(s, dict)})
+        skipped = self.start.skipped if self.start is not None else ()
+        return fold.group({s.machine: one_line(s.reason, 40) for s in skipped})
 
     @property
     def unknown(self) -> list[str]:
-        return [one_line(str(u), 200) for u in (self.start or {}).get("unknown", ())]
+        return [one_line(u, 200) for u in (self.start.unknown if self.start is not None else ())]
 
     def counts_text(self) -> str:
         parts = [f"{n} {STATUS_TEXT.get(s, one_line(s, 20))}"
@@ -283,7 +298,7 @@ class ExecResults:
     def outcome(self, name: str) -> Outcome:
         e = self.exits[name]
         return Outcome("".join(self.stdout.get(name, ())), "".join(self.stderr.get(name, ())),
-                       str(e.get("status")), outcome_text(e), bool(e.get("truncated")))
+                       e.status, outcome_text(e), e.truncated)
 
     def groups(self) -> list[fold.Group]:
         """Finished machines grouped by identical (stdout, stderr, outcome); biggest group first."""

@@ -4,7 +4,7 @@
 applies each document to the model as it arrives (cheap: dictionary updates);
 drawing is someone else's business (the app redraws a few times a second
 from the model). When the link breaks it records why, waits a jittered,
-growing delay (``agent_runtime.backoff.Backoff``) and subscribes again; the
+growing delay (``centrality_core.backoff.Backoff``) and subscribes again; the
 new snapshot replaces the rows. No Textual here.
 """
 
@@ -16,7 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agent_runtime.backoff import Backoff
+import msgspec
+
+from centrality_core.backoff import Backoff
+from centrality_core.documents import Snapshot, Update
 
 from .model import FleetModel
 from .source import FleetSource
@@ -75,12 +78,11 @@ class Feed:
             await asyncio.sleep(delay)
             self._set("connecting", reason)
 
-    async def _apply(self, doc: dict) -> None:
+    async def _apply(self, doc: Snapshot | Update) -> None:
         self.documents += 1
         self.last_document_at = self.monotonic()
-        kind = doc.get("type")
-        if kind == "snapshot":
-            rows = doc.get("machines") or []
+        rows = doc.machines
+        if isinstance(doc, Snapshot):
             if len(rows) > CHUNK:  # 10,000 machines: a few slices, keys handled in between
                 self.model.retain(rows)
                 for i in range(0, len(rows), CHUNK):
@@ -93,12 +95,11 @@ class Feed:
             self.status.attempt = 0
             self._set("connected")
             return
-        rows = doc.get("machines") or []
-        if kind == "update" and len(rows) > CHUNK:
+        if len(rows) > CHUNK:
             # Large updates are applied in slices, yielding in between, so a
             # key pressed meanwhile is handled within a slice's time.
             for i in range(0, len(rows) - CHUNK, CHUNK):
                 self.model.update_rows(rows[i:i + CHUNK])
                 await asyncio.sleep(0)
-            doc = {**doc, "machines": rows[(len(rows) - 1) // CHUNK * CHUNK:]}
+            doc = msgspec.structs.replace(doc, machines=rows[(len(rows) - 1) // CHUNK * CHUNK:])
         self.model.apply(doc)

@@ -7,8 +7,10 @@ lazily: the view is re-sorted and re-filtered only when something that
 affects it changed, and at most once per redraw, so 10,000 machines changing
 every second cost a few milliseconds per frame.
 
-Everything that came from an agent (hostnames, labels, event reasons) is
-sanitised here with ``centrality_core.sanitize`` before any widget sees it.
+Documents arrive typed (``centrality_core.documents``) and already cleaned
+of escape sequences by the client; what came from an agent (hostnames,
+labels, event reasons) is laid out here (one line, truncated) before any
+widget sees it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Callable, Iterable
 
+from centrality_core import documents as docs
 from centrality_core.sanitize import one_line
 from centrality_core.timefmt import parse_iso
 
@@ -44,8 +47,6 @@ SORTS: dict[str, tuple[str, bool, bool]] = {
     "net": ("net", True, True),
     "age": ("age", True, True),
 }
-_NUMBERS = (("cpu", "cpu_percent"), ("mem", "mem_percent"), ("gpu", "gpu_util_percent"),
-            ("gpu_mem", "gpu_mem_percent"), ("disk", "disk_percent"), ("net", "net_bytes_per_s"))
 
 
 def _num(value) -> float | None:
@@ -56,20 +57,8 @@ def _num(value) -> float | None:
     return float(value)
 
 
-def _count(value) -> int:
-    return value if type(value) is int and value >= 0 else 0
-
-
-def _flag(value) -> tuple[bool, str]:
-    """A drained/unhealthy flag as the control plane may send it: bool, reason or record."""
-    if isinstance(value, dict):
-        why = value.get("reason") or value.get("checks") or ""
-        return True, one_line(str(why), 120) if why else ""
-    if isinstance(value, str):
-        return bool(value), one_line(value, 120)
-    if isinstance(value, (list, tuple)):
-        return bool(value), one_line(", ".join(map(str, value)), 120)
-    return bool(value), ""
+def _count(value: int) -> int:
+    return value if value >= 0 else 0
 
 
 class Machine:
@@ -77,8 +66,8 @@ class Machine:
 
     __slots__ = ("name", "state", "hostname", "labels", "labels_text", "gpu_count", "cpu_count",
                  "hb_age", "seen_at", "sample_ts", "cpu", "mem", "gpu", "gpu_mem", "disk", "net",
-                 "drained", "unhealthy", "flags", "flag_reason", "cpu_spark", "gpu_spark",
-                 "version", "search", "_raw_host", "_raw_labels", "_raw_flags")
+                 "drained", "unhealthy", "flags", "cpu_spark", "gpu_spark",
+                 "version", "search", "_raw_host", "_raw_labels")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -93,14 +82,12 @@ class Machine:
         self.cpu = self.mem = self.gpu = self.gpu_mem = self.disk = self.net = None
         self.drained = self.unhealthy = False
         self.flags = ""
-        self.flag_reason = ""
         self.cpu_spark = b""
         self.gpu_spark = b""
         self.version = 0
         self.search = ""
         self._raw_host: object = None
         self._raw_labels: object = None
-        self._raw_flags: tuple = (None, None, None)
 
     @property
     def kind(self) -> str:
@@ -110,60 +97,51 @@ class Machine:
         """Heartbeat age now: the age the control plane reported plus the time since."""
         return None if self.hb_age is None else self.hb_age + max(0.0, now - self.seen_at)
 
-    def update(self, row: dict, now: float) -> tuple[bool, bool]:
-        """Take a row of ``views.fleet_row``. Returns (searchable text changed, flags seen).
+    def update(self, row: docs.FleetRow, now: float) -> bool:
+        """Take a ``FleetRow``. Returns whether its searchable text changed.
 
-        Hot path (10,000 rows a second): text is sanitised only when it changed.
+        Hot path (10,000 rows a second): text is laid out only when it changed.
         """
-        get = row.get
-        state = get("state")
+        state = row.state
         if state not in STATE_RANK:
-            state = "dead" if state is None else one_line(str(state), 12)
-        raw_host = get("hostname") or ""
-        hostname = self.hostname if raw_host == self._raw_host else one_line(str(raw_host), 128)
+            state = one_line(state, 12)
+        raw_host = row.hostname
+        hostname = self.hostname if raw_host == self._raw_host else one_line(raw_host, 128)
         self._raw_host = raw_host
-        raw_labels = get("labels") or {}
+        raw_labels = row.labels
         labels_changed = raw_labels != self._raw_labels
         if labels_changed:
             self._raw_labels = raw_labels
-            labels = ({one_line(str(k), 64): one_line(str(v), 128) for k, v in raw_labels.items()}
-                      if isinstance(raw_labels, dict) else {})
+            labels = {one_line(k, 64): one_line(v, 128) for k, v in raw_labels.items()}
             self.labels, self.labels_text = labels, fmt.labels(labels)
-        has_flags = "drained" in row or "unhealthy" in row
-        raw_flags = (get("drained"), get("unhealthy"), get("drain_reason"))
-        flags_changed = raw_flags != self._raw_flags
+        drained, unhealthy = row.drained, row.unhealthy
+        flags_changed = drained != self.drained or unhealthy != self.unhealthy
         if flags_changed:
-            self._raw_flags = raw_flags
-            drained, why_d = _flag(raw_flags[0])
-            unhealthy, why_u = _flag(raw_flags[1])
-            why_d = why_d or (one_line(str(raw_flags[2]), 120) if raw_flags[2] else "")
             self.drained, self.unhealthy = drained, unhealthy
             self.flags = " ".join(f for f, on in (("drained", drained), ("unhealthy", unhealthy)) if on)
-            self.flag_reason = "; ".join(w for w in (why_d, why_u) if w)
         changed = (state != self.state or hostname != self.hostname or labels_changed or flags_changed
                    or not self.search)
         self.state, self.hostname = state, hostname
-        self.gpu_count = _count(get("gpu_count"))
-        self.cpu_count = _count(get("cpu_count"))
-        self.hb_age = _num(get("heartbeat_age_s"))
+        self.gpu_count = _count(row.gpu_count)
+        self.cpu_count = _count(row.cpu_count)
+        self.hb_age = _num(row.heartbeat_age_s)
         self.seen_at = now
-        self.cpu = _num(get("cpu_percent"))
-        self.mem = _num(get("mem_percent"))
-        self.gpu = _num(get("gpu_util_percent"))
-        self.gpu_mem = _num(get("gpu_mem_percent"))
-        self.disk = _num(get("disk_percent"))
-        self.net = _num(get("net_bytes_per_s"))
-        sample_ts = get("sample_ts")
+        self.cpu = _num(row.cpu_percent)
+        self.mem = _num(row.mem_percent)
+        self.gpu = _num(row.gpu_util_percent)
+        self.gpu_mem = _num(row.gpu_mem_percent)
+        self.disk = _num(row.disk_percent)
+        self.net = _num(row.net_bytes_per_s)
+        sample_ts = row.sample_ts
         if sample_ts != self.sample_ts:
             self.sample_ts = sample_ts
             if sample_ts is not None:
                 self.cpu_spark = (self.cpu_spark + bytes((fmt.quantize(self.cpu),)))[-SPARK_LEN:]
                 self.gpu_spark = (self.gpu_spark + bytes((fmt.quantize(self.gpu),)))[-SPARK_LEN:]
         if changed:
-            self.search = " ".join((self.name, hostname, self.labels_text, state, self.kind, self.flags,
-                                    self.flag_reason)).lower()
+            self.search = " ".join((self.name, hostname, self.labels_text, state, self.kind, self.flags)).lower()
         self.version += 1
-        return changed, has_flags
+        return changed
 
 
 @dataclass(frozen=True)
@@ -196,15 +174,15 @@ class Event:
     search: str
 
     @classmethod
-    def from_json(cls, e: dict) -> Event:
-        ts = str(e.get("ts") or "")
+    def from_doc(cls, e: docs.Event) -> Event:
+        ts = e.ts
         try:
             when = parse_iso(ts)
         except ValueError:
             when = 0.0
-        kind, machine = one_line(str(e.get("kind") or ""), 40), one_line(str(e.get("machine") or ""), 64)
-        frm, to = one_line(str(e.get("from") or "-"), 12), one_line(str(e.get("to") or "-"), 12)
-        reason, actor = one_line(str(e.get("reason") or ""), 300), one_line(str(e.get("actor") or ""), 64)
+        kind, machine = one_line(e.kind, 40), one_line(e.machine, 64)
+        frm, to = one_line(e.from_ or "-", 12), one_line(e.to or "-", 12)
+        reason, actor = one_line(e.reason, 300), one_line(e.actor, 64)
         search = " ".join((kind, machine, frm, to, reason, actor)).lower()
         return cls(one_line(ts, 32), when, kind, machine, frm, to, reason, actor, search)
 
@@ -221,9 +199,9 @@ class EventLog:
         self.revision = 0
         self._keys: set[tuple] = set()
 
-    def push(self, events_newest_first: Iterable[dict]) -> None:
+    def push(self, events_newest_first: Iterable[docs.Event]) -> None:
         """New events from an update, newest first."""
-        new = [Event.from_json(e) for e in events_newest_first if isinstance(e, dict)]
+        new = [Event.from_doc(e) for e in events_newest_first]
         for ev in reversed(new):
             if ev.key not in self._keys:
                 if len(self.items) == self.items.maxlen:
@@ -232,10 +210,9 @@ class EventLog:
                 self._keys.add(ev.key)
                 self.revision += 1
 
-    def merge(self, events: Iterable[dict]) -> None:
+    def merge(self, events: Iterable[docs.Event]) -> None:
         """Events from a snapshot or a query: added where missing, order by time kept."""
-        new = [ev for ev in (Event.from_json(e) for e in events if isinstance(e, dict))
-               if ev.key not in self._keys]
+        new = [ev for ev in (Event.from_doc(e) for e in events) if ev.key not in self._keys]
         if not new:
             return
         merged = sorted([*self.items, *new], key=lambda ev: ev.when, reverse=True)[: self.items.maxlen]
@@ -266,7 +243,7 @@ class FleetModel:
         self.rows: dict[str, Machine] = {}
         self.events = EventLog()
         self.revision = 0  # bumped on every change
-        self.has_flags = False  # the control plane sends drained/unhealthy
+        self.has_flags = False  # a row arrived (rows carry drained/unhealthy): the flags column is shown
         self.loaded = False  # a snapshot arrived
         self.server_offset = 0.0  # control-plane clock minus ours
         self.sort_key = "name"
@@ -283,56 +260,48 @@ class FleetModel:
 
     # ------------------------------------------------------------------ input
 
-    def apply(self, doc: dict) -> None:
-        """Apply a subscription document (``snapshot`` or ``update``)."""
-        kind = doc.get("type")
+    def apply(self, doc: docs.Snapshot | docs.Update) -> None:
+        """Apply a subscription document (``Snapshot`` or ``Update``)."""
         now = self.clock()
-        ts = _num(doc.get("ts"))
-        if ts is not None:
-            self.server_offset = ts - now
-        if kind == "snapshot":
-            rows = doc.get("machines") or ()
-            self.retain(rows)
-            self.update_rows(rows, now)
+        self.server_offset = doc.ts - now
+        if isinstance(doc, docs.Snapshot):
+            self.retain(doc.machines)
+            self.update_rows(doc.machines, now)
             self.finish_snapshot(doc)
-        elif kind == "update":
-            self.update_rows(doc.get("machines") or (), now)
-            self.remove(doc.get("removed") or ())
-            self.events.push(doc.get("events") or ())
+        elif isinstance(doc, docs.Update):
+            self.update_rows(doc.machines, now)
+            self.remove(doc.removed)
+            self.events.push(doc.events)
         else:
             return
         self.revision += 1
 
-    def retain(self, rows: Iterable[dict]) -> None:
+    def retain(self, rows: Iterable[docs.FleetRow]) -> None:
         """A snapshot is coming with these rows: forget machines that are not among them."""
-        names = {one_line(str(r["name"]), 64) for r in rows if isinstance(r, dict) and r.get("name")}
+        names = {one_line(r.name, 64) for r in rows if r.name}
         for gone in [n for n in self.rows if n not in names]:
             del self.rows[gone]
             self.marked.discard(gone)
             self._view_dirty = True
             self._members_rev += 1
 
-    def finish_snapshot(self, doc: dict) -> None:
+    def finish_snapshot(self, doc: docs.Snapshot) -> None:
         """The snapshot's rows are in (``update_rows``): take its events; the model is loaded."""
-        ts = _num(doc.get("ts"))
-        if ts is not None:
-            self.server_offset = ts - self.clock()
-        self.events.merge(doc.get("events") or ())
+        self.server_offset = doc.ts - self.clock()
+        self.events.merge(doc.events)
         self.loaded = True
         self._view_dirty = True
         self.revision += 1
 
-    def update_rows(self, rows: Iterable[dict], now: float | None = None) -> None:
+    def update_rows(self, rows: Iterable[docs.FleetRow], now: float | None = None) -> None:
         now = self.clock() if now is None else now
         rows_by_name = self.rows
         resort = self.sort_key != "name"
         for row in rows:
-            if not isinstance(row, dict):
-                continue
-            name = row.get("name")
+            name = row.name
             m = rows_by_name.get(name)
             if m is None:
-                if not isinstance(name, str) or not name:
+                if not name:
                     continue
                 name = one_line(name, 64)  # valid names are unchanged by this
                 m = rows_by_name.get(name)
@@ -340,9 +309,8 @@ class FleetModel:
                     m = rows_by_name[name] = Machine(name)
                     self._view_dirty = True
                     self._members_rev += 1
-            changed, flags = m.update(row, now)
-            if flags:
-                self.has_flags = True
+            changed = m.update(row, now)
+            self.has_flags = True
             if changed and (self._terms or self.sort_key in ("state", "flags", "labels")):
                 self._view_dirty = True
             elif resort:

@@ -5,23 +5,28 @@ The dashboard never polls the fleet: ``snapshots()`` is the ``subscribe``
 request, pushed by the control plane (a snapshot, then changed rows and new
 events), and ``machine_stream(name)`` pushes one machine's latest values and
 nvidia-smi screen. History and details are one-off requests. ``exec()``
-streams a command's run (closing it cancels the command everywhere);
-``drain()`` and ``undrain()`` change a flag. Every failure of the link
-surfaces as ``SourceError`` with a reason a person can act on; the caller
-(``feed.Feed``) reconnects. A refused request (a viewer key, a confirmation
-the control plane wants) is a ``SourceError`` with ``lost=False`` and the
-control plane's error ``code``.
+streams a command's run (closing it cancels the command everywhere) and
+``exec_plan()`` asks the control plane what it would run on and above how
+many machines it asks first; ``drain()`` and ``undrain()`` change a flag.
+Documents are the typed ones of ``centrality_core.documents``, decoded (and
+cleaned of escape sequences) once by the operator client. Every failure of
+the link surfaces as ``SourceError`` with a reason a person can act on; the
+caller (``feed.Feed``) reconnects. A refused request (a viewer key, a
+confirmation the control plane wants) is a ``SourceError`` with
+``lost=False`` and the control plane's error ``code``.
 
-``tui.fake.FakeSource`` is the in-memory double used by tests, snapshots and
-the benchmark.
+``tests/tui/fake.py`` (``FakeSource``) is the in-memory double used by tests,
+snapshots and the benchmark; it builds the same documents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
+from centrality_core.documents import (Drained, DryRun, Event, ExecLine, MachineDetail, MachineLatest, Snapshot,
+                                       Undrained, Update)
 from centrality_core.errors import CentralityError, ConnectError, NotFound, UsageError
 
 log = logging.getLogger("centrality.tui")
@@ -46,35 +51,39 @@ class FleetSource(Protocol):
     #: Shown in the title bar: which control plane this is.
     label: str
 
-    def snapshots(self) -> AsyncIterator[dict]:
-        """The fleet subscription: ``snapshot`` then ``update`` documents. Ends by raising SourceError."""
+    def snapshots(self) -> AsyncIterator[Snapshot | Update]:
+        """The fleet subscription: ``Snapshot`` then ``Update`` documents. Ends by raising SourceError."""
 
-    def machine_stream(self, name: str) -> AsyncIterator[dict]:
-        """``machine`` documents (latest values and text) for one machine."""
+    def machine_stream(self, name: str) -> AsyncIterator[MachineLatest]:
+        """One machine's latest values and text, as they come."""
 
     async def metrics(self, name: str, since: str, resolution: str) -> list[dict]:
         """History: ``[{"ts": ISO, key: value}]`` (rollups add ``key:min``/``key:max``)."""
 
-    async def machine(self, name: str) -> dict:
+    async def machine(self, name: str) -> MachineDetail:
         """``machines show NAME``: info, labels and recent events."""
 
-    async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
+    async def events(self, machine: str | None = None, limit: int = 500) -> list[Event]:
         """Stored events, newest first."""
 
+    async def exec_plan(self, targets: list[str]) -> DryRun:
+        """``exec --dry-run TARGETS``: the machines it would run on, those skipped and why, and the
+        control plane's confirmation threshold."""
+
     def exec(self, targets: list[str], argv: list[str], *, timeout: str = "30s", max_output: str = "1M",
-             yes: bool = False) -> AsyncIterator[dict]:
+             yes: bool = False) -> AsyncIterator[ExecLine]:
         """Run ``argv`` on ``targets`` (names, hostlist ranges): the ``exec`` request's documents,
-        ``start``, ``output``, ``exit`` then ``summary``, as they come. Closing the iterator before
-        the summary cancels the command on every machine still running it."""
+        ``ExecStart``, ``ExecOutput``, ``ExecExit`` then ``ExecSummary``, as they come. Closing the
+        iterator before the summary cancels the command on every machine still running it."""
 
-    async def drain(self, names: list[str], reason: str) -> dict:
-        """``machines drain --reason REASON NAMES``: ``{drained, already, unknown, reason}``."""
+    async def drain(self, names: list[str], reason: str) -> Drained:
+        """``machines drain --reason REASON NAMES``."""
 
-    async def undrain(self, names: list[str]) -> dict:
-        """``machines undrain NAMES``: ``{undrained, not_drained, unknown}``."""
+    async def undrain(self, names: list[str]) -> Undrained:
+        """``machines undrain NAMES``."""
 
     async def forget(self, names: list[str]) -> dict[str, str]:
-        """``machines forget NAMES``: a dead machine's record is removed (its row leaves the
+        """``machines forget NAME`` for each: a dead machine's record is removed (its row leaves the
         subscription), a machine in limbo is declared dead. Returns the names refused, with why."""
 
     async def close(self) -> None:
@@ -89,7 +98,7 @@ class OperatorSource:
     """
 
     def __init__(self, context: str | None = None) -> None:
-        from centrality_cli.client import OperatorClient
+        from centrality_core.client import OperatorClient
 
         self._client_class = OperatorClient
         probe = OperatorClient(context)  # resolves the context now: a bad one fails before the UI starts
@@ -97,7 +106,7 @@ class OperatorSource:
         self.label = f"{probe.context_name} ({probe.context.address})"
         self._client = None
         self._lock = asyncio.Lock()
-        self._machine_flags: list[str] | None = ["--no-fleet"]
+        self._no_fleet = True  # an older control plane refuses --no-fleet: then it is left out
 
     async def _connected(self):
         async with self._lock:
@@ -129,12 +138,11 @@ class OperatorSource:
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         return SourceError(f"connection to {self.label} lost: {reason}")
 
-    async def _stream(self, *argv: str) -> AsyncIterator[dict]:
+    async def _stream(self, open_stream: Callable[[Any], AsyncIterator[Any]]) -> AsyncIterator[Any]:
         client = await self._connected()
         try:
-            async for doc in client.stream(*argv):
-                if isinstance(doc, dict):
-                    yield doc
+            async for doc in open_stream(client):
+                yield doc
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of the link is reported the same way
@@ -146,29 +154,31 @@ class OperatorSource:
         await self._drop(client)
         raise SourceError(f"{self.label} closed the subscription")
 
-    async def snapshots(self) -> AsyncIterator[dict]:
-        async for doc in self._stream("subscribe", "--interval", SUBSCRIBE_INTERVAL):
-            yield doc
+    async def snapshots(self) -> AsyncIterator[Snapshot | Update]:
+        async for doc in self._stream(lambda c: c.subscribe(interval=SUBSCRIBE_INTERVAL)):
+            if isinstance(doc, (Snapshot, Update)):
+                yield doc
 
-    async def machine_stream(self, name: str) -> AsyncIterator[dict]:
-        argv = ["subscribe", "--interval", MACHINE_INTERVAL, "--events", "0", "--machine", name]
+    async def machine_stream(self, name: str) -> AsyncIterator[MachineLatest]:
+        no_fleet = self._no_fleet
         try:
-            async for doc in self._stream(*argv, *(self._machine_flags or ())):
-                if doc.get("type") == "machine":
+            async for doc in self._stream(lambda c: c.subscribe(interval=MACHINE_INTERVAL, events=0, machine=name,
+                                                                no_fleet=no_fleet)):
+                if isinstance(doc, MachineLatest):
                     yield doc
         except SourceError as exc:
-            if self._machine_flags and not exc.lost and "no-fleet" in exc.reason:
+            if no_fleet and not exc.lost and "no-fleet" in exc.reason:
                 # An older control plane: it sends the fleet too, which we skip.
-                self._machine_flags = None
+                self._no_fleet = False
                 async for doc in self.machine_stream(name):
                     yield doc
                 return
             raise
 
-    async def _request(self, *argv: str) -> Any:
+    async def _request(self, method: Callable[[Any], Awaitable[Any]]) -> Any:
         client = await self._connected()
         try:
-            return await client.request(*argv)
+            return await method(client)
         except (NotFound, UsageError) as exc:
             raise SourceError(exc.reason, lost=False, code=exc.code) from None
         except Exception as exc:  # noqa: BLE001
@@ -178,27 +188,23 @@ class OperatorSource:
             raise err from None
 
     async def metrics(self, name: str, since: str, resolution: str) -> list[dict]:
-        return await self._request("metrics", name, "--since", since, "--resolution", resolution) or []
+        return await self._request(lambda c: c.metrics(name, since=since, resolution=resolution))
 
-    async def machine(self, name: str) -> dict:
-        return await self._request("machines", "show", name) or {}
+    async def machine(self, name: str) -> MachineDetail:
+        return await self._request(lambda c: c.machine(name))
 
-    async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
-        argv = ["events", "--limit", str(limit)]
-        if machine:
-            argv += ["--machine", machine]
-        return await self._request(*argv) or []
+    async def events(self, machine: str | None = None, limit: int = 500) -> list[Event]:
+        return await self._request(lambda c: c.events(machine=machine, limit=limit))
+
+    async def exec_plan(self, targets: list[str]) -> DryRun:
+        return await self._request(lambda c: c.exec_dry_run(targets))
 
     async def exec(self, targets: list[str], argv: list[str], *, timeout: str = "30s", max_output: str = "1M",
-                   yes: bool = False) -> AsyncIterator[dict]:
-        request = ["exec", "--timeout", timeout, "--max-output", max_output, *(["--yes"] if yes else ()),
-                   *targets, "--", *argv]
+                   yes: bool = False) -> AsyncIterator[ExecLine]:
         client = await self._connected()
         try:
-            # check=False: a run ends with a summary and the worst exit status, which is no error.
-            async for doc in client.stream(*request, check=False):
-                if isinstance(doc, dict):
-                    yield doc
+            async for doc in client.exec(targets, argv, timeout=timeout, max_output=max_output, yes=yes):
+                yield doc
         except (asyncio.CancelledError, GeneratorExit):
             raise  # the channel closes on the way out: the control plane cancels the command
         except Exception as exc:  # noqa: BLE001
@@ -207,27 +213,19 @@ class OperatorSource:
                 await self._drop(client)
             raise err from None
 
-    async def drain(self, names: list[str], reason: str) -> dict:
-        return await self._request("machines", "drain", "--reason", reason, "--", *names) or {}
+    async def drain(self, names: list[str], reason: str) -> Drained:
+        return await self._request(lambda c: c.drain(names, reason))
 
-    async def undrain(self, names: list[str]) -> dict:
-        return await self._request("machines", "undrain", "--", *names) or {}
+    async def undrain(self, names: list[str]) -> Undrained:
+        return await self._request(lambda c: c.undrain(names))
 
     async def forget(self, names: list[str]) -> dict[str, str]:
-        try:
-            await self._request("machines", "forget", "--", *names)
-            return {}
-        except SourceError as exc:
-            if exc.lost:
-                raise
-            if len(names) == 1:
-                return {names[0]: exc.reason}
-        # Refused as a whole (a control plane that forgets one name per request, or one name it
-        # will not forget): name by name, so the others are forgotten and the refusals are precise.
+        # `machines forget` takes one name: name by name, so the others are forgotten and each
+        # refusal is precise.
         failed = {}
         for name in names:
             try:
-                await self._request("machines", "forget", "--", name)
+                await self._request(lambda c, name=name: c.forget(name))
             except SourceError as exc:
                 if exc.lost:
                     raise

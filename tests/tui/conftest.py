@@ -12,10 +12,12 @@ import asyncio
 import random
 import time
 
+import msgspec
 import pytest
 
-from agent_runtime.backoff import Backoff
-from tui.fake import FakeSource
+from centrality_core.backoff import Backoff
+from centrality_core.documents import Event
+from tests.tui.fake import FakeSource
 
 FROZEN = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 EVIL_HOSTNAME = "cpu-02\x1b]0;pwned\x07\x1b[31mred\x1b[0m"
@@ -31,14 +33,14 @@ def scenario(*, replay: int = 24, gpu: int = 6, cpu: int = 12) -> FakeSource:
     m["cpu-04"].unhealthy = True
     m["cpu-02"].hostname = EVIL_HOSTNAME
     m["cpu-02"].labels = {"team": "ml\x1b[2J", "pool": "batch"}
-    src.event_list[:0] = [
+    src.event_list[:0] = [msgspec.convert(e, Event) for e in [
         {"ts": "2027-01-15T07:59:18.000Z", "kind": "disconnected", "machine": "gpu-03", "from": "live",
          "to": "limbo", "reason": "connection closed", "actor": "system", "machine_id": "id-gpu-03"},
         {"ts": "2027-01-15T07:55:00.000Z", "kind": "drained", "machine": "gpu-05", "from": "live",
          "to": "live", "reason": "NCCL timeouts", "actor": "operator:alice", "machine_id": "id-gpu-05"},
         {"ts": "2027-01-15T07:45:00.000Z", "kind": "forgotten", "machine": "cpu-07", "from": "limbo",
          "to": "dead", "reason": "decommissioned", "actor": "bob", "machine_id": "id-cpu-07"},
-    ]
+    ]]
     return src
 
 

@@ -1,13 +1,19 @@
 """``FakeSource``: an in-memory control plane for tests, snapshots and the benchmark.
 
-It speaks the same documents as ``subscribe`` / ``metrics`` / ``machines show``
-/ ``events`` / ``exec`` / ``machines drain|undrain|forget``. Everything is a pure
+A test double, not part of the product: the dashboard's ``FleetSource``
+without SSH. It answers with the control plane's own documents
+(``centrality_core.documents``: ``Snapshot``, ``Update``, ``MachineLatest``,
+``MachineDetail``, ``Event``, ``DryRun``, ``ExecStart`` ... ``ExecSummary``,
+``Drained``, ``Undrained``), each passed through JSON and the operator
+client's decoders on the way out, as ``OperatorSource`` would hand them over,
+so a change of a document breaks these tests rather than a user. Metric
+history rows stay maps, as on the wire. Everything is a pure
 function of the clock it is given, so with a frozen clock two runs draw the
 same screens. Tests steer it: ``update()``, ``set_state()``, ``disconnect()``
 / ``reconnect()``, ``push_machine()``; ``role = "viewer"`` makes it refuse
 writes as the control plane does, ``confirm_above`` is its exec threshold,
 ``exec_results[name]`` overrides what a machine answers (else
-``tui.fakeshell``), and ``execs`` / ``cancelled`` record what ran and what
+``fakeshell``), and ``execs`` / ``cancelled`` record what ran and what
 was cancelled.
 
 Rows of small fleets come from the agent's fake collectors (so the table and
@@ -24,17 +30,17 @@ from typing import AsyncIterator, Callable
 
 import msgspec
 
+from centrality_core import documents as docs
 from centrality_core import durations, hostlist, targeting
 from centrality_core.errors import UsageError
+from centrality_core.protocol import GpuProcesses
 from centrality_core.settings import ServerSettings
 from centrality_core.summary import summarize
 from centrality_core.timefmt import iso
+from tui.source import SourceError
 
 from . import fakeshell
-from .source import SourceError
 
-_ROW_FIELDS = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent", "disk_percent",
-               "net_bytes_per_s")
 SMALL_FLEET = 300  # up to this many machines, rows come from the fake collectors
 
 
@@ -74,12 +80,11 @@ class FakeSource:
     """A ``FleetSource`` held in memory."""
 
     def __init__(self, machines: list[FakeMachine], *, clock: Callable[[], float] = time.time,
-                 events: list[dict] | None = None, flags: bool = True, replay: int = 0) -> None:
+                 events: list[docs.Event] | None = None, replay: int = 0) -> None:
         self.label = "fake (in memory)"
         self.clock = clock
         self.machines = {m.name: m for m in machines}
-        self.event_list: list[dict] = list(events or [])  # newest first
-        self.flags = flags  # rows carry drained/unhealthy
+        self.event_list: list[docs.Event] = list(events or [])  # newest first
         self.replay = replay  # seconds of updates sent after the snapshot (sparklines start full)
         self.up = True
         self.down_reason = ""
@@ -100,7 +105,7 @@ class FakeSource:
 
     @classmethod
     def fleet(cls, gpu: int = 8, cpu: int = 16, *, clock: Callable[[], float] = time.time,
-              flags: bool = True, replay: int = 0) -> FakeSource:
+              replay: int = 0) -> FakeSource:
         """``gpu`` 8-GPU machines and ``cpu`` CPU machines, with labels and a little history."""
         now = clock()
         machines, events = [], []
@@ -115,35 +120,27 @@ class FakeSource:
             machines.append(m)
         for m in machines:
             events.append(_event(m.registered_at, "registered", m.name, None, "live", "new machine", "agent"))
-        src = cls(machines, clock=clock, events=events, flags=flags, replay=replay)
-        src.event_list.sort(key=lambda e: e["ts"], reverse=True)
+        src = cls(machines, clock=clock, events=events, replay=replay)
+        src.event_list.sort(key=lambda e: e.ts, reverse=True)
         return src
 
-    def row(self, m: FakeMachine, now: float) -> dict:
+    def row(self, m: FakeMachine, now: float) -> docs.FleetRow:
         """``views.fleet_row`` of one machine at ``now``."""
         age = max(0.0, now - m.last_heartbeat) if m.state != "live" else (now % 1.0)
-        row = {"name": m.name, "state": m.state, "hostname": m.hostname, "labels": m.labels,
-               "gpu_count": 8 if m.profile == "gpu8" else 0, "cpu_count": 112 if m.profile == "gpu8" else 16,
-               "last_heartbeat": iso(now - age), "heartbeat_age_s": round(age, 3)}
         if m.state == "live":
-            row["sample_ts"] = iso(math.floor(now))
-            row["sample_age_s"] = round(now - math.floor(now), 3)
+            sample_at = math.floor(now)
             if self._cheap:
-                row.update(_cheap_numbers(m.index, now, m.profile == "gpu8"))
+                figures = _cheap_numbers(m.index, now, m.profile == "gpu8")
             else:
-                s = summarize(m.collectors.sample(math.floor(now))[0])
-                for f in _ROW_FIELDS:
-                    v = getattr(s, f)
-                    row[f] = round(v, 2) if v is not None else None
+                s = summarize(m.collectors.sample(sample_at)[0])
+                figures = {f: round(v, 2) if (v := getattr(s, f)) is not None else None for f in docs.FIGURES}
         else:
-            row["sample_ts"] = iso(m.last_heartbeat)
-            row["sample_age_s"] = round(now - m.last_heartbeat, 3)
-            for f in _ROW_FIELDS:
-                row[f] = None
-        if self.flags:
-            row["drained"] = m.drained
-            row["unhealthy"] = m.unhealthy
-        return row
+            sample_at, figures = m.last_heartbeat, {}
+        return docs.FleetRow(name=m.name, state=m.state, hostname=m.hostname, labels=m.labels,
+                             gpu_count=8 if m.profile == "gpu8" else 0, cpu_count=112 if m.profile == "gpu8" else 16,
+                             last_heartbeat=iso(now - age), heartbeat_age_s=round(age, 3),
+                             sample_ts=iso(sample_at), sample_age_s=round(now - sample_at, 3),
+                             drained=m.drained, unhealthy=m.unhealthy, **figures)
 
     # ------------------------------------------------------------------ steering (tests)
 
@@ -151,15 +148,15 @@ class FakeSource:
         for q in list(queues):
             q.put_nowait(doc)
 
-    def push(self, doc: dict) -> None:
+    def push(self, doc: docs.Update) -> None:
         """Deliver a document to every fleet subscriber."""
         self._send(self._subs, doc)
 
-    def update(self, *names: str, events: list[dict] | None = None) -> None:
+    def update(self, *names: str, events: list[docs.Event] | None = None) -> None:
         """Push fresh rows for ``names`` (all machines when none given)."""
         now = self.clock()
         rows = [self.row(self.machines[n], now) for n in (names or self.machines)]
-        self.push({"type": "update", "ts": now, "machines": rows, "removed": [], "events": events or []})
+        self.push(docs.Update(ts=now, machines=rows, events=events or []))
 
     def set_state(self, name: str, state: str, reason: str = "connection closed") -> None:
         m = self.machines[name]
@@ -180,7 +177,7 @@ class FakeSource:
 
     def remove_machine(self, name: str) -> None:
         del self.machines[name]
-        self.push({"type": "update", "ts": self.clock(), "machines": [], "removed": [name], "events": []})
+        self.push(docs.Update(ts=self.clock(), removed=[name]))
 
     def disconnect(self, reason: str = "connection lost", *, stay_down: bool = True) -> None:
         """Break every open stream; with ``stay_down`` new connections fail until ``reconnect()``."""
@@ -199,12 +196,13 @@ class FakeSource:
         ts = self.clock() if ts is None else ts
         self._send(self._machine_subs.get(name, []), self._machine_doc(self.machines[name], ts))
 
-    def _machine_doc(self, m: FakeMachine, ts: float) -> dict:
+    def _machine_doc(self, m: FakeMachine, ts: float) -> docs.MachineLatest:
         values, _ = m.collectors.sample(math.floor(ts))
         text = {"nvidia_smi": m.collectors.screen(math.floor(ts))} if m.profile == "gpu8" else {}
         procs = m.collectors.processes_at(math.floor(ts)) if m.profile == "gpu8" else None
-        return {"type": "machine", "name": m.name, "ts": math.floor(ts), "values": values, "text": text,
-                "text_ts": math.floor(ts), "gpu_processes": msgspec.to_builtins(procs)}
+        return docs.MachineLatest(name=m.name, ts=math.floor(ts), values=values, text=text, text_ts=math.floor(ts),
+                                  gpu_processes=msgspec.convert(msgspec.to_builtins(procs), GpuProcesses)
+                                  if procs is not None else None)
 
     # ------------------------------------------------------------------ FleetSource
 
@@ -212,35 +210,34 @@ class FakeSource:
         if not self.up:
             raise SourceError(self.down_reason or "cannot reach the control plane")
 
-    async def _queue_stream(self, queues: list[asyncio.Queue], first: list[dict]) -> AsyncIterator[dict]:
+    async def _queue_stream(self, queues: list[asyncio.Queue], first: list) -> AsyncIterator:
         q: asyncio.Queue = asyncio.Queue()
         queues.append(q)
         try:
             for doc in first:
-                yield doc
+                yield wire(doc)
             while True:
                 item = await q.get()
                 if isinstance(item, Exception):
                     raise item
-                yield item
+                yield wire(item)
         finally:
             queues.remove(q)
 
-    async def snapshots(self) -> AsyncIterator[dict]:
+    async def snapshots(self) -> AsyncIterator[docs.Snapshot | docs.Update]:
         await asyncio.sleep(0)
         self._check()
         self.connects += 1
         now = self.clock()
         start = now - self.replay
-        docs = [{"type": "snapshot", "ts": start, "machines": [self.row(m, start) for m in self.machines.values()],
-                 "events": self.event_list[:50]}]
+        first: list = [docs.Snapshot(ts=start, machines=[self.row(m, start) for m in self.machines.values()],
+                                     events=self.event_list[:50])]
         for t in range(1, self.replay + 1):
-            docs.append({"type": "update", "ts": start + t, "removed": [], "events": [],
-                         "machines": [self.row(m, start + t) for m in self.machines.values()]})
-        async for doc in self._queue_stream(self._subs, docs):
+            first.append(docs.Update(ts=start + t, machines=[self.row(m, start + t) for m in self.machines.values()]))
+        async for doc in self._queue_stream(self._subs, first):
             yield doc
 
-    async def machine_stream(self, name: str) -> AsyncIterator[dict]:
+    async def machine_stream(self, name: str) -> AsyncIterator[docs.MachineLatest]:
         await asyncio.sleep(0)
         self._check()
         if name not in self.machines:
@@ -283,7 +280,7 @@ class FakeSource:
             t += step
         return out
 
-    async def machine(self, name: str) -> dict:
+    async def machine(self, name: str) -> docs.MachineDetail:
         self.requests.append(("machine", name))
         await asyncio.sleep(0)
         self._check()
@@ -292,22 +289,23 @@ class FakeSource:
             raise SourceError(f"no machine named {name!r}", lost=False)
         now = self.clock()
         info = m.info()
-        return {"name": m.name, "state": m.state, "hostname": m.hostname,
-                "last_heartbeat": iso(m.last_heartbeat if m.state != "live" else now),
-                "state_since": iso(m.registered_at), "connected": m.state == "live", "labels": m.labels,
-                "cpu_count": info["cpu_count"], "memory_total_bytes": info["memory_total_bytes"],
-                "gpu_count": len(info["gpus"]), "agent_version": "0.1.0", "id": f"id-{m.index:05d}",
-                "drained": m.drained, "unhealthy": m.unhealthy,
-                "drain": ({"reason": m.drain_reason, "by": m.drained_by, "at": iso(m.drained_at),
-                           "auto": False} if m.drained else None),
-                "info": info, "registered_at": iso(m.registered_at),
-                "events": [e for e in self.event_list if e["machine"] == name][:20]}
+        return request(docs.MachineDetail(
+            name=m.name, state=m.state, hostname=m.hostname,
+            last_heartbeat=iso(m.last_heartbeat if m.state != "live" else now),
+            heartbeat_age_s=round(now - m.last_heartbeat, 3) if m.state != "live" else 0.0,
+            state_since=iso(m.registered_at), connected=m.state == "live", labels=m.labels,
+            cpu_count=info["cpu_count"], memory_total_bytes=info["memory_total_bytes"],
+            gpu_count=len(info["gpus"]), agent_version="0.1.0", id=f"id-{m.index:05d}",
+            drained=m.drained, unhealthy=m.unhealthy,
+            drain=docs.Drain(reason=m.drain_reason, by=m.drained_by, at=iso(m.drained_at)) if m.drained else None,
+            info=info, registered_at=iso(m.registered_at), key_fingerprint=f"SHA256:fake{m.index:05d}",
+            events=[e for e in self.event_list if e.machine == name][:20]))
 
-    async def events(self, machine: str | None = None, limit: int = 500) -> list[dict]:
+    async def events(self, machine: str | None = None, limit: int = 500) -> list[docs.Event]:
         self.requests.append(("events", machine, limit))
         await asyncio.sleep(0)
         self._check()
-        return [e for e in self.event_list if machine is None or e["machine"] == machine][:limit]
+        return request([e for e in self.event_list if machine is None or e.machine == machine][:limit])
 
     def _writes(self, path: str) -> None:
         if self.role != "operator":
@@ -324,8 +322,20 @@ class FakeSource:
             raise SourceError(f"no machine matches {' '.join(targets)!r}", lost=False, code="not_found")
         return res
 
+    async def exec_plan(self, targets: list[str]) -> docs.DryRun:
+        """``exec --dry-run``, as the control plane answers it (a write: viewers are refused)."""
+        self.requests.append(("exec_plan", tuple(targets)))
+        await asyncio.sleep(0)
+        self._check()
+        self._writes("exec")
+        res = self._resolve(targets)
+        return request(docs.DryRun(selector=" ".join(targets), machines=res.selected,
+                                   machines_folded=hostlist.fold(res.selected),
+                                   skipped=[docs.Skipped(machine=n, reason=why) for n, why in res.skipped],
+                                   unknown=res.unknown, confirm_above=self.confirm_above))
+
     async def exec(self, targets: list[str], argv: list[str], *, timeout: str = "30s", max_output: str = "1M",
-                   yes: bool = False) -> AsyncIterator[dict]:
+                   yes: bool = False) -> AsyncIterator[docs.ExecLine]:
         record = {"targets": list(targets), "argv": list(argv), "yes": yes, "status": "refused"}
         self.execs.append(record)
         await asyncio.sleep(0)
@@ -338,9 +348,10 @@ class FakeSource:
         record["status"] = "running"
         limit = durations.parse(timeout)
         exec_id = f"fake{len(self.execs):04d}"
-        yield {"type": "start", "id": exec_id, "argv": argv, "selector": " ".join(targets),
-               "machines": res.selected, "machines_folded": hostlist.fold(res.selected),
-               "skipped": [{"machine": n, "reason": why} for n, why in res.skipped], "unknown": res.unknown}
+        yield wire(docs.ExecStart(id=exec_id, argv=argv, selector=" ".join(targets), machines=res.selected,
+                                  machines_folded=hostlist.fold(res.selected),
+                                  skipped=[docs.Skipped(machine=n, reason=why) for n, why in res.skipped],
+                                  unknown=res.unknown))
         results = {}
         for name in res.selected:
             m = self.machines[name]
@@ -356,11 +367,11 @@ class FakeSource:
                     elapsed = r.wait
                 for stream, data in (("stdout", r.stdout), ("stderr", r.stderr)):
                     if data:
-                        yield {"type": "output", "machine": name, "stream": stream, "data": data}
+                        yield wire(docs.ExecOutput(machine=name, stream=stream, data=data))
                 pending.remove(name)
-                yield {"type": "exit", "machine": name, "status": r.status,
-                       "exit_code": r.exit_code if r.status in ("ok", "failed") else None, "signal": None,
-                       "code": r.code, "duration": r.wait, "truncated": False, "error": None}
+                yield wire(docs.ExecExit(machine=name, status=r.status,
+                                         exit_code=r.exit_code if r.status in ("ok", "failed") else None,
+                                         code=r.code, duration=r.wait))
                 await asyncio.sleep(0)
         except (asyncio.CancelledError, GeneratorExit):
             record["status"] = "cancelled"  # the control plane sends `cancel` to the machines still running
@@ -371,17 +382,17 @@ class FakeSource:
         counts: dict[str, int] = {}
         for n in res.selected:
             counts[results[n].status] = counts.get(results[n].status, 0) + 1
-        yield {"type": "summary", "id": exec_id, "actor": self.actor, "argv": argv, "status": "done",
-               "exit_code": max(codes, default=1), "duration": elapsed, "counts": counts,
-               "ran": len(res.selected), "skipped": len(res.skipped),
-               "failed": hostlist.fold(n for n in res.selected if results[n].status != "ok")}
+        yield wire(docs.ExecSummary(id=exec_id, actor=self.actor, argv=argv, selector=" ".join(targets),
+                                    exit_code=max(codes, default=1), duration=elapsed, counts=counts,
+                                    ran=len(res.selected), skipped=len(res.skipped),
+                                    failed=hostlist.fold(n for n in res.selected if results[n].status != "ok")))
 
     def _matched(self, names: list[str]):
         """What ``machines drain|undrain NAMES`` resolves to: every named machine, whatever its state."""
         res = self._resolve(names, include_drained=True)
         return res, sorted([*res.selected, *(n for n, _ in res.skipped)], key=hostlist.natural_key)
 
-    async def drain(self, names: list[str], reason: str) -> dict:
+    async def drain(self, names: list[str], reason: str) -> docs.Drained:
         self.requests.append(("drain", tuple(names), reason))
         await asyncio.sleep(0)
         self._check()
@@ -400,10 +411,10 @@ class FakeSource:
             changed.append(name)
             events.insert(0, _event(now, "drained", name, None, None, reason, self.actor))
         self._flags_changed(changed, events)
-        return {"drained": changed, "already": [n for n in matched if n not in changed], "unknown": res.unknown,
-                "reason": reason}
+        return request(docs.Drained(drained=changed, already=[n for n in matched if n not in changed],
+                                    unknown=res.unknown, reason=reason))
 
-    async def undrain(self, names: list[str]) -> dict:
+    async def undrain(self, names: list[str]) -> docs.Undrained:
         self.requests.append(("undrain", tuple(names)))
         await asyncio.sleep(0)
         self._check()
@@ -420,8 +431,8 @@ class FakeSource:
             changed.append(name)
             events.insert(0, _event(now, "undrained", name, None, None, why, self.actor))
         self._flags_changed(changed, events)
-        return {"undrained": changed, "not_drained": [n for n in matched if n not in changed],
-                "unknown": res.unknown}
+        return request(docs.Undrained(undrained=changed, not_drained=[n for n in matched if n not in changed],
+                                      unknown=res.unknown))
 
     async def forget(self, names: list[str]) -> dict[str, str]:
         """As the control plane does: a dead machine's record goes, a machine in limbo becomes dead;
@@ -440,12 +451,12 @@ class FakeSource:
                 ev = _event(self.clock(), "removed", name, "dead", None, "removed by an operator", self.actor)
                 self.event_list.insert(0, ev)
                 self.remove_machine(name)
-                self.push({"type": "update", "ts": self.clock(), "machines": [], "removed": [], "events": [ev]})
+                self.push(docs.Update(ts=self.clock(), events=[ev]))
             else:
                 self.set_state(name, "dead", "forgotten by an operator")
         return failed
 
-    def _flags_changed(self, names: list[str], events: list[dict]) -> None:
+    def _flags_changed(self, names: list[str], events: list[docs.Event]) -> None:
         """Push the changed rows and their events, as the subscription does."""
         self.event_list[:0] = events
         if names:
@@ -454,9 +465,30 @@ class FakeSource:
     async def close(self) -> None:
         self.disconnect("closed", stay_down=False)
 
-def _event(ts: float, kind: str, machine: str, frm: str | None, to: str | None, reason: str, actor: str) -> dict:
-    return {"ts": iso(ts), "kind": kind, "machine": machine, "from": frm, "to": to, "reason": reason,
-            "actor": actor, "machine_id": f"id-{machine}"}
+def _event(ts: float, kind: str, machine: str, frm: str | None, to: str | None, reason: str,
+           actor: str) -> docs.Event:
+    return docs.Event(ts=iso(ts), kind=kind, machine=machine, from_=frm, to=to, reason=reason, actor=actor,
+                      machine_id=f"id-{machine}")
+
+
+event = _event  # for tests that build the fake's history
+
+
+def wire(doc):
+    """A streamed document as ``OperatorSource`` hands it over: encoded, then decoded (and cleaned)
+    by the operator client's decoders."""
+    data = msgspec.json.encode(doc)
+    if isinstance(doc, (docs.Snapshot, docs.Update, docs.MachineLatest)):
+        return docs.decode_subscription(data)
+    return docs.decode_exec(data)
+
+
+def request(answer):
+    """A request's answer as ``OperatorClient.typed`` hands it over: through JSON, decoded as its type."""
+    t = list[type(answer[0])] if isinstance(answer, list) and answer else type(answer)
+    if isinstance(answer, list) and not answer:
+        return []
+    return docs.decode(msgspec.json.decode(msgspec.json.encode(answer)), t)
 
 
 def _cheap_numbers(index: int, now: float, gpu: bool) -> dict:

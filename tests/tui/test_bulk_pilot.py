@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from centrality_core.documents import Snapshot
 from tui import bulk
 from tui.screens.dialogs import ConfirmScreen, ReasonScreen
 
@@ -25,8 +26,7 @@ def test_forget_plan_removes_dead_declares_limbo_and_skips_live():
     from tui.model import FleetModel
 
     model = FleetModel(lambda: 0.0)
-    model.apply({"type": "snapshot", "ts": 0, "machines": [src.row(m, 0) for m in src.machines.values()],
-                 "events": []})
+    model.apply(Snapshot(ts=0, machines=[src.row(m, 0) for m in src.machines.values()]))
     plan = bulk.forget_plan(model.rows, ["cpu-01", "gpu-03", "cpu-07", "nope"])
     assert plan.remove == ["cpu-07"] and plan.declare == ["gpu-03"] and plan.names == ["cpu-07", "gpu-03"]
     assert [n for n, _ in plan.skipped] == ["cpu-01", "nope"]
@@ -131,23 +131,19 @@ async def test_a_viewer_cannot_drain_or_forget_and_is_told():
 
 
 class _ForgetClient:
-    """Stands in for ``OperatorClient``: a control plane that forgets one name per request
-    (``refuse_many``), refuses some names, or takes them all at once."""
+    """Stands in for ``OperatorClient``: a control plane that refuses to forget some names."""
 
-    def __init__(self, refuse_many=False, refused=()) -> None:
-        self.refuse_many, self.refused, self.calls = refuse_many, set(refused), []
+    def __init__(self, refused=()) -> None:
+        self.refused, self.calls = set(refused), []
 
-    async def request(self, *argv):
-        from centrality_core.errors import Conflict, UsageError
+    async def forget(self, name):
+        from centrality_core.documents import Forgotten
+        from centrality_core.errors import Conflict
 
-        self.calls.append(argv)
-        names = list(argv[argv.index("--") + 1:])
-        if self.refuse_many and len(names) > 1:
-            raise UsageError("unrecognized arguments: " + " ".join(names[1:]))
-        hit = [n for n in names if n in self.refused]
-        if hit:
-            raise Conflict(f"machine {hit[0]!r} is live; only a machine in limbo can be forgotten")
-        return {"name": names[0], "state": "dead", "changed": True}
+        self.calls.append(name)
+        if name in self.refused:
+            raise Conflict(f"machine {name!r} is live; only a machine in limbo can be forgotten")
+        return Forgotten(name=name, state="dead", changed=True)
 
 
 def _source(client):
@@ -163,14 +159,11 @@ def _source(client):
     return src
 
 
-async def test_operator_source_forgets_in_one_request_and_name_by_name_when_refused():
+async def test_operator_source_forgets_name_by_name_and_says_which_were_refused():
     client = _ForgetClient()
     assert await _source(client).forget(["cpu-07", "gpu-03"]) == {}
-    assert client.calls == [("machines", "forget", "--", "cpu-07", "gpu-03")]  # machines forget NAME...
-    client = _ForgetClient(refuse_many=True)  # one name per request: still works
-    assert await _source(client).forget(["cpu-07", "gpu-03"]) == {}
-    assert client.calls[1:] == [("machines", "forget", "--", "cpu-07"), ("machines", "forget", "--", "gpu-03")]
+    assert client.calls == ["cpu-07", "gpu-03"]  # `machines forget NAME`, one request each
     client = _ForgetClient(refused={"cpu-01"})  # one refused: the others still go, the refusal is precise
     failed = await _source(client).forget(["cpu-01", "cpu-07"])
     assert list(failed) == ["cpu-01"] and "is live" in failed["cpu-01"]
-    assert client.calls[-1] == ("machines", "forget", "--", "cpu-07")
+    assert client.calls == ["cpu-01", "cpu-07"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from tui.fake import FakeSource
-from tui.fakeshell import FakeResult
+from tests.tui.fake import FakeSource
+from tests.tui.fakeshell import FakeResult
 from tui.screens.cluster import ClusterScreen
 from tui.screens.dialogs import ConfirmScreen, ReasonScreen
 from tui.screens.exec import ExecScreen
@@ -117,13 +117,14 @@ async def test_failures_timeouts_and_skipped_machines_are_shown():
         assert "── gpu-[01-02,04,06] (4)  exit 0 ──" in text
         assert "── cpu-04 (1)  timed out (code 124) ──" in text
         assert text.count("skipped 3:") == 1  # the control plane skipped what the plan said
-        # The control plane decides: a machine gone to limbo since the screen opened is skipped.
+        # The control plane decides, asked again at Enter: a machine gone to limbo since the screen
+        # opened (not pushed to the dashboard yet) is skipped, and the plan says so.
         await pilot.press("escape", "c", "space", "space")
         screen = await open_exec(pilot)
         src.machines["cpu-02"].state = "limbo"  # not pushed to the dashboard yet
         await run(pilot, screen, "echo hi")
         text = screen_text(app)
-        assert "Runs on 2 machines" in text and "skipped 1:  cpu-02 (limbo)" in text
+        assert "Runs on 1 machine of 2" in text and "skipped 1:  cpu-02 (limbo)" in text
         assert "✓ done  1 machine: 1 ok" in text
 
 
@@ -150,7 +151,7 @@ async def test_more_than_the_threshold_asks_first():
         assert "60 machines: 60 ok" in screen_text(app)
 
 
-async def test_when_the_control_plane_asks_for_confirmation_the_dashboard_asks_too():
+async def test_the_threshold_is_the_control_planes():
     src = scenario()
     src.confirm_above = 1  # a control plane configured with exec_confirm_above = 1
     app = make_app(src)
@@ -158,10 +159,14 @@ async def test_when_the_control_plane_asks_for_confirmation_the_dashboard_asks_t
         await ready(pilot)
         await pilot.press("space", "space")
         screen = await open_exec(pilot)
+        await until(pilot, lambda: screen.plan is not None and not screen.plan.pending, what="the dry run")
+        app.redraw()
+        await pilot.pause()
+        assert "more than 1 machines: asks first" in screen_text(app)
         await pilot.press(*"uptime", "enter")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
-        assert "The control plane asks: this would run on 2 machines, more than 1" in screen_text(app)
-        assert src.execs[-1]["status"] == "refused"
+        assert "Run uptime on 2 machines? That is more than 1." in screen_text(app)
+        assert src.execs == []  # asked before anything was sent
         await pilot.press("y")
         await until(pilot, lambda: screen.results is not None and not screen.results.running)
         assert src.execs[-1]["yes"] is True and src.execs[-1]["status"] == "done"
@@ -229,7 +234,7 @@ async def test_drain_with_a_reason_then_undrain_from_the_machine_screen():
         await pilot.press(*"PSU swap", "enter")
         await until(pilot, lambda: app.model.rows["gpu-02"].drained, what="the DRAINED flag pushed")
         assert ("drain", ("gpu-02",), "PSU swap") in src.requests
-        await until(pilot, lambda: (screen.info or {}).get("drain"), what="the drain record")
+        await until(pilot, lambda: screen.info is not None and screen.info.drain, what="the drain record")
         app.redraw()
         await pilot.pause()
         text = screen_text(app)

@@ -5,37 +5,49 @@ the requests ``OperatorSource`` makes."""
 from __future__ import annotations
 
 import asyncio
+import json
 
+import msgspec
 import pytest
 
+from centrality_core.client import Answer, OperatorClient
+from centrality_core.documents import DryRun, ExecStart, ExecSummary, Skipped, Snapshot, Update, decode_exec
 from centrality_core.errors import Forbidden, UsageError
-from tui import execrun, fakeshell
+from tui import execrun
 from tui.execrun import ExecResults, command_argv, describe_command, matching, plan, selection
 from tui.model import FleetModel
 from tui.source import OperatorSource, SourceError
 
+from . import fakeshell
 from .conftest import FROZEN, scenario
 
 
 def model_of(src) -> FleetModel:
     model = FleetModel(lambda: FROZEN)
-    model.apply({"type": "snapshot", "ts": FROZEN, "events": [],
-                 "machines": [src.row(m, FROZEN) for m in src.machines.values()]})
+    model.apply(Snapshot(ts=FROZEN, machines=[src.row(m, FROZEN) for m in src.machines.values()]))
     return model
 
 
+def _wire(doc: dict):
+    return decode_exec(msgspec.json.encode(doc))
+
+
 def start(machines, skipped=(), unknown=()):
-    return {"type": "start", "id": "x", "argv": ["sh", "-c", "true"], "machines": list(machines),
-            "skipped": [{"machine": n, "reason": r} for n, r in skipped], "unknown": list(unknown)}
+    return _wire({"type": "start", "id": "x", "argv": ["sh", "-c", "true"], "machines": list(machines),
+                  "skipped": [{"machine": n, "reason": r} for n, r in skipped], "unknown": list(unknown)})
 
 
 def out(machine, data, stream="stdout"):
-    return {"type": "output", "machine": machine, "stream": stream, "data": data}
+    return _wire({"type": "output", "machine": machine, "stream": stream, "data": data})
 
 
 def exit_(machine, status="ok", exit_code=0, code=0, signal=None, truncated=False):
-    return {"type": "exit", "machine": machine, "status": status, "exit_code": exit_code, "signal": signal,
-            "code": code, "duration": 0.1, "truncated": truncated, "error": None}
+    return _wire({"type": "exit", "machine": machine, "status": status, "exit_code": exit_code, "signal": signal,
+                  "code": code, "duration": 0.1, "truncated": truncated, "error": None})
+
+
+def summary(exit_code, **kw):
+    return _wire({"type": "summary", "id": "x", "exit_code": exit_code, **kw})
 
 
 # ------------------------------------------------------------------ which machines
@@ -54,18 +66,22 @@ def test_matching_is_every_row_shown_and_says_which_filter():
     assert names == ["a-1"] and text == "every machine matching the filter “pool=eval” (1)"
 
 
-def test_plan_skips_limbo_dead_and_drained_as_the_control_plane_would():
-    model = model_of(scenario())
-    p = plan(model.rows, list(model.rows) + ["gone-01"], "every machine")
-    assert len(p.names) == 18  # a name no longer in the fleet is dropped
-    assert len(p.selected) == 15
+async def test_the_plan_is_the_control_planes_dry_run():
+    src = scenario()
+    model = model_of(src)
+    names = list(model.rows) + ["gone-01"]
+    answer = await src.exec_plan(execrun.targets(names))
+    assert src.requests[-1] == ("exec_plan", ("cpu-[01-12],gone-01,gpu-[01-06]",))
+    p = plan(answer, names, "every machine", model.rows)
+    assert len(p.names) == 19 and len(p.selected) == 15
     assert dict(p.skipped) == {"gpu-03": "limbo", "cpu-07": "dead", "gpu-05": "drained"}
     assert p.selected_folded == "cpu-[01-06,08-12],gpu-[01-02,04,06]"
-    assert p.targets() == ["cpu-[01-12],gpu-[01-06]"]  # every chosen name: the control plane reports the skipped
+    assert p.targets() == ["cpu-[01-12],gone-01,gpu-[01-06]"]  # every chosen name: the control plane says
     assert [(g.key, g.folded) for g in p.skipped_groups()] == [("dead", "cpu-07"), ("limbo", "gpu-03"),
                                                                ("drained", "gpu-05")]
-    assert not p.needs_confirm
-    assert plan(model.rows, [], "nothing").targets() == []
+    assert p.confirm_above == 50 and not p.needs_confirm
+    assert plan(None, ["gone-01"], "nothing").targets() == []  # matched no machine at all
+    assert execrun.pending(names, "x").pending and execrun.refused(names, "x", "no").error == "no"
     # A plan is made again only when one of its machines changes state or drain, comes or goes.
     key = execrun.plan_key(model.rows, p.names)
     model.rows["cpu-01"].cpu = 99.0
@@ -74,14 +90,13 @@ def test_plan_skips_limbo_dead_and_drained_as_the_control_plane_would():
     assert execrun.plan_key(model.rows, p.names) != key
 
 
-def test_plan_needs_confirmation_above_the_control_planes_default_threshold():
-    from tui.fake import FakeSource
-
-    assert execrun.CONFIRM_ABOVE == 50
-    model = model_of(FakeSource.fleet(20, 31, clock=lambda: FROZEN))
-    p = plan(model.rows, model.rows, "all")
-    assert len(p.selected) == 51 and p.needs_confirm
-    assert not plan(model.rows, sorted(model.rows)[:50], "50").needs_confirm
+def test_plan_needs_confirmation_above_the_threshold_the_control_plane_applies():
+    names = [f"m{i:02d}" for i in range(51)]
+    answer = DryRun(machines=names, confirm_above=50)
+    assert plan(answer, names, "all").needs_confirm
+    assert not plan(DryRun(machines=names[:50], confirm_above=50), names[:50], "50").needs_confirm
+    assert plan(DryRun(machines=names[:3], confirm_above=2), names[:3], "3").needs_confirm  # configured lower
+    assert not plan(DryRun(machines=names), names, "all").needs_confirm  # an older control plane: it asks itself
 
 
 def test_command_line_runs_in_a_shell():
@@ -99,7 +114,7 @@ def test_marks_toggle_clear_and_leave_with_their_machine():
     assert not model.toggle_mark("gpu-01")
     assert not model.toggle_mark("no-such")  # only machines of the fleet
     assert model.marked == {"cpu-02"}
-    model.apply({"type": "update", "ts": FROZEN, "machines": [], "removed": ["cpu-02"], "events": []})
+    model.apply(Update(ts=FROZEN, removed=["cpu-02"]))
     assert model.marked == set()
     model.toggle_mark("gpu-02")
     model.clear_marks()
@@ -136,7 +151,7 @@ def test_results_progress_and_folded_groups():
     assert [(g.key, g.folded) for g in r.skipped_groups()] == [("limbo", "gpu-05"), ("drained", "gpu-06")]
     assert r.unknown == ["gpu-09"]
     assert r.running
-    r.feed({"type": "summary", "exit_code": 124, "duration": 1.5, "counts": {}})
+    r.feed(summary(124, duration=1.5))
     assert not r.running and r.exit_code == 124
 
 
@@ -163,7 +178,7 @@ def test_output_is_sanitised_and_capped_for_display():
     by = {g.folded: g for g in shown}
     assert by["m1"].stdout == ("okred   x",) and by["m1"].truncated  # tab to column 8; 8-bit CSI removed whole
     assert len(by["m2"].stdout) == execrun.LINES_SHOWN and by["m2"].hidden_lines == 7
-    assert r.groups()[0].key.stdout.startswith("ok\x1b")  # kept raw until drawn
+    assert r.groups()[0].key.stdout == "okred\tx\n"  # cleaned once, when decoded; laid out when drawn
 
 
 def test_many_distinct_outputs_are_counted_beyond_what_is_drawn(monkeypatch):
@@ -210,20 +225,19 @@ def test_fake_shell_is_deterministic():
 async def test_fake_exec_streams_refuses_and_records_cancel():
     src = scenario()
     docs = [d async for d in src.exec(["gpu-[01-03]"], ["sh", "-c", "nvidia-smi -L"])]
-    assert [d["type"] for d in docs][0] == "start" and docs[-1]["type"] == "summary"
-    assert docs[0]["machines"] == ["gpu-01", "gpu-02"] and docs[0]["skipped"] == [{"machine": "gpu-03",
-                                                                                   "reason": "limbo"}]
-    assert docs[-1]["exit_code"] == 0 and docs[-1]["counts"] == {"ok": 2}
+    assert isinstance(docs[0], ExecStart) and isinstance(docs[-1], ExecSummary)
+    assert docs[0].machines == ["gpu-01", "gpu-02"] and docs[0].skipped == [Skipped(machine="gpu-03", reason="limbo")]
+    assert docs[-1].exit_code == 0 and docs[-1].counts == {"ok": 2}
 
     src.confirm_above = 1
     with pytest.raises(SourceError) as err:
         [d async for d in src.exec(["gpu-[01-02]"], ["true"])]
     assert err.value.code == "confirm_required" and not err.value.lost
-    assert [d["type"] async for d in src.exec(["gpu-[01-02]"], ["true"], yes=True)][-1] == "summary"
+    assert isinstance([d async for d in src.exec(["gpu-[01-02]"], ["true"], yes=True)][-1], ExecSummary)
     src.confirm_above = 50
 
     gen = src.exec(["cpu-0[1-3]"], ["sh", "-c", "sleep 20"])
-    assert (await gen.__anext__())["type"] == "start"
+    assert isinstance(await gen.__anext__(), ExecStart)
     task = asyncio.ensure_future(gen.__anext__())
     await asyncio.sleep(0.05)
     task.cancel()
@@ -237,6 +251,9 @@ async def test_fake_exec_streams_refuses_and_records_cancel():
     assert err.value.code == "forbidden" and "viewer keys may only read" in err.value.reason
     with pytest.raises(SourceError):
         await src.drain(["gpu-01"], "x")
+    with pytest.raises(SourceError) as err:
+        await src.exec_plan(["gpu-01"])  # exec --dry-run is a write request too
+    assert err.value.code == "forbidden"
 
 
 async def test_fake_drain_and_undrain_push_the_flag_and_events():
@@ -244,41 +261,42 @@ async def test_fake_drain_and_undrain_push_the_flag_and_events():
     q: asyncio.Queue = asyncio.Queue()
     src._subs.append(q)
     r = await src.drain(["gpu-0[1-2]", "gpu-05"], "  PSU swap ")
-    assert r == {"drained": ["gpu-01", "gpu-02"], "already": ["gpu-05"], "unknown": [], "reason": "PSU swap"}
+    assert (r.drained, r.already, r.unknown, r.reason) == (["gpu-01", "gpu-02"], ["gpu-05"], [], "PSU swap")
     doc = q.get_nowait()
-    assert {m["name"]: m["drained"] for m in doc["machines"]} == {"gpu-01": True, "gpu-02": True}
-    assert [e["kind"] for e in doc["events"]] == ["drained", "drained"]
+    assert {m.name: m.drained for m in doc.machines} == {"gpu-01": True, "gpu-02": True}
+    assert [e.kind for e in doc.events] == ["drained", "drained"]
     shown = await src.machine("gpu-01")
-    assert shown["drain"]["reason"] == "PSU swap" and shown["drain"]["by"] == "operator:you"
+    assert shown.drain.reason == "PSU swap" and shown.drain.by == "operator:you"
     with pytest.raises(SourceError) as err:
         await src.drain(["gpu-01"], "  ")
     assert err.value.code == "usage"
     r = await src.undrain(["gpu-01", "cpu-01"])
-    assert r == {"undrained": ["gpu-01"], "not_drained": ["cpu-01"], "unknown": []}
-    assert (await src.machine("gpu-01"))["drain"] is None
+    assert (r.undrained, r.not_drained, r.unknown) == (["gpu-01"], ["cpu-01"], [])
+    assert (await src.machine("gpu-01")).drain is None
 
 
 # ------------------------------------------------------------------ OperatorSource's requests
 
 
-class _Client:
-    """Stands in for ``OperatorClient``: records requests, answers or fails as told."""
+class _Client(OperatorClient):
+    """The real operator client (typed methods, argv, decoding) without SSH: records the
+    requests, answers with ``lines`` / ``answer`` or fails as told."""
 
-    def __init__(self, lines=(), error=None) -> None:
-        self.lines, self.error, self.calls = list(lines), error, []
+    def __init__(self, lines=(), answer=None, error=None) -> None:
+        self.lines, self.answer, self.error, self.calls = list(lines), answer, error, []
 
-    async def stream(self, *argv, check=True):
+    async def stream(self, *argv, check=True, decode=json.loads):
         self.calls.append(("stream", argv, check))
         for line in self.lines:
-            yield line
+            yield decode(msgspec.json.encode(line))
         if self.error is not None:
             raise self.error
 
-    async def request(self, *argv):
+    async def call(self, *argv):
         self.calls.append(("request", argv))
         if self.error is not None:
             raise self.error
-        return {"ok": True}
+        return Answer(self.answer, 0)
 
 
 def source_with(client) -> OperatorSource:
@@ -293,17 +311,24 @@ def source_with(client) -> OperatorSource:
 
 
 async def test_operator_source_exec_and_drain_requests():
-    client = _Client([start(["a"]), {"type": "summary", "exit_code": 0}])
+    client = _Client([start(["a"]), summary(0)])
     src = source_with(client)
     docs = [d async for d in src.exec(["a,b[1-2]"], ["sh", "-c", "uptime"], timeout="30s", max_output="64k",
                                       yes=True)]
-    assert [d["type"] for d in docs] == ["start", "summary"]
+    assert [type(d) for d in docs] == [ExecStart, ExecSummary]
     assert client.calls == [("stream", ("exec", "--timeout", "30s", "--max-output", "64k", "--yes", "a,b[1-2]",
                                         "--", "sh", "-c", "uptime"), False)]
-    await src.drain(["gpu-01"], "PSU swap")
-    await src.undrain(["gpu-01"])
+    client.answer = {"drained": ["gpu-01"], "already": [], "unknown": [], "reason": "PSU swap"}
+    assert (await src.drain(["gpu-01"], "PSU swap")).drained == ["gpu-01"]
+    client.answer = {"undrained": ["gpu-01"], "not_drained": [], "unknown": []}
+    assert (await src.undrain(["gpu-01"])).undrained == ["gpu-01"]
+    client.answer = {"dry_run": True, "machines": ["a"], "skipped": [{"machine": "b1", "reason": "limbo"}],
+                     "unknown": ["b2"], "confirm_above": 7}
+    dry = await src.exec_plan(["a,b[1-2]"])
+    assert dry.confirm_above == 7 and dry.skipped == [Skipped(machine="b1", reason="limbo")]
     assert client.calls[1:] == [("request", ("machines", "drain", "--reason", "PSU swap", "--", "gpu-01")),
-                                ("request", ("machines", "undrain", "--", "gpu-01"))]
+                                ("request", ("machines", "undrain", "--", "gpu-01")),
+                                ("request", ("exec", "--dry-run", "a,b[1-2]", "--"))]
 
 
 @pytest.mark.parametrize("error, code", [

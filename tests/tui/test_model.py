@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
+import msgspec
 import pytest
 
-from agent_runtime.backoff import Backoff
+from centrality_core.backoff import Backoff
+from centrality_core.documents import Event, decode_subscription
 from tui import format as fmt
 from tui.feed import Feed
 from tui.model import SPARK_LEN, FleetModel
@@ -26,13 +28,18 @@ def row(name, state="live", **kw):
     return r
 
 
+def _wire(doc: dict):
+    """A document as the operator client hands it over: JSON decoded (and cleaned) once."""
+    return decode_subscription(msgspec.json.encode(doc))
+
+
 def snapshot(*rows, events=()):
-    return {"type": "snapshot", "ts": FROZEN, "machines": list(rows), "events": list(events)}
+    return _wire({"type": "snapshot", "ts": FROZEN, "machines": list(rows), "events": list(events)})
 
 
 def update(*rows, removed=(), events=()):
-    return {"type": "update", "ts": FROZEN, "machines": list(rows), "removed": list(removed),
-            "events": list(events)}
+    return _wire({"type": "update", "ts": FROZEN, "machines": list(rows), "removed": list(removed),
+                  "events": list(events)})
 
 
 @pytest.fixture
@@ -149,14 +156,17 @@ def test_summary_counts(model):
     assert model.has_flags
 
 
-def test_flags_only_when_the_control_plane_sends_them(model):
-    model.apply(snapshot(row("a")))
-    assert not model.has_flags
+def test_flags_come_with_every_row(model):
+    model.apply(snapshot())
+    assert not model.has_flags  # no row yet: no flags column
+    model.apply(update(row("a")))
+    assert model.has_flags and model.rows["a"].flags == ""
     model.apply(update(row("a", drained=True, unhealthy=False)))
-    assert model.has_flags and model.rows["a"].flags == "drained"
-    model.apply(update(row("a", drained={"reason": "maintenance"}, unhealthy=["gpu ecc"])))
+    assert model.rows["a"].flags == "drained" and "drained" in model.rows["a"].search
+    model.apply(update(row("a", drained=True, unhealthy=True)))
     assert model.rows["a"].flags == "drained unhealthy"
-    assert model.rows["a"].flag_reason == "maintenance; gpu ecc"
+    model.apply(update(row("a")))
+    assert model.rows["a"].flags == "" and "drained" not in model.rows["a"].search
 
 
 def test_sparklines_are_bounded_and_advance_only_on_new_samples(model):
@@ -171,20 +181,25 @@ def test_sparklines_are_bounded_and_advance_only_on_new_samples(model):
 
 
 def test_agent_text_is_sanitised(model):
-    model.apply(snapshot(row("a", hostname=EVIL_HOSTNAME, labels={"te\x1b[2Jam": "m\x9bl\x07"},
-                             drained={"reason": "x\x1b]52;c;ZXZpbA==\x07y"})))
+    model.apply(snapshot(row("a", hostname=EVIL_HOSTNAME, labels={"te\x1b[2Jam": "m\x9bl\x07"})))
     m = model.rows["a"]
-    for text in (m.hostname, m.labels_text, m.flag_reason, m.search):
+    for text in (m.hostname, m.labels_text, m.search):
         assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
     assert m.hostname == "cpu-02red"
     assert m.labels_text == "team=m"  # 8-bit CSI "\x9bl" is a whole sequence
 
 
-def test_malformed_rows_are_skipped_not_fatal(model):
-    model.apply(snapshot(row("a", cpu_percent="lots", gpu_count=-3, heartbeat_age_s=float("nan")),
-                         {"no": "name"}, "junk", row("b", labels=["not", "a", "dict"])))
-    assert sorted(model.rows) == ["a", "b"]
-    assert model.rows["a"].cpu is None and model.rows["a"].gpu_count == 0 and model.rows["a"].hb_age is None
+@pytest.mark.parametrize("bad", [row("a", cpu_percent="lots"), {"no": "name"}, "junk",
+                                 row("b", labels=["not", "a", "dict"]), row("c", drained={"reason": "x"})])
+def test_malformed_rows_are_refused_when_decoded(bad):
+    """What the control plane never sends does not decode (the client reports a protocol error)."""
+    with pytest.raises(msgspec.ValidationError):
+        snapshot(row("ok"), bad)
+
+
+def test_odd_values_are_shown_as_missing(model):
+    model.apply(snapshot(row("a", gpu_count=-3, heartbeat_age_s=float("nan"))))
+    assert model.rows["a"].gpu_count == 0 and model.rows["a"].hb_age is None
 
 
 def test_events_newest_first_deduplicated_and_filtered(model):
@@ -194,7 +209,8 @@ def test_events_newest_first_deduplicated_and_filtered(model):
                                            e("2027-01-15T07:00:01Z", "registered", "b")]))
     model.apply(update(events=[e("2027-01-15T07:00:05Z", "disconnected", "a"),
                                e("2027-01-15T07:00:04Z", "heartbeat_missed", "b")]))
-    model.events.merge([e("2027-01-15T07:00:05Z", "disconnected", "a"), e("2027-01-15T06:00:00Z", "old", "a")])
+    model.events.merge([msgspec.convert(e("2027-01-15T07:00:05Z", "disconnected", "a"), Event),
+                        msgspec.convert(e("2027-01-15T06:00:00Z", "old", "a"), Event)])
     kinds = [ev.kind for ev in model.events.items]
     assert kinds == ["disconnected", "heartbeat_missed", "registered", "registered", "old"]
     assert [ev.kind for ev in model.events.filtered("a")] != []
@@ -293,8 +309,7 @@ async def test_feed_applies_big_updates_in_slices():
         label = "x"
 
         async def snapshots(self):
-            yield {"type": "snapshot", "ts": FROZEN, "machines": [row(f"m{i:05d}") for i in range(2500)],
-                   "events": []}
+            yield snapshot(*(row(f"m{i:05d}") for i in range(2500)))
             yield update(*(row(f"m{i:05d}", cpu_percent=float(i % 100)) for i in range(2500)))
             raise SourceError("done")
 

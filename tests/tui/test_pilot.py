@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from centrality_core.documents import MachineLatest
 from tui.screens.cluster import ClusterScreen
 from tui.screens.events import EventsScreen
 from tui.screens.help import HelpScreen
@@ -237,7 +238,7 @@ async def test_agent_text_never_reaches_the_screen_raw():
         await pilot.press("enter")
         await machine_ready(pilot, "cpu-02")
         screen = app.screen
-        screen._on_live({"type": "machine", "ts": 1_800_000_001.0, "values": {}, "text": {"nvidia_smi": evil}})
+        screen._on_live(MachineLatest(name="cpu-02", ts=1_800_000_001.0, text={"nvidia_smi": evil}))
         app.redraw()
         await pilot.pause()
         text = screen_text(app) + "".join(seg.text for strip in app.screen._compositor.render_strips()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from agent_runtime.backoff import Backoff
-from tui.fakeshell import FakeResult
+from centrality_core.backoff import Backoff
+from tests.tui.fakeshell import FakeResult
 
 from .conftest import FROZEN, machine_ready, make_app, ready, scenario, until
 

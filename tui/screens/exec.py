@@ -1,10 +1,13 @@
 """The exec screen: run a command line on the chosen machines, see the results folded.
 
-What it runs on is decided by the screen that opened it (``execrun.Plan``:
-the marked machines, the one under the cursor, or every row the filter
-shows) and shown before anything runs. Enter runs the line (``sh -c LINE``)
-through ``FleetSource.exec``; above ``CONFIRM_ABOVE`` machines, or when the
-control plane asks, a confirmation comes first. Escape cancels a running
+The machines are chosen by the screen that opened it (the marked machines,
+the one under the cursor, or every row the filter shows); what it would run
+on is the control plane's answer to ``exec --dry-run`` (``execrun.Plan``),
+shown before anything runs and asked again when one of those machines
+changes. Enter asks once more, then runs the line (``sh -c LINE``) through
+``FleetSource.exec``; above the control plane's ``exec_confirm_above``
+machines (its dry run says which threshold it applies), or when it still
+asks, a confirmation comes first. Escape cancels a running
 command (closing the request's channel makes the control plane send
 ``cancel`` to every machine still running it) and closes the screen.
 """
@@ -84,7 +87,9 @@ class ExecScreen(BaseScreen):
         self._model_rev = -1
         self._planned_at = -1e9
         self._plan_rev = 0
-        self._plan_key: tuple = ()
+        self._plan_key: tuple | None = None
+        self._planning: Worker | None = None
+        self._submitting = False
 
     def compose(self) -> ComposeResult:
         yield from self.chrome_top()
@@ -109,16 +114,38 @@ class ExecScreen(BaseScreen):
     # ------------------------------------------------------------------ drawing
 
     def replan(self) -> None:
-        """The plan again, if a machine came, went, or changed state or drain since the last one."""
+        """Ask the control plane again, if a machine came, went, or changed state or drain since the
+        last answer (at most one question at a time)."""
         model = self.dash.model
         self._model_rev, self._planned_at = model.revision, self.dash.monotonic()
         key = execrun.plan_key(model.rows, self.names)
-        if self.plan is not None and key == self._plan_key:
+        if key == self._plan_key or (self._planning is not None and self._planning.is_running):
             return
         self._plan_key = key
-        self.plan = execrun.plan(model.rows, self.names, self.description)
+        if self.plan is None:
+            self._show_plan(execrun.pending(self.names, self.description))
+        self._planning = self.run_worker(self._replan(), group="plan")
+
+    async def _replan(self) -> None:
+        plan = await self._ask_plan()
+        if self.is_attached and not self.running:
+            self._show_plan(plan)
+
+    async def _ask_plan(self) -> Plan:
+        """The control plane's dry run for the chosen machines, as a plan."""
+        try:
+            answer = await self.dash.source.exec_plan(execrun.targets(self.names))
+        except SourceError as exc:
+            if exc.code == "not_found":  # none of them is in the fleet any more
+                return execrun.plan(None, self.names, self.description)
+            return execrun.refused(self.names, self.description, exc.reason)
+        return execrun.plan(answer, self.names, self.description, self.dash.model.rows)
+
+    def _show_plan(self, plan: Plan) -> None:
+        self.plan = plan
         self._plan_rev += 1
-        self.query_one(PlanPanel).show(self.plan)
+        for panel in self.query(PlanPanel).results(PlanPanel):
+            panel.show(plan)
 
     def tick(self) -> None:
         super().tick()
@@ -149,23 +176,35 @@ class ExecScreen(BaseScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         argv = execrun.command_argv(event.value)
-        if self.running:
+        if self.running or self._submitting:
             self.notify("A command is still running; Escape cancels it.", title="Exec", severity="warning")
             return
         if not argv:
             self.notify("Type a command to run.", title="Exec", severity="warning")
             return
-        self.replan()
-        plan = self.plan
-        if plan is None or not plan.selected:
+        self._submitting = True
+        self.run_worker(self._submit(argv), group="submit")
+
+    async def _submit(self, argv: list[str]) -> None:
+        """Ask the control plane what it would run on now, then run it (asking first above its threshold)."""
+        try:
+            plan = await self._ask_plan()
+        finally:
+            self._submitting = False
+        if not self.is_attached:
+            return
+        self._plan_key = execrun.plan_key(self.dash.model.rows, self.names)
+        self._show_plan(plan)
+        if plan.error:
+            self.start(argv)  # the control plane refuses to say (a viewer key): it says why when asked to run
+        elif not plan.selected:
             self.notify("None of these machines can run it (all skipped: see why above).", title="Exec",
                         severity="warning")
-            return
-        if plan.needs_confirm:
+        elif plan.needs_confirm:
             self.confirm(argv, Content.assemble(
                 ("Run ", ""), (execrun.describe_command(argv), "bold"), (" on ", ""),
                 (f"{len(plan.selected)} machines", "bold $text-warning"),
-                (f"? That is more than {execrun.CONFIRM_ABOVE}.", "")))
+                (f"? That is more than {plan.confirm_above}.", "")))
         else:
             self.start(argv)
 
@@ -189,13 +228,13 @@ class ExecScreen(BaseScreen):
 
     async def _run(self, results: ExecResults, argv: list[str], yes: bool) -> None:
         assert self.plan is not None
-        stream = self.dash.source.exec(self.plan.targets(), argv, timeout=execrun.TIMEOUT,
+        stream = self.dash.source.exec(execrun.targets(self.names), argv, timeout=execrun.TIMEOUT,
                                        max_output=execrun.MAX_OUTPUT, yes=yes)
         try:
             async for doc in stream:
                 results.feed(doc)
         except SourceError as exc:
-            if exc.code == "confirm_required" and not yes:  # the control plane's threshold is lower
+            if exc.code == "confirm_required" and not yes:  # its threshold changed since its dry run
                 self.results = None
                 self.confirm(argv, Content.assemble(("The control plane asks: ", ""), (exc.reason, "bold"),
                                                     ("\nRun it anyway?", "")))

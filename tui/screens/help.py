@@ -10,7 +10,6 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..execrun import CONFIRM_ABOVE
 from .cluster import SORT_KEYS
 
 SECTIONS = [
@@ -45,8 +44,8 @@ SECTIONS = [
         ("d / u", "drain (asks why; exec skips drained machines) / undrain"),
     ]),
     ("Exec", [
-        ("Enter", f"run the line (as sh -c LINE) on the machines listed; above {CONFIRM_ABOVE} "
-                  "it asks first (y / n)"),
+        ("Enter", "run the line (as sh -c LINE) on the machines listed; above the control plane's "
+                  "exec_confirm_above it asks first (y / n)"),
         ("Esc", "cancel a running command on every machine still running it, and close"),
         ("PgUp PgDn", "scroll the results: identical outputs are folded under gpu-[01-12] (12)"),
     ]),

@@ -23,7 +23,8 @@ from textual.containers import Grid, VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from agent_runtime.backoff import Backoff
+from centrality_core.backoff import Backoff
+from centrality_core.documents import Drain, MachineDetail, MachineLatest
 from centrality_core.sanitize import one_line
 from centrality_core.timefmt import parse_iso
 
@@ -78,7 +79,7 @@ class MachineScreen(BaseScreen):
         self.crumbs = ["Fleet", name]
         self.window = "10m"
         self.series = Series(WINDOWS[self.window][0])
-        self.info: dict | None = None
+        self.info: MachineDetail | None = None
         self.info_error = ""
         self.history_loading = False
         self.load_error = ""
@@ -123,7 +124,7 @@ class MachineScreen(BaseScreen):
         try:
             self.info = await self.dash.source.machine(self.machine_name)
             self.info_error = ""
-            self.dash.model.events.merge(self.info.get("events") or ())
+            self.dash.model.events.merge(self.info.events)
         except SourceError as exc:
             self.info_error = exc.reason
         if self.is_attached:  # the screen may have been closed meanwhile
@@ -173,20 +174,18 @@ class MachineScreen(BaseScreen):
             failed = True
             await asyncio.sleep(backoff.next())
 
-    def _on_live(self, doc: dict) -> None:
-        ts, values = doc.get("ts"), doc.get("values")
-        if not isinstance(ts, (int, float)) or not isinstance(values, dict):
-            return
+    def _on_live(self, doc: MachineLatest) -> None:
+        ts, values = doc.ts, doc.values
         self.live_docs += 1
         self._live.append((ts, values))
         del self._live[:-LIVE_KEEP]
         if self.series.add(ts, values):
             self._dirty = True
         for section in self.query(GpuSection):  # none while the screen is being closed
-            section.live(values, doc.get("gpu_processes"), ((self.info or {}).get("info") or {}).get("gpus") or [])
-        text = (doc.get("text") or {}).get("nvidia_smi")
-        if isinstance(text, str) and text:
-            self.smi_text, self.smi_ts = text, float(doc.get("text_ts") or ts)
+            section.live(values, doc.gpu_processes, self._info().get("gpus") or [])
+        text = doc.text.get("nvidia_smi")
+        if text:
+            self.smi_text, self.smi_ts = text, float(doc.text_ts or ts)
             self._smi_dirty = True
 
     # ------------------------------------------------------------------ drawing
@@ -218,7 +217,7 @@ class MachineScreen(BaseScreen):
 
     def _draw_info(self) -> None:
         m = self.dash.model.rows.get(self.machine_name)
-        info = (self.info or {}).get("info") or {}
+        info = self._info()
         parts: list = [(self.machine_name, "bold")]
         if m is not None:
             style = {"live": "$text-success", "limbo": "$text-warning bold", "dead": "$text-error bold"}
@@ -228,8 +227,6 @@ class MachineScreen(BaseScreen):
                 parts += ["   ", ("DRAINED", "$text-warning bold")]
             if m.unhealthy:
                 parts += ["   ", ("UNHEALTHY", "$text-error bold")]
-            if m.flag_reason:
-                parts += [(f" ({m.flag_reason})", "$text-muted")]
             parts += [("   now ", "$text-muted"), (f"CPU {fmt.pct(m.cpu)}%  MEM {fmt.pct(m.mem)}%", "")]
             if m.gpu_count:
                 parts += [(f"  GPU {fmt.pct(m.gpu)}%  GMEM {fmt.pct(m.gpu_mem)}%", "")]
@@ -237,8 +234,8 @@ class MachineScreen(BaseScreen):
         elif self.dash.model.loaded:
             parts += ["  ", ("no longer in the fleet", "$text-error bold")]
         lines = [Content.assemble(*parts)]
-        drain = (self.info or {}).get("drain")
-        if m is not None and m.drained and isinstance(drain, dict):
+        drain = self.info.drain if self.info is not None else None
+        if m is not None and m.drained and drain is not None:
             lines.append(self._drain_line(drain))
         if self.info_error:
             lines.append(Content.styled(one_line(self.info_error, 200), "$text-error"))
@@ -247,7 +244,7 @@ class MachineScreen(BaseScreen):
                 return one_line(str(info.get(key) or ""), 80)
 
             host = "  ·  ".join(x for x in (t("hostname"), t("os"), t("kernel"), t("arch")) if x)
-            agent = one_line(str((self.info or {}).get("agent_version") or info.get("agent_version") or ""), 20)
+            agent = one_line(str(self.info.agent_version or info.get("agent_version") or ""), 20)
             lines.append(Content.assemble((host, ""), ("   agent ", "$text-muted"), (agent or "-", "")))
             hw = f"{t('cpu_model')} × {info.get('cpu_count', '?')} cores  ·  {fmt.size(info.get('memory_total_bytes'))} RAM"
             gpus = info.get("gpus") or []
@@ -259,8 +256,7 @@ class MachineScreen(BaseScreen):
             lines.append(Content(hw))
             disks = [f"{one_line(str(d.get('mount', '')), 40)} {fmt.size(d.get('total_bytes'))}"
                      for d in info.get("disks") or [] if isinstance(d, dict)]
-            labels = fmt.labels({one_line(str(k), 40): one_line(str(v), 60)
-                                 for k, v in ((self.info or {}).get("labels") or {}).items()})
+            labels = fmt.labels({one_line(k, 40): one_line(v, 60) for k, v in self.info.labels.items()})
             lines.append(Content.assemble(("disks ", "$text-muted"), ("  ".join(disks) or "-", ""),
                                           ("   labels ", "$text-muted"), (labels or "-", "")))
         elif not self.info_error:
@@ -268,23 +264,27 @@ class MachineScreen(BaseScreen):
         for static in self.query("#info").results(Static):  # none while the screen is torn down
             _show(static, Content("\n").join(lines))
 
-    def _drain_line(self, drain: dict) -> Content:
+    def _info(self) -> dict:
+        """The agent's machine info from ``machines show`` (empty until it is loaded)."""
+        return self.info.info if self.info is not None else {}
+
+    def _drain_line(self, drain: Drain) -> Content:
         """Who drained it, when and why, as ``machines show`` says."""
         parts: list = [("drained", "$text-warning bold")]
-        by = one_line(str(drain.get("by") or ""), 80)
+        by = one_line(drain.by, 80)
         if by:
             parts += [(" by ", "$text-muted"), (by, "bold")]
-        if drain.get("auto"):
+        if drain.auto:
             parts.append((" (auto-drain)", "$text-muted"))
         try:
-            at = parse_iso(str(drain.get("at") or ""))
+            at = parse_iso(drain.at or "")
         except ValueError:
             at = None
         if at is not None:
             ago = fmt.age(self.dash.model.server_now() - at)
             parts += [(" at ", "$text-muted"), (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)), ""),
                       (f" ({ago} ago)", "$text-muted")]
-        reason = one_line(str(drain.get("reason") or ""), 300)
+        reason = one_line(drain.reason, 300)
         if reason:
             parts += [(": ", "$text-muted"), (reason, "")]
         return Content.assemble(*parts)
@@ -314,7 +314,7 @@ class MachineScreen(BaseScreen):
         now = self.dash.model.server_now()
         self.series.trim(now)
         self.span = data_span(self.series, now)  # the window, or less when there is less data
-        specs = charts(self.series, now, buckets=120, info=(self.info or {}).get("info"), span=self.span)
+        specs = charts(self.series, now, buckets=120, info=self._info(), span=self.span)
         grid = self.query_one("#charts", Grid)
         ids = [(c.id, c.kind) for c in specs]
         window_s = self.span
@@ -401,7 +401,7 @@ class MachineScreen(BaseScreen):
         except SourceError as exc:
             self.notify(one_line(exc.reason, 300), title=f"Cannot {verb} {name}", severity="error")
             return
-        if r.get("drained" if drain else "undrained"):
+        if r.drained if drain else r.undrained:
             self.notify(f"{name} {verb}ed" + (f": {one_line(reason, 200)}" if drain else ""), title=verb.title())
         else:
             self.notify(f"{name} was {'already' if drain else 'not'} drained.", title=verb.title(),

@@ -10,7 +10,7 @@ from textual.widgets import Static
 from centrality_core import hostlist
 from centrality_core.sanitize import one_line
 
-from ..execrun import CONFIRM_ABOVE, MAX_OUTPUT_TEXT, TIMEOUT, ExecResults, Plan
+from ..execrun import MAX_OUTPUT_TEXT, TIMEOUT, ExecResults, Plan
 
 FOLDED_SHOWN = 400  # characters of a folded hostlist drawn in the headers
 
@@ -29,13 +29,22 @@ def _skipped(groups) -> Content:
 
 
 class PlanPanel(Static):
-    """Which machines the command runs on, decided before it runs."""
+    """Which machines the command runs on, as the control plane's dry run says, before it runs."""
 
     DEFAULT_CSS = """
     PlanPanel { height: auto; padding: 0 1; background: $boost; }
     """
 
     def show(self, plan: Plan) -> None:
+        if plan.pending or plan.error:
+            total = len(plan.names)
+            head = Content.assemble(("Runs on ", ""), ("?", "bold $text-accent"), (f" of {total}", "bold"),
+                                    ("  ·  ", "$text-muted"), (plan.description, ""))
+            why = (Content.styled("asking the control plane which of them would run it…", "$text-muted")
+                   if plan.pending else Content.assemble(("the control plane would not say: ", "$text-error"),
+                                                         (one_line(plan.error, 300), "")))
+            self.update(Content("\n").join([head, why]))
+            return
         n, total = len(plan.selected), len(plan.names)
         head: list = [("Runs on ", ""), (f"{n} machine{'' if n == 1 else 's'}", "bold $text-accent")]
         if total != n:
@@ -55,7 +64,7 @@ class PlanPanel(Static):
                  "as the simulated machine", "$text-warning")))
         note = f"runs as sh -c LINE · timeout {TIMEOUT} per machine · output kept up to {MAX_OUTPUT_TEXT} per machine"
         if plan.needs_confirm:
-            note += f" · more than {CONFIRM_ABOVE} machines: asks first"
+            note += f" · more than {plan.confirm_above} machines: asks first"
         lines.append(Content.styled(note, "$text-muted"))
         self.update(Content("\n").join(lines))
 
@@ -91,8 +100,7 @@ class ProgressLine(Static):
         else:
             code = r.exit_code or 0
             glyph, style = ("✓ done", "$text-success bold") if code == 0 else ("✕ done", "$text-error bold")
-            summary = r.summary or {}
-            duration = summary.get("duration")
+            duration = r.summary.duration if r.summary is not None else None
             parts = [(glyph, style), (f"  {r.total} machine{'' if r.total == 1 else 's'}: ", "bold"),
                      (r.counts_text() or "none ran", "")]
             if isinstance(duration, (int, float)):
