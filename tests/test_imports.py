@@ -34,7 +34,8 @@ def test_help_imports_nothing_heavy():
 
 
 @pytest.mark.parametrize("module", ["agent_runtime.main", "agent_runtime.link", "agent_runtime.collectors",
-                                    "centrality_core.protocol", "centrality_core.client"])
+                                    "centrality_core.protocol", "centrality_core.client",
+                                    "centrality_core.documents"])
 def test_agent_runtime_and_client_import_nothing_heavy(module):
     mods = modules_after(f"import {module}")
     assert module in mods
