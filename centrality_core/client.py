@@ -170,12 +170,14 @@ class OperatorClient:
         return await self.request(*argv) or []
 
     def subscribe(self, *, interval: str = "1s", machine: str | None = None, events: int | None = None,
-                  no_fleet: bool = False) -> AsyncIterator[docs.Subscription]:
+                  no_fleet: bool = False, values: bool = False,
+                  decode: Callable[[str], Any] = docs.decode_subscription) -> AsyncIterator[Any]:
         """The ``subscribe`` stream: ``Snapshot`` then ``Update`` documents (and ``MachineLatest``
-        of ``machine``; only those with ``no_fleet``)."""
-        argv = ["subscribe", "--interval", interval, *_opt("--events", events), *_opt("--machine", machine),
-                *(["--no-fleet"] if no_fleet else [])]
-        return self.stream(*argv, decode=docs.decode_subscription)
+        of ``machine``; only those with ``no_fleet``). With ``values`` rows carry their packed
+        sample, which the exporter decodes with its own ``decode``."""
+        argv = ["subscribe", *(["--values"] if values else []), "--interval", interval, *_opt("--events", events),
+                *_opt("--machine", machine), *(["--no-fleet"] if no_fleet else [])]
+        return self.stream(*argv, decode=decode)
 
     # ------------------------------------------------------------------ exec
 

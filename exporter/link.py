@@ -23,10 +23,6 @@ from .fleet import FleetState, decode
 log = logging.getLogger("centrality.export")
 
 
-def subscribe_argv(interval: str) -> list[str]:
-    return ["subscribe", "--values", "--interval", interval, "--events", "0"]
-
-
 class Link:
     def __init__(self, state: FleetState, stats: LinkStats, *, context: str | None, interval: str = "5s",
                  backoff: Backoff | None = None, client_factory: Callable[[str | None], Any] | None = None) -> None:
@@ -46,7 +42,7 @@ class Link:
         while True:
             try:
                 async with self.client_factory(self.context) as client:
-                    async for doc in client.stream(*subscribe_argv(self.interval), decode=decode):
+                    async for doc in client.subscribe(interval=self.interval, events=0, values=True, decode=decode):
                         self.state.apply(doc)
                         if self.stats.connected_since is None:
                             self.stats.connected_since = time.time()

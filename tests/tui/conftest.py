@@ -86,6 +86,18 @@ async def machine_ready(pilot, name: str) -> None:
     await pilot.pause()
 
 
+async def exec_ready(pilot):
+    """The exec screen is open and shows the control plane's dry run (the plan is asked for)."""
+    from tui.screens.exec import ExecScreen
+
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, ExecScreen) and app.screen.plan is not None
+                and not app.screen.plan.pending, what="the exec screen and its dry run")
+    app.redraw()
+    await pilot.pause()
+    return app.screen
+
+
 def screen_text(app) -> str:
     """What the terminal shows, as text (from the compositor, as a terminal would get it)."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

@@ -15,6 +15,7 @@ import time
 import pytest
 from textual.widgets import Input
 
+from centrality_core.documents import Skipped
 from tests.conftest import FAST, cli
 from tests.exec.conftest import alive, read_pids
 from tui.app import CentralityApp
@@ -24,7 +25,7 @@ from tui.screens.exec import ExecScreen
 from tui.screens.machine import MachineScreen
 from tui.source import OperatorSource
 
-from .conftest import screen_text, until
+from .conftest import exec_ready, screen_text, until
 
 
 @pytest.fixture(params=["sqlite"])
@@ -61,7 +62,7 @@ async def test_dashboard_against_a_real_control_plane(control_plane, agents):
             assert {"cpu", "cores", "gpu_util", "gpu_mem", "gpu_temp", "gpu_power", "fs", "net"} <= set(
                 screen.chart_widgets)
             assert "NVIDIA H100" in screen.smi_text
-            assert source._machine_flags == ["--no-fleet"]  # the control plane sends only this machine
+            assert source._no_fleet  # the control plane sends only this machine
             first_ts, draws = screen.series.last_ts, screen.chart_widgets["gpu_util"].draws
             await until(pilot, lambda: screen.series.last_ts > first_ts + 0.5 and screen.live_docs >= 3,
                         what="live samples")
@@ -123,7 +124,7 @@ async def test_exec_from_the_dashboard_on_real_agents(control_plane, agents, ope
         async with app.run_test(size=(150, 44)) as pilot:
             await _marked_fleet(pilot, app, {"e2e-x01", "e2e-x02"})
             await pilot.press("x")
-            await until(pilot, lambda: isinstance(app.screen, ExecScreen), what="the exec screen")
+            await exec_ready(pilot)
             assert "Runs on 2 machines  ·  2 marked machines" in screen_text(app)
 
             # The same output on both machines is folded; each machine's own name is not.
@@ -183,7 +184,7 @@ async def test_drain_and_undrain_from_the_machine_screen(control_plane, agents, 
             shown = json.loads(out)
             assert shown["drained"] and shown["drain"]["reason"] == "PSU swap"
             assert shown["drain"]["by"].startswith("operator:")
-            await until(pilot, lambda: (screen.info or {}).get("drain"), what="the drain record on screen")
+            await until(pilot, lambda: screen.info is not None and screen.info.drain, what="the drain record on screen")
             app.redraw()
             await pilot.pause()
             text = screen_text(app)
@@ -191,10 +192,10 @@ async def test_drain_and_undrain_from_the_machine_screen(control_plane, agents, 
 
             # Exec now skips it, as the control plane says.
             await pilot.press("q", "x")
-            await until(pilot, lambda: isinstance(app.screen, ExecScreen), what="the exec screen")
+            await exec_ready(pilot)
             assert "Runs on 1 machine of 2" in screen_text(app) and "skipped 1:  e2e-d02 (drained)" in screen_text(app)
             await _run(pilot, app, "hostname")
-            assert app.screen.results.start["skipped"] == [{"machine": "e2e-d02", "reason": "drained"}]
+            assert app.screen.results.start.skipped == [Skipped(machine="e2e-d02", reason="drained")]
             assert "✓ done  1 machine: 1 ok" in screen_text(app)
 
             await pilot.press("escape")
@@ -205,7 +206,7 @@ async def test_drain_and_undrain_from_the_machine_screen(control_plane, agents, 
             assert not control_plane.registry.records["e2e-d02"].flags.drained
             status, out, err = await cli(home, "machines", "show", "e2e-d02", "--json")
             assert status == 0 and json.loads(out)["drain"] is None
-            kinds = [e["kind"] for e in await source.events("e2e-d02")]
+            kinds = [e.kind for e in await source.events("e2e-d02")]
             assert kinds[:2] == ["undrained", "drained"]
     finally:
         await source.close()

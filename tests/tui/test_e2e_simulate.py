@@ -17,10 +17,9 @@ from textual.widgets import Input
 
 from tests.conftest import REPO, cli, cli_env
 from tui.app import CentralityApp
-from tui.screens.exec import ExecScreen
 from tui.source import OperatorSource
 
-from .conftest import screen_text, until
+from .conftest import exec_ready, screen_text, until
 
 
 @pytest.fixture(params=["sqlite"])
@@ -84,8 +83,7 @@ async def test_the_dashboard_runs_a_line_on_simulated_machines(control_plane, ho
                         and all(m.state == "live" for m in app.model.rows.values()), timeout=20,
                         what="four simulated machines live")
             await pilot.press("X")  # every machine shown
-            await until(pilot, lambda: isinstance(app.screen, ExecScreen), what="the exec screen")
-            screen = app.screen
+            screen = await exec_ready(pilot)
             text = screen_text(app)
             assert "simulated" in text and "run on the simulator's host" in text  # said before anything runs
             screen.query_one(Input).value = "hostname; nvidia-smi -L | head -1"

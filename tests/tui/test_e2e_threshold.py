@@ -12,7 +12,7 @@ from tui.screens.dialogs import ConfirmScreen
 from tui.screens.exec import ExecScreen
 from tui.source import OperatorSource
 
-from .conftest import screen_text, until
+from .conftest import exec_ready, screen_text, until
 from .test_e2e import _marked_fleet, _run
 
 THRESHOLD = 1
@@ -47,11 +47,7 @@ async def test_the_dashboard_asks_above_the_control_planes_threshold(control_pla
         async with app.run_test(size=(150, 44)) as pilot:
             await _marked_fleet(pilot, app, {"e2e-t01", "e2e-t02"})
             await pilot.press("x")
-            await until(pilot, lambda: isinstance(app.screen, ExecScreen), what="the exec screen")
-            screen = app.screen
-            await until(pilot, lambda: screen.plan is not None and not screen.plan.pending, what="the dry run")
-            app.redraw()
-            await pilot.pause()
+            screen = await exec_ready(pilot)
             text = screen_text(app)
             assert "Runs on 2 machines  ·  2 marked machines" in text
             assert f"more than {THRESHOLD} machines: asks first" in text

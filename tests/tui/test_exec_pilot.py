@@ -16,7 +16,7 @@ from tui.screens.exec import ExecScreen
 from tui.screens.help import SECTIONS, HelpScreen
 from tui.screens.machine import MachineScreen
 
-from .conftest import FROZEN, machine_ready, make_app, ready, scenario, screen_text, until
+from .conftest import FROZEN, exec_ready, machine_ready, make_app, ready, scenario, screen_text, until
 
 SIZE = (150, 44)
 
@@ -28,9 +28,7 @@ def notes(app) -> list[str]:
 
 async def open_exec(pilot, key: str = "x") -> ExecScreen:
     await pilot.press(key)
-    await until(pilot, lambda: isinstance(pilot.app.screen, ExecScreen), what="the exec screen")
-    await pilot.pause()
-    return pilot.app.screen
+    return await exec_ready(pilot)
 
 
 async def run(pilot, screen: ExecScreen, line: str) -> None:
@@ -244,7 +242,7 @@ async def test_drain_with_a_reason_then_undrain_from_the_machine_screen():
         assert isinstance(app.screen, MachineScreen)
         await pilot.press("u")
         await until(pilot, lambda: not app.model.rows["gpu-02"].drained, what="the flag cleared")
-        await until(pilot, lambda: (screen.info or {}).get("drain", 1) is None)
+        await until(pilot, lambda: screen.info is not None and screen.info.drain is None and not screen.info.drained)
         app.redraw()
         await pilot.pause()
         text = screen_text(app)
