@@ -42,6 +42,7 @@ import msgspec
 from msgspec import Struct
 
 from .protocol import GpuProcesses
+from . import sanitize
 from .sanitize import for_terminal
 
 #: A measurement: decoded as the JSON number it was (an int stays an int).
@@ -317,29 +318,13 @@ def clean(value: Any) -> Any:
     if isinstance(value, (Snapshot, Update)):
         for row in value.machines:
             _clean_row(row)
-        value.events = [_walk(e) for e in value.events]
+        value.events = [sanitize.clean(e) for e in value.events]
         if isinstance(value, Update):
             value.removed = [_clean_str(n) for n in value.removed]
         return value
     if isinstance(value, list):
         return [clean(v) for v in value]
-    return _walk(value)
-
-
-def _walk(value: Any) -> Any:
-    if isinstance(value, str):
-        return _clean_str(value)
-    if isinstance(value, Struct):
-        for name in value.__struct_fields__:
-            v = getattr(value, name)
-            if isinstance(v, (str, Struct, list, tuple, dict)):
-                setattr(value, name, _walk(v))
-        return value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_walk(v) for v in value)
-    if isinstance(value, dict):
-        return {_walk(k): _walk(v) for k, v in value.items()}
-    return value
+    return sanitize.clean(value)
 
 
 def to_builtins(doc: Any) -> Any:

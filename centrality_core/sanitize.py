@@ -13,6 +13,9 @@ retitle the window, forge a log line or reorder what a person reads.
   the rest of a screen.
 * ``unsafe`` tells whether a string would be changed by it (used to refuse
   metric keys, which are identifiers and must not be rewritten silently).
+* ``clean`` runs ``for_terminal`` over every string of a decoded value
+  (msgspec Structs in place, lists, dicts, keys too): the control plane does
+  it to every agent message, the operator client to every document.
 * ``json_for_terminal`` makes an encoded JSON document safe to print: JSON
   already escapes C0 controls; this escapes C1 controls and bidi controls as
   ``\\uXXXX`` too, so the document still decodes to exactly the same values.
@@ -21,6 +24,7 @@ retitle the window, forge a log line or reorder what a person reads.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # Bidirectional formatting characters: embeddings/overrides, isolates, marks.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
@@ -53,6 +57,23 @@ def for_terminal(text: str, *, keep_newlines: bool = True) -> str:
     if not keep_newlines:
         text = text.replace("\n", " ").replace("\t", " ")
     return text
+
+
+def clean(value: Any) -> Any:
+    """``value`` with every string in it passed through ``for_terminal`` (Structs are changed in place)."""
+    if isinstance(value, str):
+        return for_terminal(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(clean(v) for v in value)
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    fields = getattr(type(value), "__struct_fields__", None)  # a msgspec Struct (msgspec imported lazily)
+    if fields is not None:
+        for name in fields:
+            v = getattr(value, name)
+            if isinstance(v, (str, list, tuple, dict)) or hasattr(type(v), "__struct_fields__"):
+                setattr(value, name, clean(v))
+    return value
 
 
 def one_line(text: str, limit: int = 256) -> str:

@@ -16,26 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
+from centrality_core import sanitize
 from centrality_core.sanitize import for_terminal
 
 
 def clean(value: Any) -> Any:
     """``value`` with every string in it sanitised (Structs are changed in place)."""
-    if isinstance(value, str):
-        return for_terminal(value)
-    if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            v = getattr(value, name)
-            if isinstance(v, (str, msgspec.Struct, list, tuple, dict)):
-                setattr(value, name, clean(v))
-        return value
-    if isinstance(value, (list, tuple)):
-        return type(value)(clean(v) for v in value)
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
+    return sanitize.clean(value)
 
 
 def clean_text(text: dict[str, str]) -> dict[str, str]:
