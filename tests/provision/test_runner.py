@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from centrality_core.client import Answer, OperatorClient
 from centrality_core.errors import NotFound, UsageError
 from provision import events as ev
 from provision import runner
@@ -15,21 +16,21 @@ from provision.progress import Display
 from provision.results import PROVISION, Report
 
 
-class FakeClient:
-    """Answers operator requests from dicts, like OperatorClient.request."""
+class FakeClient(OperatorClient):
+    """The operator client (its typed requests and decoding) answering from dicts instead of SSH."""
 
     def __init__(self, live: set[str], fingerprints: dict[str, str], events: dict[str, list] | None = None):
-        self.live, self.fingerprints, self.events = live, fingerprints, events or {}
+        self.live, self.fingerprints, self.stored = live, fingerprints, events or {}
         self.calls: list[tuple[str, ...]] = []
 
-    async def request(self, *argv: str):
+    async def call(self, *argv: str) -> Answer:
         self.calls.append(argv)
         if argv[:2] == ("machines", "ls"):
-            return [{"name": n, "state": "live"} for n in sorted(self.live)]
+            return Answer([{"name": n, "state": "live"} for n in sorted(self.live)], 0)
         if argv[:2] == ("machines", "show"):
-            return {"name": argv[2], "key_fingerprint": self.fingerprints.get(argv[2], "")}
+            return Answer({"name": argv[2], "state": "live", "key_fingerprint": self.fingerprints.get(argv[2], "")}, 0)
         if argv[0] == "events":
-            return self.events.get(argv[argv.index("--machine") + 1], [])
+            return Answer(self.stored.get(argv[argv.index("--machine") + 1], []), 0)
         raise NotFound(f"no request {argv}")
 
 
@@ -88,7 +89,7 @@ async def test_wait_live_gives_the_control_planes_refusal_or_the_log(monkeypatch
     report = Report(PROVISION, "inv.py")
     installed(report, "a")
     installed(report, "b")
-    refused = {"kind": "registration_refused", "ts": "2999-01-01T00:00:00.000Z",
+    refused = {"kind": "registration_refused", "machine": "a", "ts": "2999-01-01T00:00:00.000Z",
                "reason": "machine 'a' is live elsewhere"}
     client = FakeClient(live=set(), fingerprints={}, events={"a": [refused]})
     await runner.wait_live(client, report, 0.1, quiet())
