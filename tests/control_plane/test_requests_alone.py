@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 import pytest
 
 from centrality_core.errors import Forbidden
@@ -65,8 +66,9 @@ def services(registry, writer, tmp_path):
 
 
 async def ask(services, command: str, role: str = "operator"):
+    """What the operator receives: the answer as JSON, whatever type builds it."""
     reply = await requests.handle(services, Operator(role), command, emit=lambda doc: None)
-    return reply.data
+    return msgspec.json.decode(msgspec.json.encode(reply.data))
 
 
 async def test_machines_ls_top_and_drain_from_the_registry(services, registry):

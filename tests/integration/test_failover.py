@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.backoff import Backoff
+from centrality_core.backoff import Backoff
 from agent_runtime.collectors import make_collectors
 from agent_runtime.main import build_agent, join
 from centrality_core.errors import HostKeyMismatch

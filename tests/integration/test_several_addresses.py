@@ -11,7 +11,7 @@ import time
 import pytest
 
 from centrality_core import contexts, sshlink
-from centrality_cli.client import OperatorClient
+from centrality_core.client import OperatorClient
 from tests.conftest import cli
 from tests.integration.test_processes import free_port
 
