@@ -170,6 +170,34 @@ async def test_the_threshold_is_the_control_planes():
         assert src.execs[-1]["yes"] is True and src.execs[-1]["status"] == "done"
 
 
+async def test_a_control_plane_whose_dry_run_has_no_threshold_still_gets_asked():
+    """An older control plane does not say ``confirm_above`` in its dry run: the dashboard runs,
+    the control plane answers ``confirm_required``, and the dashboard asks then."""
+    src = scenario()
+    src.confirm_above = 1
+    dry_run = src.exec_plan
+
+    async def older(targets):
+        answer = await dry_run(targets)
+        answer.confirm_above = None
+        return answer
+
+    src.exec_plan = older
+    app = make_app(src)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("space", "space")
+        screen = await open_exec(pilot)
+        assert "asks first" not in screen_text(app)
+        await pilot.press(*"uptime", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        assert "The control plane asks: this would run on 2 machines, more than 1" in screen_text(app)
+        assert src.execs[-1]["status"] == "refused"
+        await pilot.press("y")
+        await until(pilot, lambda: screen.results is not None and not screen.results.running)
+        assert src.execs[-1]["yes"] is True and src.execs[-1]["status"] == "done"
+
+
 async def test_escape_cancels_a_running_command_everywhere_and_closes():
     src = scenario()
     app = make_app(src)
