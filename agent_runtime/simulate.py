@@ -2,7 +2,7 @@
 
 Every simulated machine is an ``Agent`` from ``link.py`` — its own SSH
 connection, its own enrolled key, registration, heartbeats, reconnect
-backoff, outbox and replay — with fake collectors (``collectors/fake.py``)
+backoff, outbox and replay — with fake collectors (``collectors/simulated.py``)
 instead of real ones. The only thing shared is the clock: one timer samples
 every machine and one forms every machine's batches, spread over the interval
 instead of one task and one timer per machine, which is what lets thousands

@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent_runtime.collectors.fake import FakeCollectors
+from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.simulate import profile_of
 from control_plane.shapes import ShapeTable, add_values
 from exporter.collector import FleetCollector, LinkStats, ScrapeStats

@@ -16,7 +16,7 @@ import argparse
 import os
 import time
 
-from agent_runtime.collectors.fake import FakeCollectors
+from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.collectors.gpu_procs import ProcResolver
 from agent_runtime.sampler import columnar
 from centrality_core import gpus

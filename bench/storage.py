@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 import sqlalchemy as sa
 
-from agent_runtime.collectors.fake import FakeCollectors
+from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
 from centrality_core.settings import ServerSettings

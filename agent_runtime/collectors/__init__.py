@@ -11,7 +11,7 @@ or ``<stream>.<field>`` (units in the field name: ``_bytes``, ``_percent``,
 * ``system``: ``SystemCollector`` (cpu, mem, fs, disk, net)
 * ``gpu``: ``GpuCollector`` (NVML, else nvidia-smi), ``NvidiaSmiScreen``
 * ``machine_info``: ``collect_machine_info()``
-* ``fake``, ``fake_screen``: deterministic simulated machines
+* ``simulated``, ``fake_screen``: deterministic simulated machines
 
 Importing this package imports neither pynvml nor psutil; use
 ``make_collectors(profile)`` to get a ready ``Collectors`` object.
@@ -47,7 +47,7 @@ def make_collectors(profile: str = "real", *, index: int = 0, seed: int = 0) -> 
 
         return RealCollectors()
     if profile in ("cpu", "gpu8"):
-        from .fake import FakeCollectors
+        from .simulated import FakeCollectors
 
         return FakeCollectors(profile, index, seed)
     raise ValueError(f"unknown collector profile {profile!r} (expected one of {PROFILES})")

@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-from agent_runtime.collectors.fake import fake_machine_info
+from agent_runtime.collectors.simulated import fake_machine_info
 from agent_runtime.config import AgentConfig
 from agent_runtime.link import Agent
 from centrality_core import protocol as p

@@ -8,7 +8,7 @@ import asyncio
 import socket
 
 from agent_runtime import executor
-from agent_runtime.collectors.fake import FakeCollectors
+from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.simshell import SimShell
 from centrality_core import protocol as p
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from agent_runtime.collectors.fake import fake_machine_info
+from agent_runtime.collectors.simulated import fake_machine_info
 from centrality_core import joinstring
 from centrality_core import protocol as p
 from centrality_core.sanitize import log_formatter

@@ -185,7 +185,7 @@ async def test_a_connection_that_never_registers_is_closed_after_the_login_grace
     await asyncio.sleep(0.6)
     raw = await RawAgent.connect(cp, enrolling=True)
     token = await cp.auth.create_token(ttl=60, uses=1, actor="t", address=cp.address)
-    from agent_runtime.collectors.fake import fake_machine_info
+    from agent_runtime.collectors.simulated import fake_machine_info
     from centrality_core import joinstring
     reg = await raw.hello("graceful-1", fake_machine_info("cpu", 1), token=joinstring.decode(token["join"]).t)
     assert isinstance(reg, p.Registered)

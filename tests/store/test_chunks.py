@@ -7,7 +7,7 @@ import math
 import pytest
 import sqlalchemy as sa
 
-from agent_runtime.collectors.fake import FakeCollectors
+from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
 from control_plane import history

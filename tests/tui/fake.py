@@ -64,7 +64,7 @@ class FakeMachine:
     @property
     def collectors(self):
         if self._collectors is None:
-            from agent_runtime.collectors.fake import FakeCollectors
+            from agent_runtime.collectors.simulated import FakeCollectors
 
             self._collectors = FakeCollectors(self.profile, self.index)
         return self._collectors

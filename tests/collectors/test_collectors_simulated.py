@@ -7,7 +7,7 @@ import time
 import msgspec
 import pytest
 
-from agent_runtime.collectors.fake import GIB, H100_MIB, FakeCollectors, fake_machine_info
+from agent_runtime.collectors.simulated import GIB, H100_MIB, FakeCollectors, fake_machine_info
 from agent_runtime.collectors.fake_screen import ScreenGpu, render_screen
 from agent_runtime.collectors.nvidia import MIB, parse_screen
 from agent_runtime.sampler import columnar
