@@ -23,7 +23,7 @@ def test_import_does_not_load_pynvml_or_psutil():
     code = (
         "import sys\n"
         "import agent_runtime.collectors\n"
-        "from agent_runtime.collectors import rates, proc, nvidia, gpu, system, machine_info, fake, real\n"
+        "from agent_runtime.collectors import rates, proc, nvidia, gpu, system, machine_info, simulated, real\n"
         "bad = [m for m in ('pynvml', 'psutil', 'xml.etree.ElementTree') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
