@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from centrality_core.documents import Skipped
 from tests.conftest import FAST, cli
-from tests.exec.conftest import alive, read_pids
+from tests.conftest import alive, read_pids
 from tui.app import CentralityApp
 from tui.screens.cluster import ClusterScreen
 from tui.screens.dialogs import ReasonScreen

@@ -1,6 +1,6 @@
 """The shell key: ``S`` on a machine's screen or a fleet row (``s`` sorts on both), suspends the dashboard and
 run ``centrality ssh NAME`` on the same context, then come back (the terminal part of the
-shell is tested end to end in tests/shell/test_ssh.py)."""
+shell is tested end to end in tests/integration/shell/test_shell_ssh.py)."""
 
 from __future__ import annotations
 

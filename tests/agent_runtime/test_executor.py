@@ -11,7 +11,7 @@ from agent_runtime import executor
 from agent_runtime.executor import Executor
 from centrality_core import protocol as p
 from tests.conftest import wait_for
-from tests.exec.conftest import alive, read_pids
+from tests.conftest import alive, read_pids
 
 # A command that starts a child in its own process group and records both pids.
 TREE = "echo $$ >> {f}; sleep 60 & echo $! >> {f}; wait"

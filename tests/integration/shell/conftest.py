@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, cli_env
-from tests.exec.conftest import control_plane, store_url  # noqa: F401
+from tests.integration.exec.conftest import control_plane, store_url  # noqa: F401
 
 pexpect = pytest.importorskip("pexpect")
 

@@ -14,7 +14,7 @@ from centrality_core.errors import Conflict, UsageError
 from control_plane.store import Store
 from control_plane.store import replicas
 from control_plane.store.db import WriteBatch
-from tests.store.test_store import machine_row
+from tests.control_plane.store.test_store import machine_row
 
 pytestmark = pytest.mark.postgres
 

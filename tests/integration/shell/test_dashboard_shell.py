@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 
-from tests.shell.conftest import centrality
+from tests.integration.shell.conftest import centrality
 
 
 async def test_capital_s_opens_the_machines_shell_and_the_dashboard_comes_back(control_plane, agents, spawn):

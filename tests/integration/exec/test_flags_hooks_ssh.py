@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import FAST, cli, wait_for
-from tests.exec.conftest import BOTH_STORES
+from tests.integration.exec.conftest import BOTH_STORES
 
 
 def _flags(cp, name):

@@ -14,7 +14,7 @@ from alembic.config import Config
 from control_plane import history
 from control_plane.store import Store, tsz
 from control_plane.store.chunks import Chunks
-from tests.store.test_chunks import T0, count, query
+from tests.control_plane.store.test_chunks import T0, count, query
 
 MIGRATIONS = Path(history.__file__).parent / "store" / "migrations"
 KEYS = ["cpu.percent", "mem.used_bytes", "gpu[0].power_w"]

@@ -18,7 +18,7 @@ from agent_runtime.collectors.nvidia import MIB
 from agent_runtime.collectors.nvidia_apps import APPS_ARGV, parse_compute_apps
 from centrality_core import protocol as p
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi"
+DATA = Path(__file__).resolve().parents[2] / "data" / "nvidia-smi"
 UUID0 = "GPU-4c6f8d1e-2b3a-5d7e-9f01-23456789abcd"
 UUID1 = "GPU-7d2e9a0b-4c5f-6e8d-1a2b-3c4d5e6f7a8b"
 
@@ -295,7 +295,7 @@ def test_the_real_pynvml_has_every_function_used():
     import re
 
     pynvml = pytest.importorskip("pynvml")
-    src = (Path(__file__).resolve().parents[2] / "agent_runtime" / "collectors" / "gpu_procs.py").read_text()
+    src = (Path(__file__).resolve().parents[3] / "agent_runtime" / "collectors" / "gpu_procs.py").read_text()
     used = set(re.findall(r"\b(nvml[A-Z]\w+|NVML_[A-Z_]+)\b", src))
     assert len(used) >= 10
     assert sorted(n for n in used if not hasattr(pynvml, n)) == []

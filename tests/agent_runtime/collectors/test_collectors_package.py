@@ -16,7 +16,7 @@ from centrality_core import protocol
 from centrality_core.protocol import MachineInfo
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # tests/collectors -> tests -> repo
+REPO_ROOT = Path(__file__).resolve().parents[3]  # tests/agent_runtime/collectors -> ... -> repo
 
 
 def test_import_does_not_load_pynvml_or_psutil():

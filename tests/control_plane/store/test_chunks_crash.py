@@ -14,9 +14,9 @@ import pytest
 from control_plane import history
 from control_plane.store import Store
 from control_plane.store.chunks import Chunks
-from tests.store.test_chunks import T0, count, query, fill
+from tests.control_plane.store.test_chunks import T0, count, query, fill
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MACHINES = [f"m{i:02d}" for i in range(12)]
 NOW = T0 + 600 + 3600
 

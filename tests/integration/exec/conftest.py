@@ -8,10 +8,6 @@ Postgres parametrize it with ``BOTH_STORES``.
 
 from __future__ import annotations
 
-import os
-import signal
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import FAST
@@ -43,32 +39,3 @@ async def control_plane(home, store_url, cp_settings):
         yield cp
     finally:
         await cp.stop()
-
-
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
-
-
-def read_pids(path: Path) -> list[int]:
-    try:
-        return [int(x) for x in path.read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
-@pytest.fixture
-def reap_pids():
-    """Pids a test started remotely; any still alive at the end is killed (and fails no one)."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        if alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # tests/collectors -> tests -> repo
+REPO_ROOT = Path(__file__).resolve().parents[3]  # tests/agent_runtime/collectors -> ... -> repo
 PROC_DATA = REPO_ROOT / "tests" / "data" / "proc"
 
 

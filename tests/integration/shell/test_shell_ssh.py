@@ -18,7 +18,7 @@ import asyncssh
 import pytest
 
 from tests.conftest import cli
-from tests.shell.conftest import centrality, openssh
+from tests.integration.shell.conftest import centrality, openssh
 
 PROMPT = "READY> "
 

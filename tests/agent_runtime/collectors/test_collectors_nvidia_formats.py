@@ -18,7 +18,7 @@ from agent_runtime.collectors.nvidia import (
 )
 from agent_runtime.collectors.nvidia_apps import parse_compute_apps
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi"
+DATA = Path(__file__).resolve().parents[2] / "data" / "nvidia-smi"
 
 
 def text(name: str) -> str:

@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cli, cli_env, wait_for
-from tests.exec.conftest import BOTH_STORES, alive, read_pids
+from tests.conftest import alive, read_pids
+from tests.integration.exec.conftest import BOTH_STORES
 
 # gpu02 fails with 3, the others print the same line.
 BY_MACHINE = ('case "$CENTRALITY_MACHINE" in gpu02) echo "ECC error on GPU 3"; exit 3;; '
