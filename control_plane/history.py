@@ -5,9 +5,10 @@
 * tier 1, ``1m``: per minute and key, min / max / sum / count;
 * tier 2, ``1h``: the same per hour.
 
-Recent data is still in its arrival form (raw batches as the agent's frame,
-minutes as JSON rows, both written at once so an agent is acknowledged as soon
-as its batch is durable); the compaction pass (``store/chunks.py``) turns
+Recent data is still in its arrival form (raw batches staged as received,
+``store/staged.py``, or as the agent's JSON frame by earlier versions; minutes
+as rows; both written at once so an agent is acknowledged as soon as its batch
+is durable); the compaction pass (``store/chunks.py``) turns
 closed windows of them into chunks (``store/tsz.py``). This module turns both
 forms into the same series, so a query sees one series whatever is compacted.
 """
@@ -26,7 +27,7 @@ from centrality_core import protocol as p
 from centrality_core.precision import digits as key_digits
 from centrality_core.summary import select
 
-from .store import tsz
+from .store import staged, tsz
 
 TIERS = ("raw", "1m", "1h")
 STEP = {"1m": 60.0, "1h": 3600.0}
@@ -61,24 +62,41 @@ _stored_batch = msgspec.json.Decoder(StoredBatch)
 
 
 def decode_batch(payload: bytes) -> StoredBatch:
+    """A batch stored as the agent's JSON frame (before the staged form)."""
     return _stored_batch.decode(payload)
+
+
+def batch_arrays(payload: bytes) -> staged.Staged:
+    """A stored raw batch, staged (``store/staged.py``) or as a JSON frame of
+    earlier versions, as ``(ts, keys, values[key, sample], text)``."""
+    if staged.is_staged(payload):
+        return staged.decode(payload)
+    b = decode_batch(payload)
+    return staged.Staged(np.asarray(b.ts, np.float64), b.keys, b.matrix(), b.text)
 
 
 def batches_chunk(payloads: Iterable[bytes], **encode_args) -> tuple[bytes, float, float, int]:
     """Raw batch payloads as one tier-0 chunk: ``(chunk, ts_first, ts_last, values held)``."""
     parts, text = [], []
     for payload in payloads:
-        b = decode_batch(payload)
-        if not b.ts:
+        b = batch_arrays(payload)
+        if not len(b.ts):
             continue
-        parts.append((b.ts, b.keys, b.matrix()))
-        text.extend((max(b.ts), k, v) for k, v in b.text.items())
+        parts.append((b.ts, b.keys, b.values))
+        if b.text:
+            newest = float(b.ts.max())
+            text.extend((newest, k, v) for k, v in b.text.items())
     ts, keys, values = tsz.merge(parts)
     blob = tsz.encode(ts, keys, values, text, **encode_args)
     return blob, float(ts.min()), float(ts.max()), int((~np.isnan(values)).sum())
 
 
 # ------------------------------------------------------------------ rollup chunks
+
+def decode_minute(payload: bytes) -> Stats:
+    """A staged minute row: ``{key: [min, max, sum, count]}``."""
+    return msgspec.json.decode(payload)
+
 
 def _stat_digits(row: str) -> int | None:
     key, _, stat = row.rpartition(_SEP)
@@ -93,13 +111,14 @@ def stats_chunk(points: Sequence[tuple[float, Stats]], **encode_args) -> tuple[b
         for key in stats:
             index.setdefault(key, len(index))
     keys = list(index)
-    values = np.full((4 * len(keys), len(points)), np.nan)
+    values = np.full((len(keys), 4, len(points)), np.nan)
     held = 0
-    for i, (_, stats) in enumerate(points):
-        held += len(stats)
-        for key, s in stats.items():
-            j = 4 * index[key]
-            values[j:j + 4, i] = s
+    for i, (_, stats) in enumerate(points):  # a point's keys in one go (~200 for a GPU node)
+        if stats:
+            held += len(stats)
+            rows = np.fromiter(map(index.__getitem__, stats), np.intp, len(stats))
+            values[rows, :, i] = np.array(list(stats.values()), np.float64).reshape(len(stats), 4)
+    values = values.reshape(4 * len(keys), len(points))
     rows = [f"{k}{_SEP}{s}" for k in keys for s in _STATS]
     blob = tsz.encode([t for t, _ in points], rows, values, digits=_stat_digits, **encode_args)
     return blob, held
@@ -385,8 +404,8 @@ def _query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
             c = tsz.decode(blob, only)
             series.append((c.ts, c.keys, c.values, True))
         for payload in store.metric_batches(machine_id, since, until):
-            b = decode_batch(payload)
-            series.append((b.ts, b.keys, b.matrix(), False))
+            b = batch_arrays(payload)
+            series.append((b.ts, b.keys, b.values, False))
         return raw_rows(series, since, until, patterns)
     if resolution == "1m":
         series = [stats_arrays(blob, patterns) for blob in chunks.read(machine_id, 1, since, until)]
@@ -404,7 +423,7 @@ def _query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
 def _recent_minutes(store: Any, machine_id: str, since: float, until: float) -> bytes | None:
     """The minutes not compacted yet (the last hour or so), through the chunk format
     so that they read at the stored precision, as they will once compacted."""
-    recent = [(minute, msgspec.json.decode(payload)) for minute, payload in
+    recent = [(minute, decode_minute(payload)) for minute, payload in
               store.metric_rollups(machine_id, since, until)]
     return stats_chunk(recent, codec="none")[0] if recent else None
 
