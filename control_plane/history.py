@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Iterable, Optional, Sequence
 
 import msgspec
@@ -205,6 +206,18 @@ def _rows(out: list, t: np.ndarray, names: list[str], v: np.ndarray, whole: np.n
         whole = _whole_rows(names)
     whole = whole & (np.abs(np.where(gaps, 0.0, v)).max(axis=1, initial=0.0) < _EXACT)
     with _no_gc():
+        if whole.any() and not whole.all() and not gaps.any():
+            # Whole and fractional rows, no gaps (a steady machine's window): each kind made
+            # into Python numbers in one go, then put back in the names' order row by row
+            # (``itemgetter`` in C), ~2 times cheaper than through an object array.
+            iw, fw = np.flatnonzero(whole), np.flatnonzero(~whole)
+            ints = np.ascontiguousarray(v[iw].T).astype(np.int64).tolist()
+            fracs = np.ascontiguousarray(v[fw].T).tolist()
+            at = np.empty(len(names), np.intp)
+            at[iw], at[fw] = np.arange(len(iw)), len(iw) + np.arange(len(fw))
+            pick = itemgetter(*at.tolist()) if len(names) > 1 else (lambda cells: (cells[0],))
+            out.extend(zip(t.tolist(), [row(stamp, *pick(a + b)) for stamp, a, b in zip(iso_ms(t), ints, fracs)]))
+            return
         if whole.any():
             cells = np.empty((v.shape[1], v.shape[0]), object)
             cells[:, whole] = np.where(gaps[whole], 0.0, v[whole]).T.astype(np.int64)
@@ -237,7 +250,7 @@ def _no_gc():
 
 
 def _joined(segments: list[tuple[np.ndarray, list[str], np.ndarray]]) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-    """Consecutive segments ``(times, names, values)`` with the same names as one
+    """Consecutive segments ``(times, names, values[..., time])`` with the same names as one
     (a window of chunks of one agent is one matrix: its rows are built in one go)."""
     out: list[tuple[np.ndarray, list[str], np.ndarray]] = []
     run: list = []
@@ -247,7 +260,7 @@ def _joined(segments: list[tuple[np.ndarray, list[str], np.ndarray]]) -> list[tu
                 out.append(run[0])
             else:
                 out.append((np.concatenate([s[0] for s in run]), run[0][1],
-                            np.concatenate([s[2] for s in run], axis=1)))
+                            np.concatenate([s[2] for s in run], axis=-1)))
             run = []
         if seg is not None:
             run.append(seg)
@@ -337,16 +350,19 @@ def rollup_matrix_rows(series: list[tuple[np.ndarray, list[str], np.ndarray]], s
                 continue
             st = st[:, wanted]
             keys = [keys[i] for i in wanted]
-        segments.append((ts[inside], keys, st[:, :, inside].reshape(-1, int(inside.sum()))))
+        segments.append((ts, keys, st) if inside.all() else (ts[inside], keys, st[:, :, inside]))
     out: list[tuple[float, Any]] = []
-    for t, keys, flat in _joined(segments):
-        mn, mx, sm, n = flat.reshape(4, len(keys), len(t))
+    for t, keys, st in _joined(segments):  # st: [min, max, sum, count] x key x time
+        mn, mx, sm, n = st
+        v = np.empty((len(keys), 3, len(t)))  # per key: average, min, max
         with np.errstate(invalid="ignore", divide="ignore"):
-            have = n > 0
-            avg = np.where(have, sm / np.where(have, n, 1.0), np.nan)
-        v = np.stack([avg, np.where(have, mn, np.nan), np.where(have, mx, np.nan)], axis=1).reshape(-1, len(t))
+            np.divide(sm, n, out=v[:, 0])
+        v[:, 1], v[:, 2] = mn, mx
+        have = n > 0
+        if not have.all():
+            v.transpose(1, 0, 2)[:, ~have] = np.nan
         names = [name for k in keys for name in (k, f"{k}:min", f"{k}:max")]
-        _rows(out, t, names, v, _whole_rows(keys, rollup=True))
+        _rows(out, t, names, v.reshape(-1, len(t)), _whole_rows(keys, rollup=True))
     return _in_order(out)
 
 

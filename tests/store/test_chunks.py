@@ -312,3 +312,36 @@ def test_answer_json_whole_numbers_as_integers_gaps_left_out(store):
     assert type(m["mem.used_bytes:min"]) is int and type(m["mem.used_bytes:max"]) is int
     assert type(m["mem.used_bytes"]) is float  # an average
     assert m["mem.used_bytes:min"] <= m["mem.used_bytes"] <= m["mem.used_bytes:max"]
+
+
+def test_a_window_without_gaps_answers_the_same_json_as_built_key_by_key(store):
+    """The fast path (no gaps: whole and decimal values made in one go each) prints what a
+    row built value by value prints: same keys, same order, integers where whole."""
+    import msgspec
+
+    from centrality_core.precision import digits
+    from control_plane.store import tsz
+
+    fill(store, "m1", T0, 300, profile="gpu8")
+    chunks = Chunks(store)
+    got = msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 300, None, "raw"))
+    expected = []
+    for payload in store.metric_batches("m1", T0, T0 + 300):
+        b = history.batch_arrays(payload)
+        v = tsz.quantize(b.keys, b.values)
+        for i, stamp in enumerate(history.iso_ms(tsz.quantize_ts(b.ts))):
+            expected.append({"ts": stamp, **{k: int(v[j, i]) if digits(k) == 0 else float(v[j, i])
+                                             for j, k in enumerate(b.keys)}})
+    assert got == msgspec.json.encode(expected)
+    assert b'"gpu[0].mem_used_bytes":' in got and b'"cpu.percent":' in got
+
+    (blob,) = [history.stats_chunk([(x["minute"], x["stats"]) for x in fill_minutes(store)])[0]]
+    by_key = history.rollup_rows(history.chunk_stats(blob), T0, T0 + 300, None)
+    from_arrays = history.rollup_matrix_rows([history.stats_arrays(blob)], T0, T0 + 300, None)
+    assert msgspec.json.encode(from_arrays) == msgspec.json.encode(by_key) and len(by_key) == 5
+
+
+def fill_minutes(store: Store) -> list[dict]:
+    """The minutes written by ``fill``, as the store holds them."""
+    return [{"minute": minute, "stats": history.decode_minute(payload)}
+            for minute, payload in store.metric_rollups("m1", 0, 1e12)]
