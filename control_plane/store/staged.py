@@ -24,6 +24,8 @@ reads both, so rows staged before an upgrade are compacted and read as before.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from typing import NamedTuple, Sequence
 
 import msgspec
@@ -83,7 +85,16 @@ def encode(ts: Sequence[float], keys: Sequence[str], values: np.ndarray | bytes,
     keys_blob = _keys_blob(keys)
     text_blob = msgspec.json.encode(text) if text else b""
     return b"".join((_HEAD.pack(MAGIC, VERSION, n, k, len(keys_blob), len(text_blob)),
-                     np.asarray(ts, "<f8").tobytes(), values, keys_blob, text_blob))
+                     _f8(ts), values, keys_blob, text_blob))
+
+
+def _f8(ts: Sequence[float]) -> bytes:
+    if isinstance(ts, np.ndarray):
+        return np.ascontiguousarray(ts, "<f8").tobytes()
+    packed = array("d", ts)
+    if sys.byteorder == "big":  # pragma: no cover - stored little-endian
+        packed.byteswap()
+    return packed.tobytes()
 
 
 def is_staged(payload: bytes) -> bool:
