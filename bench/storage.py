@@ -209,8 +209,16 @@ def on_staged(url: str, machines: list[Machine], now: float) -> dict:
             "staged_compact_us_per_batch": round(cpu / batches * 1e6, 1)}
 
 
+def as_before(store: Store) -> Store:
+    """``store`` as the old layout ran: SQLite zeroing every freed page (Debian's build
+    default, before the store set ``secure_delete=FAST``)."""
+    if store.dialect == "sqlite":
+        sa.event.listen(store.engine, "connect", lambda conn, _: conn.execute("PRAGMA secure_delete=ON"))
+    return store
+
+
 def on_disk(backend: str, url: str, machines: list[Machine], now: float) -> dict:
-    store = Store(url)
+    store = as_before(Store(url))
     store.migrate()
     ids = {m.name: f"{i:032x}" for i, m in enumerate(machines)}
     write_cpu = write_old(store, machines, ids)
@@ -358,7 +366,7 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
     every minute) vs new (a window of tier-0 chunks, every 10 minutes; Postgres: a day's
     partition)."""
     rng = np.random.default_rng(0)
-    store = Store(url)
+    store = as_before(Store(url))
     store.migrate()
     frame = rng.bytes(frame_bytes)
     b = WriteBatch()
@@ -375,6 +383,8 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
     res = {"backend": backend, "machines": count, "old_ms": round((time.perf_counter() - t) * 1e3, 1),
            "old_cpu_ms": round((time.process_time() - c) * 1e3, 1),
            "old_rows": old["metric_batches"] + old["metric_rollups"], "old_batches": old["metric_batches"]}
+    store.close()
+    store = Store(url)  # the new layout, as the store runs now
     chunks = Chunks(store)
     table = sa.table("metric_chunks", *(sa.column(c) for c in ("tier", "machine_id", "ts_first", "ts_last",
                                                                 "nvalues", "nbytes", "payload")))
