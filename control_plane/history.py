@@ -205,7 +205,7 @@ def _rows(out: list, t: np.ndarray, names: list[str], v: np.ndarray, whole: np.n
     if whole is None:
         whole = _whole_rows(names)
     whole = whole & (np.abs(np.where(gaps, 0.0, v)).max(axis=1, initial=0.0) < _EXACT)
-    with _no_gc():
+    with paused_gc():
         if whole.any() and not whole.all() and not gaps.any():
             # Whole and fractional rows, no gaps (a steady machine's window): each kind made
             # into Python numbers in one go, then put back in the names' order row by row
@@ -235,7 +235,7 @@ def _rows(out: list, t: np.ndarray, names: list[str], v: np.ndarray, whole: np.n
 
 
 @contextmanager
-def _no_gc():
+def paused_gc():
     """The cyclic garbage collector paused while rows are built: a window makes
     thousands of lists of hundreds of numbers (no cycles among them), and a full
     collection triggered by them walks every object of the process (~20 ms)."""
@@ -404,10 +404,10 @@ def query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
           patterns: list[str] | None, resolution: str) -> list[dict]:
     """One machine's window at ``resolution`` (``raw``, ``1m``, ``1h``), from the
     chunks of its tier and what is not compacted yet, as one series. Blocking:
-    run it in a worker thread. The cyclic collector waits meanwhile (``_no_gc``):
+    run it in a worker thread. The cyclic collector waits meanwhile (``paused_gc``):
     in a control plane holding thousands of machines a full collection walks
     millions of objects, which a window's allocations would trigger."""
-    with _no_gc():
+    with paused_gc():
         return _query(store, chunks, machine_id, since, until, patterns, resolution)
 
 

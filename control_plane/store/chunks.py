@@ -6,6 +6,9 @@ are inserted and the rows they replace deleted together, so a crash (kill -9)
 at any point leaves either the rows or the chunk, never both and never
 neither, and running it again simply carries on (idempotent). Acks to agents
 do not depend on it: a batch is acknowledged once its raw row is durable.
+The cyclic garbage collector waits during a compaction (``history.paused_gc``):
+decoded minutes are thousands of small lists, and the collections they trigger
+walk the whole heap (in bench/storage.py they doubled the cost of compacting minutes).
 
 * tier 0: raw batches of a closed ``window`` (30 min by default) -> one chunk per machine;
 * tier 1: JSON minutes of a closed hour -> one chunk per machine and hour;
@@ -29,7 +32,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from ..history import batches_chunk, chunk_stats, coarsen, decode_minute, stats_chunk
+from ..history import batches_chunk, chunk_stats, coarsen, decode_minute, paused_gc, stats_chunk
 from .db import Store, _translated, merge_stats
 from .models import MetricBatchRow, MetricChunkRow, MetricRollupRow
 
@@ -118,7 +121,7 @@ class Chunks:
         cutoff = (now - grace) - (now - grace) % window
         t = MetricBatchRow.__table__
         done: dict = {"chunks": 0, "rows": 0, "values": 0}
-        with self._transaction() as conn:
+        with paused_gc(), self._transaction() as conn:
             mids = _machines(conn, t, t.c.ts_last < cutoff, after, max_machines)
             done["last"] = mids[-1] if mids else None
             if not mids:
@@ -150,7 +153,7 @@ class Chunks:
         cutoff = (now - grace) - (now - grace) % HOUR
         t = MetricRollupRow.__table__
         done: dict = {"chunks": 0, "rows": 0, "values": 0}
-        with self._transaction() as conn:
+        with paused_gc(), self._transaction() as conn:
             mids = _machines(conn, t, t.c.minute < cutoff, after, max_machines)
             done["last"] = mids[-1] if mids else None
             if not mids:
@@ -177,7 +180,7 @@ class Chunks:
         last_day = (now - grace) - (now - grace) % DAY - DAY  # the newest closed day
         t = MetricChunkRow.__table__
         done = {"chunks": 0, "rows": 0, "values": 0}
-        with self._transaction() as conn:
+        with paused_gc(), self._transaction() as conn:
             cursor = self.store._get_meta(conn, _TIER2_CURSOR)
             if cursor:
                 day_s, _, after = cursor.partition(":")
