@@ -508,7 +508,7 @@ def markdown(fmt, disk, fleets, rets, args) -> str:
         "**On disk** (tables with their indexes; SQLite after VACUUM, chunk table shared by tiers in "
         "proportion to their payloads):", "",
         "| store | old raw B/value | new tier 0 B/value | old minute B/key-minute | new minute B/key-minute "
-        "| write µs/batch | compaction µs/batch |",
+        "| JSON frame write µs/batch | JSON staged compaction µs/batch |",
         "| --- | --- | --- | --- | --- | --- | --- |"]
     for d in disk:
         lines.append(f"| {d['backend']} | {d['old_raw_bpv_disk']} | {d['new_raw_bpv_disk']} | "
