@@ -4,9 +4,11 @@
    minute tier, for the simulated fleet (``cpu``, ``gpu8``, ``mixed`` = 3 cpu
    for 1 gpu8) and, with ``--real FILE`` (``bench/capture_real.py``), this
    machine's real agent; zstd levels beside lz4.
-2. **On disk** (SQLite and Postgres): a fleet of ``--machines`` written as the
-   control plane writes it, measured on disk, then compacted and measured
-   again; CPU per stored batch of the write, the compaction and retention.
+2. **On disk** (SQLite and Postgres): a fleet of ``--machines`` written in the
+   old layout (batches staged as the agent's JSON frame), measured on disk,
+   then compacted and measured again; the same fleet staged as the control
+   plane stages it now (``store/staged.py``) and compacted; CPU per stored
+   batch of each write, each compaction and retention.
 3. **At 1,000 machines**: ``metrics NAME --since 1h`` (a gpu8 machine, raw)
    and ``--since 24h`` (minutes), as the control plane runs them, old layout
    beside chunks; a retention pass, rows touched and time, old vs new.
@@ -37,7 +39,7 @@ from centrality_core.summary import select
 from centrality_core.timefmt import iso
 from control_plane import history
 from control_plane.rollups import Rollups
-from control_plane.store import Store, tsz
+from control_plane.store import Store, staged, tsz
 from control_plane.store.chunks import Chunks
 from control_plane.store.db import WriteBatch
 
@@ -55,6 +57,7 @@ class Machine:
     def __init__(self, name: str, profile: str) -> None:
         self.name, self.profile = name, profile
         self.frames: list[tuple[float, float, bytes]] = []
+        self.staged: list[tuple[float, float, bytes]] = []  # the same batches, staged as the ingest does
         self.minutes: list[dict] = []
         self.values = 0
         self.key_minutes = 0
@@ -63,6 +66,7 @@ class Machine:
         batch = columnar("bench", seq, ts, rows, packed=True)
         self.frames.append((min(ts), max(ts), p.encode(batch)))
         a = np.frombuffer(batch.values, "<f8").reshape(len(batch.keys), len(ts))
+        self.staged.append((min(ts), max(ts), staged.encode(ts, batch.keys, batch.values or a, batch.text)))
         rollups.add(self.name, ts, batch.keys, a)
         self.values += int((~np.isnan(a)).sum())
 
@@ -156,10 +160,11 @@ def table_bytes(store: Store) -> dict[str, int]:
         return dict(rows)
 
 
-def write_old(store: Store, machines: list[Machine], ids: dict[str, str]) -> float:
-    """Write every frame and minute as the store writer does (1,000 batches per flush);
-    returns the CPU time spent."""
-    rows = sorted((first, ids[m.name], last, frame) for m in machines for first, last, frame in m.frames)
+def write_old(store: Store, machines: list[Machine], ids: dict[str, str], form: str = "frames") -> float:
+    """Write every batch (``form``: ``frames``, the agent's JSON frames as the old layout
+    staged them, or ``staged``, as the control plane stages them now) and minute as the
+    store writer does (1,000 batches per flush); returns the CPU time spent on batches."""
+    rows = sorted((first, ids[m.name], last, frame) for m in machines for first, last, frame in getattr(m, form))
     spent = 0.0
     for i in range(0, len(rows), 1000):
         b = WriteBatch()
@@ -174,8 +179,47 @@ def write_old(store: Store, machines: list[Machine], ids: dict[str, str]) -> flo
     return spent
 
 
-def on_disk(backend: str, url: str, machines: list[Machine], now: float) -> dict:
+def compact(chunks: Chunks, now: float) -> float:
+    """Compact every raw batch and minute; returns the CPU time spent."""
+    t = time.process_time()
+    while chunks.compact_raw(now, window=DEFAULT_WINDOW)["chunks"]:
+        pass
+    while chunks.compact_minutes(now)["chunks"]:
+        pass
+    return time.process_time() - t
+
+
+def on_staged(url: str, machines: list[Machine], now: float) -> dict:
+    """The fleet staged as the control plane stages it now: the write (staging the batch
+    included), the staged rows on disk, the compaction."""
     store = Store(url)
+    store.migrate()
+    ids = {m.name: f"{i:032x}" for i, m in enumerate(machines)}
+    batches = sum(len(m.frames) for m in machines)
+    values = sum(m.values for m in machines)
+    arrived = [history.decode_batch(frame) for m in machines for _, _, frame in m.frames]
+    t = time.process_time()  # what the ingest adds: putting each batch in its staged form
+    for b in arrived:
+        staged.encode(b.ts, b.keys, b.values, b.text)
+    write_cpu = time.process_time() - t + write_old(store, machines, ids, "staged")
+    staged_bytes = table_bytes(store).get("metric_batches", 0)
+    cpu = compact(Chunks(store), now)
+    store.close()
+    return {"staged_write_us_per_batch": round(write_cpu / batches * 1e6, 1),
+            "staged_raw_bpv_disk": round(staged_bytes / values, 2),
+            "staged_compact_us_per_batch": round(cpu / batches * 1e6, 1)}
+
+
+def as_before(store: Store) -> Store:
+    """``store`` as the old layout ran: SQLite zeroing every freed page (Debian's build
+    default, before the store set ``secure_delete=FAST``)."""
+    if store.dialect == "sqlite":
+        sa.event.listen(store.engine, "connect", lambda conn, _: conn.execute("PRAGMA secure_delete=ON"))
+    return store
+
+
+def on_disk(backend: str, url: str, machines: list[Machine], now: float) -> dict:
+    store = as_before(Store(url))
     store.migrate()
     ids = {m.name: f"{i:032x}" for i, m in enumerate(machines)}
     write_cpu = write_old(store, machines, ids)
@@ -184,14 +228,7 @@ def on_disk(backend: str, url: str, machines: list[Machine], now: float) -> dict
     batches = sum(len(m.frames) for m in machines)
     old = table_bytes(store)
     chunks = Chunks(store)
-    t = time.process_time()
-    while chunks.compact_raw(now, window=DEFAULT_WINDOW)["chunks"]:
-        pass
-    raw_cpu = time.process_time() - t
-    t = time.process_time()
-    while chunks.compact_minutes(now)["chunks"]:
-        pass
-    minute_cpu = time.process_time() - t
+    compact_cpu = compact(chunks, now)
     if backend == "sqlite":
         with store.engine.connect() as conn:
             conn.exec_driver_sql("VACUUM")
@@ -206,7 +243,7 @@ def on_disk(backend: str, url: str, machines: list[Machine], now: float) -> dict
         "new_raw_bpv_payload": round(usage["raw"]["bytes"] / values, 3),
         "new_minute_bpkm_payload": round(usage["1m"]["bytes"] / km, 2),
         "write_us_per_batch": round(write_cpu / batches * 1e6, 1),
-        "compact_us_per_batch": round((raw_cpu + minute_cpu) / batches * 1e6, 1),
+        "compact_us_per_batch": round(compact_cpu / batches * 1e6, 1),
     }
     if tier0:  # Postgres: each tier's partitions measured apart
         res["new_raw_bpv_disk"] = round(tier0 / values, 3)
@@ -330,7 +367,7 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
     every minute) vs new (a window of tier-0 chunks, every 10 minutes; Postgres: a day's
     partition)."""
     rng = np.random.default_rng(0)
-    store = Store(url)
+    store = as_before(Store(url))
     store.migrate()
     frame = rng.bytes(frame_bytes)
     b = WriteBatch()
@@ -347,6 +384,8 @@ def retention(backend: str, url: str, count: int, frame_bytes: int, minute_bytes
     res = {"backend": backend, "machines": count, "old_ms": round((time.perf_counter() - t) * 1e3, 1),
            "old_cpu_ms": round((time.process_time() - c) * 1e3, 1),
            "old_rows": old["metric_batches"] + old["metric_rollups"], "old_batches": old["metric_batches"]}
+    store.close()
+    store = Store(url)  # the new layout, as the store runs now
     chunks = Chunks(store)
     table = sa.table("metric_chunks", *(sa.column(c) for c in ("tier", "machine_id", "ts_first", "ts_last",
                                                                 "nvalues", "nbytes", "payload")))
@@ -413,11 +452,12 @@ def main() -> None:
                 from tests.fixtures.postgres import start_postgres
 
                 pg = start_postgres()
-                urls = _pg_databases(pg, 3)
+                urls = _pg_databases(pg, 4)
             else:
                 d = tempfile.mkdtemp(prefix="centrality-bench-storage-")
-                urls = [f"sqlite:///{d}/{n}.db" for n in ("disk", "fleet", "retention")]
+                urls = [f"sqlite:///{d}/{n}.db" for n in ("disk", "fleet", "retention", "staged")]
             disk.append(on_disk(backend, urls[0], machines, now + 3600))
+            disk[-1].update(on_staged(urls[3], machines, now + 3600))
             print(disk[-1], file=sys.stderr)
             fleets.append(fleet(backend, urls[1], machines, start + args.seconds, args.fleet))
             print(fleets[-1], file=sys.stderr)
@@ -468,7 +508,7 @@ def markdown(fmt, disk, fleets, rets, args) -> str:
         "**On disk** (tables with their indexes; SQLite after VACUUM, chunk table shared by tiers in "
         "proportion to their payloads):", "",
         "| store | old raw B/value | new tier 0 B/value | old minute B/key-minute | new minute B/key-minute "
-        "| write µs/batch | compaction µs/batch |",
+        "| JSON frame write µs/batch | JSON staged compaction µs/batch |",
         "| --- | --- | --- | --- | --- | --- | --- |"]
     for d in disk:
         lines.append(f"| {d['backend']} | {d['old_raw_bpv_disk']} | {d['new_raw_bpv_disk']} | "
@@ -493,17 +533,25 @@ def markdown(fmt, disk, fleets, rets, args) -> str:
         lines.append(f"| {r['backend']} | {r['old_rows']:,} | {r['old_ms']} ms | {r['new_chunks']:,} | "
                      f"{r['new_partitions']} | {r['new_ms']} ms |")
     lines += ["", "**Control-plane CPU per stored batch** (this process; SQLite runs in it, Postgres "
-              "does its share in its own processes): writing the batch as it arrives (same before and after), "
-              "then getting rid of it: old, the retention delete of its row; new, compaction into a chunk "
-              "(decode, encode, insert, delete) and later the retention of the chunk:", "",
-              "| store | write | old: retention | old total | new: compaction | new: retention | new total |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+              "does its share in its own processes): writing the batch as it arrives, then getting rid of it. "
+              "Old layout: the agent's JSON frame stored as received, later the retention delete of its row. "
+              "JSON staged: the same write, then compaction into a chunk (decode, encode, insert, delete) and "
+              "later the retention of the chunk (what rows staged before an upgrade still cost). Staged: the "
+              "batch put in its staged form (`store/staged.py`) and written, compaction, retention of the chunk:",
+              "",
+              "| store | old: write | old: retention | **old total** | JSON staged: compaction | JSON staged total "
+              "| staged: stage + write | staged: compaction | chunk retention | **staged total** |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for d, r in zip(disk, rets):
         old_ret = r["old_cpu_ms"] * 1e3 / r["old_batches"]
         new_ret = r["new_cpu_ms"] * 1e3 / r["new_batches"]
         w, comp = d["write_us_per_batch"], d["compact_us_per_batch"]
-        lines.append(f"| {d['backend']} | {w} µs | {old_ret:.1f} µs | {w + old_ret:.1f} µs | {comp} µs | "
-                     f"{new_ret:.2f} µs | {w + comp + new_ret:.1f} µs |")
+        sw, sc = d["staged_write_us_per_batch"], d["staged_compact_us_per_batch"]
+        lines.append(f"| {d['backend']} | {w} µs | {old_ret:.1f} µs | **{w + old_ret:.1f} µs** | {comp} µs | "
+                     f"{w + comp + new_ret:.1f} µs | {sw} µs | {sc} µs | {new_ret:.2f} µs | "
+                     f"**{sw + sc + new_ret:.1f} µs** |")
+    lines += ["", "Staged rows on disk (waiting for compaction, up to `chunk_seconds` plus a minute): " + ", ".join(
+        f"{d['backend']} {d['staged_raw_bpv_disk']} B/value (JSON frames: {d['old_raw_bpv_disk']})" for d in disk)]
     lines += ["", *disk_cost(fmt, disk, args)]
     return "\n".join(lines)
 

@@ -5,9 +5,10 @@
 * tier 1, ``1m``: per minute and key, min / max / sum / count;
 * tier 2, ``1h``: the same per hour.
 
-Recent data is still in its arrival form (raw batches as the agent's frame,
-minutes as JSON rows, both written at once so an agent is acknowledged as soon
-as its batch is durable); the compaction pass (``store/chunks.py``) turns
+Recent data is still in its arrival form (raw batches staged as received,
+``store/staged.py``, or as the agent's JSON frame by earlier versions; minutes
+as rows; both written at once so an agent is acknowledged as soon as its batch
+is durable); the compaction pass (``store/chunks.py``) turns
 closed windows of them into chunks (``store/tsz.py``). This module turns both
 forms into the same series, so a query sees one series whatever is compacted.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Iterable, Optional, Sequence
 
 import msgspec
@@ -26,7 +28,7 @@ from centrality_core import protocol as p
 from centrality_core.precision import digits as key_digits
 from centrality_core.summary import select
 
-from .store import tsz
+from .store import staged, tsz
 
 TIERS = ("raw", "1m", "1h")
 STEP = {"1m": 60.0, "1h": 3600.0}
@@ -61,24 +63,41 @@ _stored_batch = msgspec.json.Decoder(StoredBatch)
 
 
 def decode_batch(payload: bytes) -> StoredBatch:
+    """A batch stored as the agent's JSON frame (before the staged form)."""
     return _stored_batch.decode(payload)
+
+
+def batch_arrays(payload: bytes) -> staged.Staged:
+    """A stored raw batch, staged (``store/staged.py``) or as a JSON frame of
+    earlier versions, as ``(ts, keys, values[key, sample], text)``."""
+    if staged.is_staged(payload):
+        return staged.decode(payload)
+    b = decode_batch(payload)
+    return staged.Staged(np.asarray(b.ts, np.float64), b.keys, b.matrix(), b.text)
 
 
 def batches_chunk(payloads: Iterable[bytes], **encode_args) -> tuple[bytes, float, float, int]:
     """Raw batch payloads as one tier-0 chunk: ``(chunk, ts_first, ts_last, values held)``."""
     parts, text = [], []
     for payload in payloads:
-        b = decode_batch(payload)
-        if not b.ts:
+        b = batch_arrays(payload)
+        if not len(b.ts):
             continue
-        parts.append((b.ts, b.keys, b.matrix()))
-        text.extend((max(b.ts), k, v) for k, v in b.text.items())
+        parts.append((b.ts, b.keys, b.values))
+        if b.text:
+            newest = float(b.ts.max())
+            text.extend((newest, k, v) for k, v in b.text.items())
     ts, keys, values = tsz.merge(parts)
     blob = tsz.encode(ts, keys, values, text, **encode_args)
     return blob, float(ts.min()), float(ts.max()), int((~np.isnan(values)).sum())
 
 
 # ------------------------------------------------------------------ rollup chunks
+
+def decode_minute(payload: bytes) -> Stats:
+    """A staged minute row: ``{key: [min, max, sum, count]}``."""
+    return msgspec.json.decode(payload)
+
 
 def _stat_digits(row: str) -> int | None:
     key, _, stat = row.rpartition(_SEP)
@@ -93,13 +112,14 @@ def stats_chunk(points: Sequence[tuple[float, Stats]], **encode_args) -> tuple[b
         for key in stats:
             index.setdefault(key, len(index))
     keys = list(index)
-    values = np.full((4 * len(keys), len(points)), np.nan)
+    values = np.full((len(keys), 4, len(points)), np.nan)
     held = 0
-    for i, (_, stats) in enumerate(points):
-        held += len(stats)
-        for key, s in stats.items():
-            j = 4 * index[key]
-            values[j:j + 4, i] = s
+    for i, (_, stats) in enumerate(points):  # a point's keys in one go (~200 for a GPU node)
+        if stats:
+            held += len(stats)
+            rows = np.fromiter(map(index.__getitem__, stats), np.intp, len(stats))
+            values[rows, :, i] = np.array(list(stats.values()), np.float64).reshape(len(stats), 4)
+    values = values.reshape(4 * len(keys), len(points))
     rows = [f"{k}{_SEP}{s}" for k in keys for s in _STATS]
     blob = tsz.encode([t for t, _ in points], rows, values, digits=_stat_digits, **encode_args)
     return blob, held
@@ -185,7 +205,19 @@ def _rows(out: list, t: np.ndarray, names: list[str], v: np.ndarray, whole: np.n
     if whole is None:
         whole = _whole_rows(names)
     whole = whole & (np.abs(np.where(gaps, 0.0, v)).max(axis=1, initial=0.0) < _EXACT)
-    with _no_gc():
+    with paused_gc():
+        if whole.any() and not whole.all() and not gaps.any():
+            # Whole and fractional rows, no gaps (a steady machine's window): each kind made
+            # into Python numbers in one go, then put back in the names' order row by row
+            # (``itemgetter`` in C), ~2 times cheaper than through an object array.
+            iw, fw = np.flatnonzero(whole), np.flatnonzero(~whole)
+            ints = np.ascontiguousarray(v[iw].T).astype(np.int64).tolist()
+            fracs = np.ascontiguousarray(v[fw].T).tolist()
+            at = np.empty(len(names), np.intp)
+            at[iw], at[fw] = np.arange(len(iw)), len(iw) + np.arange(len(fw))
+            pick = itemgetter(*at.tolist()) if len(names) > 1 else (lambda cells: (cells[0],))
+            out.extend(zip(t.tolist(), [row(stamp, *pick(a + b)) for stamp, a, b in zip(iso_ms(t), ints, fracs)]))
+            return
         if whole.any():
             cells = np.empty((v.shape[1], v.shape[0]), object)
             cells[:, whole] = np.where(gaps[whole], 0.0, v[whole]).T.astype(np.int64)
@@ -203,7 +235,7 @@ def _rows(out: list, t: np.ndarray, names: list[str], v: np.ndarray, whole: np.n
 
 
 @contextmanager
-def _no_gc():
+def paused_gc():
     """The cyclic garbage collector paused while rows are built: a window makes
     thousands of lists of hundreds of numbers (no cycles among them), and a full
     collection triggered by them walks every object of the process (~20 ms)."""
@@ -218,7 +250,7 @@ def _no_gc():
 
 
 def _joined(segments: list[tuple[np.ndarray, list[str], np.ndarray]]) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-    """Consecutive segments ``(times, names, values)`` with the same names as one
+    """Consecutive segments ``(times, names, values[..., time])`` with the same names as one
     (a window of chunks of one agent is one matrix: its rows are built in one go)."""
     out: list[tuple[np.ndarray, list[str], np.ndarray]] = []
     run: list = []
@@ -228,7 +260,7 @@ def _joined(segments: list[tuple[np.ndarray, list[str], np.ndarray]]) -> list[tu
                 out.append(run[0])
             else:
                 out.append((np.concatenate([s[0] for s in run]), run[0][1],
-                            np.concatenate([s[2] for s in run], axis=1)))
+                            np.concatenate([s[2] for s in run], axis=-1)))
             run = []
         if seg is not None:
             run.append(seg)
@@ -318,16 +350,19 @@ def rollup_matrix_rows(series: list[tuple[np.ndarray, list[str], np.ndarray]], s
                 continue
             st = st[:, wanted]
             keys = [keys[i] for i in wanted]
-        segments.append((ts[inside], keys, st[:, :, inside].reshape(-1, int(inside.sum()))))
+        segments.append((ts, keys, st) if inside.all() else (ts[inside], keys, st[:, :, inside]))
     out: list[tuple[float, Any]] = []
-    for t, keys, flat in _joined(segments):
-        mn, mx, sm, n = flat.reshape(4, len(keys), len(t))
+    for t, keys, st in _joined(segments):  # st: [min, max, sum, count] x key x time
+        mn, mx, sm, n = st
+        v = np.empty((len(keys), 3, len(t)))  # per key: average, min, max
         with np.errstate(invalid="ignore", divide="ignore"):
-            have = n > 0
-            avg = np.where(have, sm / np.where(have, n, 1.0), np.nan)
-        v = np.stack([avg, np.where(have, mn, np.nan), np.where(have, mx, np.nan)], axis=1).reshape(-1, len(t))
+            np.divide(sm, n, out=v[:, 0])
+        v[:, 1], v[:, 2] = mn, mx
+        have = n > 0
+        if not have.all():
+            v.transpose(1, 0, 2)[:, ~have] = np.nan
         names = [name for k in keys for name in (k, f"{k}:min", f"{k}:max")]
-        _rows(out, t, names, v, _whole_rows(keys, rollup=True))
+        _rows(out, t, names, v.reshape(-1, len(t)), _whole_rows(keys, rollup=True))
     return _in_order(out)
 
 
@@ -369,10 +404,10 @@ def query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
           patterns: list[str] | None, resolution: str) -> list[dict]:
     """One machine's window at ``resolution`` (``raw``, ``1m``, ``1h``), from the
     chunks of its tier and what is not compacted yet, as one series. Blocking:
-    run it in a worker thread. The cyclic collector waits meanwhile (``_no_gc``):
+    run it in a worker thread. The cyclic collector waits meanwhile (``paused_gc``):
     in a control plane holding thousands of machines a full collection walks
     millions of objects, which a window's allocations would trigger."""
-    with _no_gc():
+    with paused_gc():
         return _query(store, chunks, machine_id, since, until, patterns, resolution)
 
 
@@ -385,8 +420,8 @@ def _query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
             c = tsz.decode(blob, only)
             series.append((c.ts, c.keys, c.values, True))
         for payload in store.metric_batches(machine_id, since, until):
-            b = decode_batch(payload)
-            series.append((b.ts, b.keys, b.matrix(), False))
+            b = batch_arrays(payload)
+            series.append((b.ts, b.keys, b.values, False))
         return raw_rows(series, since, until, patterns)
     if resolution == "1m":
         series = [stats_arrays(blob, patterns) for blob in chunks.read(machine_id, 1, since, until)]
@@ -404,7 +439,7 @@ def _query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
 def _recent_minutes(store: Any, machine_id: str, since: float, until: float) -> bytes | None:
     """The minutes not compacted yet (the last hour or so), through the chunk format
     so that they read at the stored precision, as they will once compacted."""
-    recent = [(minute, msgspec.json.decode(payload)) for minute, payload in
+    recent = [(minute, decode_minute(payload)) for minute, payload in
               store.metric_rollups(machine_id, since, until)]
     return stats_chunk(recent, codec="none")[0] if recent else None
 

@@ -29,6 +29,7 @@ from centrality_core.sanitize import for_log, unsafe
 from centrality_core.summary import EMPTY, Summary, summarize
 
 from .rollups import Rollups, matrix
+from .store import staged
 from .untrusted import clean, clean_text
 from .writer import StoreWriter
 
@@ -150,7 +151,7 @@ class Ingest:
 
     def received(self, session: Any, name: str, machine_id: str, batch: p.MetricsBatch,
                  frame: bytes) -> str | None:
-        """Take one batch (``frame``: its validated bytes, stored as they are).
+        """Take one batch (``frame``: its validated bytes; stored staged, ``store/staged.py``).
 
         Returns a protocol-error reason when it is malformed.
         """
@@ -199,7 +200,8 @@ class Ingest:
         self.on_sample(name)
         self.rollups.add(machine_id, ts, keys, a)
         self.writer.add_metric_batch(
-            {"machine_id": machine_id, "ts_first": min(ts), "ts_last": max(ts), "payload": frame}, cursor_row)
+            {"machine_id": machine_id, "ts_first": min(ts), "ts_last": max(ts),
+             "payload": staged.encode(ts, keys, batch.values or a, batch.text)}, cursor_row)
 
         def stored() -> None:
             self.lag.append((self.clock(), ts))

@@ -112,6 +112,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # Checkpoint the write-ahead log every 64 MiB rather than every 4 MiB: index
     # pages that change in every commit are copied back once, not each time.
     cur.execute("PRAGMA wal_autocheckpoint=16384")
+    # Debian's SQLite zeroes every freed page (SECURE_DELETE), so deleting a compacted
+    # batch or an old chunk wrote its whole payload again, as zeros. FAST still clears
+    # what is deleted inside b-tree pages but leaves freed overflow pages as they are
+    # (until reused): metric samples, no secrets, in a file only the control plane reads.
+    cur.execute("PRAGMA secure_delete=FAST")
     cur.close()
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from centrality_core import protocol as p
+from control_plane import history
 from control_plane.ingest import KEY_WINDOW_S, Ingest
-from control_plane.store import Store
+from control_plane.store import Store, staged
 from control_plane.writer import StoreWriter
 
 NOW = 1_700_000_000.0
@@ -175,3 +176,16 @@ def test_rollups_of_closed_minutes_are_queued(parts):
     assert parts.ingest.flush_rollups(NOW) == 1
     (row,) = parts.writer.pending.rollups
     assert row["machine_id"] == "m1"
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_batch_is_stored_staged_with_its_values_and_text_as_sent(parts, packed):
+    keys, columns = ["cpu.percent", "mem.used_bytes"], [[12.5, None], [1024.0, 2048.0]]
+    sent = p.MetricsBatch(stream="run-a", seq=1, ts=[NOW - 2, NOW - 1], keys=keys, text={"nvidia_smi": "ok"},
+                          **({"values": p.pack_values(columns)} if packed else {"columns": columns}))
+    assert parts.send(sent) is None
+    (row,) = parts.stored()
+    stored = history.batch_arrays(row["payload"])
+    assert staged.is_staged(row["payload"])
+    assert stored.ts.tolist() == [NOW - 2, NOW - 1] and stored.keys == keys and stored.text == {"nvidia_smi": "ok"}
+    assert [[None if v != v else v for v in r] for r in stored.values.tolist()] == columns

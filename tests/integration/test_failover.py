@@ -26,6 +26,7 @@ from agent_runtime.collectors import make_collectors
 from agent_runtime.main import build_agent, join
 from centrality_core.errors import HostKeyMismatch
 from centrality_core.settings import resolve_server
+from control_plane import history
 from control_plane.server import HOST_KEY_FILE, ControlPlane
 from control_plane.store import Store
 from tests.conftest import cli, wait_for
@@ -57,7 +58,7 @@ def _stored_ts(db: str, machine_id: str) -> list[float]:
     try:
         ts = []
         for payload in store.metric_batches(machine_id, 0, 1e12):
-            ts += json.loads(payload)["ts"]
+            ts += history.batch_arrays(payload).ts.tolist()
         return ts
     finally:
         store.close()

@@ -12,7 +12,7 @@ from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
 from control_plane import history
 from control_plane.rollups import Rollups, matrix
-from control_plane.store import Store
+from control_plane.store import Store, staged
 from control_plane.store.chunks import Chunks
 from control_plane.store.db import WriteBatch
 
@@ -36,8 +36,10 @@ def store(store_url):
 
 
 def fill(store: Store, machine: str, start: float, seconds: int, *, profile: str = "cpu", packed: bool = True,
-         extra_key_from: float | None = None, gap: tuple[float, float] | None = None) -> Rollups:
-    """Batches of 5 samples, written like the control plane does (frames as received), and
+         extra_key_from: float | None = None, gap: tuple[float, float] | None = None,
+         staged_form: bool = True) -> Rollups:
+    """Batches of 5 samples, written like the control plane does (staged, ``store/staged.py``;
+    ``staged_form=False``: as the agent's JSON frame, as versions before stored them), and
     the minutes they make (written too). A key appears at ``extra_key_from``;
     ``cpu.percent`` is missing in ``gap``."""
     f = FakeCollectors(profile, 7)
@@ -57,10 +59,11 @@ def fill(store: Store, machine: str, start: float, seconds: int, *, profile: str
             rows.append(v)
         batch = columnar("s1", seq, ts, rows, {"nvidia_smi": f"screen {seq}"} if seq % 6 == 0 else None,
                          packed=packed)
-        b.metric_batches.append({"machine_id": machine, "ts_first": min(ts), "ts_last": max(ts),
-                                 "payload": p.encode(batch)})
-        r.add(machine, ts, batch.keys, matrix(batch.column_lists() if hasattr(batch, "column_lists")
-                                              else p.unpack_values(batch.values, len(ts)), len(ts)))
+        a = matrix(batch.column_lists() if hasattr(batch, "column_lists")
+                   else p.unpack_values(batch.values, len(ts)), len(ts))
+        b.metric_batches.append({"machine_id": machine, "ts_first": min(ts), "ts_last": max(ts), "payload": (
+            staged.encode(ts, batch.keys, batch.values or a, batch.text) if staged_form else p.encode(batch))})
+        r.add(machine, ts, batch.keys, a)
     b.rollups.extend(r.take_closed(start + seconds + 3600))
     store.write(b)
     return r
@@ -99,6 +102,21 @@ def test_compaction_keeps_one_series_exactly(store):
     part = query(store, chunks, "m1", T0 + 100.25, T0 + 104.25, ["cpu"], "raw")
     assert [r["ts"][-10:] for r in part] == [f"01:{40 + i:02d}.250Z" for i in range(5)]
     assert all("mem.used_bytes" not in r for r in part)
+
+
+def test_batches_staged_by_earlier_versions_read_and_compact_as_one_series_with_new_ones(store):
+    fill(store, "new", T0, 1200, profile="gpu8")
+    fill(store, "mix", T0, 600, profile="gpu8", staged_form=False)  # JSON frames, staged before an upgrade
+    fill(store, "mix", T0 + 600, 600, profile="gpu8")               # then the staged form
+    chunks = Chunks(store)
+    new = query(store, chunks, "new", T0, T0 + 1200, None, "raw")
+    assert query(store, chunks, "mix", T0, T0 + 1200, None, "raw") == new
+    while chunks.compact_raw(T0 + 3600, window=600)["chunks"]:
+        pass
+    assert count(store, "metric_batches") == 0 and count(store, "metric_chunks", tier=0) == 4
+    assert query(store, chunks, "mix", T0, T0 + 1200, None, "raw") == new
+    assert query(store, chunks, "new", T0, T0 + 1200, None, "raw") == new
+    assert len(new) == 1200 and len(new[0]) > 200
 
 
 def test_raw_batches_and_chunks_read_as_one_series(store):
@@ -294,3 +312,36 @@ def test_answer_json_whole_numbers_as_integers_gaps_left_out(store):
     assert type(m["mem.used_bytes:min"]) is int and type(m["mem.used_bytes:max"]) is int
     assert type(m["mem.used_bytes"]) is float  # an average
     assert m["mem.used_bytes:min"] <= m["mem.used_bytes"] <= m["mem.used_bytes:max"]
+
+
+def test_a_window_without_gaps_answers_the_same_json_as_built_key_by_key(store):
+    """The fast path (no gaps: whole and decimal values made in one go each) prints what a
+    row built value by value prints: same keys, same order, integers where whole."""
+    import msgspec
+
+    from centrality_core.precision import digits
+    from control_plane.store import tsz
+
+    fill(store, "m1", T0, 300, profile="gpu8")
+    chunks = Chunks(store)
+    got = msgspec.json.encode(history.query(store, chunks, "m1", T0, T0 + 300, None, "raw"))
+    expected = []
+    for payload in store.metric_batches("m1", T0, T0 + 300):
+        b = history.batch_arrays(payload)
+        v = tsz.quantize(b.keys, b.values)
+        for i, stamp in enumerate(history.iso_ms(tsz.quantize_ts(b.ts))):
+            expected.append({"ts": stamp, **{k: int(v[j, i]) if digits(k) == 0 else float(v[j, i])
+                                             for j, k in enumerate(b.keys)}})
+    assert got == msgspec.json.encode(expected)
+    assert b'"gpu[0].mem_used_bytes":' in got and b'"cpu.percent":' in got
+
+    (blob,) = [history.stats_chunk([(x["minute"], x["stats"]) for x in fill_minutes(store)])[0]]
+    by_key = history.rollup_rows(history.chunk_stats(blob), T0, T0 + 300, None)
+    from_arrays = history.rollup_matrix_rows([history.stats_arrays(blob)], T0, T0 + 300, None)
+    assert msgspec.json.encode(from_arrays) == msgspec.json.encode(by_key) and len(by_key) == 5
+
+
+def fill_minutes(store: Store) -> list[dict]:
+    """The minutes written by ``fill``, as the store holds them."""
+    return [{"minute": minute, "stats": history.decode_minute(payload)}
+            for minute, payload in store.metric_rollups("m1", 0, 1e12)]

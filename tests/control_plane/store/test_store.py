@@ -534,3 +534,14 @@ def test_invalid_url_error_does_not_leak_the_password():
     with pytest.raises(StoreError) as info:
         Store("postgresql+psycopg//centrality:Sup3rS3cretPw@db.example.com/centrality")
     assert "Sup3rS3cretPw" not in str(info.value)
+
+
+def test_sqlite_does_not_rewrite_freed_pages_with_zeros(tmp_path):
+    """Deleting compacted batches must not write their payload again as zeros (Debian builds
+    SQLite with SECURE_DELETE): the file's pages are freed and reused, in-page content cleared."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 2  # FAST
+    finally:
+        store.close()

@@ -1,0 +1,119 @@
+"""The staged form of a raw batch: what is stored when a batch arrives, until compaction.
+
+Pure: bytes in, arrays out, no I/O. A batch waits in ``metric_batches`` for up to
+a chunk's length (30 minutes) before compaction turns it into a chunk; it is
+written once and read once (plus by queries of the last half hour), so the form
+is made to be cheap both ways rather than small:
+
+    b"\\x00STG" version:u8  n:u32 k:u32 keys_len:u32 text_len:u32
+    ts: n float64   values: k x n float64 (NaN: no value)   keys   text
+
+all little-endian. ``values`` are the agent's packed floats as received (the
+rounding to each key's precision happens at compaction, as before). ``keys`` is
+the batch's key list joined by ``\\x1f`` and compressed (zstd): a GPU node sends
+~200 keys, ~4 KB, the same in every batch, so the compressed list (~0.6 KB) is
+made once per distinct list and kept (``_KEYS``), and read back as the same list
+object for every batch that carries it (merging a window's batches then compares
+lists by identity). ``text`` is the batch's text streams as JSON (empty: none).
+
+A stored payload that does not start with ``MAGIC`` is an agent frame as stored
+by earlier versions (JSON, ``history.StoredBatch``): ``history.decode_batch``
+reads both, so rows staged before an upgrade are compacted and read as before.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from typing import NamedTuple, Sequence
+
+import msgspec
+import numpy as np
+
+MAGIC = b"\x00STG"  # a JSON frame starts with "{": the two cannot be confused
+VERSION = 1
+_HEAD = struct.Struct("<4sBIIII")
+_SEP = "\x1f"  # unit separator: never in a key (keys with control characters are refused)
+#: Key lists kept, both ways (a control plane sees a few shapes per machine model).
+MAX_KEY_LISTS = 4096
+
+_KEYS: dict[tuple[str, ...], bytes] = {}
+_LISTS: dict[bytes, list[str]] = {}
+
+
+class Staged(NamedTuple):
+    ts: np.ndarray        # (n,) float64
+    keys: list[str]
+    values: np.ndarray    # (k, n) float64, read-only
+    text: dict[str, str]
+
+
+def _keys_blob(keys: Sequence[str]) -> bytes:
+    shape = tuple(keys)
+    blob = _KEYS.get(shape)
+    if blob is None:
+        import zstandard
+        blob = zstandard.ZstdCompressor(level=3).compress(_SEP.join(shape).encode())
+        if len(_KEYS) >= MAX_KEY_LISTS:
+            _KEYS.clear()
+        _KEYS[shape] = blob
+    return blob
+
+
+def _key_list(blob: bytes) -> list[str]:
+    keys = _LISTS.get(blob)
+    if keys is None:
+        import zstandard
+        joined = zstandard.ZstdDecompressor().decompress(blob).decode()
+        keys = joined.split(_SEP) if joined else []
+        if len(_LISTS) >= MAX_KEY_LISTS:
+            _LISTS.clear()
+        _LISTS[blob] = keys
+    return keys
+
+
+def encode(ts: Sequence[float], keys: Sequence[str], values: np.ndarray | bytes,
+           text: dict[str, str] | None = None) -> bytes:
+    """A batch in its staged form. ``values``: ``len(keys) x len(ts)`` float64 (NaN for
+    no value), or those already packed little-endian (the agent's ``values``)."""
+    n, k = len(ts), len(keys)
+    if isinstance(values, np.ndarray):
+        values = np.ascontiguousarray(values, "<f8").tobytes()
+    if len(values) != 8 * n * k:
+        raise ValueError(f"{len(values)} bytes of values for {k} keys x {n} samples")
+    keys_blob = _keys_blob(keys)
+    text_blob = msgspec.json.encode(text) if text else b""
+    return b"".join((_HEAD.pack(MAGIC, VERSION, n, k, len(keys_blob), len(text_blob)),
+                     _f8(ts), values, keys_blob, text_blob))
+
+
+def _f8(ts: Sequence[float]) -> bytes:
+    if isinstance(ts, np.ndarray):
+        return np.ascontiguousarray(ts, "<f8").tobytes()
+    packed = array("d", ts)
+    if sys.byteorder == "big":  # pragma: no cover - stored little-endian
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def is_staged(payload: bytes) -> bool:
+    return payload[:4] == MAGIC
+
+
+def decode(payload: bytes) -> Staged:
+    """``encode`` undone (arrays are views of ``payload``: read-only)."""
+    magic, version, n, k, klen, tlen = _HEAD.unpack_from(payload)
+    if magic != MAGIC or version != VERSION:
+        raise ValueError("not a staged metric batch (or a version this control plane does not read)")
+    pos = _HEAD.size
+    ts = np.frombuffer(payload, "<f8", n, pos)
+    pos += 8 * n
+    values = np.frombuffer(payload, "<f8", n * k, pos).reshape(k, n)
+    pos += 8 * n * k
+    keys = _key_list(bytes(payload[pos:pos + klen]))
+    if len(keys) != k:
+        raise ValueError(f"staged batch: {len(keys)} keys, {k} expected")
+    pos += klen
+    text = msgspec.json.decode(payload[pos:pos + tlen]) if tlen else {}
+    return Staged(ts, keys, values, text)
