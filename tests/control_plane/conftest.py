@@ -3,6 +3,8 @@ flushed, so no database is touched) and a clock the test moves."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from centrality_core.lifecycle import Thresholds
@@ -19,6 +21,28 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class Peer:
+    """What parts use of an SSH connection (``control_plane.peer.Peer``); ``closed``
+    holds the reasons it was closed with."""
+
+    def __init__(self, *, fingerprint: str, public_key: str = "", key_name: str, role: str,
+                 username: str = "operator", id: int = 1) -> None:
+        self.id, self.peer, self.username, self.machine, self.conn = id, "127.0.0.1:1", username, None, None
+        self.fingerprint, self.public_key, self.key_name, self.role = fingerprint, public_key, key_name, role
+        self.log = logging.LoggerAdapter(logging.getLogger("test"), {})
+        self.closed: list[str] = []
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.key_name}"
+
+    def settled(self) -> None:
+        pass
+
+    def close(self, reason: str = "") -> None:
+        self.closed.append(reason)
 
 
 class AgentLink:

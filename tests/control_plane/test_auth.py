@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from centrality_core import joinstring, sshlink
@@ -13,27 +11,13 @@ from control_plane.endpoint import Endpoint
 from control_plane.store import Store
 from control_plane.writer import StoreWriter
 
+from .conftest import Peer
 
-class Connection:
-    """What the key cache uses of an SSH connection (``peer.Peer``)."""
 
-    def __init__(self, key) -> None:
-        self.id, self.peer, self.username, self.machine, self.conn = 1, "127.0.0.1:1", "agent", None, None
-        self.fingerprint = key.get_fingerprint("sha256")
-        self.public_key = key.export_public_key().decode().strip()
-        self.key_name, self.role = "enrolling", "enrolling"
-        self.log = logging.LoggerAdapter(logging.getLogger("test"), {})
-        self.closed: list[str] = []
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role}:{self.key_name}"
-
-    def settled(self) -> None:
-        pass
-
-    def close(self, reason: str = "") -> None:
-        self.closed.append(reason)
+def Connection(key) -> Peer:
+    """An enrolling agent's connection over ``key``."""
+    return Peer(fingerprint=key.get_fingerprint("sha256"), public_key=key.export_public_key().decode().strip(),
+                key_name="enrolling", role="enrolling", username="agent")
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ services bundle is all a request is given."""
 
 from __future__ import annotations
 
-import logging
-
 import msgspec
 import pytest
 
@@ -24,26 +22,12 @@ from control_plane.services import RequestServices
 from control_plane.store.chunks import Chunks
 from control_plane.views import Changes
 
-from .conftest import T0, register
+from .conftest import T0, Peer, register
 
 
-class Operator:
-    """The connection a request came in on (``peer.Peer``)."""
-
-    def __init__(self, role: str = "operator") -> None:
-        self.id, self.peer, self.username, self.machine, self.conn = 7, "127.0.0.1:2", "alice", None, None
-        self.fingerprint, self.public_key, self.key_name, self.role = "SHA256:alice", "", "alice", role
-        self.log = logging.LoggerAdapter(logging.getLogger("test"), {})
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role}:{self.key_name}"
-
-    def settled(self) -> None:
-        pass
-
-    def close(self, reason: str = "") -> None:
-        pass
+def Operator(role: str = "operator") -> Peer:
+    """The connection a request came in on."""
+    return Peer(fingerprint="SHA256:alice", key_name="alice", role=role, username="alice", id=7)
 
 
 @pytest.fixture

@@ -25,16 +25,6 @@ def query(*args) -> list[dict]:
     return history.as_dicts(history.query(*args))
 
 
-@pytest.fixture
-def store(store_url):
-    s = Store(store_url)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def fill(store: Store, machine: str, start: float, seconds: int, *, profile: str = "cpu", packed: bool = True,
          extra_key_from: float | None = None, gap: tuple[float, float] | None = None,
          staged_form: bool = True) -> Rollups:

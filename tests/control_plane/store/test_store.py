@@ -15,16 +15,6 @@ from control_plane.store.db import WriteBatch
 TABLES = {"machines", "events", "keys", "join_tokens", "meta"}
 
 
-@pytest.fixture
-def store(store_url):
-    s = Store(store_url)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def machine_row(name: str, *, id: str | None = None, state: str = "live", t: float = 1000.0,
                 **over) -> dict:
     row = {
