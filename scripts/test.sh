@@ -15,7 +15,11 @@ export CENTRALITY_REQUIRE_POSTGRES=1
 export CENTRALITY_REQUIRE_SSHD=1
 
 status=0
-.venv/bin/python -m pytest -q -ra -p no:cacheprovider "$@" || status=$?
+# Two workers by default: most tests wait on sockets and subprocesses, so a
+# 2-core machine runs two of them at once (whole files per worker, as module
+# fixtures expect). CENTRALITY_TEST_WORKERS=0 runs in this process alone.
+workers="${CENTRALITY_TEST_WORKERS:-2}"
+.venv/bin/python -m pytest -q -ra -p no:cacheprovider -n "$workers" --dist loadfile "$@" || status=$?
 
 if [ "$status" -eq 5 ]; then
     echo "test.sh: no tests ran (pytest collected nothing): failing" >&2
