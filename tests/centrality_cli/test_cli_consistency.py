@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cli, cli_env, wait_for
+from tests.fixtures.ports import free_port
 
 
 async def run(home, *args, columns: str | None = "200", timeout: float = 30):
@@ -109,14 +110,6 @@ async def test_json_failures_are_one_document(fleet, home, argv, code, kind):
     doc = one_document(out)
     assert doc["error"] == kind and doc["exit_code"] == code and doc["reason"]
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1  # one line, no usage block
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def start_cp(store_url: str, port: int):

@@ -8,18 +8,12 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 
 import pytest
 
 from tests.fixtures.venvs import no_source_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.fixtures.ports import free_port
 
 
 @pytest.mark.slow

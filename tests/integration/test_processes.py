@@ -15,12 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO, cli, cli_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.fixtures.ports import free_port
 
 
 _spawned: list = []
