@@ -1,6 +1,6 @@
 """What this control plane is and where it listens: known in part only once it
-has started (the host key is loaded, the port is bound), so ``ControlPlane.start``
-fills it in and the parts that answer with it (tokens, ``status``, the agent's
+has started (the host key is loaded, the port is bound), so start-up fills it
+in and the parts that answer with it (tokens, ``status``, the agent's
 ``registered``) read it when they answer."""
 
 from __future__ import annotations

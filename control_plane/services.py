@@ -1,7 +1,7 @@
 """What an agent's session and an operator's request are given to work with.
 
 Each part of the control plane is built with the few collaborators it uses
-(``server.ControlPlane`` builds them all); these two bundles are for the two
+(the server module wires them once); these two bundles are for the two
 places that really use several: an agent's protocol session and the operator
 requests. Frozen: a session or request uses the parts, it never swaps them.
 """

@@ -15,3 +15,13 @@ def store(store_url):
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def two_stores(postgres_db_url):
+    """Two control planes' stores on one Postgres (SQLite has one control plane per file)."""
+    a, b = Store(postgres_db_url), Store(postgres_db_url)
+    a.migrate()
+    yield a, b
+    a.close()
+    b.close()

@@ -33,24 +33,14 @@ def _batch(writer: StoreWriter, machine: str, stream: str, seq: int) -> None:
                              "payload": payload}, {"machine_id": machine, "stream": stream, "seq": seq})
 
 
-@pytest.fixture
-def two(postgres_db_url):
-    """Two control planes' stores: Postgres (SQLite has one control plane per file)."""
-    a, b = Store(postgres_db_url), Store(postgres_db_url)
-    a.migrate()
-    yield a, b
-    a.close()
-    b.close()
-
-
 def _flush(writer: StoreWriter) -> None:
     batch, writer.pending = writer.pending, WriteBatch()
     writer.store.write(batch)
 
 
 @pytest.mark.postgres
-def test_a_batch_stored_by_one_control_plane_is_skipped_by_the_next(two):
-    a, b = two
+def test_a_batch_stored_by_one_control_plane_is_skipped_by_the_next(two_stores):
+    a, b = two_stores
     wa, wb = StoreWriter(a), StoreWriter(b)
     for seq in (1, 2, 3):
         _batch(wa, "m1", "run1", seq)

@@ -19,15 +19,6 @@ from tests.control_plane.store.test_store import machine_row
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def pg(postgres_db_url):
-    a, b = Store(postgres_db_url), Store(postgres_db_url)
-    a.migrate()
-    yield a, b
-    a.close()
-    b.close()
-
-
 def _machines(store: Store, prefix: str, n: int, state: str = "live") -> list[str]:
     batch = WriteBatch()
     rows = [machine_row(f"{prefix}-{i:02d}", state=state) for i in range(n)]
@@ -48,8 +39,8 @@ def test_default_and_invalid_names():
         replicas.check_name("Bad Name")
 
 
-def test_a_running_replicas_name_is_refused_until_its_lease_lapses(pg):
-    a, _ = pg
+def test_a_running_replicas_name_is_refused_until_its_lease_lapses(two_stores):
+    a, _ = two_stores
     lease = replicas.start(a, "cp1", "10.0.0.1:8022", now=100.0, ttl=15)
     with pytest.raises(Conflict, match="in use by a running replica at 10.0.0.1:8022"):
         replicas.start(a, "cp1", "10.0.0.2:8022", now=110.0, ttl=15)
@@ -61,8 +52,8 @@ def test_a_running_replicas_name_is_refused_until_its_lease_lapses(pg):
     assert replicas.start(a, "cp1", "10.0.0.2:8022", now=200.0).address == "10.0.0.2:8022"
 
 
-def test_renew_claim_and_let_go(pg):
-    a, _ = pg
+def test_renew_claim_and_let_go(two_stores):
+    a, _ = two_stores
     ids = _machines(a, "gpu", 3)
     lease = replicas.start(a, "cp1", "h:1", now=100.0, ttl=15)
     lease = replicas.renew(a, lease, now=110.0, ttl=15)
@@ -76,8 +67,8 @@ def test_renew_claim_and_let_go(pg):
     assert replicas.lapsed(a, now=120.0) == []
 
 
-def test_a_lapsed_replicas_live_machines_go_to_limbo_once_with_events(pg):
-    a, _ = pg
+def test_a_lapsed_replicas_live_machines_go_to_limbo_once_with_events(two_stores):
+    a, _ = two_stores
     ids = _machines(a, "gpu", 3) + _machines(a, "old", 1, state="dead")
     dead = replicas.start(a, "cp1", "h:1", now=100.0, ttl=15)
     replicas.claim(a, dead, ids, now=100.0)
@@ -117,8 +108,8 @@ def _race(fns) -> list:
     return results
 
 
-def test_two_survivors_racing_reap_exactly_once(pg):
-    a, b = pg
+def test_two_survivors_racing_reap_exactly_once(two_stores):
+    a, b = two_stores
     for r in range(25):
         name = f"cp-{r}"
         ids = _machines(a, f"r{r}", 4)
@@ -134,8 +125,8 @@ def test_two_survivors_racing_reap_exactly_once(pg):
     assert len({e["machine_id"] for e in events}) == 25 * 4, "a machine moved to limbo twice"
 
 
-def test_a_renewal_racing_a_reap_one_of_them_wins(pg):
-    a, b = pg
+def test_a_renewal_racing_a_reap_one_of_them_wins(two_stores):
+    a, b = two_stores
     outcomes = set()
     for r in range(25):
         name = f"cp-{r}"
