@@ -48,6 +48,19 @@ class OperatorClient:
         self.address = ""
         self._conn = None
 
+    @classmethod
+    def over(cls, connection: Any, address: str) -> OperatorClient:
+        """A client on a connection made elsewhere (a replica's link to its peer); ``async
+        with`` is not used: whoever made the connection closes it."""
+        client = cls.__new__(cls)
+        client.context_name, client.context, client.username = "", None, None
+        client.address, client._conn = address, connection
+        return client
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None or self._conn.is_closed()
+
     async def __aenter__(self) -> OperatorClient:
         key = sshlink.load_private_key(self.context.key)
         deadline = time.monotonic() + BUSY_RETRY_S

@@ -62,6 +62,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Name of this control plane among the replicas sharing one Postgres (a
     machine-style name). Empty: this host's name and the listen port
     (``cp1-8022``). Refused on SQLite, which is the store of one control plane."""
+    peer_address: str = ""
+    """HOST:PORT where the other replicas reach this one directly (not a load
+    balancer's address). Empty: the listen address, with this host's name when
+    listening on all addresses."""
     replica_lease: float = 15.0
     """Seconds a replica's lease lasts unless renewed (Postgres replicas). A replica
     silent for this long (crash, partition) has its machines moved to limbo by a

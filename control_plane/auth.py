@@ -1,7 +1,10 @@
 """Who may connect, and as what.
 
 Every client logs in with its own SSH key. Keys recorded in the store carry a
-role: ``agent``, ``operator`` or ``viewer``. A key the store does not know may
+role: ``agent``, ``operator`` or ``viewer``. On a shared Postgres the other
+running replicas log in with their own keys, read from the ``replicas`` rows,
+in the ``replica`` role (``peering.py``): they may make any request, which is
+answered from this replica's own agents. A key the store does not know may
 log in only as the user ``centrality-join``, in the restricted ``enrolling``
 role: its one allowed act is a hello carrying a valid join token, which
 enrols the key as an agent. The key cache is kept in memory so that
@@ -44,13 +47,28 @@ class Auth:
         #: On a shared store (replicas): a key missing from the cache is looked up.
         self.shared = False
         self.connections: dict[str, set[Peer]] = {}
+        #: Fingerprint -> name of the running peer replicas' keys (``set_replicas``).
+        self.replica_keys: dict[str, str] = {}
 
     async def load(self) -> None:
         """(Re)read the key cache; connections of keys no longer active are closed."""
         rows = await self.db(self.store.list_keys)
         self.keys = {r["fingerprint"]: r for r in rows}
-        for fp in [fp for fp in self.connections if fp not in self.keys]:
+        for fp in [fp for fp in self.connections if fp not in self.keys and fp not in self.replica_keys]:
             self.revoked(fp)
+
+    def set_replicas(self, keys: dict[str, str]) -> None:
+        """The running peers' keys (fingerprint -> replica name); a peer that stopped or
+        restarted with a new key has its connections closed."""
+        gone = [fp for fp in self.replica_keys if keys.get(fp) != self.replica_keys[fp]]
+        self.replica_keys = dict(keys)
+        for fp in gone:
+            for handler in list(self.connections.get(fp, ())):
+                handler.close("replica no longer running")
+
+    def replica_row(self, fingerprint: str) -> dict | None:
+        name = self.replica_keys.get(fingerprint)
+        return None if name is None else {"role": "replica", "name": name, "fingerprint": fingerprint}
 
     async def lookup(self, fingerprint: str) -> dict | None:
         """A key missing from the cache, read from the store (on a shared store, another
@@ -60,7 +78,14 @@ class Auth:
         row = await self.db(self.store.find_key, fingerprint)
         if row is not None:
             self.keys[fingerprint] = row
-        return row
+            return row
+        from .store import replicas  # a peer that started after our last round
+
+        lease = await self.db(replicas.running_with_key, self.store, fingerprint, time.time())
+        if lease is None:
+            return None
+        self.replica_keys[fingerprint] = lease.name
+        return self.replica_row(fingerprint)
 
     def revoked(self, fingerprint: str) -> None:
         """A key was revoked (here or on another replica): forget it, close its connections."""

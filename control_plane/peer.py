@@ -16,7 +16,8 @@ class Peer(Protocol):
     #: The client key's SHA256 fingerprint, and its OpenSSH public key.
     fingerprint: str
     public_key: str
-    #: The key's name in the store, and its role (``agent``, ``operator``, ``viewer``, ``enrolling``).
+    #: The key's name in the store, and its role (``agent``, ``operator``, ``viewer``, ``enrolling``,
+    #: ``replica`` for a peer replica).
     key_name: str
     role: str | None
     #: The machine an agent registered (None before, and for operators).

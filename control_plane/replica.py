@@ -29,6 +29,7 @@ from centrality_core.errors import StoreError
 
 from .auth import Auth
 from .notify import Listener
+from .peering import Peers
 from .reads import StoreCall
 from .registry import Registry
 from .store import Store, replicas
@@ -37,8 +38,9 @@ log = logging.getLogger("centrality.replica")
 
 
 class Replica:
-    def __init__(self, store: Store, registry: Registry, auth: Auth, db: StoreCall, *, name: str,
-                 address: str, lease: float, renew_every: float,
+    def __init__(self, store: Store, registry: Registry, auth: Auth, db: StoreCall, peers: Peers, *,
+                 name: str, address: str, identity: dict[str, str] | None = None, lease: float,
+                 renew_every: float,
                  close_agents: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.registry = registry
@@ -46,6 +48,9 @@ class Replica:
         self.db = db
         self.name = name
         self.address = address
+        #: How peers dial and trust it: host key fingerprint, its peer key (replicas.start).
+        self.identity = identity or {}
+        self.peers = peers
         self.lease_s = lease
         self.renew_every = renew_every
         self.close_agents = close_agents
@@ -62,10 +67,22 @@ class Replica:
 
     async def start(self) -> None:
         """Begin an incarnation (``Conflict`` when a running replica has this name)."""
-        self.lease = await self.db(replicas.start, self.store, self.name, self.address, self.clock(),
-                                   self.lease_s)
+        self.lease = await self._begin()
         self.store.replica = self.name
         self.registry.shared = self
+
+    async def _begin(self) -> replicas.Lease:
+        lease = await self.db(replicas.start, self.store, self.name, self.address, self.clock(),
+                              self.lease_s, **self.identity)
+        await self._know_peers()
+        return lease
+
+    async def _know_peers(self) -> None:
+        """Who the running peers are: where to dial them, which keys they log in with."""
+        running = await self.db(replicas.running, self.store, self.clock())
+        self.peers.update(running)
+        self.auth.set_replicas({lease.peer_fingerprint: lease.name for lease in running
+                                if lease.name != self.name and lease.peer_fingerprint})
 
     def held_elsewhere(self, holdings: dict[str, str]) -> dict[str, str]:
         return {mid: r for mid, r in holdings.items() if r != self.name}
@@ -147,8 +164,7 @@ class Replica:
             log.error("replica %s lost its lease (reaped after missing renewals): closing its agents' "
                       "connections and starting afresh", self.name)
             self.close_agents("this control plane lost its replica lease; reconnect")
-            self.lease = await self.db(replicas.start, self.store, self.name, self.address, self.clock(),
-                                       self.lease_s)
+            self.lease = await self._begin()
         else:
             self.lease = renewed
         for lapsed in await self.db(replicas.lapsed, self.store, self.clock()):
@@ -156,6 +172,7 @@ class Replica:
             if moved is not None:
                 log.warning("replica %s stopped renewing its lease: %d machine(s) moved to limbo",
                             lapsed.name, len(moved))
+        await self._know_peers()
         await self.sync()
 
     async def sync(self) -> None:

@@ -37,6 +37,7 @@ from .endpoint import Endpoint
 from .flags import FlagKeeper
 from .hooks import Hooks
 from .ingest import Ingest
+from .peering import Peers
 from .reads import MetricReads, ReadPool
 from .registry import Registry
 from .replica import Replica
@@ -51,6 +52,8 @@ from .writer import StoreWriter
 log = logging.getLogger("centrality.server")
 
 HOST_KEY_FILE = "ssh_host_ed25519_key"
+#: The key a replica logs in to its peers with (peering.py).
+REPLICA_KEY_FILE = "replica_ed25519_key"
 SAVE_HEARTBEATS_EVERY = 30.0
 ROLLUP_FLUSH_EVERY = 10.0
 
@@ -75,6 +78,8 @@ class ControlPlane:
         self.compactor = Compactor(self.chunks, self.writer, settings)
         self.metric_reads = MetricReads(self.store, self.chunks, self.reads.run)
         self.registry = Registry(self.thresholds, self.writer)
+        #: Connections to the other replicas on a shared Postgres (peering.py); none on SQLite.
+        self.peers = Peers()
         self.auth = Auth(self.store, self.writer, self.reads.run, self.endpoint)
         #: Which machines' rows changed, for subscriptions (lifecycle events and new samples).
         self.changes = Changes()
@@ -103,7 +108,7 @@ class ControlPlane:
                 ingest=self.ingest, metric_reads=self.metric_reads, changes=self.changes,
                 commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
                 writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
-                db=self.reads.run))
+                peers=self.peers, db=self.reads.run))
         #: This control plane among the replicas on a shared Postgres (replica.py); None on SQLite.
         self.replica_part: Replica | None = None
         self.host_key: asyncssh.SSHKey | None = None
@@ -206,10 +211,15 @@ class ControlPlane:
             port = _free_port(host)
             self.settings = s = msgspec.structs.replace(s, listen=f"{_bracket(host)}:{port}")
         self.endpoint.replica = s.replica or replicas.default_name(port)
-        self.replica_part = Replica(self.store, self.registry, self.auth, self.reads.run,
-                                    name=self.endpoint.replica, address=s.advertise or s.listen,
-                                    lease=s.replica_lease, renew_every=s.replica_renew_interval,
-                                    close_agents=self._close_agents)
+        peer_key = _host_key(paths.private_dir(self.settings.server_dir()) / REPLICA_KEY_FILE)
+        self.peers.join(peer_key, self.endpoint.replica)
+        self.replica_part = Replica(
+            self.store, self.registry, self.auth, self.reads.run, self.peers,
+            name=self.endpoint.replica, address=s.peer_address or f"{_advertised_host(host)}:{port}",
+            identity={"host_fingerprint": self.endpoint.fingerprint,
+                      "peer_key": peer_key.export_public_key().decode().strip(),
+                      "peer_fingerprint": sshlink.fingerprint(peer_key)},
+            lease=s.replica_lease, renew_every=s.replica_renew_interval, close_agents=self._close_agents)
         await self.replica_part.start()
         self.auth.shared = True
         return self.replica_part.held_elsewhere(await self.db(replicas.holdings, self.store))
@@ -241,6 +251,7 @@ class ControlPlane:
             log.error("could not write %d pending changes at shutdown: %s", self.writer.backlog, exc)
         if self.replica_part is not None:
             await self.replica_part.stop()
+        await self.peers.close()
         self.writer.close()
         self.reads.close()
         self.store.close()

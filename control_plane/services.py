@@ -19,6 +19,7 @@ from .endpoint import Endpoint
 from .flags import FlagKeeper
 from .hooks import Hooks
 from .ingest import Ingest
+from .peering import Peers
 from .reads import MetricReads, StoreCall
 from .registry import Registry
 from .router import CommandRouter
@@ -61,5 +62,7 @@ class RequestServices:
     store: Store
     chunks: Chunks
     compactor: Compactor
+    #: The other replicas (none on SQLite): fleet-wide requests ask them too.
+    peers: Peers
     #: A blocking store call, run on a read thread (``reads.ReadPool.run``).
     db: StoreCall

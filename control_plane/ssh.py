@@ -166,7 +166,7 @@ class ConnectionHandler(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey):
         fp = key.get_fingerprint("sha256")
-        row = self.auth.keys.get(fp)
+        row = self.auth.keys.get(fp) or self.auth.replica_row(fp)
         if row is None and self.auth.shared:  # maybe added or enrolled on another replica
             return self._looked_up(username, key, fp)
         return self._validated(username, key, fp, row)
@@ -202,7 +202,7 @@ class ConnectionHandler(asyncssh.SSHServer):
             self.enrolling = True
             return
         self.auth.attach(self)
-        if self.role in ("operator", "viewer"):
+        if self.role in ("operator", "viewer", "replica"):
             self.settled()
 
     # ------------------------------------------------------------------ sessions
@@ -346,7 +346,7 @@ class OperatorSession(asyncssh.SSHServerSession):
             return
         status = 0
         try:
-            if self.handler.role not in ("operator", "viewer"):
+            if self.handler.role not in ("operator", "viewer", "replica"):
                 raise Forbidden(not_an_operator(self.handler.role))
             reply = await requests.handle(self.services, self.handler, self.command, self.write_json,
                                           self.chan.get_write_buffer_size, self)

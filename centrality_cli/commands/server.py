@@ -20,6 +20,8 @@ def server(
                                             "(several, comma-separated: a replica set)."),
     replica: Optional[str] = typer.Option(None, "--replica", help="This replica's name among control planes "
                                           "on one Postgres [default: HOSTNAME-PORT]; not for SQLite."),
+    peer_address: Optional[str] = typer.Option(None, "--peer-address", help="HOST:PORT where the other "
+                                               "replicas reach this one [default: the listen address]."),
     replica_lease: Optional[str] = typer.Option(None, "--replica-lease", help="Silence after which a replica's "
                                                 "machines go to limbo on the others [default: 15s]."),
     replica_renew_interval: Optional[str] = typer.Option(None, "--replica-renew-interval",
@@ -37,7 +39,7 @@ def server(
         settings = resolve_server({
             "listen": listen, "db": db, "heartbeat_interval": heartbeat_interval,
             "limbo_after": limbo_after, "dead_after": dead_after, "advertise": advertise,
-            "replica": replica, "replica_lease": replica_lease,
+            "replica": replica, "peer_address": peer_address, "replica_lease": replica_lease,
             "replica_renew_interval": replica_renew_interval,
         })
         from centrality_core.lifecycle import Thresholds

@@ -38,6 +38,12 @@ class Ctx:
     def actor(self) -> str:
         return self.conn.actor
 
+    @property
+    def from_peer(self) -> bool:
+        """Asked by another replica (``peering.py``): answer from this replica's own
+        agents only, never ask the peers again."""
+        return self.conn.role == "replica"
+
 
 Handler = Callable[[Ctx, argparse.Namespace], Awaitable[Any]]
 
@@ -92,7 +98,7 @@ async def handle(services: RequestServices, conn: Peer, command: str,
     if not argv:
         raise UsageError("empty request; `help` lists them")
     spec, rest = _lookup(argv)
-    if spec.writes and conn.role != "operator":
+    if spec.writes and conn.role not in ("operator", "replica"):
         raise Forbidden(f"{spec.path!r} changes the fleet: {conn.role} keys may only read")
     ns = spec.parser.parse_args(rest)
     result = await spec.handler(Ctx(services, conn, emit, backlog, session), ns)

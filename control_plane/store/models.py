@@ -202,6 +202,11 @@ class ReplicaRow(Base):
     started_at: Mapped[float] = mapped_column(Float)
     lease_expires: Mapped[float] = mapped_column(Float)
     reaped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: How peers dial and trust it (peering, migration 0006): the host key they pin at
+    #: ``address``, and the key it logs in to them with (role ``replica``).
+    host_fingerprint: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    peer_key: Mapped[str] = mapped_column(Text, default="", server_default="")
+    peer_fingerprint: Mapped[str] = mapped_column(String(128), default="", server_default="")
 
 
 class HoldingRow(Base):

@@ -36,6 +36,7 @@ Times are Unix seconds passed in by the caller (a clock for the tests).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass
 
@@ -67,9 +68,19 @@ class Lease:
     """One incarnation of a replica, as it stands in the store."""
 
     name: str
+    #: Where its peers dial it (its own address, not a load balancer's).
     address: str
     started_at: float
     expires_at: float
+    #: The host key peers pin at ``address``; the key it logs in to peers with.
+    host_fingerprint: str = ""
+    peer_key: str = ""
+    peer_fingerprint: str = ""
+
+
+def _lease(r) -> Lease:
+    return Lease(r.name, r.address, r.started_at, r.lease_expires, r.host_fingerprint, r.peer_key,
+                 r.peer_fingerprint)
 
 
 def default_name(port: int, hostname: str | None = None) -> str:
@@ -85,21 +96,24 @@ def check_name(name: str) -> str:
 
 
 @_translated
-def start(store: Store, name: str, address: str, now: float, ttl: float = LEASE_S) -> Lease:
+def start(store: Store, name: str, address: str, now: float, ttl: float = LEASE_S, *,
+          host_fingerprint: str = "", peer_key: str = "", peer_fingerprint: str = "") -> Lease:
     """Begin an incarnation of replica ``name``, or ``Conflict`` when a running replica has that name.
 
     A name is free when its lease lapsed, when it was reaped, or when the row
     names the same address: that address is ours now, so the process that had
     it is gone (a restart after a crash, before its lease ran out).
     """
-    lease = Lease(name, address, now, now + ttl)
+    lease = Lease(name, address, now, now + ttl, host_fingerprint, peer_key, peer_fingerprint)
+    identity = {"host_fingerprint": host_fingerprint, "peer_key": peer_key, "peer_fingerprint": peer_fingerprint}
     with store.engine.begin() as conn:
         row = conn.execute(sa.select(replicas_t).where(replicas_t.c.name == name).with_for_update()).first()
         if row is None:
             try:
                 with conn.begin_nested():
                     conn.execute(replicas_t.insert().values(name=name, address=address, started_at=now,
-                                                            lease_expires=lease.expires_at, reaped_at=None))
+                                                            lease_expires=lease.expires_at, reaped_at=None,
+                                                            **identity))
             except sa.exc.IntegrityError:  # another replica of that name started at this very moment
                 raise Conflict(f"replica name {name!r} is in use by a replica starting now: "
                                "choose another --replica") from None
@@ -108,7 +122,7 @@ def start(store: Store, name: str, address: str, now: float, ttl: float = LEASE_
             raise Conflict(f"replica name {name!r} is in use by a running replica at {row.address} "
                            f"(its lease runs {row.lease_expires - now:.0f}s more): choose another --replica")
         conn.execute(replicas_t.update().where(replicas_t.c.name == name).values(
-            address=address, started_at=now, lease_expires=lease.expires_at, reaped_at=None))
+            address=address, started_at=now, lease_expires=lease.expires_at, reaped_at=None, **identity))
     return lease
 
 
@@ -120,7 +134,7 @@ def renew(store: Store, lease: Lease, now: float, ttl: float = LEASE_S) -> Lease
         done = conn.execute(replicas_t.update().where(
             replicas_t.c.name == lease.name, replicas_t.c.started_at == lease.started_at,
             replicas_t.c.reaped_at.is_(None)).values(lease_expires=expires)).rowcount
-    return Lease(lease.name, lease.address, lease.started_at, expires) if done else None
+    return dataclasses.replace(lease, expires_at=expires) if done else None
 
 
 def _current(conn, lease: Lease):
@@ -169,7 +183,26 @@ def leases(store: Store) -> list[tuple[Lease, float | None]]:
     """Every replica's current incarnation, and when it was reaped (None: not reaped)."""
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(replicas_t).order_by(replicas_t.c.name)).all()
-    return [(Lease(r.name, r.address, r.started_at, r.lease_expires), r.reaped_at) for r in rows]
+    return [(_lease(r), r.reaped_at) for r in rows]
+
+
+@_translated
+def running(store: Store, now: float) -> list[Lease]:
+    """The replicas running now (lease current, not reaped), by name: the peers to dial."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(replicas_t).where(
+            replicas_t.c.lease_expires >= now, replicas_t.c.reaped_at.is_(None)).order_by(replicas_t.c.name)).all()
+    return [_lease(r) for r in rows]
+
+
+@_translated
+def running_with_key(store: Store, peer_fingerprint: str, now: float) -> Lease | None:
+    """The running replica that logs in to its peers with this key, if any."""
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(replicas_t).where(
+            replicas_t.c.peer_fingerprint == peer_fingerprint, replicas_t.c.lease_expires >= now,
+            replicas_t.c.reaped_at.is_(None))).first()
+    return None if row is None else _lease(row)
 
 
 @_translated
@@ -178,7 +211,7 @@ def lapsed(store: Store, now: float) -> list[Lease]:
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(replicas_t).where(
             replicas_t.c.lease_expires < now, replicas_t.c.reaped_at.is_(None)).order_by(replicas_t.c.name)).all()
-    return [Lease(r.name, r.address, r.started_at, r.lease_expires) for r in rows]
+    return [_lease(r) for r in rows]
 
 
 @_translated

@@ -13,6 +13,7 @@ from control_plane.admission import Admission
 from control_plane.auth import Auth
 from control_plane.compactor import Compactor
 from control_plane.endpoint import Endpoint
+from control_plane.peering import Peers
 from control_plane.flags import FlagKeeper
 from control_plane.hooks import Hooks
 from control_plane.ingest import Ingest
@@ -46,7 +47,8 @@ def services(registry, writer, tmp_path):
                       max_keys_per_batch=10, max_keys_per_machine=10),
         metric_reads=MetricReads(store, chunks, db), changes=Changes(), commands=CommandRouter(),
         hooks=Hooks([]), auth=Auth(store, writer, db, endpoint), admission=Admission(),
-        writer=writer, store=store, chunks=chunks, compactor=Compactor(chunks, writer, settings), db=db)
+        writer=writer, store=store, chunks=chunks, compactor=Compactor(chunks, writer, settings),
+        peers=Peers(), db=db)
 
 
 async def ask(services, command: str, role: str = "operator"):
