@@ -11,7 +11,8 @@ wrong host key, a bad token) stop the agent with the reason.
 
 A control plane of several replicas has several addresses (``address`` in
 agent.toml is a comma-separated list): each attempt tries them in turn,
-starting with the one that last answered, and backs off only when none did.
+starting with the one that last answered (at first, one chosen by the
+machine's name, so that a fleet spreads over the replicas), and backs off only when none did.
 Moving to another replica continues the same machine: same key and name, and
 the same outbox and batch sequence, so what the dead replica did not
 acknowledge is replayed to the next one. A wrong host key or a refused key
@@ -98,7 +99,7 @@ class Agent:
         self.config_dir = config_dir
         self.backoff = backoff or Backoff()
         #: The control plane's addresses, in the order the next attempt tries them.
-        self.rotation = endpoints.Rotation(endpoints.split(cfg.address) or [cfg.address])
+        self.rotation = endpoints.Rotation(endpoints.split(cfg.address) or [cfg.address], spread=name)
         self.state = LinkState()
         self.on_registered = on_registered
         #: False when a simulator drives sampling and batching from one shared timer.

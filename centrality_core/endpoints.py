@@ -12,6 +12,8 @@ Pure: no sockets. ``sshlink.connect_any`` does the connecting.
 
 from __future__ import annotations
 
+import zlib
+
 from .contexts import split_address
 from .errors import UsageError
 
@@ -55,17 +57,19 @@ def join(items: list[str]) -> str:
 class Rotation:
     """The order in which to try a control plane's addresses.
 
-    Each round starts with the address that last worked (the first one until
-    one has), then goes on through the others in the order written, so an
-    agent stays with the replica it is on and moves to the next one when that
-    replica dies.
+    Each round starts with the address that last worked, then goes on through
+    the others in the order written, so an agent stays with the replica it is
+    on and moves to the next one when that replica dies. Until one has worked,
+    the first address tried is chosen by ``spread`` (a machine's name), so a
+    fleet given the same list of replicas spreads over them evenly instead of
+    all landing on the first; the same name always starts at the same one.
     """
 
-    def __init__(self, addresses: list[str]) -> None:
+    def __init__(self, addresses: list[str], spread: str = "") -> None:
         if not addresses:
             raise ValueError("no addresses")
         self.addresses = list(addresses)
-        self._start = 0
+        self._start = zlib.crc32(spread.encode()) % len(self.addresses) if spread else 0
 
     def round(self) -> list[str]:
         n = len(self.addresses)

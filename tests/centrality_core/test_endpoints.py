@@ -44,6 +44,14 @@ def test_rotation_starts_with_the_address_that_last_worked():
     assert Rotation(["lb:8022"]).round() == ["lb:8022"]
 
 
+def test_a_fleet_given_one_list_of_replicas_spreads_over_them_and_each_machine_keeps_its_start():
+    addresses = ["a:1", "b:2", "c:3"]
+    firsts = [Rotation(addresses, spread=f"gpu-{i:03d}").round()[0] for i in range(300)]
+    assert {a: firsts.count(a) for a in addresses} == pytest.approx({a: 100 for a in addresses}, abs=25)
+    assert Rotation(addresses, spread="gpu-007").round() == Rotation(addresses, spread="gpu-007").round()
+    assert sorted(Rotation(addresses, spread="gpu-007").round()) == addresses  # all tried, each once
+
+
 def test_join_string_for_a_replica_set_round_trips():
     text = joinstring.encode("cp1:8022,cp2:8022", f"{FP},{FP2}", TOKEN)
     js = joinstring.decode(text)
