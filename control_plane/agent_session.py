@@ -226,6 +226,8 @@ class AgentSession(asyncssh.SSHServerSession):
         if self.closed and not (taken is not None and taken.refusal is None):
             return None, enrolled
         reg = registry.register(msg.name, info, identity, msg.labels, fingerprint, self, taken=taken)
+        if taken is not None and reg.refusal is None:
+            self.services.ingest.resume(reg.machine.id, taken.cursor)
         if self.closed and reg.refusal is None:  # gone while the database decided: it left at once
             registry.disconnect(msg.name, self)
             return None, enrolled

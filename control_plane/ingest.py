@@ -147,6 +147,16 @@ class Ingest:
     def load(self, cursors: dict[str, tuple[str, int]]) -> None:
         self.cursors = dict(cursors)
 
+    def resume(self, machine_id: str, cursor: tuple[str, int] | None) -> None:
+        """A machine registered here with the store's cursor for it (read in the same
+        transaction, ``replicas.take``): the one another replica left is the one that counts,
+        so a batch that replica stored but never acknowledged is not counted again here
+        (in the minute rollups, which the store's own check does not cover)."""
+        if cursor is None:
+            self.cursors.pop(machine_id, None)
+        else:
+            self.cursors[machine_id] = cursor
+
     # ------------------------------------------------------------------ ingest
 
     def received(self, session: Any, name: str, machine_id: str, batch: p.MetricsBatch,

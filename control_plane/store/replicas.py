@@ -47,7 +47,7 @@ from centrality_core.errors import Conflict, UsageError
 from centrality_core.lifecycle import Fleet, Liveness, Machine, Refusal, Thresholds
 
 from .db import Store, _translated
-from .models import EventRow, HoldingRow, MachineRow, ReplicaRow
+from .models import EventRow, HoldingRow, MachineRow, MetricCursorRow, ReplicaRow
 from .shared_writes import OPERATOR_COLUMNS, write_machines  # noqa: F401 - part of this module's face
 
 #: NOTIFY channels: a machine's operator flags changed (payload: its id); keys were
@@ -61,6 +61,7 @@ LEASE_S = 15.0
 replicas_t = ReplicaRow.__table__
 holdings_t = HoldingRow.__table__
 machines_t = MachineRow.__table__
+cursors_t = MetricCursorRow.__table__
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,9 @@ class Taken:
     #: Its stored row before (info, labels, flags), or None.
     row: dict | None
     machine_id: str = ""
+    #: The last metric batch stored for it, by whichever replica (``metric_cursors``): a
+    #: machine arriving from another replica replays what that one never acknowledged.
+    cursor: tuple[str, int] | None = None
 
 
 class LeaseLost(Exception):
@@ -334,7 +338,9 @@ def take(store: Store, lease: Lease, thresholds: Thresholds, *, name: str, ident
             "last_heartbeat": now, "state_since": now, **flags.columns()}])
         conn.execute(store._upsert(holdings_t, ["machine_id"]),
                      [{"machine_id": reg.machine.id, "replica": lease.name, "since": now}])
-    return Taken(None, before, stored, reg.machine.id)
+        cursor = conn.execute(sa.select(cursors_t.c.stream, cursors_t.c.seq).where(
+            cursors_t.c.machine_id == reg.machine.id)).first()
+    return Taken(None, before, stored, reg.machine.id, tuple(cursor) if cursor else None)
 
 
 @_translated
