@@ -21,6 +21,8 @@ from .writer import StoreWriter
 
 #: Events of operator flags: on a shared store, written by whoever changed them (``replica.py``).
 FLAG_EVENTS = frozenset({"drained", "undrained", "labelled"})
+#: Seconds during which the same refusal of the same name is recorded once (``_refusal_news``).
+REFUSAL_EVENT_EVERY = 60.0
 
 
 def _freeze(value: Any) -> Any:
@@ -42,6 +44,9 @@ class Registry:
         #: This process as a replica on a shared Postgres (``replica.Replica``), or None.
         self.shared: Any = None
         self._registering: dict[str, list] = {}  # name -> [its lock, how many hold or wait for it]
+        self._refused: dict[tuple, float] = {}  # (name, refusal code, state) -> last recorded
+        #: Refusals not recorded as events, being repeats (shown by ``status``).
+        self.refusals_not_recorded = 0
 
     # ------------------------------------------------------------------ startup
 
@@ -144,8 +149,25 @@ class Registry:
                 rec = self.records[name] = Record(info, dict(labels), now)
             if reg.retired_id:
                 self.writer.delete_machine(reg.retired_id)
+        elif reg.refusal is not None and not self._refusal_news(reg.events[0], reg.refusal.code, now):
+            return reg  # refused as it was a moment ago: once is the news, retries are not
         self._apply(reg.events)
         return reg
+
+    def _refusal_news(self, event: Event, code: str, now: float) -> bool:
+        """Whether a refusal is worth an event: the first one of a name for a reason in
+        a state of the machine, then one per ``REFUSAL_EVENT_EVERY``. An agent retrying while its machine is still
+        held (a failover, a replica restarting) or an impostor retrying for hours
+        would otherwise write an event per attempt; the others are counted."""
+        key = (event.name, code, event.from_state)
+        last = self._refused.get(key)
+        if last is not None and now - last < REFUSAL_EVENT_EVERY:
+            self.refusals_not_recorded += 1
+            return False
+        if len(self._refused) >= 10_000:
+            self._refused = {k: t for k, t in self._refused.items() if now - t < REFUSAL_EVENT_EVERY}
+        self._refused[key] = now
+        return True
 
     def check(self, name: str, identity: tuple, key_fingerprint: str) -> Refusal | None:
         """Why registering would be refused now (nothing changes, nothing is recorded)."""

@@ -55,6 +55,8 @@ async def status(ctx: Ctx, ns) -> Reply:
         "history": {**history, "last_pass": timefmt.iso(history["last_pass"]),
                     "bound_dropped_at": timefmt.iso(history["bound_dropped_at"])},
         "machines": counts,
+        # registrations refused as a moment before, so not recorded again as events (registry.py)
+        "refusals_not_recorded": svc.registry.refusals_not_recorded,
         "flags": {"drained": sum(r.flags.drained for r in svc.registry.records.values()),
                   "unhealthy": sum(r.flags.unhealthy for r in svc.registry.records.values())},
         "thresholds": {
