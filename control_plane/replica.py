@@ -4,8 +4,9 @@ Built by the server only on Postgres. It keeps the replica's lease
 (``store/replicas.py``) and the record of the machines it holds:
 
 * ``start``: begin an incarnation under the lease; a task renews it every
-  ``renew_every`` seconds; cut off from the store for longer than the lease,
-  it closes its agents' connections. A renewal that fails because the lease was lost (a
+  ``renew_every`` seconds; cut off from the store, it closes its agents'
+  connections just before its unrenewed lease would lapse (so before anyone
+  may reap it). A renewal that fails because the lease was lost (a
   survivor reaped it after a partition) closes every agent connection here and
   starts a new incarnation: machines taken from it are never served twice.
 * ``take``: a registration, decided in the database (``replicas.take``),
@@ -145,16 +146,22 @@ class Replica:
 
     async def _renewer(self) -> None:
         renewed_at = time.monotonic()
+        cut_off = False
         while True:
-            await asyncio.sleep(self.renew_every)
+            # Cut off from the store, wake for the moment the lease would run out too.
+            deadline = renewed_at + self.lease_s - self.renew_every / 2
+            await asyncio.sleep(max(0.0, min(self.renew_every, deadline - time.monotonic()))
+                                if cut_off else self.renew_every)
             try:
-                await self.round()
-                renewed_at = time.monotonic()
-            except StoreError as exc:
-                log.warning("replica round failed: %s", exc.reason)
-                if time.monotonic() - renewed_at > self.lease_s:
-                    # Cut off from the store for longer than the lease: a survivor may have
-                    # reaped us, so our agents must go elsewhere rather than be served twice.
+                await asyncio.wait_for(self.round(), max(0.05, deadline - time.monotonic()))
+                renewed_at, cut_off = time.monotonic(), False
+            except (StoreError, asyncio.TimeoutError) as exc:
+                if not cut_off:
+                    log.warning("replica round failed: %s", getattr(exc, "reason", "") or "no answer in time")
+                cut_off = True
+                if time.monotonic() >= deadline:
+                    # Unrenewed, the lease lapses now and a survivor may reap it: the agents
+                    # must go elsewhere before that rather than be served twice.
                     self.close_agents("this control plane cannot renew its replica lease; reconnect")
 
     async def round(self) -> None:
