@@ -22,15 +22,19 @@ from tests.conftest import cli, wait_for
 LONG_LIMBO = {"heartbeat_interval": 0.5, "limbo_after": 5.0, "dead_after": 60.0, "exec_confirm_above": 100}
 
 
-async def _fleet(agents, tmp_path, n: int, prefix: str = "node"):
+async def files_fleet(agents, tmp_path, names: list[str], subdir: str = "etc") -> dict:
+    """Agents named ``names``, each with its own files root holding ``subdir``: name -> root."""
     roots = {}
-    for i in range(1, n + 1):
-        name = f"{prefix}{i:02d}"
+    for i, name in enumerate(names, 1):
         root = tmp_path / "machines" / name
-        (root / "etc").mkdir(parents=True)
+        (root / subdir).mkdir(parents=True)
         roots[name] = root
         await agents(name, index=i, files_root=str(root), sample_interval=5.0, batch_interval=5.0)
     return roots
+
+
+async def _fleet(agents, tmp_path, n: int):
+    return await files_fleet(agents, tmp_path, [f"node{i:02d}" for i in range(1, n + 1)])
 
 
 @pytest.mark.parametrize("cp_settings", [LONG_LIMBO], indirect=True)

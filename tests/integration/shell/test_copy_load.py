@@ -19,18 +19,13 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cli, cli_env, wait_for
+from tests.integration.shell.test_copy import files_fleet
 
 HEARTBEATS = {"heartbeat_interval": 0.5, "limbo_after": 5.0, "dead_after": 60.0}
 
 
 async def _fleet(agents, tmp_path, names):
-    roots = {}
-    for i, name in enumerate(names, 1):
-        root = tmp_path / "machines" / name
-        (root / "data").mkdir(parents=True)
-        roots[name] = root
-        await agents(name, index=i, files_root=str(root), sample_interval=5.0, batch_interval=5.0)
-    return roots
+    return await files_fleet(agents, tmp_path, names, subdir="data")
 
 
 @pytest.mark.parametrize("cp_settings", [HEARTBEATS], indirect=True)
