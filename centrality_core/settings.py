@@ -138,6 +138,18 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     raise it or set it to 0."""
     connection_burst_per_source: int = 10
     """Connections one address may open at once before the rate applies."""
+    proxy_protocol_from: list[str] = []
+    """Load balancers trusted to send a PROXY protocol header (v2 or v1) before
+    the SSH bytes: addresses or networks (``["10.0.0.5", "10.0.1.0/24"]``; in
+    the environment or a flag, comma-separated). A connection from one of them
+    must start with a header, whose client address is then the connection's
+    source: for the per-source limits above and in the logs. A header from
+    any other address is refused. Empty: no proxy is trusted."""
+    host_key: str = ""
+    """Private host-key file (OpenSSH format, e.g. from ``ssh-keygen -t ed25519``)
+    to use instead of ``<data_dir>/ssh_host_ed25519_key``; it must exist. The
+    replicas of a replica set share one, so that clients pin one key whichever
+    replica answers (docs/deployment.md)."""
     max_keys_per_batch: int = 4096
     """Distinct metric keys one batch may carry."""
     max_keys_per_machine: int = 8192
@@ -163,6 +175,7 @@ _BOOLS = {"auto_drain"}
 _INTS = {"max_frame_bytes", "exec_confirm_above", "max_enrolling_per_source", "connection_burst_per_source",
          "max_keys_per_batch", "max_keys_per_machine", "ssh_record_bytes", "copy_max_bytes"}
 _FLOATS = {"connection_rate_per_source"}
+_LISTS = {"proxy_protocol_from"}
 
 
 def config_file() -> Path:
@@ -209,6 +222,8 @@ def _coerce(field: str, value: Any) -> Any:
         if lowered in ("0", "false", "no", "off", ""):
             return False
         raise UsageError(f"{field} must be true or false, not {value!r}")
+    if field in _LISTS and isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
     if field == "hooks":
         if isinstance(value, str):  # CENTRALITY_HOOKS: a JSON list of rules
             try:

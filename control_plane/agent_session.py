@@ -240,7 +240,8 @@ class AgentSession(asyncssh.SSHServerSession):
         self.handler.settled()
         self.log = self.handler.log = contextual("centrality.agent",
                                                  f"agent={msg.name} conn={self.handler.id}")
-        self.log.info("registered (%s)", "continued" if reg.continued else "new")
+        self.log.info("registered (%s) from %s%s", "continued" if reg.continued else "new",
+                      self.handler.peer, self.handler.via)
         if self.handler.conn is not None:
             # Silence is the fleet's job from here (heartbeats; the session is
             # closed when the machine goes to limbo): no SSH keepalive timer

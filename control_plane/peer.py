@@ -11,8 +11,10 @@ from typing import Any, Protocol
 class Peer(Protocol):
     #: The connection's number, in log lines (``conn=12``).
     id: int
-    #: HOST:PORT of the client.
+    #: HOST:PORT of the client (named by a trusted load balancer's PROXY header, if any).
     peer: str
+    #: " via HOST:PORT" of that load balancer, or "".
+    via: str
     #: The client key's SHA256 fingerprint, and its OpenSSH public key.
     fingerprint: str
     public_key: str

@@ -38,12 +38,14 @@ from .flags import FlagKeeper
 from .hooks import Hooks
 from .ingest import Ingest
 from .peering import Peers
+from .proxylisten import ProxyListener
 from .reads import MetricReads, ReadPool
 from .registry import Registry
 from .replica import Replica
 from .router import CommandRouter
 from .services import AgentServices, RequestServices
 from .ssh import Connections
+from . import proxyproto
 from .store import Store, exclusive, replicas
 from .store.chunks import Chunks
 from .views import Changes
@@ -156,7 +158,14 @@ class ControlPlane:
         self.store_lock = exclusive.claim(self.store.url, replica=self.settings.replica
                                           and replicas.check_name(self.settings.replica))
         await self.db(self.store.migrate)
-        self.host_key = _host_key(server_dir / HOST_KEY_FILE)
+        try:
+            trusted_proxies = proxyproto.networks(self.settings.proxy_protocol_from)
+        except ValueError as exc:
+            raise ConfigError(f"proxy_protocol_from: {exc}") from None
+        if self.settings.host_key:  # a replica set's one key, given to each replica
+            self.host_key = sshlink.load_private_key(Path(self.settings.host_key).expanduser())
+        else:
+            self.host_key = _host_key(server_dir / HOST_KEY_FILE)
         self.endpoint.fingerprint = sshlink.fingerprint(self.host_key)
         await self.auth.load()
         held = {}
@@ -181,9 +190,12 @@ class ControlPlane:
                 gss_host=None,  # no GSSAPI: also spares a host-name lookup per authentication
                 login_timeout=self.settings.login_grace,
                 server_version=f"Centrality_{self.version}",
-                # A whole fleet reconnects at once after a restart: let the
-                # kernel queue the handshakes instead of resetting them.
-                backlog=LISTEN_BACKLOG,
+                # Accepts through proxylisten.py: the PROXY protocol header of
+                # trusted load balancers is read before the SSH greeting. A whole
+                # fleet reconnects at once after a restart: the kernel queues the
+                # handshakes (LISTEN_BACKLOG) instead of resetting them.
+                tunnel=ProxyListener(trusted_proxies, backlog=LISTEN_BACKLOG,
+                                     refused=self.admission.refused),
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self.settings.listen}: {exc.strerror or exc}") from None

@@ -90,6 +90,7 @@ class ConnectionHandler(asyncssh.SSHServer):
         self.conn: asyncssh.SSHServerConnection | None = None
         self.peer = "?"
         self.source = "?"  # the peer's address, for per-source limits
+        self.via = ""      # " via PROXY:PORT" when a load balancer brought it
         self.fingerprint = ""
         self.public_key = ""
         self.key_name = ""
@@ -105,15 +106,19 @@ class ConnectionHandler(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        # The client's address: from the PROXY header of a trusted load balancer
+        # when there is one (proxylisten.py), else the socket's peer.
         peer = conn.get_extra_info("peername") or ("?", 0)
-        self.source, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
+        self.source, self.peer = str(peer[0]), _host_port(peer)
+        proxy = conn.get_extra_info("proxied_by")
+        self.via = f" via {_host_port(proxy)}" if proxy else ""
         self.connections.open.add(self)
         loop = asyncio.get_running_loop()
         refused = self.gate.connect(self.source)
         if refused == "rate":
             # Closed before our version line is sent: a flood costs a TCP accept, not a
             # handshake (what OpenSSH's MaxStartups does; clients back off as when busy).
-            self.log.debug("turning %s away: connecting too fast", self.peer)
+            self.log.debug("turning %s%s away: connecting too fast", self.peer, self.via)
             conn.abort()
             return
         if refused is not None:
@@ -184,7 +189,8 @@ class ConnectionHandler(asyncssh.SSHServer):
         elif username == p.ENROLL_USER:
             self.role, self.key_name = "enrolling", "enrolling"
         else:
-            self.log.warning("refused unknown or revoked key %s for %r from %s", fp, username, self.peer)
+            self.log.warning("refused unknown or revoked key %s for %r from %s%s", fp, username, self.peer,
+                             self.via)
             self.conn.send_auth_banner(
                 f"centrality: key {fp} is not enrolled on this control plane (unknown or revoked)\n")
             return False
@@ -215,6 +221,11 @@ class ConnectionHandler(asyncssh.SSHServer):
     @property
     def actor(self) -> str:
         return f"{self.role}:{self.key_name}"
+
+
+def _host_port(peer) -> str:
+    host = str(peer[0])
+    return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
 
 
 #: Bytes of stdin an operator channel keeps before its request reads them; then reading pauses.

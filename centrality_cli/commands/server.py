@@ -26,6 +26,11 @@ def server(
                                                 "machines go to limbo on the others [default: 15s]."),
     replica_renew_interval: Optional[str] = typer.Option(None, "--replica-renew-interval",
                                                          help="Lease renewal period [default: 5s]."),
+    host_key: Optional[str] = typer.Option(None, "--host-key", help="Host private key file (one key shared "
+                                           "by a replica set) [default: made in the data dir]."),
+    proxy_protocol_from: Optional[str] = typer.Option(
+        None, "--proxy-protocol-from", help="Load balancers (addresses or networks, comma-separated) whose "
+        "connections start with a PROXY protocol header naming the client [default: none]."),
 ) -> None:
     """Run the control plane (SSH server, lifecycle, store) until Ctrl-C."""
     import asyncio
@@ -40,7 +45,8 @@ def server(
             "listen": listen, "db": db, "heartbeat_interval": heartbeat_interval,
             "limbo_after": limbo_after, "dead_after": dead_after, "advertise": advertise,
             "replica": replica, "peer_address": peer_address, "replica_lease": replica_lease,
-            "replica_renew_interval": replica_renew_interval,
+            "replica_renew_interval": replica_renew_interval, "host_key": host_key,
+            "proxy_protocol_from": proxy_protocol_from,
         })
         from centrality_core.lifecycle import Thresholds
         from centrality_core.errors import UsageError

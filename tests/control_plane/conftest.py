@@ -30,6 +30,7 @@ class Peer:
     def __init__(self, *, fingerprint: str, public_key: str = "", key_name: str, role: str,
                  username: str = "operator", id: int = 1) -> None:
         self.id, self.peer, self.username, self.machine, self.conn = id, "127.0.0.1:1", username, None, None
+        self.via = ""
         self.fingerprint, self.public_key, self.key_name, self.role = fingerprint, public_key, key_name, role
         self.log = logging.LoggerAdapter(logging.getLogger("test"), {})
         self.closed: list[str] = []
