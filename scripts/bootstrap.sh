@@ -2,8 +2,8 @@
 # Prepare a machine to develop and test Centrality. Idempotent and fast when
 # everything is already in place.
 #
-#  1. System packages (Debian/Ubuntu): PostgreSQL server binaries and OpenSSH
-#     server + client, which the test fixtures run for real. Installed with
+#  1. System packages (Debian/Ubuntu): PostgreSQL server binaries, OpenSSH
+#     server + client and HAProxy, which the test fixtures run for real. Installed with
 #     apt-get only when missing and only as root; otherwise we print what to
 #     install and carry on.
 #  2. A virtualenv in <repo>/.venv with the project installed editable with its
@@ -29,6 +29,7 @@ have_initdb() {
 }
 have_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
 have_ssh() { command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; }
+have_haproxy() { [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1; }
 have_python() { command -v "$PYTHON" >/dev/null 2>&1; }
 # Debian ships ensurepip (needed by `python3 -m venv`) in the python3-venv package.
 have_venv_module() { "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; }
@@ -38,6 +39,7 @@ missing=()
 have_initdb || missing+=(postgresql)
 have_sshd || missing+=(openssh-server)
 have_ssh || missing+=(openssh-client)
+have_haproxy || missing+=(haproxy)
 if [ ! -x "$venv/bin/python" ]; then
     # Only needed to create the venv; a fresh minimal Debian may lack both.
     if ! have_python; then

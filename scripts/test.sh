@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Run the test suite against real PostgreSQL and sshd. Extra arguments go to
+# Run the test suite against real PostgreSQL, sshd and HAProxy. Extra arguments go to
 # pytest, e.g. `scripts/test.sh tests/test_fixtures_smoke.py -x`.
 #
-# A missing PostgreSQL/sshd is an error here (the fixtures fail instead of
+# A missing PostgreSQL/sshd/HAProxy is an error here (the fixtures fail instead of
 # skipping), and so is a run that collects no tests: this must never pass
 # silently.
 set -euo pipefail
@@ -13,6 +13,7 @@ scripts/bootstrap.sh
 
 export CENTRALITY_REQUIRE_POSTGRES=1
 export CENTRALITY_REQUIRE_SSHD=1
+export CENTRALITY_REQUIRE_HAPROXY=1
 
 status=0
 # Two workers by default: most tests wait on sockets and subprocesses, so a

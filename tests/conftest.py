@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.sshd", "tests.fixtures.venvs"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.sshd", "tests.fixtures.venvs", "tests.fixtures.haproxy"]
 
 REPO = Path(__file__).resolve().parents[1]
 
