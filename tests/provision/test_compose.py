@@ -1,10 +1,12 @@
-"""compose.yaml, its Dockerfiles and inventories/compose.py must agree (Docker does not run in CI).
+"""compose.yaml, its Dockerfiles, docker/haproxy.cfg and inventories/compose.py must agree
+(Docker does not run in CI; the HAProxy file itself runs in tests/integration/test_haproxy.py).
 
 Also: every example inventory loads, and each of its hosts has valid provisioning settings.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import runpy
 import shlex
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from centrality_core import durations
 from centrality_core.contexts import split_address
 from provision.settings import resolve
 
@@ -64,33 +67,121 @@ def host_settings(path: Path, monkeypatch, **env):
     return {name: (data, resolve(name, data, set(g))) for name, (data, g) in hosts.items()}
 
 
+REPLICAS = ("controlplane", "controlplane-2")
+
+
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def haproxy_cfg(service: dict) -> str:
+    """The HAProxy configuration the ``haproxy`` image is built with."""
+    text = dockerfile(service).read_text()
+    copied = re.search(r"^COPY (\S+) (\S+)$", text, re.M)
+    assert copied and copied.group(2) in text.split("CMD", 1)[1], "the image runs the file it copies"
+    return (REPO / service["build"]["context"] / copied.group(1)).read_text()
+
+
+def cfg_lines(cfg: str) -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in cfg.splitlines() if line.split("#", 1)[0].strip()]
+
+
 def test_services_and_images(compose):
     s = services(compose)
-    assert {"postgres", "controlplane", "keygen", "vm", "provisioner"} <= set(s)
+    assert {"postgres", *REPLICAS, "haproxy", "keygen", "vm", "provisioner"} <= set(s)
     assert s["postgres"]["image"].startswith("postgres:")
     cp_image = s["controlplane"]["image"]
     assert "centrality.Dockerfile" in dockerfile(s["controlplane"]).name
-    # keygen and the provisioner run the image the control plane service builds.
-    for name in ("keygen", "provisioner"):
+    # keygen, the second replica and the provisioner run the image the first replica builds.
+    for name in ("keygen", "controlplane-2", "provisioner"):
         assert s[name]["image"] == cp_image and "build" not in s[name]
         assert s[name].get("pull_policy") == "never"
     assert dockerfile(s["vm"]).name == "vm.Dockerfile"
+    # HAProxy is Debian's package, as in the tests (bootstrap.sh installs the same one).
+    text = dockerfile(s["haproxy"]).read_text()
+    assert re.search(r"^FROM debian:", text, re.M) and re.search(r"apt-get install .*\bhaproxy\b", text)
+    assert "have_haproxy || missing+=(haproxy)" in (REPO / "scripts" / "bootstrap.sh").read_text()
 
 
-def test_control_plane_uses_postgres_and_advertises_its_service_name(compose):
+def test_replicas_share_postgres_a_host_key_and_advertise_the_load_balancer(compose):
     s = services(compose)
     env = s["postgres"]["environment"]
-    argv = s["controlplane"]["command"]
-    assert argv[:2] == ["centrality", "server"]
-    db = argv[argv.index("--db") + 1]
-    assert db == (f"postgresql+psycopg://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}"
-                  f"@postgres:5432/{env['POSTGRES_DB']}")
-    _, listen_port = split_address(argv[argv.index("--listen") + 1])
-    host, port = split_address(argv[argv.index("--advertise") + 1])
-    assert (host, port) == ("controlplane", listen_port)
+    lb_port = int(s["haproxy"]["environment"]["CENTRALITY_LB_BIND"].rsplit(":", 1)[1])
+    names, host_keys = [], set()
+    for i, replica in enumerate(REPLICAS, 1):
+        argv = s[replica]["command"]
+        assert argv[:2] == ["centrality", "server"]
+        assert flag(argv, "--db") == (f"postgresql+psycopg://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}"
+                                      f"@postgres:5432/{env['POSTGRES_DB']}")
+        names.append(flag(argv, "--replica"))
+        # Join strings name HAProxy, not the replica: agents fail over through it.
+        assert split_address(flag(argv, "--advertise")) == ("haproxy", lb_port)
+        # HAProxy's server line for it is this service and its listen port.
+        _, listen_port = split_address(flag(argv, "--listen"))
+        assert split_address(s["haproxy"]["environment"][f"CENTRALITY_CP{i}"]) == (replica, listen_port)
+        assert f"EXPOSE {listen_port}" in dockerfile(s["controlplane"]).read_text()
+        assert "ports" not in s[replica]  # reached through HAProxy only
+        # One host key for the set, from the volume keygen writes, read-only here.
+        key = flag(argv, "--host-key")
+        host_keys.add(key)
+        volume, mount = next((v.split(":")[0], v.split(":")[1]) for v in s[replica]["volumes"]
+                             if key.startswith(v.split(":")[1] + "/"))
+        assert f"{volume}:{mount}:ro" in s[replica]["volumes"]
+        assert f"{volume}:{mount}" in s["keygen"]["volumes"] and f"-f {key}" in command_text(s["keygen"])
+        assert s[replica]["healthcheck"]["test"][1:] == ["centrality", "status"]
+    assert len(set(names)) == len(REPLICAS) and len(host_keys) == 1
     assert s["controlplane"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert s["controlplane"]["healthcheck"]["test"][1:] == ["centrality", "status"]
-    assert f"EXPOSE {listen_port}" in dockerfile(s["controlplane"]).read_text()
+    assert s["controlplane"]["depends_on"]["keygen"]["condition"] == "service_completed_successfully"
+    # The second starts once the first has migrated the fresh database.
+    assert s["controlplane-2"]["depends_on"]["controlplane"]["condition"] == "service_healthy"
+    homes = [next(v for v in s[r]["volumes"] if v.endswith(":/cp")) for r in REPLICAS]
+    assert len(set(homes)) == len(REPLICAS)
+
+
+def test_replicas_trust_proxy_headers_from_haproxys_fixed_address_only(compose):
+    s = services(compose)
+    address = s["haproxy"]["networks"]["default"]["ipv4_address"]
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert ipaddress.ip_address(address) in subnet
+    for replica in REPLICAS:
+        assert flag(s[replica]["command"], "--proxy-protocol-from") == address
+
+
+def test_haproxy_config_agrees_with_compose_and_the_replicas(compose):
+    s = services(compose)
+    lb = s["haproxy"]
+    cfg = haproxy_cfg(lb)
+    lines = cfg_lines(cfg)
+    env = lb["environment"]
+    # Every variable the file needs without a default is set by the service.
+    optional = set(re.findall(r"^\.if defined\((\w+)\)", cfg, re.M))
+    needed = {v for v in re.findall(r"\$\{(\w+)\}", cfg)} - optional
+    assert needed == {"CENTRALITY_LB_BIND", "CENTRALITY_CP1", "CENTRALITY_CP2"} and needed <= set(env)
+    assert 'bind "${CENTRALITY_LB_BIND}"' in lines
+    servers = [line.split() for line in lines if line.startswith("server ")]
+    assert [server[2] for server in servers] == ['"${CENTRALITY_CP1}"', '"${CENTRALITY_CP2}"']
+    # TCP mode; every connection to a replica starts with a PROXY v2 header; health-checked
+    # by the SSH greeting; sessions of a replica marked down are cut; a failed connect retried elsewhere.
+    assert "mode tcp" in lines and "balance leastconn" in lines
+    (default_server,) = [line.split() for line in lines if line.startswith("default-server ")]
+    for word in ("send-proxy-v2", "check", "on-marked-down", "shutdown-sessions"):
+        assert word in default_server, word
+    assert "option tcp-check" in lines and r"tcp-check expect rstring ^SSH-2\.0-" in lines
+    assert any(line.startswith("option redispatch") for line in lines)
+    assert "retries 3" in lines
+    timeouts = dict(line.split()[1:3] for line in lines if line.startswith("timeout "))
+    # Long-lived SSH: idle far longer than the control plane's 30 s keepalives to operators.
+    for side in ("client", "server"):
+        assert durations.parse(timeouts[side]) >= 600, timeouts
+    assert durations.parse(timeouts["connect"]) <= 10
+    # The published port is the one HAProxy binds; the descriptors fit its maxconn.
+    port = int(env["CENTRALITY_LB_BIND"].rsplit(":", 1)[1])  # ":8022": every address
+    assert lb["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f"EXPOSE {port}" in dockerfile(lb).read_text()
+    maxconn = int(re.search(r'maxconn "\$\{CENTRALITY_LB_MAXCONN-(\d+)\}"', cfg).group(1))
+    assert lb["ulimits"]["nofile"] >= 2 * maxconn
+    for replica in REPLICAS:
+        assert lb["depends_on"][replica]["condition"] == "service_healthy"
 
 
 def test_vms_scale_and_run_sshd_and_python(compose):
@@ -117,18 +208,23 @@ def test_provisioner_provisions_the_compose_inventory(compose):
     assert (REPO / p["working_dir"].replace("/src", ".") / "inventories" / "compose.py").is_file()
     assert "COPY inventories inventories/" in dockerfile(s["controlplane"]).read_text()
     assert "WORKDIR /src" in dockerfile(s["controlplane"]).read_text() and p["working_dir"] == "/src"
-    assert p["depends_on"]["controlplane"]["condition"] == "service_healthy"
+    assert p["depends_on"]["haproxy"]["condition"] == "service_healthy"
     assert p["depends_on"]["vm"]["condition"] == "service_healthy"
-    # It logs in to the control plane service with the operator key the server made in its HOME.
+    # It logs in through HAProxy with the operator key the first replica made in its HOME.
     login = shlex.split(next(line for line in script.splitlines() if "centrality login" in line))
     assert login[2] == s["controlplane"]["command"][s["controlplane"]["command"].index("--advertise") + 1]
+    assert login[2].startswith("haproxy:")
     cp_home = s["controlplane"]["environment"]["HOME"]
     key = login[login.index("--key") + 1]
     assert key == f"{cp_home}/.config/centrality/keys/operator_ed25519"
     assert f"cp-home:{cp_home}" in s["controlplane"]["volumes"]
     assert f"cp-home:{cp_home}:ro" in p["volumes"]
-    assert f"{cp_home}/.local/share/centrality/server/ssh_host_ed25519_key.pub" in script
-    assert set(compose["volumes"]) >= {"pgdata", "cp-home", "keys"}
+    # It pins the replica set's one host key, read from the volume keygen writes it to.
+    host_key = flag(s["controlplane"]["command"], "--host-key")
+    assert f"ssh-keygen -l -E sha256 -f {host_key}.pub" in script
+    mount = host_key.rsplit("/", 1)[0]
+    assert any(v.endswith(f":{mount}:ro") for v in p["volumes"])
+    assert set(compose["volumes"]) >= {"pgdata", "cp-home", "cp2-home", "hostkey", "keys"}
 
 
 def test_compose_inventory_matches_the_vms_and_the_keys(compose, monkeypatch):
