@@ -162,7 +162,7 @@ def test_haproxy_config_agrees_with_compose_and_the_replicas(compose):
     assert [server[2] for server in servers] == ['"${CENTRALITY_CP1}"', '"${CENTRALITY_CP2}"']
     # TCP mode; every connection to a replica starts with a PROXY v2 header; health-checked
     # by the SSH greeting; sessions of a replica marked down are cut; a failed connect retried elsewhere.
-    assert "mode tcp" in lines and "balance leastconn" in lines
+    assert "mode tcp" in lines and "balance roundrobin" in lines
     (default_server,) = [line.split() for line in lines if line.startswith("default-server ")]
     for word in ("send-proxy-v2", "check", "on-marked-down", "shutdown-sessions"):
         assert word in default_server, word
