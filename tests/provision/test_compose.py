@@ -119,6 +119,8 @@ def test_replicas_share_postgres_a_host_key_and_advertise_the_load_balancer(comp
         # HAProxy's server line for it is this service and its listen port.
         _, listen_port = split_address(flag(argv, "--listen"))
         assert split_address(s["haproxy"]["environment"][f"CENTRALITY_CP{i}"]) == (replica, listen_port)
+        # The other replica dials this one directly (peering), not through HAProxy.
+        assert split_address(flag(argv, "--peer-address")) == (replica, listen_port)
         assert f"EXPOSE {listen_port}" in dockerfile(s["controlplane"]).read_text()
         assert "ports" not in s[replica]  # reached through HAProxy only
         # One host key for the set, from the volume keygen writes, read-only here.
