@@ -132,6 +132,7 @@ class ExecView:
             "unknown": start.unknown if start else [], "results": results,
             "exit_code": summary.exit_code if summary else 130 if interrupted else 1,
             "counts": summary.counts if summary else {}, "duration": summary.duration if summary else None,
+            "replicas_failed": summary.replicas_failed if summary else {},
             "interrupted": interrupted,
         }
 
@@ -165,6 +166,10 @@ class ExecView:
         truncated = folding.group({n: 1 for n, e in self.exits.items() if e.truncated})
         if truncated:
             line += f"; output truncated on {truncated[0].folded}"
+        for replica, why in sorted((self.summary.replicas_failed if self.summary else {}).items()):
+            mine = sum(1 for e in self.exits.values() if e.error == why)
+            self.err.write(f"replica {one_line(replica)} failed its part of the run ({mine} machine"
+                           f"{'s' if mine != 1 else ''}): {one_line(why, 200)}\n")
         self.err.write(line + "\n")
         self.err.flush()
 
