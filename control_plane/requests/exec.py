@@ -34,6 +34,7 @@ from centrality_core.errors import NotFound, StoreError, UsageError
 
 from .. import peer_exec
 from ..fanout import ExecRun, worst
+from ..fleetwide import holder
 from ..peer_exec import PeerRun
 from .dispatch import Ctx, Reply, request
 
@@ -136,7 +137,7 @@ async def exec_(ctx: Ctx, ns) -> Reply:
              "exit_code": None}
     svc.writer.put_audit(dict(audit))
     ctx.emit(ExecStart(id=exec_id, argv=argv, selector=selector.describe(), **resolution_json(res)))
-    here, elsewhere = peer_exec.split(res.selected, lambda n: _holder(svc.registry, n))
+    here, elsewhere = peer_exec.split(res.selected, lambda n: holder(svc.registry, n))
     share = peer_exec.shares(ns.fanout, {"": len(here), **{k: len(v) for k, v in elsewhere.items()}})
     run = ExecRun(svc.registry.session, id=exec_id, argv=argv, names=here, timeout=timeout, fanout=share[""],
                   max_output=max_output, emit=ctx.emit, backlog=ctx.backlog)
@@ -170,14 +171,6 @@ async def exec_(ctx: Ctx, ns) -> Reply:
                       {k: getattr(summary, k) for k in ("id", "actor", "argv", "selector", "exit_code", "counts",
                                                         "failed", "status")})
     return Reply(summary, code)
-
-
-def _holder(registry, name: str) -> str:
-    """The peer replica that holds a machine; "" when it is served here (or nowhere)."""
-    m = registry.machine(name)
-    if m is None or m.conn is not None:
-        return ""
-    return m.held_by
 
 
 async def _peer_part(ctx: Ctx, argv: list[str], res: targeting.Resolution, timeout: float, fanout: int,

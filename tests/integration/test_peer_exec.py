@@ -134,6 +134,28 @@ async def test_fanout_and_max_output_reach_the_peers_parts(rs):
     assert all(r["truncated"] for r in doc["results"])
 
 
+async def test_gpus_and_health_from_any_replica_answer_for_every_machine_from_its_replica(rs):
+    held = holders(rs)
+    for i in range(3):
+        status, out, err = await rs.cli(i, "gpus", "--json")
+        assert status == 0, err
+        rows = json.loads(out)
+        # Latest values live only on the replica holding the machine: each came from there.
+        assert {held[r["machine"]] for r in rows} == {"cp-a", "cp-b", "cp-c"}
+        assert all(r["util_percent"] is not None and r["processes"] is not None for r in rows), \
+            [r for r in rows if r["util_percent"] is None][:3]
+        assert not any("error" in r for r in rows)
+
+        status, out, err = await rs.cli(i, "health", "--json")
+        assert status in (0, 1), err
+        rows = json.loads(out)
+        assert [r["name"] for r in rows] == [f"sim-{n:05d}" for n in range(1, N + 1)]
+        assert all(r["checked_at"] and "error" not in r for r in rows)
+        remote = next(n for n, r in held.items() if r != rs.replicas[i].name)
+        status, out, err = await rs.cli(i, "health", remote, "--json")
+        assert [r["name"] for r in json.loads(out)] == [remote]
+
+
 async def _exec_process(rs, i: int, *argv: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "centrality_cli", "exec", *argv, env=rs.env(rs.replicas[i].home), cwd=str(REPO),
