@@ -43,6 +43,15 @@ def holder(registry: Any, name: str) -> str:
     return m.held_by
 
 
+def elsewhere(peers: Peers, replica: str, name: str, what: str) -> str:
+    """Why a relay of raw bytes (``ssh``, ``cp``) to ``name`` is not made from here: its
+    agent is connected to another replica (the relay through a peer is not built)."""
+    address = peers.address(replica)
+    where = f"replica {replica} at {address}" if address else f"replica {replica}"
+    return (f"{name} is held by {where}; connect there to {what} "
+            f"(a context with that address: `centrality login`)")
+
+
 def served_here(registry: Any, names: list[str]) -> list[str]:
     """What a peer answers for when asked: the machines whose agents are connected here."""
     return [n for n in names if (m := registry.machine(n)) is not None and m.conn is not None]

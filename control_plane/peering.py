@@ -72,6 +72,11 @@ class Peers:
     def names(self) -> list[str]:
         return sorted(self._known)
 
+    def address(self, name: str) -> str:
+        """Where peer ``name`` listens ("" when it is not running)."""
+        peer = self._known.get(name)
+        return peer.address if peer is not None else ""
+
     def __contains__(self, name: str) -> bool:
         return name in self._known
 

@@ -28,6 +28,8 @@ import time
 import uuid
 from collections import Counter
 
+import msgspec
+
 from centrality_core import durations, hostlist, targeting, timefmt
 from centrality_core.documents import DryRun, ExecStart, ExecSummary, Skipped
 from centrality_core.errors import NotFound, StoreError, UsageError
@@ -206,7 +208,7 @@ def _summary(audit: dict, results, res: targeting.Resolution, replicas_failed: d
         duration=round(audit["finished_at"] - audit["started_at"], 3),
         counts=dict(counts), ran=len(results), skipped=len(res.skipped),
         failed=hostlist.fold(r.name for r in results if r.status != "ok"),
-        replicas_failed=replicas_failed,
+        replicas_failed=replicas_failed or msgspec.UNSET,
     )
 
 

@@ -156,6 +156,14 @@ async def test_gpus_and_health_from_any_replica_answer_for_every_machine_from_it
         assert [r["name"] for r in json.loads(out)] == [remote]
 
 
+async def test_a_shell_on_a_machine_held_by_a_peer_says_where_to_connect(rs):
+    held = holders(rs)
+    remote = next(n for n, r in held.items() if r == "cp-b")
+    status, out, err = await rs.cli(0, "ssh", remote, "--", "true")
+    assert status == 10, (out, err)
+    assert f"{remote} is held by replica cp-b at {rs.replicas[1].address}; connect there" in out + err
+
+
 async def _exec_process(rs, i: int, *argv: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "centrality_cli", "exec", *argv, env=rs.env(rs.replicas[i].home), cwd=str(REPO),
