@@ -132,8 +132,13 @@ class ExecView:
             "unknown": start.unknown if start else [], "results": results,
             "exit_code": summary.exit_code if summary else 130 if interrupted else 1,
             "counts": summary.counts if summary else {}, "duration": summary.duration if summary else None,
+            "replicas_failed": self._replicas_failed(),
             "interrupted": interrupted,
         }
+
+    def _replicas_failed(self) -> dict[str, str]:
+        failed = self.summary.replicas_failed if self.summary is not None else None
+        return failed if isinstance(failed, dict) else {}
 
     def _print_folded(self) -> None:
         names = (self.start.machines if self.start else None) or sorted(self.exits)
@@ -165,6 +170,10 @@ class ExecView:
         truncated = folding.group({n: 1 for n, e in self.exits.items() if e.truncated})
         if truncated:
             line += f"; output truncated on {truncated[0].folded}"
+        for replica, why in sorted(self._replicas_failed().items()):
+            mine = sum(1 for e in self.exits.values() if e.error == why)
+            self.err.write(f"replica {one_line(replica)} failed its part of the run ({mine} machine"
+                           f"{'s' if mine != 1 else ''}): {one_line(why, 200)}\n")
         self.err.write(line + "\n")
         self.err.flush()
 

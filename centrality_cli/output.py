@@ -180,3 +180,14 @@ def show(renderable) -> None:
 
 class Markup(str):
     """A cell that carries our own Rich markup (not agent text)."""
+
+
+def warn_unanswered(rows: Iterable[dict], key: str = "name") -> None:
+    """On stderr, the machines a fleet-wide answer could not get from the replica that
+    holds them (rows with an ``error``): one line per reason, the machines folded."""
+    from centrality_core import fold as folding
+    from centrality_core.sanitize import one_line
+
+    errors = {r[key]: r["error"] for r in rows if r.get("error")}
+    for g in folding.group(errors):
+        err_console().print(escape(f"{g.folded}: {one_line(str(g.key), 300)}; shown as this replica last saw them"))

@@ -252,6 +252,9 @@ class ExecSummary(Struct, kw_only=True, tag_field="type", tag="summary"):
     ran: int = 0
     skipped: int = 0
     failed: str = ""
+    #: Replicas that held targets and could not run them (unreachable, lost mid-run), and why;
+    #: absent (not encoded) when none failed.
+    replicas_failed: Union[dict[str, str], msgspec.UnsetType] = msgspec.UNSET
 
 
 ExecLine = Union[ExecStart, ExecOutput, ExecExit, ExecSummary]

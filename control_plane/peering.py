@@ -72,6 +72,11 @@ class Peers:
     def names(self) -> list[str]:
         return sorted(self._known)
 
+    def address(self, name: str) -> str:
+        """Where peer ``name`` listens ("" when it is not running)."""
+        peer = self._known.get(name)
+        return peer.address if peer is not None else ""
+
     def __contains__(self, name: str) -> bool:
         return name in self._known
 
@@ -109,7 +114,7 @@ class Peers:
         (unreachable, refused, no answer within ``timeout``)."""
         async def one(name: str) -> T | CentralityError:
             try:
-                return await asyncio.wait_for(self._call(name, fn), timeout)
+                return await asyncio.wait_for(self.call(name, fn), timeout)
             except asyncio.TimeoutError:
                 return ConnectError(f"replica {name} did not answer within {timeout:g}s")
             except CentralityError as exc:
@@ -118,7 +123,9 @@ class Peers:
         names = self.names()
         return dict(zip(names, await asyncio.gather(*(one(n) for n in names))))
 
-    async def _call(self, name: str, fn: Callable[[OperatorClient], Awaitable[T]]) -> T:
+    async def call(self, name: str, fn: Callable[[OperatorClient], Awaitable[T]]) -> T:
+        """``fn`` on peer ``name``'s client; a connection that breaks under it is dropped
+        (made again on the next use) and reported as a ConnectError naming the peer."""
         client = await self.client(name)
         try:
             return await fn(client)

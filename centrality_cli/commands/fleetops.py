@@ -78,6 +78,7 @@ def health(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="
                      ([r["name"], Markup(output.state(r["state"])), Markup(_health(r)),
                        _drained(r), ", ".join(r["failed"]) or "-", r["checked_at"] or "-"] for r in rows),
                      empty="no machines" if not unhealthy else "no unhealthy machine")
+        output.warn_unanswered(rows)
     if any(r["unhealthy"] for r in rows):
         raise typer.Exit(1)
 

@@ -38,8 +38,10 @@ def gpus(ctx: typer.Context,
           _num(r["temp_c"], "{:.0f}C"), _num(r["power_w"], "{:.0f}"),
           "-" if r["processes"] is None else r["processes"], r["top_user"] or "-"] for r in rows),
         empty=empty)
-    if idle is not None and rows:
-        output.err_console().print(f"{len(rows)} GPU(s) at 0 % for {durations.format(durations.parse(idle))} "
+    output.warn_unanswered({r["machine"]: r for r in rows}.values(), key="machine")
+    idle_rows = [r for r in rows if not r.get("error")]
+    if idle is not None and idle_rows:
+        output.err_console().print(f"{len(idle_rows)} GPU(s) at 0 % for {durations.format(durations.parse(idle))} "
                                    "with memory held")
 
 

@@ -32,6 +32,7 @@ from centrality_core import hostlist, protocol as p
 from centrality_core.documents import Skipped
 from centrality_core.errors import UsageError
 
+from .. import fleetwide
 from ..copy import GatherRun, Inbox, PushRun, worst
 from .exec import parse_size, resolution_json, resolve, selector_args, split_words
 from .dispatch import Ctx, Reply, request
@@ -78,14 +79,16 @@ def _targets(ctx: Ctx, ns, what: str):
     if len(res.selected) > threshold and not getattr(ns, "yes", True):
         raise UsageError(f"this would copy to {len(res.selected)} machines, more than {threshold}: "
                          "confirm with --yes", code="confirm_required")
-    sessions, old = {}, []
+    sessions, skipped = {}, []
     for name in res.selected:
         s = ctx.services.registry.session(name)
+        replica = fleetwide.holder(ctx.services.registry, name)
         if s is not None and tuple(getattr(s, "protocol", (1, 0))) >= p.SHELL_FILES:
             sessions[name] = s
+        elif s is None and replica:
+            skipped.append((name, fleetwide.elsewhere(ctx.services.peers, replica, name, "copy")))
         else:
-            old.append(name)
-    skipped = [(n, "agent too old for copies (protocol < 1.3)") for n in old]
+            skipped.append((name, "agent too old for copies (protocol < 1.3)"))
     return selector, res, sessions, skipped, rest[0]
 
 

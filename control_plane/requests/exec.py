@@ -28,11 +28,16 @@ import time
 import uuid
 from collections import Counter
 
+import msgspec
+
 from centrality_core import durations, hostlist, targeting, timefmt
 from centrality_core.documents import DryRun, ExecStart, ExecSummary, Skipped
 from centrality_core.errors import NotFound, StoreError, UsageError
 
+from .. import peer_exec
 from ..fanout import ExecRun, worst
+from ..fleetwide import holder
+from ..peer_exec import PeerRun
 from .dispatch import Ctx, Reply, request
 
 MAX_TIMEOUT = 86400.0
@@ -123,6 +128,9 @@ async def exec_(ctx: Ctx, ns) -> Reply:
         raise UsageError(f"this would run on {len(res.selected)} machines, more than {threshold}: "
                          "confirm with --yes", code="confirm_required")
 
+    if ctx.from_peer:  # a peer's part of a run it audits: our own agents, no row, no hooks
+        return await _peer_part(ctx, argv, res, timeout, ns.fanout, max_output)
+
     exec_id = uuid.uuid4().hex
     started = time.time()
     audit = {"id": exec_id, "started_at": started, "finished_at": None, "actor": ctx.actor, "argv": argv,
@@ -131,33 +139,68 @@ async def exec_(ctx: Ctx, ns) -> Reply:
              "exit_code": None}
     svc.writer.put_audit(dict(audit))
     ctx.emit(ExecStart(id=exec_id, argv=argv, selector=selector.describe(), **resolution_json(res)))
-    run = ExecRun(svc.registry.session, id=exec_id, argv=argv, names=res.selected, timeout=timeout, fanout=ns.fanout,
+    here, elsewhere = peer_exec.split(res.selected, lambda n: holder(svc.registry, n))
+    share = peer_exec.shares(ns.fanout, {"": len(here), **{k: len(v) for k, v in elsewhere.items()}})
+    run = ExecRun(svc.registry.session, id=exec_id, argv=argv, names=here, timeout=timeout, fanout=share[""],
                   max_output=max_output, emit=ctx.emit, backlog=ctx.backlog)
+    remote = [PeerRun(svc.peers, replica, names, argv, timeout=timeout, timeout_text=ns.timeout,
+                      fanout=share[replica], max_output=max_output, max_output_text=ns.max_output,
+                      emit=ctx.emit, backlog=ctx.backlog) for replica, names in elsewhere.items()]
     svc.commands.add(run)
     status = "done"
+    parts = [asyncio.ensure_future(run.run())] + [asyncio.ensure_future(r.run()) for r in remote]
     try:
-        await run.run()
+        await asyncio.gather(*parts)
     except asyncio.CancelledError:  # the operator went away (Ctrl-C): stop everywhere
         run.cancel()
+        for task in parts:
+            task.cancel()
+        await asyncio.gather(*parts, return_exceptions=True)  # the peers' channels are closed
         status = "cancelled"
         raise
     finally:
         svc.commands.remove(run)
-        results = list(run.results.values())
+        merged = {**run.results, **{n: r for part in remote for n, r in part.results.items()}}
+        results = [merged[n] for n in res.selected if n in merged]
         if status == "done" and any(r.status == "cancelled" for r in results):
             status = "cancelled"  # the control plane is stopping
         code = worst(results) if results else 1
         audit.update(finished_at=time.time(), status=status, exit_code=code,
                      results={r.name: r.json() for r in results})
         svc.writer.put_audit(audit)
-        summary = _summary(audit, results, res)
+        summary = _summary(audit, results, res, {p.replica: p.failure for p in remote if p.failure})
         svc.hooks.fire("exec.failed" if code else "exec.done",
                       {k: getattr(summary, k) for k in ("id", "actor", "argv", "selector", "exit_code", "counts",
                                                         "failed", "status")})
     return Reply(summary, code)
 
 
-def _summary(audit: dict, results, res: targeting.Resolution) -> ExecSummary:
+async def _peer_part(ctx: Ctx, argv: list[str], res: targeting.Resolution, timeout: float, fanout: int,
+                     max_output: int) -> Reply:
+    """A peer's share of a run: the machines named, run from this replica's agents (a
+    machine held elsewhere is unreachable from here); the replica asked audits it."""
+    svc = ctx.services
+    exec_id = uuid.uuid4().hex
+    started = time.time()
+    ctx.emit(ExecStart(id=exec_id, argv=argv, **resolution_json(res)))
+    run = ExecRun(svc.registry.session, id=exec_id, argv=argv, names=res.selected, timeout=timeout, fanout=fanout,
+                  max_output=max_output, emit=ctx.emit, backlog=ctx.backlog)
+    svc.commands.add(run)
+    try:
+        await run.run()
+    except asyncio.CancelledError:  # the replica asked closed its channel: cancel here too
+        run.cancel("cancelled by the operator")
+        raise
+    finally:
+        svc.commands.remove(run)
+    results = list(run.results.values())
+    code = worst(results) if results else 1
+    counts = Counter(r.status for r in results)
+    return Reply(ExecSummary(id=exec_id, actor=ctx.actor, argv=argv, exit_code=code, counts=dict(counts),
+                             duration=round(time.time() - started, 3), ran=len(results)), code)
+
+
+def _summary(audit: dict, results, res: targeting.Resolution, replicas_failed: dict[str, str]) -> ExecSummary:
     counts = Counter(r.status for r in results)
     return ExecSummary(
         id=audit["id"], actor=audit["actor"], argv=audit["argv"], selector=audit["selector"],
@@ -165,6 +208,7 @@ def _summary(audit: dict, results, res: targeting.Resolution) -> ExecSummary:
         duration=round(audit["finished_at"] - audit["started_at"], 3),
         counts=dict(counts), ran=len(results), skipped=len(res.skipped),
         failed=hostlist.fold(r.name for r in results if r.status != "ok"),
+        replicas_failed=replicas_failed or msgspec.UNSET,
     )
 
 

@@ -13,6 +13,7 @@ from centrality_core.documents import Drained, Undrained
 from centrality_core.errors import NotFound, UsageError
 from centrality_core.names import check as check_name
 
+from .. import fleetwide
 from .dispatch import Ctx, request
 from .exec import views
 
@@ -102,7 +103,7 @@ async def label(ctx: Ctx, ns) -> dict:
 
 
 def _health_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", nargs="?", help="one machine (default: all)")
+    p.add_argument("names", nargs="*", metavar="name", help="one machine, or several (default: all)")
     p.add_argument("--unhealthy", action="store_true", help="only unhealthy machines")
 
 
@@ -116,14 +117,28 @@ def health_json(ctx: Ctx, name: str) -> dict:
 
 @request("health", args=_health_args)
 async def health(ctx: Ctx, ns) -> list[dict]:
-    """Healthcheck results per machine; unhealthy machines have a failed check."""
+    """Healthcheck results per machine; unhealthy machines have a failed check.
+
+    A machine's checks reach the replica its agent is connected to: those held by
+    a peer are asked of that peer. A peer that does not answer leaves its machines
+    as this replica last saw them, with ``error`` saying why."""
     registry = ctx.services.registry
-    if ns.name is not None:
-        if ns.name not in registry:
-            check_name(ns.name)
-            raise NotFound(f"no machine named {ns.name!r}")
-        names = [ns.name]
-    else:
-        names = sorted(registry.names(), key=hostlist.natural_key)
-    rows = [health_json(ctx, n) for n in names]
-    return [r for r in rows if r["unhealthy"]] if ns.unhealthy else rows
+    for name in ns.names:
+        if name not in registry:
+            check_name(name)
+            raise NotFound(f"no machine named {name!r}")
+    names = list(dict.fromkeys(ns.names)) or sorted(registry.names(), key=hostlist.natural_key)
+    if ctx.from_peer:  # the replica asking wants what our agents told us
+        return [health_json(ctx, n) for n in fleetwide.served_here(registry, names)]
+    answers = await fleetwide.ask(ctx.services.peers, registry, names,
+                                  lambda client, theirs: client.request("health", "--", *theirs))
+    rows = {n: health_json(ctx, n) for n in answers.here}
+    for replica, theirs in answers.rows.items():
+        asked = set(answers.asked[replica])
+        rows.update((r["name"], r) for r in theirs if isinstance(r, dict) and r.get("name") in asked)
+    for theirs, why in answers.failed.values():
+        rows.update((n, {**health_json(ctx, n), "error": why}) for n in theirs)
+    for n in names:  # the peer no longer holds it (it moved meanwhile): as seen from here
+        rows.setdefault(n, {**health_json(ctx, n), "error": "its replica did not report it"})
+    out = [rows[n] for n in names]
+    return [r for r in out if r["unhealthy"]] if ns.unhealthy else out

@@ -9,6 +9,7 @@ from centrality_core.timefmt import parse_iso
 from centrality_core.errors import NotFound, UsageError
 
 from ..history import pick_resolution
+from .. import fleetwide
 from .dispatch import Ctx, request
 from .exec import views
 
@@ -32,15 +33,36 @@ def _names(ctx: Ctx, ns) -> list[str]:
 
 @request("gpus", args=_args)
 async def gpus_request(ctx: Ctx, ns) -> list[dict]:
-    """One row per GPU: machine, index, model, util, memory, temperature, power, processes, top user."""
+    """One row per GPU: machine, index, model, util, memory, temperature, power, processes, top user.
+
+    Latest values live on the replica a machine's agent is connected to: machines
+    held by a peer are asked of that peer (``--idle`` included). A peer that does not
+    answer leaves its machines' rows without values, with ``error`` saying why."""
     svc = ctx.services
     window = None
     if ns.idle is not None:
         window = durations.parse(ns.idle)
         if window <= 0:
             raise UsageError("--idle needs a positive duration (1h, 30m)")
+    names = _names(ctx, ns)
+    if ctx.from_peer:  # the replica asking wants what our agents told us
+        return await _rows(ctx, fleetwide.served_here(svc.registry, names), window)
+    idle = ["--idle", ns.idle] if ns.idle is not None else []
+    answers = await fleetwide.ask(svc.peers, svc.registry, names,
+                                  lambda client, theirs: client.request("gpus", *idle, "--", *theirs))
+    rows = await _rows(ctx, answers.here, window)
+    for replica, theirs in answers.rows.items():
+        asked = set(answers.asked[replica])
+        rows += [r for r in theirs if isinstance(r, dict) and r.get("machine") in asked]
+    for theirs, why in answers.failed.values():
+        rows += [{**r, "error": why} for r in await _rows(ctx, theirs, None)]
+    return sorted(rows, key=lambda r: (hostlist.natural_key(r["machine"]), r.get("index", 0)))
+
+
+async def _rows(ctx: Ctx, names: list[str], window: float | None) -> list[dict]:
+    svc = ctx.services
     rows = []
-    for name in _names(ctx, ns):
+    for name in names:
         m = svc.registry.machine(name)
         rec = svc.registry.records.get(name)
         if m is None or rec is None:

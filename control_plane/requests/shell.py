@@ -25,6 +25,7 @@ import uuid
 from centrality_core import protocol as p
 from centrality_core.errors import Conflict, NotFound, RequestFailed, UsageError
 
+from .. import fleetwide
 from ..shell import Recorder, ShellRelay
 from .dispatch import Ctx, Reply, request
 
@@ -47,6 +48,9 @@ def agent_for(ctx: Ctx, name: str, *, force: bool, what: str):
         raise Conflict(f"{name} is drained ({reg.records[name].flags.drain_reason or 'no reason given'}): "
                        f"add --force to {what} anyway", code="drained")
     session = reg.session(name)
+    replica = fleetwide.holder(reg, name)
+    if session is None and replica:
+        raise Conflict(fleetwide.elsewhere(ctx.services.peers, replica, name, what), code="held_elsewhere")
     version = tuple(getattr(session, "protocol", (1, 0)))
     if session is None or version < p.SHELL_FILES:
         raise Conflict(f"the agent on {name} speaks protocol {version[0]}.{version[1]}, too old to {what} "
