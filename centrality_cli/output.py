@@ -56,6 +56,29 @@ def fail(message: str, code: int = 1, kind: str | None = None) -> None:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """``warning: message`` on stderr (also under ``--json``: stdout keeps its one document)."""
+    err_console().print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def warn_from_store(rows: Iterable[Any]) -> None:
+    """Say which rows are the store's because the replica holding them did not answer."""
+    held: dict[str, int] = {}
+    for r in rows:
+        if getattr(r, "from_store", False):
+            held[r.replica] = held.get(r.replica, 0) + 1
+    for replica, n in sorted(held.items()):
+        warn(f"replica {replica} did not answer: its {n} machine(s) are shown as the store last "
+             "recorded them (no latest values; marked from_store in --json)")
+
+
+def replica(row: Any) -> str:
+    """The REPLICA cell: who holds the machine, and whether that is only the store's word."""
+    if not row.replica:
+        return "-"
+    return f"{row.replica} (no answer)" if row.from_store else row.replica
+
+
 def error_document(message: str, code: int, kind: str | None = None) -> dict:
     if kind is None:
         from centrality_core.errors import EXIT_CODES

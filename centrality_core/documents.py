@@ -86,6 +86,12 @@ class FleetRow(Struct, kw_only=True):
     gpu_mem_percent: Number | None = None
     disk_percent: Number | None = None
     net_bytes_per_s: Number | None = None
+    #: The control-plane replica holding the machine (its agent is connected there);
+    #: "" when none does, or on a control plane that is no replica.
+    replica: str = ""
+    #: The replica holding it did not answer: this row is what the shared store last
+    #: recorded (state and heartbeat as stored, no latest values).
+    from_store: bool = False
 
 
 #: The fleet row's figures, from ``centrality_core.summary.Summary``.
@@ -151,6 +157,9 @@ class MachineSummary(Struct, kw_only=True):
     drain: Drain | None = None
     unhealthy: bool = False
     failed_checks: list[str] = []
+    #: As in ``FleetRow``: the replica holding it, and whether this row is the store's.
+    replica: str = ""
+    from_store: bool = False
 
 
 class MachineDetail(MachineSummary, kw_only=True):

@@ -112,16 +112,18 @@ class Peers:
                    timeout: float) -> dict[str, T | CentralityError]:
         """``fn`` on every peer at once: each peer's answer, or the error that kept it
         (unreachable, refused, no answer within ``timeout``)."""
-        async def one(name: str) -> T | CentralityError:
-            try:
-                return await asyncio.wait_for(self.call(name, fn), timeout)
-            except asyncio.TimeoutError:
-                return ConnectError(f"replica {name} did not answer within {timeout:g}s")
-            except CentralityError as exc:
-                return exc
-
         names = self.names()
-        return dict(zip(names, await asyncio.gather(*(one(n) for n in names))))
+        return dict(zip(names, await asyncio.gather(*(self.ask(n, fn, timeout=timeout) for n in names))))
+
+    async def ask(self, name: str, fn: Callable[[OperatorClient], Awaitable[T]], *,
+                  timeout: float) -> T | CentralityError:
+        """``fn`` on peer ``name``: its answer, or the error that kept it."""
+        try:
+            return await asyncio.wait_for(self.call(name, fn), timeout)
+        except asyncio.TimeoutError:
+            return ConnectError(f"replica {name} did not answer within {timeout:g}s")
+        except CentralityError as exc:
+            return exc
 
     async def call(self, name: str, fn: Callable[[OperatorClient], Awaitable[T]]) -> T:
         """``fn`` on peer ``name``'s client; a connection that breaks under it is dropped

@@ -47,6 +47,9 @@ class Registry:
         self._refused: dict[tuple, float] = {}  # (name, refusal code, state) -> last recorded
         #: Refusals not recorded as events, being repeats (shown by ``status``).
         self.refusals_not_recorded = 0
+        #: Called with a machine's name when its row changed without an event (taken from
+        #: the shared store: ``adopt``, ``refresh_flags``), for subscriptions.
+        self.on_quiet_change: Callable[[str], None] = lambda name: None
 
     # ------------------------------------------------------------------ startup
 
@@ -85,6 +88,7 @@ class Registry:
             owner=row["key_fingerprint"] or "", held_by=held_by if state is Liveness.LIVE else "")
         self.records[row["name"]] = Record(row["info"], row["labels"] or {}, row["registered_at"],
                                            flags=Flags.from_row(row))
+        self.on_quiet_change(row["name"])
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -100,6 +104,7 @@ class Registry:
         agent_labels = {k: v for k, v in rec.labels.items() if k not in f.operator_labels}
         rec.labels = effective_labels(agent_labels, f.operator_labels) if m.conn is not None \
             else dict(row["labels"] or {})
+        self.on_quiet_change(row["name"])
         self._changed.set()
         self._changed = asyncio.Event()
 

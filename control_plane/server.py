@@ -86,6 +86,7 @@ class ControlPlane:
         #: Which machines' rows changed, for subscriptions (lifecycle events and new samples).
         self.changes = Changes()
         self.registry.add_listener(lambda events: [self.changes.touch(e.name) for e in events])
+        self.registry.on_quiet_change = self.changes.touch
         self.ingest = Ingest(self.writer, on_sample=self.changes.touch, record_event=self.registry.record_event,
                              max_keys_per_batch=settings.max_keys_per_batch,
                              max_keys_per_machine=settings.max_keys_per_machine)

@@ -30,8 +30,15 @@ class Changes:
         return [name for name, r in self.revs.items() if r > rev]
 
 
-def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float | None = None) -> FleetRow:
-    """One machine as a row of the fleet table (``documents.FleetRow``); ``latest``: its newest values, if any."""
+def holder(m, here: str) -> str:
+    """The replica holding machine ``m``: this one (``here``) when its agent is connected here."""
+    return here if m.conn is not None else m.held_by
+
+
+def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float | None = None,
+              here: str = "") -> FleetRow:
+    """One machine as a row of the fleet table (``documents.FleetRow``); ``latest``: its newest
+    values, if any; ``here``: this control plane's replica name (the holder of what it serves)."""
     now = time.time() if now is None else now
     m = registry.machine(name)
     rec = registry.records[name]
@@ -51,4 +58,5 @@ def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float |
         drained=rec.flags.drained,
         unhealthy=rec.flags.unhealthy,
         **figures,
+        replica=holder(m, here),
     )

@@ -23,13 +23,17 @@ def ls(ctx: typer.Context,
        json: bool = JSON) -> None:
     """List machines: name, state, hostname, last heartbeat."""
     rows = ask(ctx, lambda client: client.machines_ls(states=state or (), labels=label or ()))
+    output.warn_from_store(rows)
     if json:
         return output.print_json(rows)
+    replicas = any(r.replica for r in rows)  # the REPLICA column only where there are replicas
     output.table(
-        ["NAME", "STATE", "HOSTNAME", "HEARTBEAT", "CPUS", "GPUS", "LABELS", "FLAGS"],
+        ["NAME", "STATE", "HOSTNAME", "HEARTBEAT", "CPUS", "GPUS", "LABELS", "FLAGS",
+         *(["REPLICA"] if replicas else [])],
         ([r.name, Markup(output.state(r.state)), r.hostname, output.age(r.heartbeat_age_s),
           r.cpu_count, r.gpu_count, output.labels(r.labels),
-          ",".join(f for f, on in (("drained", r.drained), ("unhealthy", r.unhealthy)) if on) or "-"]
+          ",".join(f for f, on in (("drained", r.drained), ("unhealthy", r.unhealthy)) if on) or "-",
+          *([output.replica(r)] if replicas else [])]
          for r in rows),
         empty="no machines yet: create a join token with `centrality token create`")
 
@@ -38,6 +42,7 @@ def ls(ctx: typer.Context,
 def show(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
     """One machine in detail, with its recent events."""
     m = ask(ctx, lambda client: client.machine(name))
+    output.warn_from_store([m])
     if json:
         return output.print_json(m)
     info = m.info
@@ -141,7 +146,10 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
             ("uptime", f"{s['uptime_s']:.0f}s (since {s['started_at']})"),
             ("agents connected", s["agents_connected"]),
             ("machines", Markup(f"{output.state('live')} {m['live']}  {output.state('limbo')} {m['limbo']}  "
-                                f"{output.state('dead')} {m['dead']}")),
+                                f"{output.state('dead')} {m['dead']}"
+                                + (f"  ({s['machines_from_store']} as the store last recorded them)"
+                                   if s.get("machines_from_store") else ""))),
+            *_replica_lines(s.get("replicas") or []),
             ("flags", f"{s['flags']['drained']} drained, {s['flags']['unhealthy']} unhealthy"),
             ("store", f"{s['store']['backend']} {'ok' if s['store']['ok'] else 'FAILING'}, "
                       f"{s['store']['write_backlog']} writes queued"),
@@ -152,6 +160,24 @@ def status(ctx: typer.Context, json: bool = JSON) -> None:
         ], header=False)
     if answer.status:
         raise typer.Exit(answer.status)
+
+
+def _replica_lines(replicas: list[dict]) -> list[tuple[str, str]]:
+    """One line per replica: where, its lease, what it holds, whether it answered."""
+    lines = []
+    for r in replicas:
+        lease = (f"lease {r['lease_left_s']:.0f}s left" if r["lease"] == "current"
+                 else f"lease lapsed {-r['lease_left_s']:.0f}s ago")
+        if r["self"]:
+            reach = "this one"
+        elif r["reachable"]:
+            reach = "answered" + ("" if r["healthy"] in (True, None) else " (UNHEALTHY)")
+        else:
+            reach = f"NOT ANSWERING: {r['error']}"
+        agents = "" if r["agents_connected"] is None else f", {r['agents_connected']} agents connected"
+        lines.append((f"replica {r['name']}",
+                      f"{r['address']}  {lease}, {r['machines_held']} machines held{agents}; {reach}"))
+    return lines
 
 
 def _history_lines(h: dict | None) -> list[tuple[str, str]]:

@@ -106,6 +106,7 @@ def top(ctx: typer.Context,
     """The fleet now: CPU, memory, GPU, fullest disk and network per machine."""
     if not watch:
         rows = ask(ctx, lambda client: client.top(sort=sort))
+        output.warn_from_store(rows)
         if json:
             return output.print_json(rows)
         output.table(TOP_COLUMNS, _top_rows(rows), empty="no machines yet")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from centrality_core import durations, names, targeting, timefmt
 from centrality_core.documents import Drain, Event, Forgotten, MachineDetail, MachineSummary
 from centrality_core.hostlist import natural_key
-from centrality_core.errors import Conflict, NotFound, StoreError
+from centrality_core.errors import Conflict, ConnectError, NotFound, StoreError
 from centrality_core.lifecycle import Liveness
 
+from ..views import holder
 from .dispatch import Ctx, request
+from .fleet import PEER_TIMEOUT, fleet
 
 
 def summary(ctx: Ctx, name: str, now: float, cls: type[MachineSummary] = MachineSummary,
@@ -37,6 +41,7 @@ def summary(ctx: Ctx, name: str, now: float, cls: type[MachineSummary] = Machine
         drain=Drain(**flags["drain"]) if flags["drain"] else None,
         unhealthy=flags["unhealthy"],
         failed_checks=flags["failed_checks"],
+        replica=holder(m, ctx.services.endpoint.replica),
         **more,
     )
 
@@ -51,19 +56,15 @@ def _ls_args(p):
 @request("machines ls", args=_ls_args)
 async def machines_ls(ctx: Ctx, ns) -> list[MachineSummary]:
     """List machines with their state."""
-    now = time.time()
     wanted = set(ns.state or ())
     labels = [targeting.parse_label(text) for text in ns.label]
-    records = ctx.services.registry.records
 
-    def has_labels(name: str) -> bool:
-        have = records[name].labels
+    def has_labels(have: dict) -> bool:
         return all(k in have and (v is None or have[k] == v) for k, v in labels)
 
-    return [summary(ctx, name, now)
-            for name, m in sorted(((m.name, m) for m in ctx.services.registry.machines()),
-                                  key=lambda kv: natural_key(kv[0]))
-            if (not wanted or m.state.value in wanted) and has_labels(name)]
+    merged = await fleet(ctx, lambda name, now: summary(ctx, name, now), lambda peer: peer.machines_ls())
+    return sorted((r for r in merged.rows if (not wanted or r.state in wanted) and has_labels(r.labels)),
+                  key=lambda r: natural_key(r.name))
 
 
 def _name(p):
@@ -83,12 +84,31 @@ _get = known
 @request("machines show", args=_name)
 async def machines_show(ctx: Ctx, ns) -> MachineDetail:
     """One machine: state, info, labels and recent events."""
+    reg, peers = ctx.services.registry, ctx.services.peers
+    m = reg.machine(names.check(ns.name))
+    unanswered = False
+    if ctx.from_peer:
+        if m is None or m.conn is None:
+            raise NotFound(f"machine {ns.name!r} is not connected to replica {ctx.services.endpoint.replica}")
+    elif m is None:  # registered on a peer since this replica last read the store?
+        found = [a for a in (await peers.each(lambda c: c.machine(ns.name), timeout=PEER_TIMEOUT)).values()
+                 if isinstance(a, MachineDetail)]
+        if found:
+            return max(found, key=lambda d: d.state == "live")
+    elif m.conn is None and m.held_by:  # its holder's answer is authoritative
+        answer = await peers.ask(m.held_by, lambda c: c.machine(ns.name), timeout=PEER_TIMEOUT) \
+            if m.held_by in peers else ConnectError(f"replica {m.held_by} is not running")
+        if isinstance(answer, MachineDetail):
+            return answer
+        unanswered = not isinstance(answer, NotFound)
     _get(ctx, ns.name)
     events = await stored_events(ctx, machine=ns.name, limit=20)
-    rec = ctx.services.registry.records[ns.name]
-    return summary(ctx, ns.name, time.time(), MachineDetail, info=rec.info,
-                   registered_at=timefmt.iso(rec.registered_at),
-                   key_fingerprint=ctx.services.registry.machine(ns.name).owner, events=events)
+    rec = reg.records[ns.name]
+    detail = summary(ctx, ns.name, time.time(), MachineDetail, info=rec.info,
+                     registered_at=timefmt.iso(rec.registered_at),
+                     key_fingerprint=reg.machine(ns.name).owner, events=events)
+    # its holder did not answer: the machine as the store last had it
+    return msgspec.structs.replace(detail, from_store=True) if unanswered and detail.state == "live" else detail
 
 
 @request("machines forget", writes=True, args=_name)

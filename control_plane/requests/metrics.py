@@ -11,6 +11,7 @@ from centrality_core.errors import NotFound, UsageError
 from .. import history
 from ..views import fleet_row
 from .dispatch import Ctx, request
+from .fleet import fleet
 
 TOP_COLUMNS = ("name", "state", "cpu", "mem", "gpu", "gpu_mem", "disk", "net")
 _SUMMARY_FIELD = {"cpu": "cpu_percent", "mem": "mem_percent", "gpu": "gpu_util_percent",
@@ -79,11 +80,15 @@ def _top_args(p):
 @request("top", args=_top_args)
 async def top(ctx: Ctx, ns) -> list:
     """The fleet now: state and the latest CPU, memory, GPU, disk and network of each machine."""
-    now = time.time()
     wanted = set(ns.state or ())
     svc = ctx.services
-    rows = [fleet_row(svc.registry, m.name, svc.ingest.latest.get(m.name), now) for m in svc.registry.machines()
-            if not wanted or m.state.value in wanted]
+    def build(name: str, now: float):
+        held_elsewhere = svc.registry.machine(name).held_by  # then the values here are old ones
+        return fleet_row(svc.registry, name, None if held_elsewhere else svc.ingest.latest.get(name), now,
+                         svc.endpoint.replica)
+
+    merged = await fleet(ctx, build, lambda peer: peer.top())
+    rows = [r for r in merged.rows if not wanted or r.state in wanted]
     if ns.sort in ("name", "state"):
         rows.sort(key=lambda r: (getattr(r, ns.sort), r.name))
     else:

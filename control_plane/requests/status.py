@@ -1,4 +1,8 @@
-"""``status`` (a canary for CI and cron) and ``wait`` (block until enough machines are live)."""
+"""``status`` (a canary for CI and cron) and ``wait`` (block until enough machines are live).
+
+Both count the whole fleet: on a replica, each peer is asked which machines it
+serves (``fleet.py``); ``status`` also lists the replicas.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,48 @@ import asyncio
 import time
 
 from centrality_core import durations, timefmt
-from centrality_core.errors import UsageError, WaitTimeout
+from centrality_core.client import Answer
+from centrality_core.errors import CentralityError, UsageError, WaitTimeout
 
+from ..fleetview import Merged, count, replicas_section
+from ..store import replicas
 from .dispatch import Ctx, Reply, request
+from .fleet import Presence, ask_peers, presence, serving
+
+STATES = ("live", "limbo", "dead")
+
+
+async def _peer_status(client) -> dict:
+    answer: Answer = await client.call("status")  # an unhealthy peer answers with status 1: still an answer
+    if not isinstance(answer.data, dict):
+        raise CentralityError(f"answered status {answer.status} without a document")
+    return answer.data
+
+
+async def _replica_rows(ctx: Ctx):
+    svc = ctx.services
+    if ctx.from_peer or not svc.endpoint.replica:
+        return [], {}
+    return await asyncio.gather(svc.db(replicas.leases, svc.store), svc.db(replicas.held_counts, svc.store))
+
+
+def _unconfirmed_warnings(merged: Merged[Presence], where: dict[str, str]) -> list[str]:
+    return [f"replica {name}{f' ({where[name]})' if name in where else ''} did not answer"
+            f"{': ' + merged.unanswered[name] if name in merged.unanswered else ''}; its {n} machine(s) are "
+            "counted as the store last recorded them"
+            for name, n in sorted(merged.held_unanswered().items())]
 
 
 @request("status")
 async def status(ctx: Ctx, ns) -> Reply:
     """Version, uptime, agents and store health; non-zero exit when unhealthy."""
     svc = ctx.services
-    store_error = await svc.db(svc.store.health)
+    store_error, answers, (leases, held) = await asyncio.gather(
+        svc.db(svc.store.health), ask_peers(ctx, _peer_status), _replica_rows(ctx))
+    mine = serving(ctx)
+    merged = presence(ctx, {p: a.get("serving", []) if isinstance(a, dict) else a for p, a in answers.items()})
+    now = time.time()
+    replica_rows = replicas_section(leases, held, answers, svc.endpoint.replica, len(mine), now, timefmt.iso)
     problems = []
     if store_error:
         problems.append(f"store: {store_error}")
@@ -24,8 +60,12 @@ async def status(ctx: Ctx, ns) -> Reply:
     history = svc.compactor.status()
     if history["error"]:
         problems.append(f"metric history pass failing: {history['error']}")
-    counts = svc.registry.counts()
-    warnings = []  # worth a look, not a failing control plane
+    counts = count(merged.rows, STATES)
+    # worth a look, not a failing control plane: a replica that does not answer is the
+    # fleet running degraded (its agents fail over), not this control plane failing
+    warnings = _unconfirmed_warnings(merged, {r["name"]: r["address"] for r in replica_rows})
+    warnings += [f"replica {p} did not answer: {why}" for p, why in sorted(merged.unanswered.items())
+                 if p not in merged.held_unanswered()]
     refusing = svc.ingest.refusing(time.time() - 3600)
     if refusing:
         warnings.append(f"metrics: batches of {refusing} machine(s) refused in the last hour "
@@ -45,7 +85,8 @@ async def status(ctx: Ctx, ns) -> Reply:
         "fingerprint": svc.endpoint.fingerprint,
         "store": {"backend": svc.store.dialect, "ok": store_error is None,
                   "write_backlog": svc.writer.backlog},
-        "agents_connected": counts["live"],
+        "agents_connected": len(mine) + sum(a.get("agents_connected") or 0 for a in answers.values()
+                                            if isinstance(a, dict)),
         "connections_refused": dict(svc.admission.refused),
         "metrics": {"samples_stored": svc.ingest.samples_stored,
                     "duplicate_batches": svc.ingest.duplicates,
@@ -57,6 +98,8 @@ async def status(ctx: Ctx, ns) -> Reply:
         "machines": counts,
         # registrations refused as a moment before, so not recorded again as events (registry.py)
         "refusals_not_recorded": svc.registry.refusals_not_recorded,
+        "machines_from_store": sum(merged.held_unanswered().values()),
+        "replicas": replica_rows,
         "flags": {"drained": sum(r.flags.drained for r in svc.registry.records.values()),
                   "unhealthy": sum(r.flags.unhealthy for r in svc.registry.records.values())},
         "thresholds": {
@@ -65,6 +108,8 @@ async def status(ctx: Ctx, ns) -> Reply:
             "dead_after_s": svc.registry.thresholds.dead_after,
         },
     }
+    if ctx.from_peer:
+        data["serving"] = mine  # for the replica that asked: which machines count as live here
     return Reply(data, 0 if not problems else 1)
 
 
@@ -81,24 +126,48 @@ async def wait(ctx: Ctx, ns) -> dict:
     timeout = durations.parse(ns.timeout)
     reg = ctx.services.registry
     start = time.monotonic()
+    merged: Merged[Presence] = presence(ctx, {})
+
+    async def fleet_now() -> Merged[Presence]:
+        if ctx.from_peer:  # a peer asks which machines are live here
+            return Merged([Presence(n, "live") for n in serving(ctx)])
+        answers = await ask_peers(ctx, lambda c: c.wait(0, "0s"))
+        return presence(ctx, {p: a.data.get("machines", []) if isinstance(a, Answer) else a
+                              for p, a in answers.items()})
+
+    def live(m: Merged[Presence]) -> list[str]:  # only confirmed: not what the store says of a silent replica
+        return sorted(r.name for r in m.rows if r.state == "live" and not r.from_store)
 
     async def reached() -> None:
-        while reg.counts()["live"] < ns.live:
-            await reg.changed()
+        nonlocal merged
+        while True:
+            changed = asyncio.ensure_future(reg.changed())
+            merged = await fleet_now()
+            if len(live(merged)) >= ns.live:
+                changed.cancel()
+                return
+            # peers' machines change without telling this registry: ask again every second
+            await asyncio.wait([changed], timeout=1.0 if ctx.services.peers.names() else None)
+            changed.cancel()
 
     try:
-        await asyncio.wait_for(reached(), timeout)
+        if ctx.from_peer:  # a peer asks which machines are live here: now, without waiting
+            merged = await fleet_now()
+        else:
+            await asyncio.wait_for(reached(), timeout)
         timed_out = False
     except asyncio.TimeoutError:
         timed_out = True
-    live = sorted(m.name for m in reg.machines() if m.state.value == "live")
-    answer = {"live": len(live), "wanted": ns.live, "waited_s": round(time.monotonic() - start, 3),
-              "machines": live, "timed_out": timed_out}
+    names = live(merged)
+    answer = {"live": len(names), "wanted": ns.live, "waited_s": round(time.monotonic() - start, 3),
+              "machines": names, "timed_out": timed_out}
     if not timed_out:
         return answer
     # the answer says how far it got (CI reads it with jq), with the error's code and exit status
-    counts = reg.counts()
-    error = WaitTimeout(f"timed out after {timeout:g}s: {counts['live']} of {ns.live} "
-                        f"machines live ({counts['limbo']} in limbo, {counts['dead']} dead)")
+    counts = count(merged.rows, STATES)
+    silent = merged.held_unanswered()
+    unconfirmed = "".join(f"; {n} held by replica {p}, which did not answer" for p, n in sorted(silent.items()))
+    error = WaitTimeout(f"timed out after {timeout:g}s: {len(names)} of {ns.live} "
+                        f"machines live ({counts['limbo']} in limbo, {counts['dead']} dead{unconfirmed})")
     return Reply({**answer, "error": error.code, "reason": error.reason, "exit_code": error.exit_code},
                  error.exit_code)

@@ -180,6 +180,14 @@ def holdings(store: Store, replica: str | None = None) -> dict[str, str]:
 
 
 @_translated
+def held_counts(store: Store) -> dict[str, int]:
+    """How many machines each replica holds."""
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(holdings_t.c.replica, sa.func.count())
+                                 .group_by(holdings_t.c.replica)).all())
+
+
+@_translated
 def leases(store: Store) -> list[tuple[Lease, float | None]]:
     """Every replica's current incarnation, and when it was reaped (None: not reaped)."""
     with store.engine.connect() as conn:

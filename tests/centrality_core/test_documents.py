@@ -46,10 +46,47 @@ def test_every_document_has_golden_examples():
     assert defined - set(CLASSES) == {"Drain", "Skipped"}, "a new document needs golden examples"
 
 
+def _without_added_defaults(encoded: bytes, line: bytes, cls: type) -> bytes:
+    """``encoded`` less the fields a line written before they existed lacks, each of which
+    must be at its default (nested documents: their own added fields too)."""
+    def strip(value, original, t):
+        if isinstance(value, dict) and isinstance(original, dict) and isinstance(t, type) \
+                and issubclass(t, msgspec.Struct):
+            fields = {f.encode_name: f for f in msgspec.structs.fields(t)}
+            out = {}
+            for k, v in value.items():
+                if k in original:
+                    out[k] = strip(v, original[k], _inner(fields[k].type) if k in fields else None)
+                else:
+                    field = fields[k]
+                    default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+                    assert v == msgspec.to_builtins(default), f"{cls.__name__}.{k}: added later, not at its default"
+            return out
+        if isinstance(value, list) and isinstance(original, list) and t is not None:
+            return [strip(v, o, t) for v, o in zip(value, original)]
+        return value
+
+    return msgspec.json.encode(strip(msgspec.json.decode(encoded), msgspec.json.decode(line), cls))
+
+
+def _inner(t):
+    """The document class inside ``list[X]`` / ``X | None``, if any."""
+    import typing
+
+    for arg in (typing.get_args(t) or (t,)):
+        if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+            return arg
+        inner = _inner(arg) if typing.get_args(arg) else None
+        if inner is not None:
+            return inner
+    return None
+
+
 @pytest.mark.parametrize("name, lineno, line", LINES, ids=IDS)
 def test_golden_document_decodes_and_encodes_to_the_same_bytes(name, lineno, line):
+    """Byte for byte, except fields added after the line was written: present, at their defaults."""
     doc = msgspec.json.decode(line, type=CLASSES[name])
-    assert msgspec.json.encode(doc) == line
+    assert _without_added_defaults(msgspec.json.encode(doc), line, CLASSES[name]) == line
 
 
 @pytest.mark.parametrize("name, lineno, line", LINES, ids=IDS)

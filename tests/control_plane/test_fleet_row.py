@@ -26,8 +26,15 @@ def test_a_row_without_samples(registry):
         "name": "gpu-01", "state": "live", "hostname": "gpu-01.lab", "labels": {"rack": "a"},
         "gpu_count": 2, "cpu_count": 8, "last_heartbeat": "2023-11-14T22:13:20.000Z", "heartbeat_age_s": 2.5,
         "sample_ts": None, "sample_age_s": None, "drained": False, "unhealthy": False,
-        **{f: None for f in FIGURES},
+        **{f: None for f in FIGURES}, "replica": "", "from_store": False,
     }
+
+
+def test_a_row_names_the_replica_holding_the_machine(registry):
+    register(registry, "gpu-01")
+    assert row(registry, "gpu-01", None, now=T0, here="cp-a")["replica"] == "cp-a"  # its agent is here
+    registry.adopt({**registry.row("gpu-01"), "id": "other", "name": "gpu-02"}, held_by="cp-b")
+    assert row(registry, "gpu-02", None, now=T0, here="cp-a")["replica"] == "cp-b"
 
 
 def test_a_row_with_the_latest_sample_rounds_its_figures(registry):
