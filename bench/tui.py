@@ -225,6 +225,9 @@ def main() -> None:
             pass
         return
     if args.one:
+        from centrality_core.runtime import tune_gc
+
+        tune_gc()  # as `centrality tui` does (centrality_cli/commands/tui.py)
         print(json.dumps(asyncio.run(measure(args.one, args.presses, args.settle))))
         return
     runs = [run_one(n, args.presses, args.settle) for n in args.machines]
