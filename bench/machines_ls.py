@@ -166,7 +166,9 @@ async def measure(n: int, reps: int, cli_from: str | None = None) -> dict:
                 stages["client, before: JSON to builtins, convert, clean"] = timed(
                     lambda: docs.decode(msgspec.json.decode(text.strip()), t), reps)
                 raw = text.strip().encode()
-                stages["client: typed decode (+ clean when not plain)"] = timed(lambda: docs.decode_json(raw, t), reps)
+                if hasattr(docs, "decode_json"):  # absent from older checkouts (a comparison run)
+                    stages["client: typed decode (+ clean when not plain)"] = timed(
+                        lambda: docs.decode_json(raw, t), reps)
         stdout = sys.stdout
         try:
             sys.stdout = io.StringIO()
