@@ -290,8 +290,25 @@ _SUBSCRIPTION = _decoder(Subscription)
 _EXEC = _decoder(ExecLine)
 
 
+def plain(raw: str | bytes) -> bool:
+    """True when every string that the JSON text ``raw`` holds is printable ASCII, so that
+    ``clean`` would change nothing in what it decodes to.
+
+    JSON forbids raw control characters in strings (the decoder refuses them), so a string
+    can only hold a control, an escape sequence or a bidi control through a ``\\`` escape
+    (``\\u001b``), a raw DEL or a non-ASCII character: without any of these there is
+    nothing to clean. Three scans in C (~0.1 ms a MB) instead of a walk over every
+    decoded string (10,000 fleet rows: 0.1 s for ``machines ls``, a few ms per
+    dashboard update).
+    """
+    if isinstance(raw, str):
+        return raw.isascii() and "\\" not in raw and "\x7f" not in raw
+    return raw.isascii() and b"\\" not in raw and b"\x7f" not in raw
+
+
 def decode_subscription(line: str | bytes) -> Subscription:
-    return clean(_SUBSCRIPTION.decode(line))
+    doc = _SUBSCRIPTION.decode(line)
+    return doc if plain(line) else clean(doc)
 
 
 def decode_exec(line: str | bytes) -> ExecLine:
@@ -301,6 +318,13 @@ def decode_exec(line: str | bytes) -> ExecLine:
 def decode(data: Any, t: Any) -> Any:
     """A document already parsed to builtins (``OperatorClient.call``), as ``t``, cleaned."""
     return clean(msgspec.convert(data, t))
+
+
+def decode_json(raw: str | bytes, t: Any) -> Any:
+    """The JSON text of a document, as ``t``, cleaned: what ``decode`` gives for the same
+    document, in one pass (no builtins in between), and not walked when ``plain``."""
+    doc = msgspec.json.decode(raw, type=t)
+    return doc if plain(raw) else clean(doc)
 
 
 def _clean_str(s: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
 from typing import Callable, Iterable
 
@@ -243,6 +243,7 @@ class FleetModel:
         self.rows: dict[str, Machine] = {}
         self.events = EventLog()
         self.revision = 0  # bumped on every change
+        self._data_rev = 0  # bumped when rows change (not for sort, filter or marks): what the summary counts
         self.has_flags = False  # a row arrived (rows carry drained/unhealthy): the flags column is shown
         self.loaded = False  # a snapshot arrived
         self.server_offset = 0.0  # control-plane clock minus ours
@@ -284,6 +285,7 @@ class FleetModel:
             self.marked.discard(gone)
             self._view_dirty = True
             self._members_rev += 1
+            self._data_rev += 1
 
     def finish_snapshot(self, doc: docs.Snapshot) -> None:
         """The snapshot's rows are in (``update_rows``): take its events; the model is loaded."""
@@ -316,6 +318,7 @@ class FleetModel:
             elif resort:
                 self._stale = True
         self.revision += 1
+        self._data_rev += 1
 
     def remove(self, names: Iterable[str]) -> None:
         for name in names:
@@ -324,6 +327,7 @@ class FleetModel:
             if self.rows.pop(name, None) is not None:
                 self._view_dirty = True
                 self._members_rev += 1
+                self._data_rev += 1
                 self.revision += 1
 
     def server_now(self) -> float:
@@ -448,8 +452,12 @@ class FleetModel:
     # ------------------------------------------------------------------ summary
 
     def summary(self) -> Summary:
-        """Counts for the summary bar (cached until the next change)."""
-        if self._summary is not None and self._summary_rev == self.revision:
+        """Counts for the summary bar, cached until rows change: a new sort, filter or mark
+        only updates how many rows are shown (counting 10,000 rows takes ~5 ms)."""
+        if self._summary is not None and self._summary_rev == self._data_rev:
+            shown = len(self.view())
+            if shown != self._summary.shown:
+                self._summary = replace(self._summary, shown=shown)
             return self._summary
         live = limbo = dead = gpu_m = gpus = cpus = drained = unhealthy = 0
         gpu_sum = gpu_n = cpu_sum = cpu_n = 0.0
@@ -480,5 +488,5 @@ class FleetModel:
             gpu_machines=gpu_m, cpu_machines=total - gpu_m, gpus=gpus, cpus=cpus,
             gpu_util=gpu_sum / gpu_n if gpu_n else None, cpu_util=cpu_sum / cpu_n if cpu_n else None,
             drained=drained, unhealthy=unhealthy)
-        self._summary_rev = self.revision
+        self._summary_rev = self._data_rev
         return self._summary

@@ -138,3 +138,46 @@ def test_agent_strings_are_cleaned_once_at_decode():
                        "info": {"hostname": "h\x1b[31m", "gpus": [{"name": "A100\x07"}]}}, d.MachineDetail)
     assert detail.info == {"hostname": "h", "gpus": [{"name": "A100"}]}
     assert msgspec.json.encode(d.decode(json.loads(golden("Event")), d.Event)) == golden("Event")  # clean: as is
+
+
+@pytest.mark.parametrize("name,lineno,line", LINES, ids=IDS)
+def test_typed_text_decodes_as_builtins_then_the_type_do(name, lineno, line):
+    t = CLASSES[name]
+    assert d.decode_json(line, t) == d.decode(json.loads(line), t)
+    assert d.decode_json(line.decode(), t) == d.decode(json.loads(line), t)
+
+
+@pytest.mark.parametrize("text,plain", [
+    ('{"name": "gpu-01", "labels": {"pool": "eval"}}', True),
+    ('{"name": "gpu-01\\u001b[2J"}', False),  # an escape sequence can only come as \u001b
+    ('{"name": "a\\nb"}', False),
+    ('{"name": "a\x7fb"}', False),  # DEL is allowed raw in JSON
+    ('{"name": "a\u202eb"}', False),  # bidi control, raw UTF-8
+    ('{"name": "a\x9bb"}', False),  # 8-bit CSI, raw UTF-8
+    ('{"name": "données"}', False),  # any other non-ASCII text: walked (and kept)
+])
+def test_plain_tells_when_cleaning_would_change_nothing(text, plain):
+    assert d.plain(text) is plain and d.plain(text.encode()) is plain
+    value = msgspec.json.decode(text)
+    assert (d.clean(value) == value) or not plain
+
+
+@pytest.mark.parametrize("raw", [
+    '{"name": "a", "state": "live", "hostname": "h\\u001b]0;pwned\\u0007x", "labels": {"t\\u001b[2Jeam": "ml"}}',
+    '{"name": "a", "state": "live", "hostname": "h\x7fx", "labels": {"team": "m\u202el"}}',
+    '{"name": "a", "state": "live", "hostname": "h\u009b31mx", "labels": {"team": "ml"}}',
+])
+def test_hostile_text_is_cleaned_by_the_one_pass_decode(raw):
+    for t in (d.FleetRow, d.MachineSummary):
+        doc = d.decode_json(raw, t)
+        assert doc.hostname == "hx" and doc.labels == {"team": "ml"}
+    rows = d.decode_json(f"[{raw}, {raw}]", list[d.MachineSummary])
+    assert [r.hostname for r in rows] == ["hx", "hx"]
+    snap = d.decode_subscription(f'{{"type": "snapshot", "ts": 1.0, "machines": [{raw}]}}')
+    assert snap.machines[0].hostname == "hx" and snap.machines[0].labels == {"team": "ml"}
+
+
+def test_a_plain_answer_comes_back_as_the_same_bytes():
+    line = golden("MachineSummary")
+    assert d.plain(line)
+    assert msgspec.json.encode(d.decode_json(line, d.MachineSummary)) == line

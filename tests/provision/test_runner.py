@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncssh
+import msgspec
 import pytest
 
-from centrality_core.client import Answer, OperatorClient
+from centrality_core.client import OperatorClient
 from centrality_core.errors import NotFound, UsageError
 from provision import events as ev
 from provision import runner
@@ -23,15 +24,17 @@ class FakeClient(OperatorClient):
         self.live, self.fingerprints, self.stored = live, fingerprints, events or {}
         self.calls: list[tuple[str, ...]] = []
 
-    async def call(self, *argv: str) -> Answer:
+    async def raw(self, *argv: str) -> tuple[bytes, int]:
         self.calls.append(argv)
         if argv[:2] == ("machines", "ls"):
-            return Answer([{"name": n, "state": "live"} for n in sorted(self.live)], 0)
-        if argv[:2] == ("machines", "show"):
-            return Answer({"name": argv[2], "state": "live", "key_fingerprint": self.fingerprints.get(argv[2], "")}, 0)
-        if argv[0] == "events":
-            return Answer(self.stored.get(argv[argv.index("--machine") + 1], []), 0)
-        raise NotFound(f"no request {argv}")
+            answer = [{"name": n, "state": "live"} for n in sorted(self.live)]
+        elif argv[:2] == ("machines", "show"):
+            answer = {"name": argv[2], "state": "live", "key_fingerprint": self.fingerprints.get(argv[2], "")}
+        elif argv[0] == "events":
+            answer = self.stored.get(argv[argv.index("--machine") + 1], [])
+        else:
+            raise NotFound(f"no request {argv}")
+        return msgspec.json.encode(answer), 0
 
 
 def quiet() -> Display:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -43,3 +44,23 @@ def test_demo_walkthrough_without_the_dashboard_stops_everything(home, tmp_path)
     left = [p.info for p in psutil.process_iter(["pid", "cmdline"])
             if any(str(state) in part for part in (p.info["cmdline"] or ()))]
     assert left == []
+
+
+def test_the_dashboard_collects_garbage_as_the_control_plane_does(home):
+    """At 10,000 machines CPython's default collector pauses a key for ~0.1 s every few seconds."""
+    code = (
+        "import gc, json\n"
+        "import tui.app, tui.source\n"
+        "class Source:\n"
+        "    def __init__(self, context): pass\n"
+        "    async def close(self): pass\n"
+        "async def run_async(self): print(json.dumps(gc.get_threshold()))\n"
+        "tui.source.OperatorSource = Source\n"
+        "tui.app.CentralityApp.run_async = run_async\n"
+        "from centrality_cli.commands.tui import run_dashboard\n"
+        "run_dashboard(None)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO),
+                         env=cli_env(home), check=True).stdout
+    from centrality_core.runtime import GC_YOUNG_THRESHOLD
+
+    assert json.loads(out)[0] == GC_YOUNG_THRESHOLD

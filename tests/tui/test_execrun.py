@@ -10,7 +10,7 @@ import json
 import msgspec
 import pytest
 
-from centrality_core.client import Answer, OperatorClient
+from centrality_core.client import OperatorClient
 from centrality_core.documents import DryRun, ExecStart, ExecSummary, Skipped, Snapshot, Update, decode_exec
 from centrality_core.errors import Forbidden, UsageError
 from tui import execrun
@@ -292,11 +292,11 @@ class _Client(OperatorClient):
         if self.error is not None:
             raise self.error
 
-    async def call(self, *argv):
+    async def raw(self, *argv):
         self.calls.append(("request", argv))
         if self.error is not None:
             raise self.error
-        return Answer(self.answer, 0)
+        return msgspec.json.encode(self.answer), 0
 
 
 def source_with(client) -> OperatorSource:

@@ -156,6 +156,27 @@ def test_summary_counts(model):
     assert model.has_flags
 
 
+def test_summary_follows_rows_filter_and_marks_and_sorting_does_not_recount_it(model):
+    model.apply(snapshot(row("a", cpu_percent=10.0), row("b", cpu_percent=30.0), row("c", "limbo")))
+    first = model.summary()
+    assert (first.total, first.shown, first.live, first.limbo) == (3, 3, 2, 1)
+    assert first.cpu_util == pytest.approx(20.0)
+    model.set_sort("cpu")
+    assert model.summary() is first  # same rows: the counts are not taken again
+    model.set_filter("state:live")
+    assert model.summary().shown == 2 and model.summary().live == 2
+    model.toggle_mark("a")
+    assert model.summary().shown == 2
+    model.set_filter("")
+    assert model.summary().shown == 3
+    model.apply(update(row("b", cpu_percent=50.0), row("c", "dead")))
+    s = model.summary()
+    assert s.cpu_util == pytest.approx(30.0) and (s.limbo, s.dead) == (0, 1)
+    model.apply(update(removed=["a"]))
+    s = model.summary()
+    assert (s.total, s.shown, s.live, s.cpu_util) == (2, 2, 1, 50.0)
+
+
 def test_flags_come_with_every_row(model):
     model.apply(snapshot())
     assert not model.has_flags  # no row yet: no flags column
