@@ -24,6 +24,9 @@ from tests.integration.hostile import RawAgent, new_key
 pytestmark = pytest.mark.postgres
 
 LEASE = {"replica_lease": 1.5, "replica_renew_interval": 0.3}
+#: For the tests that are not about lapsing: a lease a loaded box cannot let lapse by
+#: accident (a lapse mid-race would rightly let the other replica have the name).
+STEADY = {"replica_lease": 10.0, "replica_renew_interval": 0.5}
 #: Many test connections from 127.0.0.1 in a few seconds.
 OPEN = {"connection_rate_per_source": 1000.0, "connection_burst_per_source": 1000}
 
@@ -38,8 +41,8 @@ async def _replica(db: str, tmp_path, name: str, **kw) -> ControlPlane:
 
 @pytest.fixture
 async def pair(home, tmp_path, postgres_db_url):
-    a = await _replica(postgres_db_url, tmp_path, "cp-a")
-    b = await _replica(postgres_db_url, tmp_path, "cp-b")
+    a = await _replica(postgres_db_url, tmp_path, "cp-a", **STEADY)
+    b = await _replica(postgres_db_url, tmp_path, "cp-b", **STEADY)
     try:
         yield a, b
     finally:
