@@ -43,6 +43,8 @@ from control_plane.peerfeeds import PeerFeeds
 from control_plane.registry import Registry
 from control_plane.views import fleet_row
 
+from .floor import AcceptAll
+
 RESULTS = Path(__file__).resolve().parent / "results" / "peer_latest.json"
 
 
@@ -116,18 +118,8 @@ async def peering(n: int, rounds: int) -> dict:
             process.stdout.write(line)
         process.exit(0)
 
-    class Server(asyncssh.SSHServer):
-        def begin_auth(self, username):
-            return True
-
-        def public_key_auth_supported(self):
-            return True
-
-        def validate_public_key(self, username, key):
-            return True
-
     host_key, client_key = asyncssh.generate_private_key("ssh-ed25519"), asyncssh.generate_private_key("ssh-ed25519")
-    server = await asyncssh.create_server(Server, "127.0.0.1", 0, server_host_keys=[host_key],
+    server = await asyncssh.create_server(AcceptAll, "127.0.0.1", 0, server_host_keys=[host_key],
                                           process_factory=serve, encoding=None, **algorithms())
     port = server.sockets[0].getsockname()[1]
     conn = await asyncssh.connect("127.0.0.1", port, known_hosts=None, client_keys=[client_key],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -85,15 +84,6 @@ async def _wait_spread(rs) -> None:
 
 def _block(header: str) -> list[str]:
     return ["-" * len(header), header, "-" * len(header)]
-
-
-def _reap(pids: list[int]) -> None:
-    for pid in pids:
-        if alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 async def _audit(rs, i: int = 0) -> list[dict]:
@@ -178,7 +168,7 @@ async def _until(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-async def test_the_operator_going_away_kills_the_command_on_every_replicas_machines(rs, tmp_path, sig):
+async def test_the_operator_going_away_kills_the_command_on_every_replicas_machines(rs, tmp_path, sig, reap_pids):
     pids = tmp_path / "pids"
     proc = await _exec_process(rs, 0, "--all", "--yes", "--timeout", "5m", "--", "sh", "-c",
                                TREE.format(f=pids, s=120))
@@ -191,7 +181,7 @@ async def test_the_operator_going_away_kills_the_command_on_every_replicas_machi
     finally:
         if proc.returncode is None:
             proc.kill()
-        _reap(read_pids(pids))
+        reap_pids.extend(read_pids(pids))
     if sig == signal.SIGINT:
         assert proc.returncode == 130
     await _until_audited(rs)
@@ -208,7 +198,7 @@ async def _until_audited(rs) -> None:
         await asyncio.sleep(0.3)
 
 
-async def test_a_replica_killed_mid_run_reports_its_machines_as_errors_and_the_run_ends(rs, tmp_path):
+async def test_a_replica_killed_mid_run_reports_its_machines_as_errors_and_the_run_ends(rs, tmp_path, reap_pids):
     """Last: the killed replica's machines move to the others afterwards."""
     held = holders(rs)
     on_c = sorted(n for n, r in held.items() if r == "cp-c")
@@ -244,4 +234,4 @@ async def test_a_replica_killed_mid_run_reports_its_machines_as_errors_and_the_r
     try:
         await _until(lambda: not any(alive(p) for p in read_pids(pids)), 20, "cp-c's machines' processes killed")
     finally:
-        _reap(read_pids(pids))
+        reap_pids.extend(read_pids(pids))
