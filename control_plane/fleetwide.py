@@ -45,11 +45,21 @@ def holder(registry: Any, name: str) -> str:
 
 def elsewhere(peers: Peers, replica: str, name: str, what: str) -> str:
     """Why a relay of raw bytes (``ssh``, ``cp``) to ``name`` is not made from here: its
-    agent is connected to another replica (the relay through a peer is not built)."""
+    agent is connected to another replica that this one does not relay to (asked by a
+    peer itself, or a replica without a current lease)."""
     address = peers.address(replica)
     where = f"replica {replica} at {address}" if address else f"replica {replica}"
     return (f"{name} is held by {where}; connect there to {what} "
             f"(a context with that address: `centrality login`)")
+
+
+def unreachable(peers: Peers, replica: str, name: str, why: str, what: str) -> str:
+    """Why a relay through the peer holding ``name`` could not be opened."""
+    address = peers.address(replica)
+    where = f"replica {replica} at {address}" if address else f"replica {replica}"
+    why = why.removeprefix(f"replica {replica} at {address}: ") if address else why
+    return (f"{name} is held by {where}, which this replica cannot reach ({why}); "
+            f"connect there to {what} (a context with that address: `centrality login`)")
 
 
 def served_here(registry: Any, names: list[str]) -> list[str]:

@@ -11,7 +11,9 @@ two kinds of session a client may open.
   (``ssh -p 8022 gpu-07@HOST [CMD]``) gets the ``ssh gpu-07 [-- CMD]`` request:
   the machine's shell, or CMD run there. Only such a session is granted a PTY
   (the machine's shell gets one of that size and TERM); every other request
-  is refused one, as it answers JSON.
+  is refused one, as it answers JSON. A peer replica relaying such a session
+  (``peer_shell.py``) is granted one too: it says so with
+  ``CENTRALITY_SESSION=1`` in the channel's environment.
 
 ``Connections`` holds every open connection (the server closes them all at
 shutdown; tests and ``status`` read it) and what a connection needs: the key
@@ -274,8 +276,14 @@ class OperatorSession(asyncssh.SSHServerSession):
             return name
         return None
 
+    @property
+    def relayed_session(self) -> bool:
+        """A peer replica relaying an operator's machine session (``peer_shell.py``)."""
+        return (self.handler.role == "replica" and self.chan is not None
+                and self.chan.get_environment().get("CENTRALITY_SESSION") == "1")
+
     def pty_requested(self, term_type, term_size, term_modes) -> bool:
-        if self.machine_session is None:
+        if self.machine_session is None and not self.relayed_session:
             return False  # the requests answer JSON: no terminal
         self.pty = (term_type or "xterm", term_size[0] or 80, term_size[1] or 24)
         return True
@@ -306,6 +314,14 @@ class OperatorSession(asyncssh.SSHServerSession):
 
     def write_raw(self, data: bytes) -> None:
         self.chan.write(data)
+
+    def pause_writing(self) -> None:  # the client is slow: a sink that relays may hold its source
+        if hasattr(self.sink, "operator_full"):
+            self.sink.operator_full(True)
+
+    def resume_writing(self) -> None:
+        if hasattr(self.sink, "operator_full"):
+            self.sink.operator_full(False)
 
     def shell_requested(self) -> bool:
         return True

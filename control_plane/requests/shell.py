@@ -22,10 +22,13 @@ import asyncio
 import time
 import uuid
 
+import asyncssh
+
 from centrality_core import protocol as p
-from centrality_core.errors import Conflict, NotFound, RequestFailed, UsageError
+from centrality_core.errors import CentralityError, Conflict, NotFound, RequestFailed, UsageError
 
 from .. import fleetwide
+from ..peer_shell import PeerShell, peer_command
 from ..shell import Recorder, ShellRelay
 from .dispatch import Ctx, Reply, request
 
@@ -37,7 +40,8 @@ def _args(parser: argparse.ArgumentParser) -> None:
 
 
 def agent_for(ctx: Ctx, name: str, *, force: bool, what: str):
-    """The live agent session of ``name``, or the refusal an operator can act on."""
+    """The live agent session of ``name`` (or, held by a peer replica, that replica's
+    name: a string), or the refusal an operator can act on."""
     reg = ctx.services.registry
     machine = reg.machine(name)
     if machine is None:
@@ -50,7 +54,9 @@ def agent_for(ctx: Ctx, name: str, *, force: bool, what: str):
     session = reg.session(name)
     replica = fleetwide.holder(reg, name)
     if session is None and replica:
-        raise Conflict(fleetwide.elsewhere(ctx.services.peers, replica, name, what), code="held_elsewhere")
+        if ctx.from_peer or replica not in ctx.services.peers:  # a peer asks for its own agents only
+            raise Conflict(fleetwide.elsewhere(ctx.services.peers, replica, name, what), code="held_elsewhere")
+        return replica
     version = tuple(getattr(session, "protocol", (1, 0)))
     if session is None or version < p.SHELL_FILES:
         raise Conflict(f"the agent on {name} speaks protocol {version[0]}.{version[1]}, too old to {what} "
@@ -71,15 +77,19 @@ async def ssh(ctx: Ctx, ns) -> Reply:
     command = raw if raw is not None else " ".join(words)  # as OpenSSH does: the remote shell parses it
     sid = uuid.uuid4().hex
     recorder = None
-    if svc.settings.ssh_record_bytes > 0:
+    if svc.settings.ssh_record_bytes > 0 and not ctx.from_peer:
         recorder = Recorder(svc.settings.server_dir() / "recordings" / f"{sid}.out", svc.settings.ssh_record_bytes)
-    relay = ShellRelay(id=sid, name=name, session=agent, out=ctx.session.write_raw, backlog=ctx.backlog,
-                       recorder=recorder)
     argv = ["ssh", name] + (["--", *words] if words else [])
-    audit = {"id": sid, "started_at": relay.started, "finished_at": None, "actor": ctx.actor, "argv": argv,
+    audit = {"id": sid, "started_at": time.time(), "finished_at": None, "actor": ctx.actor, "argv": argv,
              "selector": name, "machines": [name], "skipped": [], "results": {}, "status": "running",
              "exit_code": None}
-    svc.writer.put_audit(dict(audit))
+    if isinstance(agent, str):  # held by the peer replica ``agent``: relayed through it
+        return await _through_peer(ctx, agent, name, command, term, ns.force, audit, recorder)
+    relay = ShellRelay(id=sid, name=name, session=agent, out=ctx.session.write_raw, backlog=ctx.backlog,
+                       recorder=recorder)
+    audit["started_at"] = relay.started
+    if not ctx.from_peer:  # a peer's part of a relayed session: the replica asked audits it
+        svc.writer.put_audit(dict(audit))
     svc.commands.add(relay)
     ctx.session.attach(relay)
     status = "done"
@@ -100,19 +110,71 @@ async def ssh(ctx: Ctx, ns) -> Reply:
         r = relay.result
         if r.status == "cancelled":
             status = "cancelled"
-        ended = time.time()
-        entry = {"machine": name, "status": r.status, "exit_code": r.exit_code, "signal": r.signal,
-                 "code": r.code, "duration": round(ended - relay.started, 3), "error": r.error,
-                 "pty": term is not None}
-        if recorder is not None:
-            entry.update(recording=str(recorder.path), recorded_bytes=recorder.size,
-                         recording_truncated=recorder.truncated)
-        audit.update(finished_at=ended, status=status, exit_code=r.code, results={name: entry})
-        svc.writer.put_audit(audit)
+        if not ctx.from_peer:
+            _audited(ctx, audit, recorder, status, {"status": r.status, "exit_code": r.exit_code,
+                                                    "signal": r.signal, "code": r.code, "error": r.error,
+                                                    "pty": term is not None})
     if result.status == "error":
         raise RequestFailed(f"{name}: {result.error}", code="shell_failed")
     if result.status == "unreachable":
-        err = Conflict(f"{name} disconnected during the session", code="unreachable")
-        err.exit_code = 255
-        raise err
+        raise _unreachable(f"{name} disconnected during the session")
     return Reply(None, result.code)
+
+
+async def _through_peer(ctx: Ctx, replica: str, name: str, command: str, term, force: bool, audit: dict,
+                        recorder) -> Reply:
+    """The session on ``name`` opened on the peer ``replica`` holding it, bytes piped both ways."""
+    peers = ctx.services.peers
+    relay = PeerShell(replica, ctx.session, recorder)
+    try:
+        client = await peers.client(replica)
+        await relay.open(client.connection, peer_command(name, command, force=force),
+                         None if term is None else (term[0][:256] or "xterm", min(term[1], 10000),
+                                                    min(term[2], 10000)))
+    except (CentralityError, OSError, asyncssh.Error) as exc:
+        if recorder is not None:
+            recorder.close()
+        why = getattr(exc, "reason", None) or str(exc)
+        raise Conflict(fleetwide.unreachable(peers, replica, name, why, "open a shell"),
+                       code="held_elsewhere") from None
+    ctx.services.writer.put_audit(dict(audit))
+    ctx.session.attach(relay)
+    status, code = "done", None
+    try:
+        code = await relay.wait()
+    except asyncio.CancelledError:  # the operator's channel closed: so does the peer's
+        relay.close()
+        status = "cancelled"
+        raise
+    finally:
+        ctx.session.attach(None)
+        if status == "cancelled":
+            entry = {"status": "cancelled", "exit_code": None, "code": 130, "error": "the operator went away"}
+        elif code is None:
+            entry = {"status": "unreachable", "exit_code": None, "code": 255, "error": relay.lost}
+        else:
+            entry = {"status": "ok" if code == 0 else "failed", "exit_code": code, "code": code, "error": None}
+        _audited(ctx, audit, recorder, status, {**entry, "signal": None, "pty": term is not None,
+                                                "replica": replica})
+    if code is None:
+        raise _unreachable(f"{name}: {relay.lost}")
+    return Reply(None, code)
+
+
+def _audited(ctx: Ctx, audit: dict, recorder, status: str, entry: dict) -> None:
+    """The session's audit row, finished."""
+    ended = time.time()
+    name = audit["selector"]
+    entry = {"machine": name, **entry, "duration": round(ended - audit["started_at"], 3)}
+    if recorder is not None:
+        recorder.close()
+        entry.update(recording=str(recorder.path), recorded_bytes=recorder.size,
+                     recording_truncated=recorder.truncated)
+    audit.update(finished_at=ended, status=status, exit_code=entry["code"], results={name: entry})
+    ctx.services.writer.put_audit(audit)
+
+
+def _unreachable(reason: str) -> Conflict:
+    err = Conflict(reason, code="unreachable")
+    err.exit_code = 255
+    return err
