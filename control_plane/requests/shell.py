@@ -128,13 +128,16 @@ async def _through_peer(ctx: Ctx, replica: str, name: str, command: str, term, f
     relay = PeerShell(replica, ctx.session, recorder)
     try:
         client = await peers.client(replica)
-        await relay.open(client.connection, peer_command(name, command, force=force),
-                         None if term is None else (term[0][:256] or "xterm", min(term[1], 10000),
-                                                    min(term[2], 10000)))
-    except (CentralityError, OSError, asyncssh.Error) as exc:
+        await asyncio.wait_for(relay.open(client.connection, peer_command(name, command, force=force),
+                                          None if term is None else (term[0][:256] or "xterm",
+                                                                     min(term[1], 10000), min(term[2], 10000))),
+                               peers.connect_timeout)
+    except (CentralityError, OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+        relay.close()
         if recorder is not None:
             recorder.close()
-        why = getattr(exc, "reason", None) or str(exc)
+        why = (f"no answer within {peers.connect_timeout:g}s" if isinstance(exc, asyncio.TimeoutError)
+               else getattr(exc, "reason", None) or str(exc))
         raise Conflict(fleetwide.unreachable(peers, replica, name, why, "open a shell"),
                        code="held_elsewhere") from None
     ctx.services.writer.put_audit(dict(audit))

@@ -223,31 +223,31 @@ async def test_cp_put_and_get_a_multi_megabyte_file_both_ways(rs, files, tmp_pat
     local.write_bytes(os.urandom(6 * 2**20 + 12345))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
 
-    status, out, err = await rs.cli(0, "cp", str(local), f"{theirs[0]}:/in/blob.bin", "--json")
-    assert status == 0, err
+    status, out, err = await rs.cli(0, "cp", str(local), f"{theirs[0]}:/blob.bin", "--json")
+    assert status == 0, (out, err)
     doc = json.loads(out)
     assert doc["machines"][theirs[0]]["status"] == "ok" and doc["machines"][theirs[0]]["sha256"] == digest
-    on_disk = files / theirs[0] / "in" / "blob.bin"
+    on_disk = files / theirs[0] / "blob.bin"
     assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == digest
 
     # one here and two held by B in one push: one stream, one summary
-    status, out, err = await rs.cli(0, "cp", str(local), *theirs, f"{ours}:/in/blob2.bin", "--json")
+    status, out, err = await rs.cli(0, "cp", str(local), *theirs, f"{ours}:/blob2.bin", "--json")
     assert status == 0, err
     doc = json.loads(out)
     assert {n: m["status"] for n, m in doc["machines"].items()} == {n: "ok" for n in [*theirs, ours]}
     assert doc["counts"] == {"ok": 3} and doc["bytes"] == 3 * local.stat().st_size
     for n in [*theirs, ours]:
-        assert hashlib.sha256((files / n / "in" / "blob2.bin").read_bytes()).hexdigest() == digest
+        assert hashlib.sha256((files / n / "blob2.bin").read_bytes()).hexdigest() == digest
 
     got = tmp_path / "got"
-    status, out, err = await rs.cli(0, "cp", *theirs, f"{ours}:/in/blob2.bin", str(got), "--json")
+    status, out, err = await rs.cli(0, "cp", *theirs, f"{ours}:/blob2.bin", str(got), "--json")
     assert status == 0, err
     for n in [*theirs, ours]:
         assert hashlib.sha256((got / n / "blob2.bin").read_bytes()).hexdigest() == digest
 
     rows = [r for r in await audit(rs) if r["argv"][:2] == ["cp", "get"]]
     assert rows[0]["actor"].startswith("operator:") and sorted(rows[0]["results"]) == sorted([*theirs, ours])
-    assert len([r for r in await audit(rs) if r["argv"] == ["cp", "get", "/in/blob2.bin"]]) == 1
+    assert len([r for r in await audit(rs) if r["argv"] == ["cp", "get", "/blob2.bin"]]) == 1
 
 
 async def test_the_holding_replica_killed_mid_session_ends_the_operators_session(rs):
