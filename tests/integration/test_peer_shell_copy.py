@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -248,6 +249,27 @@ async def test_cp_put_and_get_a_multi_megabyte_file_both_ways(rs, files, tmp_pat
     rows = [r for r in await audit(rs) if r["argv"][:2] == ["cp", "get"]]
     assert rows[0]["actor"].startswith("operator:") and sorted(rows[0]["results"]) == sorted([*theirs, ours])
     assert len([r for r in await audit(rs) if r["argv"] == ["cp", "get", "/blob2.bin"]]) == 1
+
+
+async def test_a_holding_replica_that_does_not_answer_is_said_so(rs, tmp_path):
+    name = on_b(rs)[0]
+    local = tmp_path / "f"
+    local.write_text("x")
+    os.kill(rs.replicas[1].proc.pid, signal.SIGSTOP)  # alive to the kernel (and its lease), silent
+    try:
+        t0 = time.monotonic()
+        (s1, out1, err1), (s2, out2, err2) = await asyncio.gather(
+            rs.cli(0, "ssh", name, "--", "true"), rs.cli(0, "cp", str(local), f"{name}:/f", "--json"))
+        took = time.monotonic() - t0
+    finally:
+        os.kill(rs.replicas[1].proc.pid, signal.SIGCONT)
+    assert s1 == 10, (out1, err1)
+    assert f"{name} is held by replica cp-b at {rs.replicas[1].address}, which this replica cannot reach" in err1
+    assert "connect there" in err1
+    doc = json.loads(out2)
+    assert s2 == 1 and doc["counts"] == {} and doc["skipped"][0]["machine"] == name
+    assert re.search(r"which this replica cannot reach \(.*5s\); connect there", doc["skipped"][0]["reason"])
+    assert took < 15, took
 
 
 async def test_the_holding_replica_killed_mid_session_ends_the_operators_session(rs):
