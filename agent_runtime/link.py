@@ -38,7 +38,7 @@ from centrality_core import protocol as p
 from centrality_core import sshlink
 from centrality_core.sanitize import for_log
 from centrality_core.errors import (
-    AuthRefused, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused, UnknownKind,
+    AuthRefused, Busy, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused, UnknownKind,
 )
 
 from . import config as agent_config
@@ -151,6 +151,7 @@ class Agent:
 
     async def _stay_connected(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            told: float | None = None  # when a busy control plane said to come back
             try:
                 await self._connect_once(stop)
                 if stop.is_set():
@@ -166,9 +167,11 @@ class Agent:
                 # asyncssh.Error: e.g. the session channel refused because the
                 # control plane went away between authentication and open.
                 self.state.last_error = str(exc) or type(exc).__name__
+                if isinstance(exc, Busy):
+                    told = exc.retry_after
             finally:
                 self.state.registered = False
-            delay = self.backoff.next()
+            delay = retry_delay(self.backoff, told)
             log.warning("%s; reconnecting in %.1fs", self.state.last_error, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
@@ -384,6 +387,15 @@ class Agent:
         if frame is None:
             raise ConnectError("connection closed by the control plane")
         return p.server_decoder.decode(frame)
+
+
+def retry_delay(backoff: Backoff, told: float | None) -> float:
+    """How long to wait before the next attempt: what a busy control plane said (it
+    paces a storm by its own handshake rate: ``control_plane/pacing.py``), else the
+    jittered backoff. Being told does not grow the backoff: the control plane was up."""
+    if told is not None:
+        return told
+    return backoff.next()
 
 
 def _buffered(writer) -> int:

@@ -62,9 +62,15 @@ class ConnectError(CentralityError):
 
 
 class Busy(ConnectError):
-    """The control plane turned the connection away: too many being set up at once."""
+    """The control plane turned the connection away: too many being set up at once.
+
+    ``retry_after``: the seconds after which it said to come back, when it did."""
 
     code = "busy"
+
+    def __init__(self, reason: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = retry_after
 
 
 class HostKeyMismatch(ConnectError):

@@ -11,6 +11,7 @@ asyncssh is imported lazily so that importing this module stays cheap.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,19 @@ KEX = ("mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha51
 MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "umac-128-etm@openssh.com")
 #: No compression: it does not help small messages, costs CPU, and is an attack surface.
 COMPRESSION = ("none",)
+
+
+#: How a busy control plane says when to come back, at the end of its disconnect reason
+#: (``control_plane/ssh.py``); a reason without it (older versions) leaves the caller's backoff.
+_RETRY_IN = re.compile(r"; retry in (\d+(?:\.\d+)?)s\b")
+#: A control plane's "retry in" is believed up to this many seconds.
+MAX_RETRY_AFTER = 300.0
+
+
+def retry_after(reason: str) -> float | None:
+    """The delay a busy control plane's disconnect reason asks for, or None."""
+    m = _RETRY_IN.search(reason)
+    return min(float(m.group(1)), MAX_RETRY_AFTER) if m else None
 
 
 def algorithms() -> dict[str, Any]:
@@ -173,7 +187,7 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
                    "connections from this address at once; retry shortly") from None
     except asyncssh.DisconnectError as exc:
         if exc.code == asyncssh.DISC_TOO_MANY_CONNECTIONS:
-            raise Busy(f"{address} is busy: {exc.reason}") from None
+            raise Busy(f"{address} is busy: {exc.reason}", retry_after=retry_after(exc.reason)) from None
         raise ConnectError(f"{address} closed the connection: {exc.reason}") from None
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise ConnectError(f"cannot reach {address}: timed out after {timeout:g}s") from exc
@@ -217,5 +231,9 @@ async def connect_any(addresses: list[str], expected_fingerprint: str, key: asyn
     if all(isinstance(exc, REFUSALS) for _, exc in errors):
         raise errors[0][1]
     summary = "; ".join(f"{exc.reason}" for _, exc in errors)
-    kind = Busy if any(isinstance(exc, Busy) for _, exc in errors) else ConnectError
-    raise kind(f"cannot reach any of {', '.join(addresses)}: {summary}")
+    busy = [exc for _, exc in errors if isinstance(exc, Busy)]
+    if busy:  # come back when the first of the busy replicas said it would have room
+        after = [exc.retry_after for exc in busy if exc.retry_after is not None]
+        raise Busy(f"cannot reach any of {', '.join(addresses)}: {summary}",
+                   retry_after=min(after) if len(after) == len(busy) else None)
+    raise ConnectError(f"cannot reach any of {', '.join(addresses)}: {summary}")

@@ -8,7 +8,9 @@ LoginGraceTime play the same roles):
   then ``rate`` a second);
 * SSH handshakes in progress at once, fleet-wide (``max_handshakes``): in a
   reconnect storm, serving them in turn finishes them where interleaving
-  thousands makes each too slow to beat its timeout;
+  thousands makes each too slow to beat its timeout; a connection turned
+  away is told when to come back (``pacing.py``: return slots spaced by the
+  measured handshake rate);
 * enrolling connections (an unknown key logged in as the join user, not yet
   registered) per source address.
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from .pacing import Pacer
 
 #: Source addresses whose buckets are remembered at most; past it the fullest
 #: (least recently refilled) are dropped, so a spoofing flood cannot grow memory.
@@ -42,6 +46,7 @@ class Admission:
     clock: Callable[[], float] = time.monotonic
     handshakes: int = 0
     refused: dict[str, int] = field(default_factory=lambda: {"rate": 0, "busy": 0, "enrolling": 0})
+    pacer: Pacer = field(default_factory=Pacer)
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _enrolling: dict[str, int] = field(default_factory=dict)
 
@@ -56,8 +61,15 @@ class Admission:
         self.handshakes += 1
         return None
 
-    def handshake_over(self) -> None:
+    def handshake_over(self, completed: bool = False) -> None:
+        """A counted handshake ended: ``completed`` (authenticated), or failed / gone."""
         self.handshakes -= 1
+        if completed:
+            self.pacer.handshake_done(self.clock())
+
+    def retry_after(self) -> float:
+        """Seconds after which a connection turned away as busy now should come back."""
+        return self.pacer.retry_after(self.clock(), self.handshakes)
 
     def enrol(self, source: str) -> bool:
         """An enrolling connection authenticated: may it stay? (counted when True)"""

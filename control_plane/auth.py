@@ -24,9 +24,11 @@ from centrality_core import joinstring
 from centrality_core.errors import RegistrationRefused, UsageError
 
 from .endpoint import Endpoint
+from .grouped import Grouped
 from .peer import Peer
 from .reads import StoreCall
 from .store import Store
+from .store.db import Enrolment
 from .writer import StoreWriter
 
 log = logging.getLogger("centrality.auth")
@@ -49,6 +51,11 @@ class Auth:
         self.connections: dict[str, set[Peer]] = {}
         #: Fingerprint -> name of the running peer replicas' keys (``set_replicas``).
         self.replica_keys: dict[str, str] = {}
+        #: Enrolments that arrive together share a transaction (a fleet's first join).
+        self._enrolments: Grouped[Enrolment, tuple] = Grouped(self._enrol_many)
+
+    async def _enrol_many(self, requests: list[Enrolment]) -> list[tuple]:
+        return await self.writer.call(self.store.enrol_many, requests, time.time())
 
     async def load(self) -> None:
         """(Re)read the key cache; connections of keys no longer active are closed."""
@@ -158,10 +165,10 @@ class Auth:
                 "this key is not enrolled and no join token was presented; "
                 "run `centrality agent join JOIN_STRING` first", code="not_enrolled")
         token_id = token.partition(".")[0]
+        outcome, row, key = await self._enrolments(Enrolment(
+            token=token, name=f"agent:{name}", role="agent", fingerprint=handler.fingerprint,
+            public_key=handler.public_key))
         now = time.time()
-        outcome, row = await self.writer.call(
-            self.store.enrol, token=token, now=now, name=f"agent:{name}", role="agent",
-            fingerprint=handler.fingerprint, public_key=handler.public_key)
         if outcome == "token_invalid":
             raise RegistrationRefused("join token is not valid for this control plane", code=outcome)
         if outcome == "token_revoked":
@@ -174,7 +181,6 @@ class Auth:
             raise RegistrationRefused(
                 f"join token {token_id} has already been used {row['max_uses']} time(s), "
                 "its limit; create a new one with `centrality token create --uses N`", code=outcome)
-        key = await self.db(self.store.find_key, handler.fingerprint)
         if key is not None:
             self.keys[key["fingerprint"]] = key
         handler.role = "agent"

@@ -44,7 +44,7 @@ from .services import AgentServices, RequestServices
 
 _ids = itertools.count(1)
 
-BUSY = "control plane busy (many machines connecting at once); retry shortly"
+BUSY = "control plane busy (many machines connecting at once)"
 TOO_MANY_ENROLLING = "too many machines enrolling from your address at once; retry shortly"
 
 
@@ -124,16 +124,19 @@ class ConnectionHandler(asyncssh.SSHServer):
             conn.abort()
             return
         if refused is not None:
-            self.log.debug("turning %s away: %d handshakes in progress", self.peer, self.gate.handshakes)
-            loop.call_soon(conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, BUSY)
+            delay = self.gate.retry_after()
+            self.log.debug("turning %s away for %gs: %d handshakes in progress", self.peer, delay,
+                           self.gate.handshakes)
+            # The agent comes back when told (sshlink.retry_after reads it); others retry shortly.
+            loop.call_soon(conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, f"{BUSY}; retry in {delay:g}s")
             return
         self.handshaking = True
         self._grace = loop.call_later(self.connections.login_grace, self._grace_over)
 
-    def _handshake_over(self) -> None:
+    def _handshake_over(self, completed: bool = False) -> None:
         if self.handshaking:
             self.handshaking = False
-            self.gate.handshake_over()
+            self.gate.handshake_over(completed)
 
     def settled(self) -> None:
         """The connection is what it came for (operator authenticated, agent registered)."""
@@ -201,7 +204,7 @@ class ConnectionHandler(asyncssh.SSHServer):
         return True
 
     def auth_completed(self) -> None:
-        self._handshake_over()
+        self._handshake_over(completed=True)
         self.log.debug("authenticated %s as %s (%s)", self.fingerprint, self.key_name, self.role)
         if self.role == "enrolling":
             if not self.gate.enrol(self.source):

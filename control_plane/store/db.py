@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -90,6 +90,18 @@ class WriteBatch:
 
 #: Rows per multi-row INSERT (SQLite allows 32,766 parameters per statement).
 ROWS_PER_STATEMENT = 500
+
+
+class Enrolment(NamedTuple):
+    """A key to enrol with a join token (``Store.enrol_many``)."""
+
+    token: str
+    name: str
+    role: str
+    fingerprint: str
+    public_key: str
+
+
 #: SQLite page cache per connection (KiB).
 SQLITE_CACHE_KIB = 64 * 1024
 
@@ -451,30 +463,67 @@ class Store:
         ``token_revoked``, ``token_expired``, ``token_used``) with the token row
         when there is one. A key already recorded and active is left as it is.
         """
+        outcome, row, _ = self.enrol_many([Enrolment(token, name, role, fingerprint, public_key)], now)[0]
+        return outcome, row
+
+    @_translated
+    def enrol_many(self, requests: list[Enrolment], now: float) -> list[tuple[str, dict | None, dict | None]]:
+        """``enrol`` for many keys in one transaction, in order, as if one after another:
+        ``(outcome, token_row, key_row)`` each (the key row as ``find_key`` reads it, when
+        ``ok``). A first join of thousands of machines then costs a few statements per
+        batch of enrolments instead of five and a commit per key."""
         from centrality_core.joinstring import secret_matches
 
         tokens, keys = TokenRow.__table__, KeyRow.__table__
-        token_id = token.partition(".")[0]
+        out: list[tuple[str, dict | None, dict | None]] = [("token_invalid", None, None)] * len(requests)
+        by_token: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            by_token.setdefault(r.token.partition(".")[0], []).append(i)
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).mappings().first()
-            if row is None or not secret_matches(token, row["secret_hash"]):
-                return "token_invalid", None
-            row = dict(row)
-            if row["revoked_at"] is not None:
-                return "token_revoked", row
-            if row["expires_at"] <= now:
-                return "token_expired", row
-            if not _use_token(conn, token_id, now):
-                return "token_used", row
-            old = conn.execute(sa.select(keys).where(keys.c.fingerprint == fingerprint)).mappings().first()
-            if old is None:
-                conn.execute(keys.insert().values(name=name, role=role, fingerprint=fingerprint,
-                                                  public_key=public_key, created_at=now,
-                                                  created_by=f"token:{token_id}"))
-            elif old["revoked_at"] is not None:
-                conn.execute(keys.update().where(keys.c.id == old["id"]).values(
-                    name=name, role=role, revoked_at=None, created_at=now, created_by=f"token:{token_id}"))
-            return "ok", row
+            granted: list[int] = []
+            for token_id, idxs in by_token.items():
+                row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).mappings().first()
+                if row is None:
+                    continue
+                row = dict(row)
+                valid = [i for i in idxs if secret_matches(requests[i].token, row["secret_hash"])]
+                refusal = ("token_revoked" if row["revoked_at"] is not None
+                           else "token_expired" if row["expires_at"] <= now else None)
+                if refusal is None:
+                    took = valid[:max(0, row["max_uses"] - row["uses"])]
+                    if took and not _use_token(conn, token_id, now, len(took)):
+                        # Used by another control plane meanwhile (a shared store): one at a time.
+                        took = [i for i in took if _use_token(conn, token_id, now)]
+                    granted += took
+                    for i in took:
+                        out[i] = ("ok", row, None)
+                for i in valid:
+                    if out[i][0] != "ok":
+                        out[i] = (refusal or "token_used", row, None)
+            fps = list(dict.fromkeys(requests[i].fingerprint for i in granted))
+            if fps:
+                old = {r["fingerprint"]: r for r in conn.execute(
+                    sa.select(keys).where(keys.c.fingerprint.in_(fps))).mappings()}
+                new, seen = [], set()
+                for i in granted:
+                    r = requests[i]
+                    if r.fingerprint in seen:
+                        continue  # the same key twice in one batch: the first records it
+                    seen.add(r.fingerprint)
+                    values = dict(name=r.name, role=r.role, created_at=now,
+                                  created_by=f"token:{r.token.partition('.')[0]}")
+                    if r.fingerprint not in old:
+                        new.append({**values, "fingerprint": r.fingerprint, "public_key": r.public_key})
+                    elif old[r.fingerprint]["revoked_at"] is not None:
+                        conn.execute(keys.update().where(keys.c.id == old[r.fingerprint]["id"]).values(
+                            **values, revoked_at=None))
+                if new:
+                    conn.execute(keys.insert(), new)
+                active = {r["fingerprint"]: dict(r) for r in conn.execute(sa.select(keys).where(
+                    keys.c.fingerprint.in_(fps), keys.c.revoked_at.is_(None))).mappings()}
+                for i in granted:
+                    out[i] = ("ok", out[i][1], active.get(requests[i].fingerprint))
+        return out
 
     @_translated
     def unenrol(self, *, fingerprint: str, token_id: str) -> None:
@@ -522,12 +571,12 @@ class Store:
         conn.execute(self._upsert(MetaRow.__table__, ["key"]), [{"key": key, "value": value}])
 
 
-def _use_token(conn, token_id: str, now: float) -> bool:
-    """The one atomic statement that counts a token use (valid, unexpired, not used up)."""
+def _use_token(conn, token_id: str, now: float, n: int = 1) -> bool:
+    """The one atomic statement that counts ``n`` token uses (valid, unexpired, not used up)."""
     t = TokenRow.__table__
     return conn.execute(t.update().where(
         t.c.id == token_id, t.c.revoked_at.is_(None), t.c.expires_at > now,
-        t.c.uses < t.c.max_uses).values(uses=t.c.uses + 1)).rowcount == 1
+        t.c.uses + n <= t.c.max_uses).values(uses=t.c.uses + n)).rowcount == 1
 
 
 def merge_stats(a: dict[str, list], b: dict[str, list]) -> dict[str, list]:
