@@ -24,6 +24,7 @@ class Grouped(Generic[T, R]):
         self.max_batch = max_batch
         self.batches = 0  # calls of run_many so far (status, tests)
         self._queue: list[tuple[T, asyncio.Future]] = []
+        self._running: list[tuple[T, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
 
     async def __call__(self, item: T) -> R:
@@ -31,27 +32,29 @@ class Grouped(Generic[T, R]):
         self._queue.append((item, future))
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain())
+            self._task.add_done_callback(self._drained)
         return await future
 
     async def _drain(self) -> None:
-        batch: list[tuple[T, asyncio.Future]] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-                self.batches += 1
-                try:
-                    results = await self.run_many([item for item, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - each caller gets the batch's error
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results):
+        while self._queue:
+            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            self._running = batch
+            self.batches += 1
+            try:
+                results = await self.run_many([item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each caller gets the batch's error
+                for _, future in batch:
                     if not future.done():
-                        future.set_result(result)
-        finally:  # cancelled (the control plane stopping): nobody waits forever
-            self._task = None
-            for _, future in batch + self._queue:
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results):
                 if not future.done():
-                    future.cancel()
-            self._queue = []
+                    future.set_result(result)
+
+    def _drained(self, task: asyncio.Task) -> None:
+        """The runner ended; if it was cancelled (the control plane stopping), nobody waits forever."""
+        self._task = None
+        left, self._running, self._queue = self._running + self._queue, [], []
+        for _, future in left:
+            if not future.done():
+                future.cancel()

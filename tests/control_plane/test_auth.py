@@ -49,3 +49,22 @@ async def test_enrol_caches_the_key_and_revoking_it_closes_its_connections(auth,
     assert err.value.code == "token_used"
     await auth.revoke_key("agent:gpu-01")
     assert conn.closed == ["key revoked"] and auth.role_of(conn.fingerprint) is None
+
+
+async def test_enrolments_that_arrive_together_share_a_transaction_with_the_same_outcomes(auth, tmp_path):
+    import asyncio
+
+    token = (await auth.create_token(ttl=60, uses=5, actor="operator:alice", address="cp:1"))["join"]
+    secret = joinstring.decode(token).t
+    conns = [Connection(sshlink.generate_key(tmp_path / f"k{i}")) for i in range(8)]
+    results = await asyncio.gather(*(auth.enrol(c, f"gpu-{i:02d}", secret) for i, c in enumerate(conns)),
+                                   return_exceptions=True)
+    # first come, first served: five uses, then "used up", as one after another
+    assert results[:5] == [None] * 5
+    assert [r.code for r in results[5:]] == ["token_used"] * 3
+    assert [c.role for c in conns] == ["agent"] * 5 + ["enrolling"] * 3
+    assert all(auth.role_of(c.fingerprint) == "agent" for c in conns[:5])
+    assert auth._enrolments.batches < 8  # the burst did not cost a transaction per key
+    names = {k["name"] for k in auth.store.list_keys()}
+    assert names == {f"agent:gpu-{i:02d}" for i in range(5)}
+    assert auth.store.get_token(joinstring.decode(token).t.partition(".")[0])["uses"] == 5
