@@ -52,8 +52,15 @@ class Grouped(Generic[T, R]):
                     future.set_result(result)
 
     def _drained(self, task: asyncio.Task) -> None:
-        """The runner ended; if it was cancelled (the control plane stopping), nobody waits forever."""
+        """The runner ended. Cancelled (the control plane stopping): nobody waits forever.
+        Else a caller may have queued after its last look and before this ran: run on."""
         self._task = None
+        if not task.cancelled():
+            self._running = []
+            if self._queue:
+                self._task = asyncio.ensure_future(self._drain())
+                self._task.add_done_callback(self._drained)
+            return
         left, self._running, self._queue = self._running + self._queue, [], []
         for _, future in left:
             if not future.done():

@@ -62,3 +62,12 @@ async def test_stopping_the_runner_cancels_whoever_waits():
     g._task.cancel()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
+async def test_a_call_made_as_the_runner_finishes_is_run_not_dropped():
+    async def run_many(items):
+        return items
+
+    g = Grouped(run_many)
+    for i in range(5):  # each call made right after the previous one's batch ended
+        assert await g(i) == i
