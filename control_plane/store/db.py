@@ -104,6 +104,8 @@ class Enrolment(NamedTuple):
 
 #: SQLite page cache per connection (KiB).
 SQLITE_CACHE_KIB = 64 * 1024
+#: Advisory lock key held while migrating a Postgres store (any constant of our own).
+MIGRATION_LOCK = 0x63656E74  # "cent"
 
 
 def _behind(stored: dict[str, tuple[str, int]], row: dict) -> bool:
@@ -204,6 +206,10 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Replicas starting at once on a fresh database: one migrates, the others
+                # wait for its commit and then find the schema at head (DDL is transactional).
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

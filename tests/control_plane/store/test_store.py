@@ -535,3 +535,21 @@ def test_sqlite_does_not_rewrite_freed_pages_with_zeros(tmp_path):
             assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 2  # FAST
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_replicas_migrating_a_fresh_postgres_at_once_all_start(postgres_db_url):
+    """Several control planes started at the same moment on an empty database: one
+    migrates, the others wait for it and find the schema at head."""
+    import concurrent.futures
+
+    stores = [Store(postgres_db_url) for _ in range(4)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(stores)) as pool:
+            list(pool.map(lambda s: s.migrate(), stores))  # raises what any of them raised
+        with stores[0].engine.connect() as conn:
+            assert conn.execute(sa.text("select version_num from alembic_version")).scalars().all() == [
+                _head_revision()]
+    finally:
+        for s in stores:
+            s.close()
