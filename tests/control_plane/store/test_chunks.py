@@ -335,3 +335,29 @@ def fill_minutes(store: Store) -> list[dict]:
     """The minutes written by ``fill``, as the store holds them."""
     return [{"minute": minute, "stats": history.decode_minute(payload)}
             for minute, payload in store.metric_rollups("m1", 0, 1e12)]
+
+
+def test_columns_answer_the_same_rows_as_rows(store):
+    """``metrics --columns`` (keys once, values packed), made into rows by the client, is
+    what ``metrics`` answers as rows, byte for byte once printed: raw samples compacted and
+    not, a key missing for a while and one appearing mid-window, minutes and hours, a stream."""
+    import msgspec
+
+    from centrality_core import documents as d
+
+    fill(store, "m1", T0, 2 * 3600, profile="gpu8", extra_key_from=T0 + 2000, gap=(T0 + 100, T0 + 130))
+    chunks = Chunks(store)
+    chunks.compact_raw(T0 + 3600, window=1800)  # the first half hour compacted, the rest staged
+    chunks.compact_minutes(T0 + 3 * 3600 - 10)  # the first hour of minutes compacted
+    windows = [(T0, T0 + 2 * 3600, "raw"), (T0 + 1500, T0 + 2500, "raw"), (T0, T0 + 2 * 3600, "1m"),
+               (T0, T0 + 2 * 3600, "1h"), (T0 + 3 * 3600, T0 + 4 * 3600, "raw")]
+    for since, until, resolution in windows:
+        for patterns in (None, ["cpu", "disk"]):
+            rows = msgspec.json.encode(history.query(store, chunks, "m1", since, until, patterns, resolution))
+            doc = history.query_columns(store, chunks, "m1", since, until, patterns, resolution)
+            wire = msgspec.json.decode(msgspec.json.encode(doc), type=d.MetricColumns)
+            assert msgspec.json.encode(d.metric_rows(wire)) == rows, (since, until, resolution, patterns)
+    doc = history.query_columns(store, chunks, "m1", T0, T0 + 2 * 3600, None, "raw")
+    assert len(doc.ts) == 7200 and len(doc.keys) > 200 and doc.gaps  # the gap and the late key: partial rows
+    assert "disk[sdz].read_iops" in doc.keys and "mem.used_bytes" in [doc.keys[j] for j in doc.ints]
+    assert history.query_columns(store, chunks, "m1", T0 + 5 * 3600, T0 + 6 * 3600, None, "raw").ts == []
