@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
@@ -444,18 +445,19 @@ def main() -> None:
     minute_avg = int(np.mean([len(msgspec.json.encode(x["stats"])) for m in machines for x in m.minutes]))
     chunk_avg = int(np.mean([chunk_bytes(m, DEFAULT_WINDOW, "zstd", 3)[0] / max(1, len(m.frames) // int(DEFAULT_WINDOW // 5))
                              for m in machines]))
-    pg = None
-    try:
+    with contextlib.ExitStack() as stack:  # the SQLite files and the Postgres cluster go, failed or not
         for backend in backends:
             if backend == "postgres":
                 sys.path.insert(0, str(report.ROOT))
                 from tests.fixtures.postgres import start_postgres
 
                 pg = start_postgres()
+                stack.callback(pg.stop)
                 urls = _pg_databases(pg, 4)
             else:
-                d = tempfile.mkdtemp(prefix="centrality-bench-storage-")
-                urls = [f"sqlite:///{d}/{n}.db" for n in ("disk", "fleet", "retention", "staged")]
+                scratch = stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix="centrality-bench-storage-", ignore_cleanup_errors=True))
+                urls = [f"sqlite:///{scratch}/{n}.db" for n in ("disk", "fleet", "retention", "staged")]
             disk.append(on_disk(backend, urls[0], machines, now + 3600))
             disk[-1].update(on_staged(urls[3], machines, now + 3600))
             print(disk[-1], file=sys.stderr)
@@ -463,9 +465,6 @@ def main() -> None:
             print(fleets[-1], file=sys.stderr)
             rets.append(retention(backend, urls[2], args.fleet, frame_avg, minute_avg, chunk_avg, now))
             print(rets[-1], file=sys.stderr)
-    finally:
-        if pg is not None:
-            pg.stop()
     command = "python -m bench.storage " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report.write("storage", command.strip(), {"formats": fmt, "disk": disk, "fleet": fleets, "retention": rets},
                  markdown(fmt, disk, fleets, rets, args))
