@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
+from centrality_core.runtime import tune_malloc
 from centrality_core.settings import ServerSettings
 from centrality_core.summary import select
 from centrality_core.timefmt import iso
@@ -428,6 +429,7 @@ def main() -> None:
     ap.add_argument("--fleet", type=int, default=1000, help="machines in the store for the query/retention part")
     ap.add_argument("--real", help="rows captured by bench/capture_real.py (this machine's real agent)")
     args = ap.parse_args()
+    tune_malloc()  # as `centrality server` runs (centrality_core/runtime.py), for the old layout too
     backends = args.backend or ["sqlite", "postgres"]
     now = time.time()
     start = now - args.seconds - (now - args.seconds) % 3600 - 3600  # whole hours: whole chunks
