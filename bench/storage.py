@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from agent_runtime.collectors.simulated import FakeCollectors
 from agent_runtime.sampler import columnar
 from centrality_core import protocol as p
+from centrality_core.documents import MetricColumns, metric_rows
 from centrality_core.runtime import tune_malloc
 from centrality_core.settings import ServerSettings
 from centrality_core.summary import select
@@ -301,9 +302,22 @@ def timed(fn, *args, runs: int = 5) -> tuple[float, int, float]:
         alone.append(time.perf_counter() - t)
         msgspec.json.encode(rows)
         times.append(time.perf_counter() - t)
-        n = len(rows)
+        n = len(rows.ts) if isinstance(rows, MetricColumns) else len(rows)
         del rows
     return round(statistics.median(times) * 1e3, 1), n, round(statistics.median(alone) * 1e3, 1)
+
+
+def client_ms(answer: bytes, columns: bool, runs: int = 5) -> float:
+    """Median milliseconds the operator client takes to make rows of an answer: the JSON
+    rows decoded (before), or the columns decoded and made into the same rows."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        rows = (metric_rows(msgspec.json.decode(answer, type=MetricColumns)) if columns
+                else msgspec.json.decode(answer))
+        times.append(time.perf_counter() - t)
+        del rows
+    return round(statistics.median(times) * 1e3, 1)
 
 
 def fleet(backend: str, url: str, sources: list[Machine], now: float, count: int) -> dict:
@@ -354,6 +368,19 @@ def fleet(backend: str, url: str, sources: list[Machine], now: float, count: int
     res["new_24h_1m_ms"], res["rows_24h"], res["new_24h_1m_query_ms"] = timed(
         history.query, store, chunks, mid, now - 86400, now, None, "1m")
     res["old_24h_1m_ms"], _, res["old_24h_1m_query_ms"] = timed(old_query_minutes, store, old_mid, now - 86400, now)
+    for span, tier, name in ((3600, "raw", "1h_raw"), (86400, "1m", "24h_1m")):
+        # What the CLI and the dashboard ask now: columns (metrics --columns), made into rows by the client.
+        res[f"cols_{name}_ms"], n, res[f"cols_{name}_query_ms"] = timed(
+            history.query_columns, store, chunks, mid, now - span, now, None, tier)
+        rows = history.query(store, chunks, mid, now - span, now, None, tier)
+        cols = msgspec.json.encode(history.query_columns(store, chunks, mid, now - span, now, None, tier))
+        answer = msgspec.json.encode(rows)
+        assert n == len(rows) and msgspec.json.encode(metric_rows(msgspec.json.decode(cols, type=MetricColumns))) \
+            == answer
+        res[f"rows_{name}_bytes"], res[f"cols_{name}_bytes"] = len(answer), len(cols)
+        res[f"rows_{name}_client_ms"] = client_ms(answer, False)
+        res[f"cols_{name}_client_ms"] = client_ms(cols, True)
+        del rows, answer, cols
     res["new_1h_raw_gpu_ms"], _, _ = timed(history.query, store, chunks, mid, now - 3600, now, ["gpu"], "raw")
     res["new_24h_1m_gpu_ms"], _, _ = timed(history.query, store, chunks, mid, now - 86400, now, ["gpu"], "1m")
     res["values_1h"] = sum(len(r) - 1 for r in history.as_dicts(
@@ -515,18 +542,33 @@ def markdown(fmt, disk, fleets, rets, args) -> str:
         lines.append(f"| {d['backend']} | {d['old_raw_bpv_disk']} | {d['new_raw_bpv_disk']} | "
                      f"{d['old_minute_bpkm_disk']} | {d['new_minute_bpkm_disk']} | {d['write_us_per_batch']} | "
                      f"{d['compact_us_per_batch']} |")
-    lines += ["", f"**Reads at {args.fleet:,} machines** (in the control plane, median of 5; a gpu8 machine, "
-              "every key):", "",
-              "| store | `--since 1h` raw, new (query alone) | old (query alone) | `--since 1h --stream gpu` "
-              "| `--since 24h` minutes, new (query alone) | old (query alone) | `--since 24h --stream gpu` "
-              "| rows 1h / 24h |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", f"**Reads at {args.fleet:,} machines** (in the control plane: the query and the JSON "
+              "encoding of its answer (query alone in brackets), median of 5; a gpu8 machine, every key). "
+              "Old layout: rows from JSON batches and minutes. Rows: chunks, answered as rows (what `metrics` "
+              "answers a plain SSH client). Columns: chunks, answered as columns (`metrics --columns`, what the "
+              "CLI and the dashboard ask):", "",
+              "| store | `--since 1h` raw: old | rows | **columns** | `--stream gpu` (rows) "
+              "| `--since 24h` minutes: old | rows | **columns** | `--stream gpu` (rows) | rows 1h / 24h |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in fleets:
-        lines.append(f"| {f['backend']} | {f['new_1h_raw_ms']} ms ({f['new_1h_raw_query_ms']}) | "
-                     f"{f['old_1h_raw_ms']} ms ({f['old_1h_raw_query_ms']}) | {f['new_1h_raw_gpu_ms']} ms | "
+        lines.append(f"| {f['backend']} | {f['old_1h_raw_ms']} ms ({f['old_1h_raw_query_ms']}) | "
+                     f"{f['new_1h_raw_ms']} ms ({f['new_1h_raw_query_ms']}) | "
+                     f"**{f['cols_1h_raw_ms']} ms** ({f['cols_1h_raw_query_ms']}) | {f['new_1h_raw_gpu_ms']} ms | "
+                     f"{f['old_24h_1m_ms']} ms ({f['old_24h_1m_query_ms']}) | "
                      f"{f['new_24h_1m_ms']} ms ({f['new_24h_1m_query_ms']}) | "
-                     f"{f['old_24h_1m_ms']} ms ({f['old_24h_1m_query_ms']}) | {f['new_24h_1m_gpu_ms']} ms | "
+                     f"**{f['cols_24h_1m_ms']} ms** ({f['cols_24h_1m_query_ms']}) | {f['new_24h_1m_gpu_ms']} ms | "
                      f"{f['rows_1h']:,} / {f['rows_24h']:,} |")
+    lines += ["", "The answer and the client's work to make rows of it (this process, median of 5: the JSON rows "
+              "decoded, or the columns decoded and made into the same dicts, checked equal):", "",
+              "| store | 1h: rows answer | columns answer | client, rows | client, columns "
+              "| 24h: rows answer | columns answer | client, rows | client, columns |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    mb = lambda n: f"{n / 1e6:.1f} MB"  # noqa: E731
+    for f in fleets:
+        lines.append(f"| {f['backend']} | {mb(f['rows_1h_raw_bytes'])} | {mb(f['cols_1h_raw_bytes'])} | "
+                     f"{f['rows_1h_raw_client_ms']} ms | {f['cols_1h_raw_client_ms']} ms | "
+                     f"{mb(f['rows_24h_1m_bytes'])} | {mb(f['cols_24h_1m_bytes'])} | "
+                     f"{f['rows_24h_1m_client_ms']} ms | {f['cols_24h_1m_client_ms']} ms |")
     lines += ["", f"**Retention pass at {args.fleet:,} machines**:", "",
               "| store | old: rows deleted per pass | time | new: chunks deleted | partitions dropped | time |",
               "| --- | --- | --- | --- | --- | --- |"]
