@@ -26,7 +26,8 @@ import msgspec
 
 from centrality_core import contexts, endpoints, sshlink
 from centrality_core import documents as docs
-from centrality_core.errors import Busy, CentralityError, ConnectError, ProtocolError, RequestFailed, from_code
+from centrality_core.errors import (Busy, CentralityError, ConnectError, ProtocolError, RequestFailed, UsageError,
+                                    from_code)
 
 #: How long a request keeps retrying a control plane that answers "busy"
 #: (a whole fleet reconnecting) before giving up.
@@ -196,10 +197,21 @@ class OperatorClient:
 
     async def metrics(self, name: str, *, since: str = "10m", until: str | None = None,
                       resolution: str = "auto", streams: Iterable[str] = ()) -> list[dict]:
-        """History rows ``{"ts": ISO, key: value...}``: open key maps, kept as plain dicts."""
+        """History rows ``{"ts": ISO, key: value...}``: open key maps, kept as plain dicts.
+        Asked as columns (``docs.MetricColumns``: the key names once, not on every row) and
+        made into rows here; a control plane that answers only rows is asked again for them."""
         argv = ["metrics", name, "--since", since, *_opt("--until", until), "--resolution", resolution,
                 *_repeat("--stream", streams)]
-        return await self.request(*argv) or []
+        try:
+            doc = await self.typed(docs.MetricColumns, *argv, "--columns")
+        except UsageError as exc:
+            if "--columns" not in exc.reason:
+                raise
+            return await self.request(*argv) or []  # a control plane from before --columns
+        try:
+            return docs.metric_rows(doc)
+        except ValueError as exc:
+            raise ProtocolError(f"control plane sent malformed metric columns: {exc}") from None
 
     def subscribe(self, *, interval: str = "1s", machine: str | None = None, events: int | None = None,
                   no_fleet: bool = False, values: bool = False,

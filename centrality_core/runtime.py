@@ -1,14 +1,17 @@
 """Process settings for the long-running processes that hold a large heap (the
 control plane and the fleet simulator: thousands of connections; the dashboard:
-thousands of rows): the event loop and the garbage collector.
+thousands of rows): the event loop, the garbage collector and (the control
+plane) the C allocator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import os
+import sys
 import time
 
 log = logging.getLogger("centrality.runtime")
@@ -61,3 +64,33 @@ def _time_collections(phase: str, info: dict) -> None:
     if paused >= GC_PAUSE_WARN_S:
         log.warning("garbage collection (generation %d) paused the process for %.2fs (%d objects freed)",
                     info["generation"], paused, info["collected"])
+
+
+#: glibc malloc: blocks up to this size come from the heap rather than a mapping of their own.
+MMAP_THRESHOLD = 32 * 2 ** 20
+#: glibc malloc: free memory at the top of the heap kept for the next allocations, not given back.
+TRIM_THRESHOLD = 64 * 2 ** 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
+
+
+def tune_malloc() -> bool:
+    """Keep the control plane's large temporary arrays in the heap (glibc only).
+
+    Compacting a chunk or reading a day of a GPU node's minutes makes a few dozen
+    numpy arrays of 1-10 MB each, freed at once. By default glibc gives each its own
+    mapping (or trims the heap once they are freed), so the next chunk faults every
+    page in again: in ``bench/storage.py`` that was a third of the encode's CPU. With
+    blocks up to ``MMAP_THRESHOLD`` from the heap and up to ``TRIM_THRESHOLD`` of free
+    memory kept at its top, they are reused. Costs at most that much resident memory
+    kept free. Explicit ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
+    environment settings win (nothing is changed). Returns whether it was applied."""
+    if sys.platform != "linux" or any(os.environ.get(v) for v in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc (musl's mallopt does nothing)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Callable
 
+from centrality_core import timefmt
 from centrality_core.errors import StoreError
 from centrality_core.settings import ServerSettings
 
@@ -32,8 +33,12 @@ class Compactor:
         self.last_pass: float | None = None
         self.last_error: str | None = None
         self.totals = {"chunks": 0, "rows": 0, "values": 0}
-        #: What the size bound dropped (chunks, bytes) and when, for ``status``.
-        self.bound_dropped = {"chunks": 0, "bytes": 0, "last": None}
+        #: What the size bound dropped (chunks, bytes; per tier with the samples' time span)
+        #: and when, for ``status``.
+        self.bound_dropped: dict = {"chunks": 0, "bytes": 0, "last": None, "tiers": {}}
+        #: The last pass left the store above the bound with only the newest data in it
+        #: (``Chunks.enforce_size``: it keeps what is not compacted and each machine's newest chunks).
+        self.bound_unmet = False
         #: The bound used when ``max_store_size`` is not set (``Chunks.default_bound``,
         #: measured once, at the first pass) and how it was chosen.
         self.default_bound: tuple[int, str] | None = None
@@ -89,13 +94,28 @@ class Compactor:
         if limit:
             bound = await self.writer.call(self.chunks.enforce_size, limit)
             self.disk_bytes = bound["disk_bytes"]
+            self.bound_unmet = bound["over"]
             if bound["chunks"] or bound["partitions"]:
-                self.bound_dropped["chunks"] += bound["chunks"]
-                self.bound_dropped["bytes"] += bound["bytes"]
-                self.bound_dropped["last"] = self.clock()
+                self._note_dropped(bound)
                 log.warning("metric history past its size bound (%d bytes on disk): dropped the %d oldest "
                             "chunks (%d bytes)", limit, bound["chunks"], bound["bytes"])
+            if bound["over"]:
+                log.warning("metric history: %d bytes on disk, above its bound of %d with only the newest "
+                            "data left (not compacted yet, each machine's newest chunks): raise max_store_size",
+                            bound["disk_bytes"], limit)
         self.last_pass = self.clock()
+
+    def _note_dropped(self, bound: dict) -> None:
+        d = self.bound_dropped
+        d["chunks"] += bound["chunks"]
+        d["bytes"] += bound["bytes"]
+        d["last"] = self.clock()
+        for tier, x in bound["tiers"].items():
+            t = d["tiers"].setdefault(tier, {"chunks": 0, "bytes": 0, "oldest": None, "newest": None})
+            t["chunks"] += x["chunks"]
+            t["bytes"] += x["bytes"]
+            t["oldest"] = x["oldest"] if t["oldest"] is None else min(t["oldest"], x["oldest"])
+            t["newest"] = x["newest"] if t["newest"] is None else max(t["newest"], x["newest"])
 
     async def resolve_bound(self) -> None:
         """Measure the default bound, once, when ``max_store_size`` is not set."""
@@ -127,4 +147,9 @@ class Compactor:
                 "disk_bytes": self.disk_bytes,
                 "bound_dropped_chunks": self.bound_dropped["chunks"],
                 "bound_dropped_bytes": self.bound_dropped["bytes"],
-                "bound_dropped_at": self.bound_dropped["last"]}
+                "bound_dropped_at": self.bound_dropped["last"],
+                # Per tier: chunks and bytes dropped, and the samples they held (ISO times).
+                "bound_dropped_tiers": {tier: {**x, "oldest": timefmt.iso(x["oldest"]),
+                                               "newest": timefmt.iso(x["newest"])}
+                                        for tier, x in self.bound_dropped["tiers"].items()},
+                "bound_unmet": self.bound_unmet}

@@ -14,6 +14,8 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
+from centrality_core.documents import MetricColumns
+
 from . import history
 from .store import Store
 from .store.chunks import Chunks
@@ -59,3 +61,9 @@ class MetricReads:
         day is ~1 million values, encoded in C without a dict per row."""
         return await self.db(history.query, self.store, self.chunks, machine_id, since, until,
                                patterns, resolution)
+
+    async def query_columns(self, machine_id: str, since: float, until: float, patterns: list[str] | None,
+                            resolution: str) -> MetricColumns:
+        """``query`` as columns (``metrics --columns``: keys once, values packed)."""
+        return await self.db(history.query_columns, self.store, self.chunks, machine_id, since, until,
+                             patterns, resolution)

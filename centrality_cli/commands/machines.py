@@ -184,9 +184,11 @@ def _history_lines(h: dict | None) -> list[tuple[str, str]]:
     """The history line of ``status``: said only when the size bound had to drop data."""
     if not h or not h.get("bound_dropped_chunks"):
         return []
-    return [("history", f"past max_store_size ({h['max_store_size']} bytes): the oldest "
-                        f"{h['bound_dropped_chunks']} chunks ({h['bound_dropped_bytes']} bytes) dropped, "
-                        f"last at {h['bound_dropped_at']}")]
+    tiers = h.get("bound_dropped_tiers") or {}
+    what = ", ".join(f"{tier} samples {x['oldest']} to {x['newest']}" for tier, x in tiers.items())
+    return [("history", f"past max_store_size ({h['max_store_size']} bytes): dropped "
+                        f"{what or 'the oldest chunks'} ({h['bound_dropped_chunks']} chunks, "
+                        f"{h['bound_dropped_bytes']} bytes), last at {h['bound_dropped_at']}")]
 
 
 def register(app: typer.Typer) -> None:

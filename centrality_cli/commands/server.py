@@ -37,7 +37,7 @@ def server(
     import sys
 
     from centrality_core.settings import resolve_server
-    from centrality_core.runtime import tune_gc, use_uvloop
+    from centrality_core.runtime import tune_gc, tune_malloc, use_uvloop
     from control_plane.server import serve
 
     def go():
@@ -67,6 +67,7 @@ def server(
 
         use_uvloop()
         tune_gc()
+        tune_malloc()
         asyncio.run(serve(settings, ready=ready))
 
     import logging

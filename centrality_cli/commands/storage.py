@@ -46,6 +46,11 @@ def storage(ctx: typer.Context, json: bool = JSON) -> None:
     if h["bound_dropped_chunks"]:
         lines.append(f"past max_store_size: the {h['bound_dropped_chunks']} oldest chunks "
                      f"({size(h['bound_dropped_bytes'])}) were dropped")
+        for tier, x in (h.get("bound_dropped_tiers") or {}).items():
+            lines.append(f"  {tier}: {x['chunks']} chunks ({size(x['bytes'])}), samples {x['oldest']} to {x['newest']}")
+    if h.get("bound_unmet"):
+        lines.append(f"above max_store_size with only the newest data left (not compacted yet, each machine's "
+                     "newest chunks): raise max_store_size")
     if h["error"]:
         lines.append(f"history pass failing: {h['error']}")
     for line in lines:

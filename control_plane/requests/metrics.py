@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from centrality_core import durations, names
+from centrality_core.documents import MetricColumns
 from centrality_core.summary import select, split_key
 from centrality_core.errors import NotFound, UsageError
 
@@ -26,11 +27,14 @@ def _metrics_args(p):
     p.add_argument("--resolution", choices=["auto", "raw", "1m", "1h"], default="auto",
                    help="raw samples, 1-minute or 1-hour rollups, or auto (raw up to 2 h, minutes up "
                         "to 7 days, hours beyond; a coarser tier past a tier's retention)")
+    p.add_argument("--columns", action="store_true",
+                   help="answer the window as columns (keys once, values packed; documents.MetricColumns) "
+                        "instead of rows")
 
 
 @request("metrics", args=_metrics_args)
-async def metrics(ctx: Ctx, ns) -> list:
-    """A machine's samples over a window: [{ts, key: value, ...}]."""
+async def metrics(ctx: Ctx, ns) -> list | MetricColumns:
+    """A machine's samples over a window: [{ts, key: value, ...}] (or, with --columns, as columns)."""
     m = ctx.services.registry.machine(names.check(ns.name))
     if m is None:
         raise NotFound(f"no machine named {ns.name!r}")
@@ -43,9 +47,17 @@ async def metrics(ctx: Ctx, ns) -> list:
         st = ctx.services.settings
         resolution = history.pick_resolution(until - since, now - since, {
             "raw": st.raw_retention, "1m": st.rollup_retention, "1h": st.hour_retention})
-    rows = await ctx.services.metric_reads.query_rows(m.id, since, until, ns.stream, resolution)
+    reads = ctx.services.metric_reads
+    if ns.columns:
+        cols = await reads.query_columns(m.id, since, until, ns.stream, resolution)
+        if ns.stream:
+            _check_streams(ctx, ns.name, ns.stream, cols.keys)
+        return cols
+    rows = await reads.query_rows(m.id, since, until, ns.stream, resolution)
     if ns.stream:
-        _check_streams(ctx, ns.name, ns.stream, rows)
+        _check_streams(ctx, ns.name, ns.stream,
+                       {f for row_type in {type(r) for r in rows}
+                        for f in row_type.__struct_encode_fields__ if f != "ts"})
     return rows
 
 
@@ -54,13 +66,13 @@ async def metrics(ctx: Ctx, ns) -> list:
 KNOWN_STREAMS = ("cpu", "mem", "fs", "disk", "net", "gpu", "agent")
 
 
-def _check_streams(ctx: Ctx, name: str, patterns: list[str], rows: list) -> None:
-    """A pattern that matches none of the machine's keys is a usage error naming its streams."""
+def _check_streams(ctx: Ctx, name: str, patterns: list[str], answered) -> None:
+    """A pattern that matches none of the machine's keys (its latest sample's, else the
+    ``answered`` names of the window) is a usage error naming its streams."""
     latest = ctx.services.ingest.latest.get(name)
     keys = set(latest.keys) if latest is not None else set()
-    if not keys:  # rows are Structs (history.row_type): their field names are the keys
-        for row_type in {type(r) for r in rows}:
-            keys.update(f for f in row_type.__struct_encode_fields__ if f != "ts")
+    if not keys:
+        keys.update(answered)
     if keys:
         bad = [p for p in patterns if not select(keys, [p])]
         streams = sorted({split_key(k).stream for k in keys})

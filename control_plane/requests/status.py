@@ -66,6 +66,10 @@ async def status(ctx: Ctx, ns) -> Reply:
     warnings = _unconfirmed_warnings(merged, {r["name"]: r["address"] for r in replica_rows})
     warnings += [f"replica {p} did not answer: {why}" for p, why in sorted(merged.unanswered.items())
                  if p not in merged.held_unanswered()]
+    if history["bound_unmet"]:
+        warnings.append(f"metric history: raise max_store_size ({history['max_store_size']} bytes): "
+                        f"{history['disk_bytes']} bytes on disk with only the newest data left (what is not "
+                        "compacted yet and each machine's newest chunks)")
     refusing = svc.ingest.refusing(time.time() - 3600)
     if refusing:
         warnings.append(f"metrics: batches of {refusing} machine(s) refused in the last hour "

@@ -250,57 +250,107 @@ class Chunks:
         return done
 
     @_translated
-    def enforce_size(self, max_bytes: int) -> dict[str, int]:
+    def enforce_size(self, max_bytes: int) -> dict:
         """Past ``max_bytes`` on disk (``disk_bytes``: what the store really takes, not
         the chunks' payloads), drop the oldest chunks of the tier holding the most
-        bytes until under the bound: on SQLite chunk rows (their pages go to the
-        free list and are reused by the next writes), on Postgres whole day
+        droppable bytes until under the bound: on SQLite chunk rows (their pages go to
+        the free list and are reused by the next writes), on Postgres whole day
         partitions (deleted rows would not give their space back until a vacuum,
-        and the relation would not shrink). Returns what was dropped and
-        ``disk_bytes`` after."""
-        done = {"partitions": 0, "chunks": 0, "bytes": 0, "disk_bytes": 0}
+        and the relation would not shrink).
+
+        The newest data is always kept: what is not compacted yet (staged batches and
+        minutes) and, per tier, each machine's newest chunk (Postgres: the tier's newest
+        day). A bound smaller than that cannot be met by dropping history: the pass
+        stops there and says so (``over``) rather than drop everything compacted.
+        Returns what was dropped (totals, and per tier ``{chunks, bytes, oldest, newest}``:
+        the samples it held), ``disk_bytes`` after and ``over``."""
+        done: dict = {"partitions": 0, "chunks": 0, "bytes": 0, "disk_bytes": 0, "tiers": {}, "over": False}
         t = MetricChunkRow.__table__
+        newer = t.alias("newer")
+        # Not a machine's newest chunk of its tier (the (machine_id, tier, ts_last) index answers it).
+        older = t.c.ts_last < (sa.select(sa.func.max(newer.c.ts_last))
+                               .where(newer.c.machine_id == t.c.machine_id, newer.c.tier == t.c.tier)
+                               .scalar_subquery())
+
+        def note(tier: int, n: int, nbytes: int, first, last) -> None:
+            if not n:
+                return
+            done["chunks"] += n
+            done["bytes"] += nbytes
+            d = done["tiers"].setdefault(TIER_NAMES.get(tier, str(tier)),
+                                         {"chunks": 0, "bytes": 0, "oldest": None, "newest": None})
+            d["chunks"] += n
+            d["bytes"] += nbytes
+            d["oldest"] = first if d["oldest"] is None else min(d["oldest"], first)
+            d["newest"] = last if d["newest"] is None else max(d["newest"], last)
+
         with self._transaction() as conn:
             for _ in range(256):  # each round drops at least one chunk or partition
                 excess = self._disk_bytes(conn) - max_bytes
                 if excess <= 0:
                     break
-                per_tier = {tier: int(n) for tier, n in conn.execute(
-                    sa.select(t.c.tier, sa.func.sum(t.c.nbytes)).group_by(t.c.tier)).all() if n}
-                if not per_tier:
-                    break  # nothing left to drop: what is left is not history chunks
-                tier = max(per_tier, key=lambda k: per_tier[k])
                 if self.postgres:
-                    days = sorted(int(m[2]) for m in map(_PARTITION.match, self._list_partitions(conn))
-                                  if m and int(m[1]) == tier)
-                    for day in days:
-                        name = f"metric_chunks_t{tier}_d{day}"
-                        n, nbytes = conn.exec_driver_sql(
-                            f"SELECT count(*), coalesce(sum(nbytes), 0) FROM {name}").one()
-                        conn.exec_driver_sql(f"DROP TABLE {name}")
-                        conn.info.setdefault("dropped_partitions", set()).add(name)
-                        done["partitions"] += 1
-                        done["chunks"] += n
-                        done["bytes"] += int(nbytes)
-                        if n:
-                            break
+                    dropped = self._drop_oldest_partition(conn, note)
+                    if not dropped:
+                        done["over"] = True  # only each tier's newest day is left
+                        break
+                    done["partitions"] += dropped
                     continue
+                per_tier = {tier: int(n) for tier, n in conn.execute(
+                    sa.select(t.c.tier, sa.func.sum(t.c.nbytes)).where(older).group_by(t.c.tier)).all() if n}
+                if not per_tier:
+                    done["over"] = True  # what is left is the newest data, or not history chunks
+                    break
+                tier = max(per_tier, key=lambda k: per_tier[k])
                 # The oldest chunks holding ``excess`` bytes of payload: a chunk takes at
                 # least its payload on disk, so that frees about ``excess`` or more.
-                rows = conn.execute(sa.select(t.c.id, t.c.nbytes).where(t.c.tier == tier)
-                                    .order_by(t.c.ts_last).limit(2000)).all()
+                rows = conn.execute(sa.select(t.c.id, t.c.nbytes, t.c.ts_first, t.c.ts_last)
+                                    .where(t.c.tier == tier, older).order_by(t.c.ts_last).limit(2000)).all()
                 ids, freed = [], 0
-                for rid, nbytes in rows:
+                for rid, nbytes, _, _ in rows:
                     ids.append(rid)
                     freed += nbytes
                     if freed >= excess:
                         break
                 for i in range(0, len(ids), 500):
                     conn.execute(t.delete().where(t.c.tier == tier, t.c.id.in_(ids[i:i + 500])))
-                done["chunks"] += len(ids)
-                done["bytes"] += freed
+                taken = rows[:len(ids)]
+                note(tier, len(ids), freed, min(r[2] for r in taken), max(r[3] for r in taken))
             done["disk_bytes"] = self._disk_bytes(conn)
         return done
+
+    def _drop_oldest_partition(self, conn, note) -> int:
+        """Postgres: drop the oldest day partition of the tier holding the most bytes in
+        partitions older than its newest chunk's day (empty ones on the way go too).
+        Returns the partitions dropped: 0 when every tier is down to its newest day."""
+        t = MetricChunkRow.__table__
+        days: dict[int, list[int]] = {}
+        for m in map(_PARTITION.match, self._list_partitions(conn)):
+            if m:
+                days.setdefault(int(m[1]), []).append(int(m[2]))
+        newest = {tier: int(last // DAY) for tier, last in conn.execute(
+            sa.select(t.c.tier, sa.func.max(t.c.ts_last)).group_by(t.c.tier)).all() if last is not None}
+        per_tier = {}
+        for tier, day in newest.items():
+            n = conn.execute(sa.select(sa.func.sum(t.c.nbytes)).where(
+                t.c.tier == tier, t.c.ts_last < day * DAY)).scalar()
+            if n:
+                per_tier[tier] = int(n)
+        if not per_tier:
+            return 0
+        tier = max(per_tier, key=lambda k: per_tier[k])
+        dropped = 0
+        for day in sorted(d for d in days.get(tier, ()) if d < newest[tier]):
+            name = f"metric_chunks_t{tier}_d{day}"
+            n, nbytes, first, last = conn.exec_driver_sql(
+                f"SELECT count(*), coalesce(sum(nbytes), 0), min(ts_first), max(ts_last) FROM {name}").one()
+            conn.exec_driver_sql(f"DROP TABLE {name}")
+            conn.info.setdefault("dropped_partitions", set()).add(name)
+            note(tier, n, int(nbytes), first, last)
+            dropped += 1
+            if n:
+                break
+        return dropped
 
     @_translated
     def default_bound(self) -> tuple[int, str]:

@@ -70,14 +70,22 @@ _dec = msgspec.msgpack.Decoder(_Header)
 
 # ------------------------------------------------------------------ helpers
 
-def _zigzag(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.int64, copy=False)
-    return ((x << 1) ^ (x >> 63)).view(np.uint64)
+def _zigzag(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """Signed integers as unsigned, small magnitudes small (``inplace``: ``x`` is overwritten)."""
+    x = x.astype(np.int64, copy=not inplace)
+    sign = x >> 63
+    x <<= 1
+    x ^= sign
+    return x.view(np.uint64)
 
 
 def _unzigzag(u: np.ndarray) -> np.ndarray:
     u = u.astype(np.uint64, copy=False)
-    return ((u >> np.uint64(1)).view(np.int64) ^ -(u & np.uint64(1)).view(np.int64))
+    out = (u >> np.uint64(1)).view(np.int64)
+    sign = (u & np.uint64(1)).view(np.int64)
+    np.negative(sign, out=sign)
+    out ^= sign
+    return out
 
 
 def _width(u: np.ndarray) -> int:
@@ -185,8 +193,9 @@ def _orders(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _as_ints(rows: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``rows * 10**d`` rounded, and which rows are exact as integers."""
     with np.errstate(over="ignore", invalid="ignore"):
-        q = np.round(rows * (10.0 ** d)[:, None])
-        ok = np.abs(q).max(axis=1, initial=0.0) < _EXACT
+        q = rows * (10.0 ** d)[:, None]
+        np.round(q, out=q)
+        ok = np.maximum(q.max(axis=1, initial=0.0), -q.min(axis=1, initial=0.0)) < _EXACT
     return q, ok
 
 
@@ -217,12 +226,15 @@ def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.nda
     # The usual case, in one go: keys with a value in every sample and a precision rule.
     whole = [j for j in range(k) if states[j] == _FULL and dig[j] is not None]
     fast: dict[int, tuple[int, np.ndarray]] = {}
+    every = None  # the fast path's integers when it holds every key, in order
     if whole:
-        q, ok = _as_ints(v[whole], np.array([dig[j] for j in whole], np.float64))
+        q, ok = _as_ints(v[whole] if len(whole) < k else v, np.array([dig[j] for j in whole], np.float64))
         rows = [j for j, good in zip(whole, ok.tolist()) if good]
         if rows:
-            orders, best = _orders(q[ok].astype(np.int64))
+            orders, best = _orders((q if len(rows) == len(whole) else q[ok]).astype(np.int64))
             fast = {j: (o, best[i]) for i, (j, o) in enumerate(zip(rows, orders.tolist()))}
+            if len(rows) == k:
+                every = best
     kinds: list[int] = []
     ints: list[np.ndarray] = []
     floats: list[np.ndarray] = []
@@ -252,7 +264,8 @@ def encode(ts: Sequence[float] | np.ndarray, keys: Sequence[str], values: np.nda
         floats.append(bits ^ np.concatenate(([np.uint64(0)], bits[:-1])))
         kinds.append(_FLOAT)
     cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
-    tz, iz = _zigzag(tdod), _zigzag(cat(ints, np.int64))
+    tz = _zigzag(tdod)
+    iz = _zigzag(every.reshape(-1) if every is not None else cat(ints, np.int64), inplace=True)
     tw, iw = _width(tz), _width(iz)
     header = _enc.encode(_Header(n=n, t0=t0, keys=list(keys), kinds=kinds, states=states.tobytes(),
                                  text=[(float(a), str(b), str(c)) for a, b, c in text], tw=tw, iw=iw))

@@ -23,7 +23,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "operator"
 CLASSES = {cls.__name__: cls for cls in (
     d.Event, d.FleetRow, d.Snapshot, d.Update, d.MachineLatest, d.MachineSummary, d.MachineDetail,
     d.Forgotten, d.Drained, d.Undrained, d.DryRun, d.ExecStart, d.ExecOutput, d.ExecExit, d.ExecSummary,
-    d.Error)}
+    d.Error, d.MetricColumns)}
 
 
 def _lines() -> list[tuple[str, int, bytes]]:
@@ -181,3 +181,30 @@ def test_a_plain_answer_comes_back_as_the_same_bytes():
     line = golden("MachineSummary")
     assert d.plain(line)
     assert msgspec.json.encode(d.decode_json(line, d.MachineSummary)) == line
+
+
+def test_metric_columns_make_the_rows_metrics_answers():
+    """Keys once, values packed: the rows are what ``metrics NAME --json`` always printed,
+    whole numbers as integers, a missing value left out of its row."""
+    doc = msgspec.json.decode(golden("MetricColumns"), type=d.MetricColumns)
+    rows = d.metric_rows(doc)
+    assert rows == [{"ts": "2027-01-15T00:00:00.000Z", "cpu.percent": 12.5, "mem.used_bytes": 1024,
+                     "disk[sda].read_iops": 3},
+                    {"ts": "2027-01-15T00:00:01.000Z", "cpu.percent": 13.1, "mem.used_bytes": 2048}]
+    assert [type(v) for v in rows[0].values()] == [str, float, int, int]
+    assert list(rows[0]) == ["ts", "cpu.percent", "mem.used_bytes", "disk[sda].read_iops"]
+    assert d.metric_rows(msgspec.json.decode(golden("MetricColumns", 2), type=d.MetricColumns)) == []
+
+
+@pytest.mark.parametrize("change", [
+    {"int_values": b"\0" * 8},                        # one value for two rows
+    {"float_values": b"\0" * 31},                     # not whole float64s
+    {"ints": [3]},                                    # no such key
+    {"ints": [1, 1], "int_values": b"\0" * 32},       # a key twice
+    {"whole": [1]},                                   # an int key in the float block
+    {"gaps": [2]},                                    # no such row
+])
+def test_metric_columns_that_do_not_fit_are_refused(change):
+    doc = msgspec.json.decode(golden("MetricColumns"), type=d.MetricColumns)
+    with pytest.raises(ValueError):
+        d.metric_rows(msgspec.structs.replace(doc, **change))

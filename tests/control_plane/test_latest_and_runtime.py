@@ -1,12 +1,15 @@
 """The control plane's compact latest values, shared key lists, and the process
-settings of long-running processes (garbage collector)."""
+settings of long-running processes (garbage collector, C allocator)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+
+import pytest
 
 import numpy as np
 
@@ -46,6 +49,40 @@ def test_tune_gc_raises_the_threshold_and_freezes_start_up_objects():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     threshold, frozen = json.loads(out)
     assert threshold[0] == runtime.GC_YOUNG_THRESHOLD and frozen
+
+
+_FAULTS = """
+import json, resource, sys
+import numpy as np
+from centrality_core import runtime
+applied = runtime.tune_malloc() if sys.argv[1] == "tuned" else False
+faults = []
+for _ in range(4):  # what a compaction does: a few large temporaries, freed together
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays = [np.ones(2 ** 20) for _ in range(6)]  # 6 x 8 MiB
+    del arrays
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps([applied, faults]))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc malloc")
+def test_tune_malloc_keeps_large_temporaries_in_the_heap():
+    """Tuned, the second and later rounds of large arrays reuse memory (no page faults);
+    by default the next rounds fault their pages in again (until glibc's own threshold
+    has grown)."""
+    def run(mode: str, **env) -> tuple[bool, list[int]]:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env}).stdout
+        return json.loads(out)
+
+    applied, tuned = run("tuned")
+    if not applied:
+        pytest.skip("not glibc")
+    _, default = run("default")
+    assert max(default[1:]) > 1000, default
+    assert max(tuned[1:]) < 100, tuned
+    assert run("tuned", MALLOC_TRIM_THRESHOLD_="131072")[0] is False  # an explicit setting wins
 
 
 def test_long_collections_are_logged(monkeypatch, caplog):

@@ -68,6 +68,33 @@ async def test_gpu8_profile_shows_gpu_streams_and_top(control_plane, agents, hom
     assert "NVIDIA H100" in latest.text.get("nvidia_smi", "")
 
 
+async def test_the_client_asks_for_columns_and_prints_the_rows_a_plain_request_answers(
+        control_plane, agents, operator, home):
+    """The CLI and the dashboard ask ``metrics --columns`` (keys once, values packed) and make
+    the rows themselves: the same rows, byte for byte, as ``metrics`` without it answers a
+    plain SSH client; ``--json`` prints them unchanged."""
+    import msgspec
+
+    from centrality_core import documents as d
+
+    a = await agents("gpu-node-02", profile="gpu8", index=3, **QUICK)
+    await wait_for(lambda: control_plane.ingest.samples_stored >= 10, what="samples")
+    await a.stop()  # a window that no longer changes
+    await control_plane.writer.flush()
+    for extra in ([], ["--stream", "gpu"], ["--resolution", "1m"]):  # no minute closed yet: none
+        argv = ["metrics", "gpu-node-02", "--since", "5m", *extra]
+        plain = await operator.request(*argv)
+        cols = await operator.request(*argv, "--columns")
+        assert (plain or extra[-1] == "1m") and set(cols) >= {"ts", "keys", "int_values", "float_values"}
+        rows = d.metric_rows(d.decode(cols, d.MetricColumns))
+        assert msgspec.json.encode(rows) == msgspec.json.encode(plain), extra
+    plain = await operator.request("metrics", "gpu-node-02", "--since", "10m")
+    assert msgspec.json.encode(await operator.metrics("gpu-node-02", since="10m")) == msgspec.json.encode(plain)
+    status, out, err = await cli(home, "metrics", "gpu-node-02", "--since", "10m", "--json")
+    assert status == 0, err
+    assert json.loads(out) == plain and len(plain) >= 10
+
+
 class Recording:
     """Real collectors' fake profile, remembering every timestamp it sampled."""
 

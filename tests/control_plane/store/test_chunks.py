@@ -189,7 +189,8 @@ def test_size_bound_counts_the_disk_and_drops_the_oldest_first(store):
     while chunks.compact_raw(T0 + 5 * 86400)["chunks"]:
         pass
     disk = chunks.usage()["disk_bytes"]
-    assert chunks.enforce_size(disk) == {"partitions": 0, "chunks": 0, "bytes": 0, "disk_bytes": disk}
+    assert chunks.enforce_size(disk) == {"partitions": 0, "chunks": 0, "bytes": 0, "disk_bytes": disk, "tiers": {},
+                                         "over": False}
     done = chunks.enforce_size(disk - 1)  # one byte too many: the oldest day goes, only it
     assert done["chunks"] == 1 and done["disk_bytes"] < disk
     assert done["partitions"] == (1 if store.dialect == "postgresql" else 0)
@@ -206,8 +207,43 @@ def test_size_bound_counts_the_disk_and_drops_the_oldest_first(store):
             pass
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA page_count").scalar() == pages
-    done = chunks.enforce_size(1)  # below what the schema takes: every chunk goes, then it stops
-    assert chunks.usage()["tiers"].get("raw", {"chunks": 0})["chunks"] == 0 and done["disk_bytes"] > 1
+    assert done["tiers"] == {"raw": {"chunks": 1, "bytes": done["bytes"], "oldest": T0 + 0.25,
+                                     "newest": T0 + 599.25}} and not done["over"]
+
+
+def test_a_bound_below_the_newest_data_keeps_it_and_says_so(store):
+    """A bound smaller than what is not compacted yet (staged batches and minutes count on
+    disk, and cannot be dropped) no longer empties the history: the oldest chunks go, each
+    machine's newest chunk of each tier (Postgres: each tier's newest day) stays, and the
+    pass says the bound is not met."""
+    chunks = Chunks(store)
+    for day in range(3):
+        for m in ("m1", "m2"):
+            fill(store, m, T0 + day * 86400, 600)
+    while chunks.compact_raw(T0 + 4 * 86400)["chunks"]:
+        pass
+    while chunks.compact_minutes(T0 + 4 * 86400)["chunks"]:
+        pass
+    fill(store, "m1", T0 + 4 * 86400, 1200)  # the newest samples: staged, not compacted yet
+    before = chunks.usage()
+    assert before["tiers"]["raw"]["chunks"] == 6 and before["tiers"]["1m"]["chunks"] == 6
+    done = chunks.enforce_size(1)
+    assert done["over"] and done["disk_bytes"] > 1
+    after = chunks.usage()
+    assert after["pending"] == before["pending"]  # nothing staged is touched
+    if store.dialect == "postgresql":  # whole days: the newest day of each tier stays
+        assert done["partitions"] == 4 and done["chunks"] == 8
+    else:  # each machine's newest chunk of each tier stays
+        assert done["chunks"] == 8
+    assert after["tiers"]["raw"]["chunks"] == after["tiers"]["1m"]["chunks"] == 2
+    assert after["tiers"]["raw"]["oldest"] >= T0 + 2 * 86400
+    assert done["tiers"]["raw"] == {"chunks": 4, "bytes": done["tiers"]["raw"]["bytes"],
+                                    "oldest": T0 + 0.25, "newest": T0 + 86400 + 599.25}
+    assert done["tiers"]["1m"]["chunks"] == 4 and done["tiers"]["1m"]["newest"] < T0 + 2 * 86400
+    rows = query(store, chunks, "m1", T0, T0 + 5 * 86400, ["cpu.percent"], "raw")
+    assert len(rows) == 600 + 1200 and rows[0]["ts"].startswith("2027-01-17")  # the newest day, then staged
+    again = chunks.enforce_size(1)  # nothing more to drop: the same answer, nothing lost
+    assert again["chunks"] == 0 and again["over"] and chunks.usage()["tiers"] == after["tiers"]
 
 
 def test_default_bound_is_half_the_free_disk_on_sqlite(store):
@@ -335,3 +371,29 @@ def fill_minutes(store: Store) -> list[dict]:
     """The minutes written by ``fill``, as the store holds them."""
     return [{"minute": minute, "stats": history.decode_minute(payload)}
             for minute, payload in store.metric_rollups("m1", 0, 1e12)]
+
+
+def test_columns_answer_the_same_rows_as_rows(store):
+    """``metrics --columns`` (keys once, values packed), made into rows by the client, is
+    what ``metrics`` answers as rows, byte for byte once printed: raw samples compacted and
+    not, a key missing for a while and one appearing mid-window, minutes and hours, a stream."""
+    import msgspec
+
+    from centrality_core import documents as d
+
+    fill(store, "m1", T0, 2 * 3600, profile="gpu8", extra_key_from=T0 + 2000, gap=(T0 + 100, T0 + 130))
+    chunks = Chunks(store)
+    chunks.compact_raw(T0 + 3600, window=1800)  # the first half hour compacted, the rest staged
+    chunks.compact_minutes(T0 + 3 * 3600 - 10)  # the first hour of minutes compacted
+    windows = [(T0, T0 + 2 * 3600, "raw"), (T0 + 1500, T0 + 2500, "raw"), (T0, T0 + 2 * 3600, "1m"),
+               (T0, T0 + 2 * 3600, "1h"), (T0 + 3 * 3600, T0 + 4 * 3600, "raw")]
+    for since, until, resolution in windows:
+        for patterns in (None, ["cpu", "disk"]):
+            rows = msgspec.json.encode(history.query(store, chunks, "m1", since, until, patterns, resolution))
+            doc = history.query_columns(store, chunks, "m1", since, until, patterns, resolution)
+            wire = msgspec.json.decode(msgspec.json.encode(doc), type=d.MetricColumns)
+            assert msgspec.json.encode(d.metric_rows(wire)) == rows, (since, until, resolution, patterns)
+    doc = history.query_columns(store, chunks, "m1", T0, T0 + 2 * 3600, None, "raw")
+    assert len(doc.ts) == 7200 and len(doc.keys) > 200 and doc.gaps  # the gap and the late key: partial rows
+    assert "disk[sdz].read_iops" in doc.keys and "mem.used_bytes" in [doc.keys[j] for j in doc.ints]
+    assert history.query_columns(store, chunks, "m1", T0 + 5 * 3600, T0 + 6 * 3600, None, "raw").ts == []
