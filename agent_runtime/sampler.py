@@ -45,8 +45,9 @@ class Sampler:
         self._procs: p.GpuProcesses | None = None
         self._procs_fn = getattr(collectors, "gpu_processes", None)
         self.taken = 0  # samples taken since start
-        #: The newest sample's values (healthchecks read it).
-        self.latest: dict[str, float] = {}
+        #: The newest sample: its dict when it is kept as one, else its keys and packed row.
+        self._latest: dict[str, float] | None = {}
+        self._latest_row: tuple[list[str], array] | None = None
 
     def sample(self, now: float) -> None:
         values, text = self._collect(now)
@@ -72,12 +73,24 @@ class Sampler:
     def add(self, now: float, values: dict[str, float], text: dict[str, str] | None = None) -> None:
         self.taken += 1
         self._ts.append(now)
-        self._add_row(values)
-        self.latest = values
+        if self._add_row(values):
+            width = len(self._keys)
+            self._latest, self._latest_row = None, (self._keys, self._flat[len(self._flat) - width:])
+        else:
+            self._latest, self._latest_row = values, None
         if text:
             self._text.update(text)
 
-    def _add_row(self, values: dict[str, float]) -> None:
+    @property
+    def latest(self) -> dict[str, float]:
+        """The newest sample's values (healthchecks read it; a None stays None)."""
+        if self._latest is not None:
+            return self._latest
+        keys, row = self._latest_row
+        return dict(zip(keys, [None if v != v else v for v in row.tolist()]))
+
+    def _add_row(self, values: dict[str, float]) -> bool:
+        """Keep ``values`` as a packed row (True), or as a dict when its keys differ (False)."""
         if self._rows is None:
             if len(self._ts) == 1:  # a batch's first sample sets its keys (the last batch's list if equal)
                 if len(values) != len(self._keys) or list(values) != self._keys:
@@ -89,14 +102,18 @@ class Sampler:
                 start = len(self._flat)
                 try:
                     self._flat.extend(values.values())
-                    return
+                    return True
                 except TypeError:  # a None (a collector without that value): NaN, as packing does
                     del self._flat[start:]
+                try:
                     self._flat.extend([_NAN if v is None else v for v in values.values()])
-                    return
+                    return True
+                except TypeError:  # not a number at all: the row stays a dict, as it came
+                    del self._flat[start:]
             self._rows = self._flat_rows()  # keys came or went: dicts for the rest of the batch
             self._flat = array("d")
         self._rows.append(values)
+        return False
 
     def _flat_rows(self) -> list[dict[str, float | None]]:
         width, flat = len(self._keys), self._flat.tolist()

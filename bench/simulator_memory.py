@@ -28,7 +28,15 @@ import time
 import psutil
 
 from . import report
-from .fleet import PY, Env, free_port, live, start_server, wait_until
+from .fleet import PY, Env, free_port, start_server, wait_until
+
+
+def live(env: Env) -> int:
+    """Machines live, 0 while the control plane is too busy to answer (a join storm)."""
+    try:
+        return env.json("status", attempts=1)["machines"]["live"]
+    except (RuntimeError, subprocess.TimeoutExpired, KeyError, TypeError):
+        return 0
 
 
 def rss_window(pid: int, seconds: float) -> tuple[float, float]:

@@ -108,7 +108,8 @@ def test_sampler_batches_are_those_of_its_rows_whatever_keys_come_and_go():
     for rows in cases:
         ts = [float(t) for t in range(len(rows))]
         for packed in (False, True):
-            got, _ = _sampler_batch(rows, packed)
+            got, sampler = _sampler_batch(rows, packed)
+            assert sampler.latest == rows[-1]  # what healthchecks read, a None included
             want = columnar("r", 1, ts, rows, packed=packed)
             assert (got.keys, got.ts) == (want.keys, want.ts), rows
             if packed and want.keys:
