@@ -79,6 +79,8 @@ class LinkState:
 
 
 class Agent:
+    _handlers: dict[type, Callable[[Agent, Any], None]]  # set below the class
+
     def __init__(self, cfg: agent_config.AgentConfig, key, *, info: dict, name: str,
                  sampler: Sampler | None = None, config_dir: Path | None = None,
                  backoff: Backoff | None = None,
@@ -116,17 +118,6 @@ class Agent:
         self._writer = None  # the channel while registered
         self._seq = 0
         self._last_sent = 0.0
-        #: What the control plane sends, by message type (as the control plane dispatches
-        #: what agents send); kinds not listed are ignored.
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            p.MetricsAck: self._on_ack,
-            p.Error: self._on_error,
-            p.Unsupported: self._on_unsupported,
-            p.Command: self._on_command,
-            p.Cancel: self._on_cancel,
-            **dict.fromkeys((p.ShellOpen, p.ShellInput, p.ShellResize, p.ShellAck), self._on_shell),
-            **dict.fromkeys((p.FilePut, p.FileGet, p.FileChunk, p.FileAck), self._on_file),
-        }
 
     # ------------------------------------------------------------------ outer loop
 
@@ -210,8 +201,7 @@ class Agent:
             if not isinstance(first, p.Registered):
                 raise ProtocolError(f"expected registered, got {first.__struct_config__.tag}")
             self._registered(first, enrolling)
-            for batch in self.outbox:  # replay what was not acknowledged, oldest first
-                self._send(writer, self._for_peer(batch))
+            self._replay(writer)
             self._writer = writer
             self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
@@ -236,6 +226,12 @@ class Agent:
             self._conn = None
             conn.close()
             await conn.wait_closed()
+
+    def _replay(self, writer) -> None:
+        """Send what was not acknowledged, oldest first. (A method of its own: a loop variable
+        in ``_connect_once`` would keep the last batch alive for as long as the connection.)"""
+        for batch in self.outbox:
+            self._send(writer, self._for_peer(batch))
 
     def _for_peer(self, batch: p.MetricsBatch) -> p.MetricsBatch:
         """``batch`` with only what the control plane reads (1.0: JSON columns; <1.2: no processes)."""
@@ -296,7 +292,9 @@ class Agent:
 
     def flush_batch(self) -> None:
         """Turn pending samples into a batch: into the outbox, and out now if connected."""
-        batch = self.sampler.take_batch(self.stream, self._seq + 1, packed=self.packed)
+        # Packed in the outbox whatever the peer (8 bytes a value while it waits for an ack, or
+        # for a connection); ``_for_peer`` unpacks it for a 1.0 control plane.
+        batch = self.sampler.take_batch(self.stream, self._seq + 1, packed=True)
         if batch is None:
             return
         self._seq += 1
@@ -348,7 +346,7 @@ class Agent:
                 continue
             handler = self._handlers.get(type(msg))
             if handler is not None:
-                handler(msg)
+                handler(self, msg)
 
     def _on_ack(self, msg: p.MetricsAck) -> None:
         self.outbox.ack(msg.stream, msg.seq)
@@ -396,6 +394,19 @@ def retry_delay(backoff: Backoff, told: float | None) -> float:
     if told is not None:
         return told
     return backoff.next()
+
+
+#: What the control plane sends, by message type (as the control plane dispatches what agents
+#: send); kinds not listed are ignored. One table for every agent (a simulator runs thousands).
+Agent._handlers = {
+    p.MetricsAck: Agent._on_ack,
+    p.Error: Agent._on_error,
+    p.Unsupported: Agent._on_unsupported,
+    p.Command: Agent._on_command,
+    p.Cancel: Agent._on_cancel,
+    **dict.fromkeys((p.ShellOpen, p.ShellInput, p.ShellResize, p.ShellAck), Agent._on_shell),
+    **dict.fromkeys((p.FilePut, p.FileGet, p.FileChunk, p.FileAck), Agent._on_file),
+}
 
 
 def _buffered(writer) -> int:

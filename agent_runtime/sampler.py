@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from array import array
 from collections import deque
 from typing import Any
 
 from centrality_core import protocol as p
 
 log = logging.getLogger("centrality.agent.metrics")
+_NAN = float("nan")
 
 
 class Sampler:
@@ -30,15 +32,22 @@ class Sampler:
         self.interval = interval
         self.blocking = blocking  # real collectors read files and may run nvidia-smi
         self._ts: list[float] = []
-        self._rows: list[dict[str, float]] = []
+        #: Pending samples, row after row in ``_keys`` order (NaN for a None), while every row
+        #: of the batch has the same keys in the same order (a simulator holds thousands of
+        #: machines' pending samples: 8 bytes a value instead of a dict entry and a float).
+        self._flat = array("d")
+        self._keys: list[str] = []
+        #: Pending samples as dicts, once keys came or went within the batch (else None).
+        self._rows: list[dict[str, float]] | None = None
         self._text: dict[str, str] = {}
         #: The newest GPU process list taken since the last batch (collectors that have
         #: ``gpu_processes(now)``; it returns None when it did not look this time).
         self._procs: p.GpuProcesses | None = None
         self._procs_fn = getattr(collectors, "gpu_processes", None)
         self.taken = 0  # samples taken since start
-        #: The newest sample's values (healthchecks read it).
-        self.latest: dict[str, float] = {}
+        #: The newest sample: its dict when it is kept as one, else its keys and packed row.
+        self._latest: dict[str, float] | None = {}
+        self._latest_row: tuple[list[str], array] | None = None
 
     def sample(self, now: float) -> None:
         values, text = self._collect(now)
@@ -64,10 +73,52 @@ class Sampler:
     def add(self, now: float, values: dict[str, float], text: dict[str, str] | None = None) -> None:
         self.taken += 1
         self._ts.append(now)
-        self._rows.append(values)
-        self.latest = values
+        if self._add_row(values):
+            width = len(self._keys)
+            self._latest, self._latest_row = None, (self._keys, self._flat[len(self._flat) - width:])
+        else:
+            self._latest, self._latest_row = values, None
         if text:
             self._text.update(text)
+
+    @property
+    def latest(self) -> dict[str, float]:
+        """The newest sample's values (healthchecks read it; a None stays None)."""
+        if self._latest is not None:
+            return self._latest
+        keys, row = self._latest_row
+        return dict(zip(keys, [None if v != v else v for v in row.tolist()]))
+
+    def _add_row(self, values: dict[str, float]) -> bool:
+        """Keep ``values`` as a packed row (True), or as a dict when its keys differ (False)."""
+        if self._rows is None:
+            if len(self._ts) == 1:  # a batch's first sample sets its keys (the last batch's list if equal)
+                if len(values) != len(self._keys) or list(values) != self._keys:
+                    self._keys = list(values)
+                keys_match = True
+            else:
+                keys_match = len(values) == len(self._keys) and list(values) == self._keys
+            if keys_match:
+                start = len(self._flat)
+                try:
+                    self._flat.extend(values.values())
+                    return True
+                except TypeError:  # a None (a collector without that value): NaN, as packing does
+                    del self._flat[start:]
+                try:
+                    self._flat.extend([_NAN if v is None else v for v in values.values()])
+                    return True
+                except TypeError:  # not a number at all: the row stays a dict, as it came
+                    del self._flat[start:]
+            self._rows = self._flat_rows()  # keys came or went: dicts for the rest of the batch
+            self._flat = array("d")
+        self._rows.append(values)
+        return False
+
+    def _flat_rows(self) -> list[dict[str, float | None]]:
+        width, flat = len(self._keys), self._flat.tolist()
+        return [dict(zip(self._keys, [None if v != v else v for v in flat[i:i + width]]))
+                for i in range(0, len(flat), width)]
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,9 +143,17 @@ class Sampler:
         """The pending samples as one batch (values packed for protocol 1.1), or None."""
         if not self._ts:
             return None
-        ts, rows, text, procs = self._ts, self._rows, self._text, self._procs
-        self._ts, self._rows, self._text, self._procs = [], [], {}, None
-        batch = columnar(stream, seq, ts, rows, text, packed=packed)
+        ts, rows, flat, text, procs = self._ts, self._rows, self._flat, self._text, self._procs
+        self._ts, self._rows, self._flat, self._text, self._procs = [], None, array("d"), {}, None
+        if rows is not None:
+            batch = columnar(stream, seq, ts, rows, text, packed=packed)
+        elif self._keys:
+            batch = p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=self._keys,
+                                   values=p.pack_rows(flat, len(self._keys)), text=text)
+            if not packed:
+                batch = batch.unpacked()
+        else:
+            batch = p.MetricsBatch(stream=stream, seq=seq, ts=ts, keys=[], columns=[], text=text)
         batch.gpu_processes = procs
         return batch
 

@@ -115,6 +115,8 @@ class SimulatedFleet:
         self.address, self.fingerprint, self.token = state.target(join)
         self.agents: list[Agent] = []
         self.failed: dict[str, str] = {}
+        #: Reconnect jitter for every machine: one generator, not one each (2.5 KB a machine).
+        self.jitter = random.Random(f"jitter:{spec.seed}")
 
     def build(self) -> None:
         for index in range(self.spec.start, self.spec.start + self.spec.count):
@@ -136,7 +138,7 @@ class SimulatedFleet:
         info["agent_version"] = __version__
         agent = Agent(cfg, self.state.key(name), info=info, name=name,
                       sampler=Sampler(collectors, s.sample_interval, blocking=False),
-                      backoff=Backoff(initial=1.0, maximum=30.0, rng=random.Random(index)),
+                      backoff=Backoff(initial=1.0, maximum=30.0, rng=self.jitter),
                       on_registered=lambda msg, name=name: self.state.mark_enrolled(name))
         agent.own_timers = False
         # Commands run on this host, but hostname, uname and nvidia-smi answer as this machine.

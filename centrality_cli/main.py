@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from centrality_core import __version__
-from centrality_core.sanitize import log_formatter
+from centrality_core.sanitize import LOG_FORMAT, log_formatter
 
 from .commands import agent, demo, export, keys, login, machines, metrics, provision, server, simulate, storage, token
 from .commands import tui
@@ -44,7 +44,7 @@ def root(
     ctx.obj = {"context": context}
     level = logging.WARNING - 10 * verbose
     handler = logging.StreamHandler()
-    handler.setFormatter(log_formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(log_formatter(LOG_FORMAT))
     logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     if verbose < 2:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)

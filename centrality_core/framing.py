@@ -35,6 +35,19 @@ def pack_values(columns: list[list[float | None]]) -> bytes:
     return packed.tobytes()
 
 
+def pack_rows(flat: array, width: int) -> bytes:
+    """Rows of ``width`` float64 (``flat``: row after row, NaN for none) as ``pack_values``
+    packs the same values in columns: the agent keeps its pending samples this way."""
+    if not width:
+        return b""
+    packed = array("d")
+    for j in range(width):
+        packed.extend(flat[j::width])  # column j: every row's j-th value
+    if sys.byteorder == "big":  # pragma: no cover - the wire is little-endian
+        packed.byteswap()
+    return packed.tobytes()
+
+
 def unpack_values(values: bytes, n: int) -> list[list[float | None]]:
     """``pack_values`` undone: columns of ``n`` values, NaN back to None."""
     flat = array("d")

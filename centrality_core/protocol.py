@@ -57,7 +57,9 @@ from msgspec import Meta, Struct
 
 from .errors import MalformedFrame, UnknownKind
 # Framing and packed values live in their own module; they are part of this one's API.
-from .framing import MAX_FRAME_BYTES, FrameBuffer, StreamFrames, pack_values, unpack_values  # noqa: F401
+from .framing import (  # noqa: F401
+    MAX_FRAME_BYTES, FrameBuffer, StreamFrames, pack_rows, pack_values, unpack_values,
+)
 
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 3  # 1.1: packed metric values; 1.2: ``gpu_processes``; 1.3: shell sessions, file copy

@@ -104,7 +104,11 @@ def for_log(text: str) -> str:
                            else f"\\u{ord(m.group()):04x}", text)
 
 
-def log_formatter(fmt: str):
+#: The format of every log line our processes write (the CLI's and the agent's).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_formatter(fmt: str = LOG_FORMAT):
     """A ``logging.Formatter`` whose messages cannot span lines or carry escapes
     (each record's message passes through ``for_log``; a traceback keeps its lines)."""
     import logging

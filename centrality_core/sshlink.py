@@ -11,6 +11,7 @@ asyncssh is imported lazily so that importing this module stays cheap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 from pathlib import Path
@@ -91,7 +92,10 @@ def generate_key(path: Path) -> asyncssh.SSHKey:
     return key
 
 
+@functools.lru_cache(maxsize=None)
 def _client_class():
+    """The client class, made once (asyncssh is imported on first use; a class per
+    connection cost a simulator ~2 KB per machine)."""
     import asyncssh
 
     class PinnedClient(asyncssh.SSHClient):

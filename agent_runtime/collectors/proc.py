@@ -79,6 +79,9 @@ class MemInfo(NamedTuple):
     available_bytes: int
 
 
+_MEMINFO_KEYS = frozenset({"MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached", "SReclaimable"})
+
+
 def parse_meminfo(text: str) -> MemInfo | None:
     """``/proc/meminfo`` -> bytes; ``None`` if MemTotal is missing.
 
@@ -86,13 +89,16 @@ def parse_meminfo(text: str) -> MemInfo | None:
     is estimated as MemFree + Buffers + Cached + SReclaimable.
     """
     kb: dict[str, int] = {}
-    for line in text.splitlines():
+    for line in text.splitlines():  # ~55 lines: read only the few used (each sample parses it)
         key, sep, rest = line.partition(":")
-        if not sep:
+        key = key.strip()
+        if not sep or key not in _MEMINFO_KEYS:
             continue
         parts = rest.split()
         if parts and parts[0].isdigit():
-            kb[key.strip()] = int(parts[0])
+            kb[key] = int(parts[0])
+            if "MemTotal" in kb and "MemAvailable" in kb:
+                break  # lines 1 and 3 on every kernel since 3.14
     total = kb.get("MemTotal")
     if not total:
         return None

@@ -49,12 +49,18 @@ def run(config_dir: Optional[Path] = CONFIG_DIR) -> None:
     import logging
 
     from agent_runtime import config as agent_config
-    from agent_runtime.main import run as do_run
+
+    from ..agent_process import become_agent
 
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    output.run(lambda: do_run(config_dir or agent_config.default_dir()))
+    config_dir = config_dir or agent_config.default_dir()
+    # The agent runs for months: it becomes a process of its own without the CLI's modules.
+    become_agent(config_dir)
+    from agent_runtime.main import run as do_run  # only if exec failed: run it here
+
+    output.run(lambda: do_run(config_dir))
 
 
 def register(app: typer.Typer) -> None:

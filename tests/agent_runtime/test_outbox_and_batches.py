@@ -80,3 +80,60 @@ def test_outbox_drops_samples_older_than_the_age_bound():
     o.add(batch(3, [100.0]), now=100)  # batch 1 is now older than 60 s
     assert [b.seq for b in o] == [2, 3]
     assert o.batches[-1].dropped == 2
+
+
+def _sampler_batch(rows, packed):
+    values = iter(rows)
+
+    class C:
+        def sample(self, now):
+            return next(values), {}
+
+    s = Sampler(C(), 1.0, blocking=False)
+    for t in range(len(rows)):
+        s.sample(float(t))
+    return s.take_batch("r", 1, packed=packed), s
+
+
+def test_sampler_batches_are_those_of_its_rows_whatever_keys_come_and_go():
+    """The sampler keeps pending samples as packed rows while keys stay the same; what it hands
+    out is the batch of its rows in every case: same keys, a None, keys that came or went."""
+    cases = [
+        [{"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 4.0}, {"a": 5.0, "b": 6.5}],
+        [{"a": 1.0, "b": None}, {"a": None, "b": 4.0}],  # collectors without a value
+        [{"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 4.0, "disk[sdb].read_iops": 9.0}, {"a": 5.0}],  # a disk came, went
+        [{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}],  # same keys, another order
+        [{}, {}],
+    ]
+    for rows in cases:
+        ts = [float(t) for t in range(len(rows))]
+        for packed in (False, True):
+            got, sampler = _sampler_batch(rows, packed)
+            assert sampler.latest == rows[-1]  # what healthchecks read, a None included
+            want = columnar("r", 1, ts, rows, packed=packed)
+            assert (got.keys, got.ts) == (want.keys, want.ts), rows
+            if packed and want.keys:
+                assert got.columns == [] and got.column_lists() == want.column_lists(), rows
+            else:
+                assert got.columns == want.columns and got.values == b"", rows
+            assert got.check_shape() is None
+
+
+def test_sampler_goes_back_to_packed_rows_after_a_batch_whose_keys_changed():
+    rows = [{"a": 1.0}, {"a": 2.0, "b": 3.0}, {"a": 4.0, "b": 5.0}, {"a": 6.0, "b": 7.0}]
+    values = iter(rows)
+
+    class C:
+        def sample(self, now):
+            return next(values), {}
+
+    s = Sampler(C(), 1.0, blocking=False)
+    s.sample(0.0)
+    s.sample(1.0)
+    first = s.take_batch("r", 1, packed=True)
+    assert first.keys == ["a", "b"] and first.column_lists() == [[1.0, 2.0], [None, 3.0]]
+    s.sample(2.0)
+    s.sample(3.0)
+    second = s.take_batch("r", 2, packed=True)
+    assert second.keys == ["a", "b"] and second.column_lists() == [[4.0, 6.0], [5.0, 7.0]]
+    assert s.latest == {"a": 6.0, "b": 7.0}

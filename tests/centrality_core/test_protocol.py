@@ -519,3 +519,14 @@ def test_gpu_process_list_at_its_bounds_decodes():
     frame = _procs_frame(processes=procs)
     assert len(frame) < p.MAX_FRAME_BYTES
     assert len(p.agent_decoder.decode(frame).gpu_processes.processes) == p.MAX_GPU_PROCESSES
+
+
+def test_pack_rows_packs_as_pack_values_packs_the_columns():
+    from array import array
+
+    rows = [[1.0, 2.5, float("nan")], [3.0, -4.0, 5.0]]
+    flat = array("d", [v for row in rows for v in row])
+    columns = [[1.0, 3.0], [2.5, -4.0], [None, 5.0]]
+    assert p.pack_rows(flat, 3) == p.pack_values(columns)
+    assert p.unpack_values(p.pack_rows(flat, 3), 2) == columns
+    assert p.pack_rows(array("d"), 0) == b""

@@ -62,6 +62,15 @@ def test_parse_meminfo_old_kernel_without_memavailable():
     assert parse_meminfo("garbage") is None
 
 
+def test_parse_meminfo_reads_only_its_keys_in_any_order():
+    # Only the used lines are parsed, and parsing stops once MemTotal and MemAvailable are
+    # seen: keys that merely start alike, or come in another order, change nothing.
+    text = ("MemTotalHuge: 5 kB\nActive: 7 kB\nMemAvailable: 400 kB\nMemFree: 1 kB\n"
+            "MemTotal: 1000 kB\nCached: 999999 kB\n")
+    assert parse_meminfo(text) == (1000 * 1024, 600 * 1024, 400 * 1024)
+    assert parse_meminfo("MemAvailable: 400 kB\nMemFree: 10 kB\n") is None  # no MemTotal
+
+
 # ------------------------------------------------------------------ diskstats
 
 def test_parse_diskstats_real_skips_loop_and_zram(proc_text):
