@@ -180,7 +180,8 @@ def test_hostile_text_is_cleaned_by_the_one_pass_decode(raw):
 def test_a_plain_answer_comes_back_as_the_same_bytes():
     line = golden("MachineSummary")
     assert d.plain(line)
-    assert msgspec.json.encode(d.decode_json(line, d.MachineSummary)) == line
+    encoded = msgspec.json.encode(d.decode_json(line, d.MachineSummary))
+    assert _without_added_defaults(encoded, line, d.MachineSummary) == line
 
 
 def test_metric_columns_make_the_rows_metrics_answers():
