@@ -24,10 +24,15 @@ import sys
 from pathlib import Path
 
 
+#: The words of the command this process stands for, on its command line.
+RUN = ("agent", "run")
+
+
 def argv(config_dir: Path, level: int, asyncssh_level: int) -> list[str]:
     """The command line of the agent process for ``config_dir`` and the CLI's log levels."""
     flags = getattr(subprocess, "_args_from_interpreter_flags", list)()  # -X, -W... of this interpreter
-    return [sys.executable, *flags, "-m", "centrality_cli.agent_process", "--config-dir", str(config_dir),
+    # "agent run" kept on the command line: `ps` and `pgrep -f "agent run"` still find the agent.
+    return [sys.executable, *flags, "-m", "centrality_cli.agent_process", *RUN, "--config-dir", str(config_dir),
             "--log-level", str(level), "--asyncssh-log-level", str(asyncssh_level)]
 
 
@@ -53,6 +58,7 @@ def configure_logging(level: int, asyncssh_level: int) -> None:
 
 def main(args: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="centrality agent run", add_help=False)
+    ap.add_argument("command", nargs="*", help=argparse.SUPPRESS)  # RUN, for `ps`
     ap.add_argument("--config-dir", type=Path, required=True)
     ap.add_argument("--log-level", type=int, default=logging.INFO)
     ap.add_argument("--asyncssh-log-level", type=int, default=logging.WARNING)

@@ -173,6 +173,7 @@ async def test_agent_run_keeps_only_the_agent_in_memory(home, tmp_path):
     assert "pydantic_core" not in maps
     proc = psutil.Process(agent.pid)
     assert "centrality_cli.agent_process" in proc.cmdline()
+    assert " agent run " in " ".join(proc.cmdline())  # what `ps` and `pgrep -f "agent run"` find
     assert proc.memory_info().rss < 100 * 2**20  # it was ~60 MB; ~48 MB now on Linux
     assert await stop(agent) == 0
     assert await stop(server) == 0
