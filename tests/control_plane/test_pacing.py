@@ -51,10 +51,14 @@ def test_the_rate_is_measured_over_the_window_only_and_never_below_the_minimum()
     assert pacer.rate(100.0) == 400.0  # nothing in the window: back to the initial guess
 
 
-def test_delays_are_capped():
+def test_past_the_cap_delays_are_spread_over_its_second_half():
     pacer = Pacer(initial_rate=5.0, min_rate=5.0, max_delay=60.0)
     delays = [pacer.retry_after(0.0, in_progress=0) for _ in range(1000)]
-    assert max(delays) == 60.0 and delays[299] == 60.0 and delays[298] < 60.0
+    assert delays[:299] == sorted(delays[:299]) and delays[298] <= 60.0  # slots, in turn
+    past = delays[299:]
+    assert all(30.0 <= d <= 60.0 for d in past)
+    assert len(set(past)) > 600  # jittered, not a wave at the cap
+    assert pacer.retry_after(0.0, in_progress=0) <= 60.0
 
 
 def test_the_gate_counts_only_completed_handshakes_toward_the_rate():
