@@ -15,15 +15,13 @@ import json
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 
-import psycopg
 import pytest
 import pytest_asyncio
 
 from tests.conftest import REPO, alive, read_pids
-from tests.fixtures.postgres import libpq_url
+from tests.fixtures.postgres import fresh_database
 from tests.fixtures.replicaset import replica_set
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300),
@@ -41,13 +39,8 @@ TREE = "echo $$ >> {f}; sleep {s} & echo $! >> {f}; wait"
 @pytest.fixture(scope="module")
 def module_db(postgres_server):
     """A database for the module's replica set, dropped at the end."""
-    dbname = f"test_{uuid.uuid4().hex[:16]}"
-    admin = libpq_url(postgres_server.url())
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    yield postgres_server.url(dbname)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -61,18 +54,11 @@ async def rs(tmp_path_factory, module_db):
         yield rs
 
 
-def holders(rs) -> dict[str, str]:
-    """Machine name -> the replica holding it, as the shared store says."""
-    with psycopg.connect(libpq_url(rs.db_url)) as conn:
-        rows = conn.execute("SELECT m.name, h.replica FROM machines m JOIN replica_holdings h ON h.machine_id = m.id")
-        return dict(rows.fetchall())
-
-
 async def _wait_spread(rs) -> None:
     """Every machine is held by a replica, and every replica's view has all of them live."""
     deadline = time.monotonic() + 60
     while True:
-        held = holders(rs)
+        held = rs.holders()
         views = [await rs.cli(i, "exec", "--all", "--dry-run", "--json") for i in range(3)]
         counts = [len(json.loads(out)["machines"]) if status == 0 else 0 for status, out, _ in views]
         if len(held) == N and counts == [N] * 3:
@@ -125,7 +111,7 @@ async def test_fanout_and_max_output_reach_the_peers_parts(rs):
 
 
 async def test_gpus_and_health_from_any_replica_answer_for_every_machine_from_its_replica(rs):
-    held = holders(rs)
+    held = rs.holders()
     for i in range(3):
         status, out, err = await rs.cli(i, "gpus", "--json")
         assert status == 0, err
@@ -147,7 +133,7 @@ async def test_gpus_and_health_from_any_replica_answer_for_every_machine_from_it
 
 
 async def test_a_shell_on_a_machine_held_by_a_peer_is_relayed_through_it(rs):
-    held = holders(rs)
+    held = rs.holders()
     remote = next(n for n, r in held.items() if r == "cp-b")
     status, out, err = await rs.cli(0, "ssh", remote, "--", 'echo "on $CENTRALITY_MACHINE"; exit 4')
     assert (status, out) == (4, f"on {remote}\n"), err
@@ -186,7 +172,7 @@ async def test_the_operator_going_away_kills_the_command_on_every_replicas_machi
     await _until_audited(rs)
     row = (await _audit(rs))[0]
     assert row["status"] == "cancelled" and row["exit_code"] == 130
-    assert set(row["machines"]) == set(holders(rs)) and len(row["results"]) == N
+    assert set(row["machines"]) == set(rs.holders()) and len(row["results"]) == N
     assert Counter(r["status"] for r in row["results"].values()) == {"cancelled": N}
 
 
@@ -199,7 +185,7 @@ async def _until_audited(rs) -> None:
 
 async def test_a_replica_killed_mid_run_reports_its_machines_as_errors_and_the_run_ends(rs, tmp_path, reap_pids):
     """Last: the killed replica's machines move to the others afterwards."""
-    held = holders(rs)
+    held = rs.holders()
     on_c = sorted(n for n, r in held.items() if r == "cp-c")
     assert on_c
     pids = tmp_path / "pids"

@@ -19,15 +19,13 @@ import re
 import signal
 import sys
 import time
-import uuid
 
 import asyncssh
-import psycopg
 import pytest
 import pytest_asyncio
 
 from tests.conftest import REPO
-from tests.fixtures.postgres import libpq_url
+from tests.fixtures.postgres import fresh_database
 from tests.fixtures.replicaset import replica_set
 
 pexpect = pytest.importorskip("pexpect")
@@ -41,13 +39,9 @@ PROMPT = "READY> "
 
 @pytest.fixture(scope="module")
 def module_db(postgres_server):
-    dbname = f"test_{uuid.uuid4().hex[:16]}"
-    admin = libpq_url(postgres_server.url())
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    yield postgres_server.url(dbname)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    """A database for the module's replica set, dropped at the end."""
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +56,14 @@ async def rs(tmp_path_factory, module_db, files):
         await rs.simulate(N, extra=("--files-root", str(files)))
         await rs.wait_live(N, timeout="120s")
         deadline = time.monotonic() + 60
-        while set(holders(rs).values()) != {"cp-a", "cp-b"} or len(holders(rs)) < N:
-            assert time.monotonic() < deadline, holders(rs)
+        while set(rs.holders().values()) != {"cp-a", "cp-b"} or len(rs.holders()) < N:
+            assert time.monotonic() < deadline, rs.holders()
             await asyncio.sleep(0.5)
         yield rs
 
 
-def holders(rs) -> dict[str, str]:
-    with psycopg.connect(libpq_url(rs.db_url)) as conn:
-        rows = conn.execute("SELECT m.name, h.replica FROM machines m JOIN replica_holdings h ON h.machine_id = m.id")
-        return dict(rows.fetchall())
-
-
 def on_b(rs) -> list[str]:
-    return sorted(n for n, r in holders(rs).items() if r == "cp-b")
+    return sorted(n for n, r in rs.holders().items() if r == "cp-b")
 
 
 def spawn(rs, argv: list[str], *, rows: int = 24, cols: int = 80, term: str = "vt220"):
@@ -219,7 +207,7 @@ async def test_drained_refused_without_force_as_on_the_holding_replica(rs):
 
 async def test_cp_put_and_get_a_multi_megabyte_file_both_ways(rs, files, tmp_path):
     theirs = on_b(rs)[:2]
-    ours = sorted(n for n, r in holders(rs).items() if r == "cp-a")[0]
+    ours = sorted(n for n, r in rs.holders().items() if r == "cp-a")[0]
     local = tmp_path / "blob.bin"
     local.write_bytes(os.urandom(6 * 2**20 + 12345))
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
