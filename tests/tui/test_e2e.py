@@ -206,7 +206,8 @@ async def test_drain_and_undrain_from_the_machine_screen(control_plane, agents, 
             assert not control_plane.registry.records["e2e-d02"].flags.drained
             status, out, err = await cli(home, "machines", "show", "e2e-d02", "--json")
             assert status == 0 and json.loads(out)["drain"] is None
-            kinds = [e.kind for e in await source.events("e2e-d02")]
+            # the flag's events, newest first (a reconnect of the busy agent may come between)
+            kinds = [e.kind for e in await source.events("e2e-d02") if e.kind in ("drained", "undrained")]
             assert kinds[:2] == ["undrained", "drained"]
     finally:
         await source.close()

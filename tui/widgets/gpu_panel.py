@@ -261,6 +261,8 @@ class GpuSection(Vertical):
 
     def live(self, values: dict[str, float], snapshot: Any, inventory: list) -> None:
         """A new sample (and maybe a new process list) of the machine."""
+        if not self.query(GpuPanel):
+            return  # not composed yet (a sample can arrive first): the next one is shown
         if snapshot is not None and snapshot != self.snapshot:
             self.snapshot = snapshot
             self.query_one(GpuProcessTable).set_processes(snapshot)
