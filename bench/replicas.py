@@ -19,6 +19,7 @@ are live there; duplicates are machines stored twice under one name.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -132,9 +133,6 @@ def run(admin_url: str, root: Path, n: int, r: int, window: float, failover: boo
         result["first_join_s"] = round(time.monotonic() - t0, 1)
         result["held"] = holdings(db)
         time.sleep(15)
-        cpus = []
-        import concurrent.futures
-
         with concurrent.futures.ThreadPoolExecutor(len(replicas)) as pool:
             cpus = list(pool.map(lambda rep: cpu_window(rep.proc.pid, window), replicas))
         total = sum(c for c, _ in cpus)

@@ -101,11 +101,16 @@ async def audit(rs, i: int = 0) -> list[dict]:
     return json.loads(out)
 
 
+def ssh_session(rs, name: str):
+    """`centrality ssh NAME` in a real terminal; its exit status printed after it."""
+    return spawn(rs, ["bash", "--norc", "--noprofile", "-c",
+                      " ".join(centrality("ssh", name)) + '; echo "status=$?"'])
+
+
 async def test_interactive_shell_on_a_machine_held_by_the_other_replica(rs):
     name = on_b(rs)[0]
     before_b = len(await audit(rs, 1))
-    child = spawn(rs, ["bash", "--norc", "--noprofile", "-c",
-                       " ".join(centrality("ssh", name)) + '; echo "status=$?"'])
+    child = ssh_session(rs, name)
     try:
         await shell_ready(child)
         child.send("echo hello-$((6*7)) $TERM\r")
@@ -262,8 +267,7 @@ async def test_a_holding_replica_that_does_not_answer_is_said_so(rs, tmp_path):
 
 async def test_the_holding_replica_killed_mid_session_ends_the_operators_session(rs):
     name = on_b(rs)[0]
-    child = spawn(rs, ["bash", "--norc", "--noprofile", "-c",
-                       " ".join(centrality("ssh", name)) + '; echo "status=$?"'])
+    child = ssh_session(rs, name)
     try:
         await shell_ready(child)
         child.send("echo alive-$((2*2))\r")
