@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from centrality_core import protocol as p
+from centrality_core.aio import within
 
 log = logging.getLogger("centrality.agent.exec")
 
@@ -202,8 +203,8 @@ async def _finish(proc: _Child | _AsyncioChild, pumps: list[asyncio.Future], gra
     if proc.returncode is None or _group_alive(proc.pid):
         await _end_group(proc, grace)
     try:
-        await asyncio.wait_for(asyncio.gather(*pumps), PIPE_DRAIN)
-        await asyncio.wait_for(proc.wait(), PIPE_DRAIN)  # reaped, pipes closed
+        await within(asyncio.gather(*pumps), PIPE_DRAIN)
+        await within(proc.wait(), PIPE_DRAIN)  # reaped, pipes closed
     except asyncio.TimeoutError:
         # a process that left our group (setsid) still holds the pipes: stop reading
         for t in pumps:

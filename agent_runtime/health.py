@@ -24,6 +24,7 @@ import time
 from typing import Callable, Iterable, Mapping
 
 from centrality_core import protocol as p
+from centrality_core.aio import within
 from centrality_core.summary import split_key
 
 from . import executor
@@ -259,7 +260,7 @@ class HealthMonitor:
     async def _gpu_errors(self) -> list[p.CheckResult]:
         loop = asyncio.get_running_loop()
         try:
-            ecc, xids = await asyncio.wait_for(loop.run_in_executor(None, self._nvml.read),
+            ecc, xids = await within(loop.run_in_executor(None, self._nvml.read),
                                                self.cfg.health_timeout)
         except asyncio.TimeoutError:
             return [_result("gpu_ecc", False, f"NVML did not answer within {self.cfg.health_timeout:g}s")]

@@ -40,6 +40,7 @@ import termios
 from typing import Callable
 
 from centrality_core import protocol as p
+from centrality_core.aio import within
 
 from .runas import RunAs, RunAsError, resolve
 
@@ -242,7 +243,7 @@ class Session:
     async def _wait(self) -> None:
         rc = await self.exited
         try:
-            await asyncio.wait_for(asyncio.shield(self.drained), DRAIN_AFTER_EXIT)
+            await within(asyncio.shield(self.drained), DRAIN_AFTER_EXIT)
         except asyncio.TimeoutError:
             # still readable or waiting for an ack: send what is there, then stop
             if self.reading:
@@ -283,7 +284,7 @@ class Session:
         self._hangup(signal.SIGHUP)
         self._close_fds()
         try:
-            await asyncio.wait_for(asyncio.shield(self.exited), self.kill_grace)
+            await within(asyncio.shield(self.exited), self.kill_grace)
         except asyncio.TimeoutError:
             self._hangup(signal.SIGKILL)
             await self.exited

@@ -11,6 +11,8 @@ import asyncio
 
 import typer
 
+from centrality_core.aio import within
+
 #: Longest a <TAB> waits for the control plane.
 TIMEOUT_S = 2.0
 
@@ -20,7 +22,7 @@ def machine_names(ctx: typer.Context, incomplete: str) -> list[str]:
     root = ctx.find_root()
     context = root.params.get("context") if root is not None else None
     try:
-        names = asyncio.run(asyncio.wait_for(_names(context), TIMEOUT_S))
+        names = asyncio.run(within(_names(context), TIMEOUT_S))
     except Exception:  # noqa: BLE001 - completion must stay silent
         return []
     from centrality_core.hostlist import natural_key

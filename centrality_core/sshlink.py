@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .aio import within
 from .errors import AuthRefused, Busy, ConfigError, ConnectError, HostKeyMismatch, ProtocolError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,7 +128,7 @@ async def _tcp(host: str, port: int, timeout: float) -> socket.socket:
         sock = socket.socket(family, type_, proto)
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            await within(loop.sock_connect(sock, addr), timeout)
             return sock
         except (OSError, asyncio.TimeoutError) as exc:
             sock.close()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from centrality_core import protocol as p
+from centrality_core.aio import within
 
 log = logging.getLogger("centrality.copy")
 
@@ -215,7 +216,7 @@ class PushRun:
         while not ready():
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                await within(self._wake.wait(), 1.0)
             except asyncio.TimeoutError:
                 pass
             self._stalled()
@@ -306,7 +307,7 @@ class GatherRun:
         self._launch()
         while not self._done.is_set():
             try:
-                await asyncio.wait_for(self._done.wait(), 1.0)
+                await within(self._done.wait(), 1.0)
             except asyncio.TimeoutError:
                 now = time.monotonic()
                 for c in list(self.copies.values()):

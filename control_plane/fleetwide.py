@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from centrality_core.aio import within
 from centrality_core.errors import CentralityError
 
 from .peer_exec import split
@@ -76,7 +77,7 @@ async def ask(peers: Peers, registry: Any, names: list[str],
 
     async def one(replica: str, theirs: list[str]) -> None:
         try:
-            out.rows[replica] = await asyncio.wait_for(
+            out.rows[replica] = await within(
                 peers.call(replica, lambda client: request(client, theirs)), timeout) or []
         except asyncio.TimeoutError:
             out.failed[replica] = (theirs, f"replica {replica} did not answer within {timeout:g}s")

@@ -38,6 +38,7 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 from centrality_core import __version__
+from centrality_core.aio import within
 from centrality_core.errors import ConfigError
 from centrality_core.lifecycle import Event
 from centrality_core.settings import HookRule
@@ -161,7 +162,7 @@ class Hooks:
             stderr=asyncio.subprocess.PIPE, start_new_session=True,
             env={**os.environ, "CENTRALITY_EVENT": event})
         try:
-            _, err = await asyncio.wait_for(proc.communicate(data), rule.timeout)
+            _, err = await within(proc.communicate(data), rule.timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -180,7 +181,7 @@ class Hooks:
             self._pool = ThreadPoolExecutor(4, thread_name_prefix="centrality-webhook")
         loop = asyncio.get_running_loop()
         try:
-            status = await asyncio.wait_for(
+            status = await within(
                 loop.run_in_executor(self._pool, _post, rule.webhook, data, rule.timeout), rule.timeout + 1)
         except urllib.error.HTTPError as exc:
             raise RuntimeError(f"HTTP {exc.code} from the webhook") from None

@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import msgspec
 
+from centrality_core.aio import within
+
 from .copy import ACK_BELOW, Copy
 from .peering import Peers
 
@@ -59,7 +61,7 @@ class PeerCopy:
         """Open the request on the peer (ConnectError, asyncssh.Error, OSError or TimeoutError:
         it cannot be reached) and start reading what it answers."""
         client = await self.peers.client(self.replica)
-        self._process = await asyncio.wait_for(
+        self._process = await within(
             client.connection.create_process(shlex.join(self.argv), encoding=None), self.peers.connect_timeout)
         for c in self.copies.values():
             c.status = "running"

@@ -25,6 +25,7 @@ import logging
 import math
 from typing import Any, Callable, Iterable
 
+from centrality_core.aio import within
 from centrality_core.documents import ExecExit, ExecOutput, ExecStart, ExecSummary
 from centrality_core.errors import CentralityError
 
@@ -89,7 +90,7 @@ class PeerRun:
     async def run(self) -> dict[str, MachineResult]:
         status, why = "unreachable", ""
         try:
-            await asyncio.wait_for(self.peers.call(self.replica, self._stream), self.deadline)
+            await within(self.peers.call(self.replica, self._stream), self.deadline)
         except asyncio.TimeoutError:
             status, why = "timeout", f"no answer from replica {self.replica} within {self.deadline:g}s"
         except asyncio.CancelledError:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from centrality_core import sshlink
+from centrality_core.aio import within
 from centrality_core.client import OperatorClient
 from centrality_core.errors import CentralityError, ConnectError
 
@@ -119,7 +120,7 @@ class Peers:
                   timeout: float) -> T | CentralityError:
         """``fn`` on peer ``name``: its answer, or the error that kept it."""
         try:
-            return await asyncio.wait_for(self.call(name, fn), timeout)
+            return await within(self.call(name, fn), timeout)
         except asyncio.TimeoutError:
             return ConnectError(f"replica {name} did not answer within {timeout:g}s")
         except CentralityError as exc:

@@ -26,6 +26,7 @@ import logging
 import time
 from typing import Callable
 
+from centrality_core.aio import within
 from centrality_core.errors import StoreError
 
 from .auth import Auth
@@ -153,7 +154,7 @@ class Replica:
             await asyncio.sleep(max(0.0, min(self.renew_every, deadline - time.monotonic()))
                                 if cut_off else self.renew_every)
             try:
-                await asyncio.wait_for(self.round(), max(0.05, deadline - time.monotonic()))
+                await within(self.round(), max(0.05, deadline - time.monotonic()))
                 renewed_at, cut_off = time.monotonic(), False
             except (StoreError, asyncio.TimeoutError) as exc:
                 if not cut_off:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from centrality_core.aio import within
 from centrality_core.errors import CentralityError, ConfigError, Conflict, NotFound, UsageError
 
 from . import events as ev
@@ -320,7 +321,7 @@ async def run_worker(opts: Options, deploy: str, report: Report, display: Displa
         if proc.returncode is None:
             proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), STOP_WORKER_S)
+                await within(proc.wait(), STOP_WORKER_S)
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()

@@ -25,6 +25,7 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
+from centrality_core.aio import within
 from centrality_core.documents import (Drained, DryRun, Event, ExecLine, MachineDetail, MachineLatest, Snapshot,
                                        Undrained, Update)
 from centrality_core.errors import CentralityError, ConnectError, NotFound, UsageError
@@ -126,7 +127,7 @@ class OperatorSource:
             if self._client is client:
                 self._client = None
         try:
-            await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+            await within(client.__aexit__(None, None, None), 2)
         except Exception:  # noqa: BLE001 - it is already broken; nothing to report
             pass
 
@@ -236,6 +237,6 @@ class OperatorSource:
         client, self._client = self._client, None
         if client is not None:
             try:
-                await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+                await within(client.__aexit__(None, None, None), 2)
             except Exception:  # noqa: BLE001
                 pass

@@ -25,6 +25,7 @@ import uuid
 import asyncssh
 
 from centrality_core import protocol as p
+from centrality_core.aio import within
 from centrality_core.errors import CentralityError, Conflict, NotFound, RequestFailed, UsageError
 
 from .. import fleetwide
@@ -128,7 +129,7 @@ async def _through_peer(ctx: Ctx, replica: str, name: str, command: str, term, f
     relay = PeerShell(replica, ctx.session, recorder)
     try:
         client = await peers.client(replica)
-        await asyncio.wait_for(relay.open(client.connection, peer_command(name, command, force=force),
+        await within(relay.open(client.connection, peer_command(name, command, force=force),
                                           None if term is None else (term[0][:256] or "xterm",
                                                                      min(term[1], 10000), min(term[2], 10000))),
                                peers.connect_timeout)

@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from centrality_core import durations, timefmt
+from centrality_core.aio import within
 from centrality_core.client import Answer
 from centrality_core.errors import CentralityError, UsageError, WaitTimeout
 
@@ -158,7 +159,7 @@ async def wait(ctx: Ctx, ns) -> dict:
         if ctx.from_peer:  # a peer asks which machines are live here: now, without waiting
             merged = await fleet_now()
         else:
-            await asyncio.wait_for(reached(), timeout)
+            await within(reached(), timeout)
         timed_out = False
     except asyncio.TimeoutError:
         timed_out = True
