@@ -23,6 +23,7 @@ the replica set's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -36,6 +37,7 @@ import msgspec
 from centrality_core import endpoints
 from centrality_core import protocol as p
 from centrality_core import sshlink
+from centrality_core.aio import within
 from centrality_core.sanitize import for_log
 from centrality_core.errors import (
     AuthRefused, Busy, ConnectError, HostKeyMismatch, ProtocolError, RegistrationRefused, UnknownKind,
@@ -114,6 +116,9 @@ class Agent:
         self._shells: Shells | None = None  # shell sessions of the current connection
         self._files = None  # file transfers of the current connection (files.Transfers)
         self.exec_env = None  # adds to each command's environment (a simulated machine's shell)
+        #: Shared by a simulator's machines: at most so many SSH handshakes of theirs at once, so
+        #: that thousands started together do not each take longer than the timeout on its cores.
+        self.handshakes: asyncio.Semaphore | None = None
         self._conn = None
         self._writer = None  # the channel while registered
         self._seq = 0
@@ -165,7 +170,7 @@ class Agent:
             delay = retry_delay(self.backoff, told)
             log.warning("%s; reconnecting in %.1fs", self.state.last_error, delay)
             try:
-                await asyncio.wait_for(stop.wait(), delay)
+                await within(stop.wait(), delay)
             except asyncio.TimeoutError:
                 pass
 
@@ -180,9 +185,10 @@ class Agent:
         self.state.connects += 1
         # A long timeout on purpose: in a reconnect storm the control plane answers
         # handshakes in turn, and giving up early only makes it redo the work.
-        conn, address = await sshlink.connect_any(self.rotation.round(), self.cfg.fingerprint, self.key,
-                                                  username=p.ENROLL_USER if enrolling else "agent",
-                                                  timeout=CONNECT_TIMEOUT)
+        async with self.handshakes or contextlib.nullcontext():
+            conn, address = await sshlink.connect_any(self.rotation.round(), self.cfg.fingerprint, self.key,
+                                                      username=p.ENROLL_USER if enrolling else "agent",
+                                                      timeout=CONNECT_TIMEOUT)
         if address != self.state.address:
             if self.state.address:
                 log.info("connected to %s (was %s)", address, self.state.address)
@@ -195,7 +201,7 @@ class Agent:
             hello = p.Hello(protocol=p.PROTOCOL_VERSION, name=self.name, info=self.info,
                             labels=self.cfg.labels, join_token=self.cfg.join_token or None)
             writer.write(p.encode(hello))
-            first = await asyncio.wait_for(self._next(frames), REGISTER_TIMEOUT)
+            first = await within(self._next(frames), REGISTER_TIMEOUT)
             if isinstance(first, p.Rejected):
                 raise RegistrationRefused(first.reason, code=first.code)
             if not isinstance(first, p.Registered):

@@ -28,9 +28,10 @@ from pathlib import Path
 import asyncssh
 
 from centrality_core import __version__, joinstring, paths
+from centrality_core.aio import within
+from centrality_core.backoff import Backoff
 from centrality_core.errors import CentralityError, ConfigError
 
-from centrality_core.backoff import Backoff
 from .collectors import make_collectors
 from .config import AgentConfig
 from .link import Agent
@@ -69,6 +70,10 @@ class FleetSpec:
     batch_interval: float = 5.0
     #: Each machine's ``files_root`` is ``files_root/<name>`` (``cp`` to simulated machines); empty: /.
     files_root: str = ""
+    #: SSH handshakes this process has in flight at most. The client's side of a handshake costs
+    #: about as much CPU as the control plane's: thousands at once on the same cores would each
+    #: outlast the login timeout and start over.
+    handshakes: int = 64
 
 
 class StateDir:
@@ -117,6 +122,7 @@ class SimulatedFleet:
         self.failed: dict[str, str] = {}
         #: Reconnect jitter for every machine: one generator, not one each (2.5 KB a machine).
         self.jitter = random.Random(f"jitter:{spec.seed}")
+        self.handshakes = asyncio.Semaphore(spec.handshakes)
 
     def build(self) -> None:
         for index in range(self.spec.start, self.spec.start + self.spec.count):
@@ -141,6 +147,7 @@ class SimulatedFleet:
                       backoff=Backoff(initial=1.0, maximum=30.0, rng=self.jitter),
                       on_registered=lambda msg, name=name: self.state.mark_enrolled(name))
         agent.own_timers = False
+        agent.handshakes = self.handshakes
         # Commands run on this host, but hostname, uname and nvidia-smi answer as this machine.
         agent.exec_env = SimShell(self.state.path / "shell", name, info,
                                   screen=_screen_of(collectors, agent) if cfg.profile == "gpu8" else None).environment
@@ -180,7 +187,7 @@ class SimulatedFleet:
 
     async def _run_one(self, agent: Agent, stop: asyncio.Event, delay: float) -> None:
         try:
-            await asyncio.wait_for(stop.wait(), delay)
+            await within(stop.wait(), delay)
             return
         except asyncio.TimeoutError:
             pass

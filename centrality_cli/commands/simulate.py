@@ -31,6 +31,8 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="Seed for specs, load patterns and jitter."),
     files_root: Optional[Path] = typer.Option(None, "--files-root", help="Give each machine its own "
                                               "DIR/<name> as files_root, so `cp` to simulated machines works."),
+    handshakes: int = typer.Option(64, "--handshakes", min=1, help="SSH handshakes each process has in "
+                                   "flight at most (the rest wait their turn)."),
     start: int = typer.Option(1, "--start", hidden=True, help="First machine index (workers)."),
 ) -> None:
     """Run N simulated machines: real SSH connections and agents, fake metrics. Ctrl-C stops all."""
@@ -44,7 +46,7 @@ def simulate(
     ramp = agents / 250 if ramp is None else ramp
     if processes > 1:
         return _spawn_workers(agents, processes, join, profile, name_prefix, ramp, sample_interval,
-                              batch_interval, state, seed, files_root)
+                              batch_interval, state, seed, files_root, handshakes)
 
     def go():
         import asyncio
@@ -54,7 +56,7 @@ def simulate(
 
         spec = FleetSpec(count=agents, start=start, profile=profile, prefix=name_prefix, seed=seed,
                          ramp=ramp, sample_interval=sample_interval, batch_interval=batch_interval,
-                         files_root=str(files_root.resolve()) if files_root else "")
+                         files_root=str(files_root.resolve()) if files_root else "", handshakes=handshakes)
         fleet = SimulatedFleet(spec, StateDir(state), join)
         fleet.build()
         use_uvloop()
@@ -93,7 +95,7 @@ async def _run(fleet) -> None:
 
 
 def _spawn_workers(agents, processes, join, profile, prefix, ramp, sample_interval, batch_interval,
-                   state, seed, files_root=None) -> None:
+                   state, seed, files_root=None, handshakes=64) -> None:
     """Split the fleet over worker processes; stopping this one stops them all."""
     env = {**os.environ}
     if join:
@@ -108,7 +110,7 @@ def _spawn_workers(agents, processes, join, profile, prefix, ramp, sample_interv
             [sys.executable, "-m", "centrality_cli", "simulate", "--agents", str(count), "--start",
              str(1 + k * per), "--profile", profile, "--name-prefix", prefix, "--ramp", str(ramp),
              "--sample-interval", str(sample_interval), "--batch-interval", str(batch_interval),
-             "--state-dir", str(state), "--seed", str(seed)]
+             "--state-dir", str(state), "--seed", str(seed), "--handshakes", str(handshakes)]
             + (["--files-root", str(files_root)] if files_root else []), env=env))
 
     def forward(sig, _frame):

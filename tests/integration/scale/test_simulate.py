@@ -74,6 +74,40 @@ async def test_300_simulated_machines_all_live_none_lost(control_plane, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cap", [3, 1000])
+async def test_a_simulator_has_no_more_handshakes_in_flight_than_its_cap(control_plane, tmp_path, cap):
+    """40 machines started at the same instant: the control plane never sees more than
+    ``handshakes`` of this simulator's handshakes at once, and every machine joins. With
+    no real cap (1,000) it sees more: the count below measures what the cap changes."""
+    cp, n = control_plane, 40
+    token = await cp.auth.create_token(ttl=600, uses=n, actor="test", address=cp.address)
+    fleet = SimulatedFleet(FleetSpec(count=n, profile="cpu", ramp=0.0, handshakes=cap),
+                           StateDir(tmp_path / "sim"), token["join"])
+    seen = []
+
+    async def watch():
+        while True:
+            seen.append(cp.admission.handshakes)
+            await asyncio.sleep(0)
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch())
+    runner = asyncio.create_task(fleet.run(stop))
+    try:
+        await wait_for(lambda: fleet.live == n or runner.done(), timeout=60, what=f"{n} machines live")
+    finally:
+        watcher.cancel()
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert fleet.failed == {}
+    assert len(cp.registry.fleet.machines) == n
+    if cap < n:
+        assert max(seen) == cap
+    else:
+        assert max(seen) > 3
+
+
+@pytest.mark.slow
 async def test_simulate_command_joins_stops_cleanly_and_rejoins_without_token(control_plane, home, tmp_path):
     status, join, err = await cli(home, "token", "create", "--uses", "20")
     assert status == 0, err
