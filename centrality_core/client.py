@@ -174,8 +174,9 @@ class OperatorClient:
     async def machine(self, name: str) -> docs.MachineDetail:
         return await self.typed(docs.MachineDetail, "machines", "show", name)
 
-    async def forget(self, name: str) -> docs.Forgotten:
-        return await self.typed(docs.Forgotten, "machines", "forget", name)
+    async def forget(self, name: str, *, remove: bool = True) -> docs.Forgotten:
+        """Limbo -> dead; dead -> removed, or left dead when not ``remove``."""
+        return await self.typed(docs.Forgotten, "machines", "forget", name, *([] if remove else ["--no-remove"]))
 
     async def release(self, name: str) -> docs.Forgotten:
         return await self.typed(docs.Forgotten, "machines", "release", name)

@@ -249,17 +249,19 @@ class Fleet:
                                          f"silent for {silent:.0f}s", now))
         return events
 
-    def forget(self, name: str, actor: str, now: float) -> list[Event]:
+    def forget(self, name: str, actor: str, now: float, *, remove: bool = True) -> list[Event]:
         """An operator declares a machine in limbo dead, or removes a dead one.
 
         A live machine refuses. A removed machine is gone from the fleet (its
         name is free for anyone); its history stays in the store until retention.
+        ``remove=False`` only declares it dead: a machine already dead (it may
+        have become so on its own a moment before) stays as it is.
         """
         m = self.machines[name]
         if m.state is Liveness.LIVE:
             raise ValueError(f"machine {name!r} is live; only a machine in limbo or dead can be forgotten")
         if m.state is Liveness.DEAD:
-            return [self.remove(name, "removed by an operator", now, actor)]
+            return [self.remove(name, "removed by an operator", now, actor)] if remove else []
         return [self._move(m, Liveness.DEAD, "forgotten", "forgotten by an operator", now, actor)]
 
     def remove(self, name: str, reason: str, now: float, actor: str = "system") -> Event:

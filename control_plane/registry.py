@@ -212,9 +212,9 @@ class Registry:
                 n += 1
         return n
 
-    def forget(self, name: str, actor: str) -> list[Event]:
-        """Limbo -> dead; dead -> removed (the record goes, the name is free)."""
-        return self._removing(self.fleet.forget(name, actor, self.clock()))
+    def forget(self, name: str, actor: str, *, remove: bool = True) -> list[Event]:
+        """Limbo -> dead; dead -> removed (the record goes, the name is free) unless not ``remove``."""
+        return self._removing(self.fleet.forget(name, actor, self.clock(), remove=remove))
 
     def release(self, name: str, actor: str) -> list[Event]:
         """Free a machine's name from its key (see ``Fleet.release``)."""

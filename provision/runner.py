@@ -211,12 +211,16 @@ async def deprovision(opts: Options, display: Display) -> Report:
 
 
 async def _forget(client, name: str) -> None:
-    """Declare the machine dead (a dead one stays listed: forgetting it again would
-    remove it); its connection closes when its key is revoked, so retry briefly."""
+    """Declare the machine dead; one already dead stays listed (``remove=False``: it may
+    have turned dead on its own since it was looked at). Its connection closes when its
+    key is revoked, so retry briefly."""
     for _ in range(40):
         try:
-            if (await client.machine(name)).state != "dead":
-                await client.forget(name)
+            try:
+                await client.forget(name, remove=False)
+            except UsageError:  # a control plane older than --no-remove
+                if (await client.machine(name)).state != "dead":
+                    await client.forget(name)
             return
         except NotFound:
             return

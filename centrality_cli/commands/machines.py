@@ -69,12 +69,17 @@ def gpu_summary(gpus: list[dict]) -> str:
 
 
 @machines.command("forget")
-def forget(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
+def forget(ctx: typer.Context, name: str = MACHINE, json: bool = JSON,
+           no_remove: bool = typer.Option(False, "--no-remove", help="Only declare it dead: a machine "
+                                          "already dead stays listed (safe to run twice, e.g. in scripts).")) -> None:
     """Declare a machine in limbo dead; remove a dead machine, freeing its name."""
-    r = ask(ctx, lambda client: client.forget(name))
+    r = ask(ctx, lambda client: client.forget(name, remove=not no_remove))
     if json:
         return output.print_json(r)
-    typer.echo(f"{r.name}: {'removed (its name is free)' if r.state == 'removed' else 'now dead'}")
+    if r.state == "removed":
+        typer.echo(f"{r.name}: removed (its name is free)")
+    else:
+        typer.echo(f"{r.name}: {'now dead' if r.changed else 'already dead'}")
 
 
 @machines.command("release")

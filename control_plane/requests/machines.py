@@ -111,12 +111,18 @@ async def machines_show(ctx: Ctx, ns) -> MachineDetail:
     return msgspec.structs.replace(detail, from_store=True) if unanswered and detail.state == "live" else detail
 
 
-@request("machines forget", writes=True, args=_name)
+def _forget_args(p):
+    p.add_argument("name")
+    p.add_argument("--no-remove", dest="remove", action="store_false",
+                   help="only declare it dead: a machine already dead stays listed")
+
+
+@request("machines forget", writes=True, args=_forget_args)
 async def machines_forget(ctx: Ctx, ns) -> Forgotten:
     """Declare a machine in limbo dead; remove a dead one (its name becomes free)."""
     _get(ctx, ns.name)
     try:
-        events = ctx.services.registry.forget(ns.name, ctx.actor)
+        events = ctx.services.registry.forget(ns.name, ctx.actor, remove=ns.remove)
     except ValueError as exc:
         raise Conflict(str(exc)) from None
     m = ctx.services.registry.machine(ns.name)

@@ -269,6 +269,17 @@ def test_forget_dead_machine_removes_it_and_frees_the_name(fleet):
     assert reg.machine is not None and reg.machine.id != m.id and not reg.continued
 
 
+def test_forget_without_remove_declares_dead_and_leaves_a_dead_machine_listed(fleet):
+    """What a deprovision asks: a machine that turned dead on its own between a look
+    and the forget must not be removed by it."""
+    c = Conn("c")
+    m = fleet.register("n1", IDENT_A, c, 0.0).machine
+    fleet.disconnect("n1", c, 1.0)
+    assert _single(fleet.forget("n1", actor="alice", now=2.0, remove=False), "forgotten").to_state is DEAD
+    assert fleet.forget("n1", actor="alice", now=3.0, remove=False) == []
+    assert fleet.get("n1") is m and m.state is DEAD
+
+
 # ---------------------------------------------------------------- dead names
 
 

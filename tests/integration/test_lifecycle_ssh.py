@@ -78,6 +78,13 @@ async def test_forget_machine_in_limbo(control_plane, agents, home):
     assert m["state"] == "dead"
     assert m["events"][0]["kind"] == "forgotten"
     assert m["events"][0]["actor"].startswith("operator:")
+    # --no-remove leaves a dead machine listed (safe to repeat); without it, a dead one goes.
+    status, out, err = await cli(home, "machines", "forget", "cpu-01", "--no-remove")
+    assert status == 0, err
+    assert "already dead" in out and _state(control_plane, "cpu-01") == "dead"
+    status, out, err = await cli(home, "machines", "forget", "cpu-01")
+    assert status == 0 and "removed" in out, err
+    assert "cpu-01" not in control_plane.registry
 
 
 async def test_state_survives_control_plane_restart(control_plane, agents, home, store_url):
