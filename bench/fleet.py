@@ -32,6 +32,7 @@ import os
 import shlex
 import signal
 import sqlite3
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,10 @@ class Env:
                     # every simulated machine connects from 127.0.0.1: no per-address limits
                     "CENTRALITY_CONNECTION_RATE_PER_SOURCE": "0", "CENTRALITY_MAX_ENROLLING_PER_SOURCE": "0"}
         self.db = self.root / "data" / "centrality" / "server" / "centrality.db"
+
+    def remove(self) -> None:
+        """Its directory (the store and the simulator's keys: ~1 GB at 10,000 machines)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([PY, "-m", "centrality_cli", *args], env=self.env, capture_output=True,
@@ -268,6 +273,8 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
                 "machines_ls_json_s": round(median_time(lambda: env.cli("machines", "ls", "--json"), 3), 3),
                 "machines_ls_json_floor_s": round(median_time(lambda: env.cli("status", "--json"), 3), 3),
             }
+            if profile_dir:  # after the measured window, so that sampling does not add to it
+                profile(server.pid, profile_dir / f"fanin-{n}.txt", window).wait(window + 60)
 
         # Reconnect storms: the control plane restarts under N agents, cleanly, then killed.
         result["storms"] = {}
@@ -291,6 +298,11 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
                              "lost": max(0, taken - pending - (stored["stored"] - stored["stored_twice"])) + dropped,
                              "stored_twice": stored["stored_twice"]}
         result["batch_bytes"] = stored["batch_bytes"]
+    except BaseException:
+        print(f"fleet: logs of the failed run at {env.root}", file=sys.stderr)
+        raise
+    else:
+        env.remove()
     finally:
         for p in (server, sim):
             if p is not None and p.poll() is None:
@@ -337,7 +349,8 @@ def main() -> None:
     ap.add_argument("--storm", action="append", choices=["restart", "kill"],
                     help="reconnect storms, in order (default: restart, then kill)")
     ap.add_argument("--profile-dir", type=Path,
-                    help="py-spy the control plane during the first join and each storm (collapsed stacks here)")
+                    help="py-spy the control plane during the first join, steady fan-in (after the measured "
+                         "window) and each storm (collapsed stacks here)")
     ap.add_argument("--json-out", type=Path, help="write the results here only (not bench/results/, not the doc)")
     args = ap.parse_args()
     sizes = args.agents or [1000, 5000, 10000]
