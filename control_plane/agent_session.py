@@ -132,7 +132,10 @@ class AgentSession(asyncssh.SSHServerSession):
     def send_bytes(self, frame: bytes) -> None:
         """Send an encoded message (``protocol.encode``)."""
         if not self.closed and self.chan is not None:
-            self.chan.write(frame)
+            try:
+                self.chan.write(frame)
+            except BrokenPipeError:  # the agent closed the channel; connection_lost follows
+                pass
 
     def close(self, reason: str = "") -> None:
         """Close the whole SSH connection of this agent."""
