@@ -101,9 +101,15 @@ class Rollups:
         else:
             bucket.merge(keys, *stats)
 
-    def take_closed(self, now: float, grace: float = ROLLUP_GRACE_S) -> list[dict]:
-        """Remove and return the minutes that ended at least ``grace`` seconds ago (those with values)."""
+    def take_closed(self, now: float, grace: float = ROLLUP_GRACE_S, limit: int | None = None) -> list[dict]:
+        """Remove and return the minutes that ended at least ``grace`` seconds ago (those with
+        values), at most ``limit`` of them (the rest stay for the next call): it runs on the
+        event loop, and a join of thousands of machines replaying their outboxes can close
+        tens of thousands of minutes at once (~20 us each)."""
         closed = [k for k in self.buckets if k[1] + 60 + grace <= now]
+        if limit is not None and len(closed) > limit:
+            closed.sort(key=lambda k: k[1])  # the oldest first
+            del closed[limit:]
         rows = [{"machine_id": mid, "minute": minute, "stats": self.buckets.pop((mid, minute)).stats()}
                 for mid, minute in closed]
         return [row for row in rows if row["stats"]]

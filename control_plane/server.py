@@ -57,7 +57,9 @@ HOST_KEY_FILE = "ssh_host_ed25519_key"
 #: The key a replica logs in to its peers with (peering.py).
 REPLICA_KEY_FILE = "replica_ed25519_key"
 SAVE_HEARTBEATS_EVERY = 30.0
-ROLLUP_FLUSH_EVERY = 10.0
+#: Often enough that ``ingest.ROLLUP_FLUSH_LIMIT`` a flush keeps up with 10,000 machines'
+#: minutes closing together (and with a join's replayed ones).
+ROLLUP_FLUSH_EVERY = 2.0
 
 
 #: Pending connections the kernel may queue (capped by net.core.somaxconn).

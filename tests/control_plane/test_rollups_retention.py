@@ -45,6 +45,21 @@ def test_rollups_merge_batches_of_same_and_changing_keys():
     assert r.buckets == {}
 
 
+def test_a_flush_hands_out_at_most_its_limit_the_oldest_first_and_the_rest_later():
+    """A join of thousands replaying their outboxes closes tens of thousands of minutes at
+    once; each flush takes a bounded share (it runs on the event loop) and loses none."""
+    r = Rollups()
+    for i in range(5):  # m1 and m2, minutes 4, 3, ... 0 (a replay arrives newest last, or not)
+        for mid in ("m1", "m2"):
+            add(r, mid, [T0 + 60 * (4 - i) + 1], ["a"], [[float(i)]])
+    first = r.take_closed(T0 + 3600, limit=4)
+    assert sorted(row["minute"] for row in first) == [T0, T0, T0 + 60, T0 + 60]
+    rest = r.take_closed(T0 + 3600, limit=4) + r.take_closed(T0 + 3600, limit=4)
+    assert sorted((row["machine_id"], row["minute"]) for row in first + rest) == sorted(
+        (mid, T0 + 60 * k) for mid in ("m1", "m2") for k in range(5))
+    assert r.buckets == {} and r.take_closed(T0 + 3600, limit=4) == []
+
+
 def test_late_samples_merge_into_a_stored_minute(store_url):
     store = Store(store_url)
     store.migrate()
