@@ -9,7 +9,8 @@ round). Custom checks are commands listed in agent.toml (``[[checks]]``),
 run with the executor (own process group, killed on timeout); exit 0 passes.
 
 The evaluation functions are pure (values in, ``CheckResult`` out); the
-``HealthMonitor`` runs them every ``health_interval`` and hands each round,
+``HealthMonitor`` runs them every ``health_interval`` (its own ``run()`` task, or
+``tick()`` from a simulator's timer shared by every machine) and hands each round,
 as a ``health`` message, to the agent, which sends it when connected. A
 machine with any failed check is *unhealthy* on the control plane.
 """
@@ -206,35 +207,66 @@ class HealthMonitor:
         self.last: p.HealthReport | None = None
         self.rounds = 0
         self._nvml = NvmlErrors() if probe_gpus and registered_gpus else None
+        self._in_flight: asyncio.Future | None = None  # a round of ``tick()`` running commands
 
     @property
     def enabled(self) -> bool:
         return self.cfg.health_interval > 0
 
+    @property
+    def first_delay(self) -> float:
+        """The first round as soon as a sample is likely there, then on the interval."""
+        return min(self.cfg.health_interval, self.cfg.sample_interval + 0.5)
+
     async def run(self) -> None:
-        # The first round as soon as a sample is likely there, then on the interval.
-        await asyncio.sleep(min(self.cfg.health_interval, self.cfg.sample_interval + 0.5))
+        await asyncio.sleep(self.first_delay)
         while True:
             started = time.monotonic()
-            try:
-                report = await self.round()
-                self.last = report
-                self.rounds += 1
-                self.on_report(report)
-            except Exception:  # noqa: BLE001 - a broken check must not stop the agent
-                log.exception("healthcheck round failed")
+            await self._round_reported()
             await asyncio.sleep(max(0.0, self.cfg.health_interval - (time.monotonic() - started)))
+
+    def tick(self) -> None:
+        """One round now, from a timer its owner runs (a simulator's shared one, instead of
+        ``run()``'s task per machine): reported at once when every check is built in, else
+        from a task that lives as long as the checks' commands; skipped while one is running."""
+        if self._in_flight is not None and not self._in_flight.done():
+            return
+        if self.cfg.checks or self._probes_nvidia_smi() or self._nvml is not None:
+            self._in_flight = asyncio.ensure_future(self._round_reported())
+            return
+        try:
+            self._reported(self._report(builtin_checks(self.values() or {}, self.cfg, self.registered_gpus)))
+        except Exception:  # noqa: BLE001 - a broken check must not stop the agent
+            log.exception("healthcheck round failed")
+
+    async def _round_reported(self) -> None:
+        try:
+            self._reported(await self.round())
+        except Exception:  # noqa: BLE001 - a broken check must not stop the agent
+            log.exception("healthcheck round failed")
+
+    def _reported(self, report: p.HealthReport) -> None:
+        self.last = report
+        self.rounds += 1
+        self.on_report(report)
+
+    def _probes_nvidia_smi(self) -> bool:
+        return self.probe_gpus and bool(self.registered_gpus or shutil.which("nvidia-smi"))
+
+    @staticmethod
+    def _report(results: list[p.CheckResult]) -> p.HealthReport:
+        return p.HealthReport(ts=time.time(), checks=results[:128])
 
     async def round(self) -> p.HealthReport:
         results = builtin_checks(self.values() or {}, self.cfg, self.registered_gpus)
         jobs = [self._custom(c) for c in self.cfg.checks[:100]]
-        if self.probe_gpus and (self.registered_gpus or shutil.which("nvidia-smi")):
+        if self._probes_nvidia_smi():
             jobs.append(self._nvidia_smi())
         if self._nvml is not None:
             jobs.append(self._gpu_errors())
         for r in await asyncio.gather(*jobs):
             results.extend(r if isinstance(r, list) else [r])
-        return p.HealthReport(ts=time.time(), checks=results[:128])
+        return self._report(results)
 
     async def _run(self, argv: list[str], timeout: float) -> tuple[executor.Result, str]:
         out: list[str] = []

@@ -121,6 +121,7 @@ class Agent:
         self.handshakes: asyncio.Semaphore | None = None
         self._conn = None
         self._writer = None  # the channel while registered
+        self._beat: asyncio.TimerHandle | None = None  # the next heartbeat look
         self._seq = 0
         self._last_sent = 0.0
 
@@ -130,14 +131,20 @@ class Agent:
         """Stay connected until ``stop`` is set. Raises on a fatal refusal.
 
         Sampling and batching go on while disconnected; batches wait in the
-        outbox and are replayed on the next connection.
+        outbox and are replayed on the next connection. With ``own_timers`` False
+        the owner (a simulator) drives sampling, batching and health rounds from its
+        shared timers and calls ``close()`` when ``stop`` is set.
         """
         background = []
-        if self.sampler is not None and self.own_timers:
-            background = [asyncio.ensure_future(self.sampler.run()),
-                          asyncio.ensure_future(self._batcher())]
-        if self.health.enabled:
-            background.append(asyncio.ensure_future(self.health.run()))
+        if self.own_timers:
+            if self.sampler is not None:
+                background = [asyncio.ensure_future(self.sampler.run()),
+                              asyncio.ensure_future(self._batcher())]
+            if self.health.enabled:
+                background.append(asyncio.ensure_future(self.health.run()))
+            stopper = asyncio.ensure_future(stop.wait())  # ends the connection (and so the session)
+            stopper.add_done_callback(lambda _: self.close())
+            background.append(stopper)
         try:
             await self._stay_connected(stop)
         finally:
@@ -167,6 +174,8 @@ class Agent:
                     told = exc.retry_after
             finally:
                 self.state.registered = False
+            if stop.is_set():  # the connection ended because the agent stops: no retry, no warning
+                return
             delay = retry_delay(self.backoff, told)
             log.warning("%s; reconnecting in %.1fs", self.state.last_error, delay)
             try:
@@ -312,28 +321,33 @@ class Agent:
                 pass  # the link is going down; the batch is replayed on the next one
 
     async def _session(self, writer, frames: p.StreamFrames, stop: asyncio.Event) -> None:
-        """Heartbeat whenever nothing else was sent for a heartbeat interval."""
-        receiver = asyncio.ensure_future(self._receive(frames))
-        stopper = asyncio.ensure_future(stop.wait())
+        """Receive until the connection ends (``close()``, which stopping calls, ends it too),
+        heartbeating whenever nothing else was sent for a heartbeat interval. One task per
+        connection, this one: the heartbeat is a timer callback, not a task."""
+        if stop.is_set():  # set during the handshake or registration, before close() could end them
+            return
+        self._heartbeat(writer)
         try:
-            while True:
-                interval = self.state.heartbeat_interval
-                idle = time.monotonic() - self._last_sent
-                if idle >= interval * 0.9:
-                    self.state.heartbeats += 1
-                    self._send(writer, p.Heartbeat(seq=self.state.heartbeats, ts=time.time()))
-                    idle = 0.0
-                done, _ = await asyncio.wait({receiver, stopper}, timeout=interval - idle,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    return
-                if receiver in done:
-                    receiver.result()  # raises what ended the connection
-                    return
+            await self._receive(frames)
         finally:
-            for t in (receiver, stopper):
-                t.cancel()
-            await asyncio.gather(receiver, stopper, return_exceptions=True)
+            if self._beat is not None:
+                self._beat.cancel()
+                self._beat = None
+
+    def _heartbeat(self, writer) -> None:
+        """Send a heartbeat if nothing was sent for ~an interval; schedule the next look."""
+        interval = self.state.heartbeat_interval
+        idle = time.monotonic() - self._last_sent
+        if idle >= interval * 0.9:
+            self.state.heartbeats += 1
+            try:
+                self._send(writer, p.Heartbeat(seq=self.state.heartbeats, ts=time.time()))
+            except (OSError, asyncssh.Error):
+                self._beat = None
+                self.close()  # the link is going down: the receive loop ends with it
+                return
+            idle = 0.0
+        self._beat = asyncio.get_running_loop().call_later(interval - idle, self._heartbeat, writer)
 
     def _new_transfers(self, writer):
         from .files import Transfers

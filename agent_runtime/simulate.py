@@ -4,8 +4,9 @@ Every simulated machine is an ``Agent`` from ``link.py`` — its own SSH
 connection, its own enrolled key, registration, heartbeats, reconnect
 backoff, outbox and replay — with fake collectors (``collectors/simulated.py``)
 instead of real ones. The only thing shared is the clock: one timer samples
-every machine and one forms every machine's batches, spread over the interval
-instead of one task and one timer per machine, which is what lets thousands
+every machine, one forms every machine's batches, one runs every machine's
+health round, spread over the interval, and one waiter ends every connection
+on stop, instead of tasks and timers per machine, which is what lets thousands
 fit on a small box.
 
 Keys are kept in a state directory, so a second run reuses the enrolled keys
@@ -177,7 +178,15 @@ class SimulatedFleet:
         tasks = [asyncio.ensure_future(self._run_one(a, stop, rng.uniform(0, self.spec.ramp)))
                  for a in self.agents]
         timers = [asyncio.ensure_future(self._every(self.spec.sample_interval, self._sample)),
-                  asyncio.ensure_future(self._every(self.spec.batch_interval, Agent.flush_batch))]
+                  asyncio.ensure_future(self._every(self.spec.batch_interval, Agent.flush_batch)),
+                  asyncio.ensure_future(self._close_on(stop))]
+        health = self.agents[0].health if self.agents else None
+        if health is not None and health.enabled:
+            # Spread over a batch interval, not the health interval (a minute): every machine's
+            # first report comes within seconds, as an agent's own first round does.
+            timers.append(asyncio.ensure_future(self._every(health.cfg.health_interval, self._health,
+                                                            first=health.first_delay,
+                                                            spread=self.spec.batch_interval)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -200,13 +209,26 @@ class SimulatedFleet:
             self.failed[agent.name] = f"{type(exc).__name__}: {exc}"
             log.exception("%s stopped", agent.name)
 
+    async def _close_on(self, stop: asyncio.Event) -> None:
+        """Once ``stop`` is set, end every machine's connection (what an agent with its own
+        timers does itself): one waiter for the fleet, not one per machine."""
+        await stop.wait()
+        for agent in self.agents:
+            agent.close()
+
     @staticmethod
     def _sample(agent: Agent) -> None:
         agent.sampler.sample(time.time())
 
-    async def _every(self, interval: float, fn) -> None:
-        """Call ``fn(agent)`` for every agent once per interval, spread in 10 slices."""
-        slices = 10
+    @staticmethod
+    def _health(agent: Agent) -> None:
+        agent.health.tick()
+
+    async def _every(self, interval: float, fn, first: float = 0.0, spread: float | None = None) -> None:
+        """Call ``fn(agent)`` for every agent once per interval, spread in 10 slices over
+        ``spread`` seconds (the interval), the first time after ``first`` seconds."""
+        await asyncio.sleep(first)
+        slices, spread = 10, min(interval, spread or interval)
         while True:
             started = time.monotonic()
             n = len(self.agents)
@@ -216,8 +238,9 @@ class SimulatedFleet:
                         fn(agent)
                     except Exception:  # noqa: BLE001 - one broken fake must not stop the rest
                         log.exception("%s: %s failed", agent.name, getattr(fn, "__name__", fn))
-                target = started + interval * (k + 1) / slices
+                target = started + spread * (k + 1) / slices
                 await asyncio.sleep(max(0.0, target - time.monotonic()))
+            await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
 
 
 def _screen_of(collectors, agent: Agent):

@@ -109,3 +109,30 @@ def test_new_messages_are_bounded(obj):
 
     with pytest.raises(MalformedFrame):
         p.agent_decoder.decode(json.dumps(obj).encode())
+
+
+async def test_a_tick_with_only_built_in_checks_reports_at_once():
+    """A simulator's shared timer calls ``tick()``: the round is reported before it returns."""
+    reports = []
+    mon = health.HealthMonitor(AgentConfig(), values=lambda: {"mem.percent": 97.0}, registered_gpus=0,
+                               probe_gpus=False, on_report=reports.append)
+    mon.tick()
+    assert [(c.name, c.ok) for c in reports[0].checks] == [("memory", False)]
+    assert mon.last is reports[0] and mon.rounds == 1
+
+
+async def test_a_tick_with_check_commands_reports_when_they_end_and_never_overlaps(tmp_path):
+    import asyncio
+
+    reports = []
+    cfg = AgentConfig(checks=[CheckConfig(name="slow", command="sleep 0.3; echo done")])
+    mon = health.HealthMonitor(cfg, values=lambda: {}, registered_gpus=0, probe_gpus=False,
+                               on_report=reports.append)
+    mon.tick()
+    mon.tick()  # the first round is still running: no second one
+    assert reports == []
+    await asyncio.sleep(1.0)
+    assert [[(c.name, c.ok, c.detail) for c in r.checks] for r in reports] == [[("slow", True, "done")]]
+    mon.tick()
+    await asyncio.sleep(1.0)
+    assert mon.rounds == 2
