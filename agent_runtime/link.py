@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -218,12 +219,13 @@ class Agent:
             self._registered(first, enrolling)
             self._replay(writer)
             self._writer = writer
-            self._executor = Executor(lambda msg: self._send_quiet(writer, msg),
+            send = functools.partial(self._send_quiet, writer)  # one callable for the three
+            self._executor = Executor(send,
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
                                       machine=self.name, run_as=self.cfg.run_as, environment=self.exec_env)
-            self._shells = Shells(lambda msg: self._send_quiet(writer, msg), run_as=self.cfg.run_as,
+            self._shells = Shells(send, run_as=self.cfg.run_as,
                                   machine=self.name, kill_grace=self.cfg.kill_grace)
-            self._files = self._new_transfers(writer)
+            self._files = self._new_transfers(writer, send)
             if self.health.last is not None:
                 self._send_quiet(writer, self.health.last)
             await self._session(writer, frames, stop)
@@ -349,10 +351,10 @@ class Agent:
             idle = 0.0
         self._beat = asyncio.get_running_loop().call_later(interval - idle, self._heartbeat, writer)
 
-    def _new_transfers(self, writer):
+    def _new_transfers(self, writer, send):
         from .files import Transfers
 
-        return Transfers(lambda msg: self._send_quiet(writer, msg), run_as=self.cfg.run_as,
+        return Transfers(send, run_as=self.cfg.run_as,
                          root=self.cfg.files_root, buffered=lambda: _buffered(writer))
 
     async def _receive(self, frames: p.StreamFrames) -> None:

@@ -45,9 +45,10 @@ class Sampler:
         self._procs: p.GpuProcesses | None = None
         self._procs_fn = getattr(collectors, "gpu_processes", None)
         self.taken = 0  # samples taken since start
-        #: The newest sample: its dict when it is kept as one, else its keys and packed row.
+        #: The newest sample: its dict when it is kept as one, else its keys, the array that holds
+        #: its packed row and where the row starts (the pending rows' array itself: no copy a sample).
         self._latest: dict[str, float] | None = {}
-        self._latest_row: tuple[list[str], array] | None = None
+        self._latest_row: tuple[list[str], array, int] | None = None
 
     def sample(self, now: float) -> None:
         values, text = self._collect(now)
@@ -75,7 +76,7 @@ class Sampler:
         self._ts.append(now)
         if self._add_row(values):
             width = len(self._keys)
-            self._latest, self._latest_row = None, (self._keys, self._flat[len(self._flat) - width:])
+            self._latest, self._latest_row = None, (self._keys, self._flat, len(self._flat) - width)
         else:
             self._latest, self._latest_row = values, None
         if text:
@@ -86,8 +87,8 @@ class Sampler:
         """The newest sample's values (healthchecks read it; a None stays None)."""
         if self._latest is not None:
             return self._latest
-        keys, row = self._latest_row
-        return dict(zip(keys, [None if v != v else v for v in row.tolist()]))
+        keys, flat, start = self._latest_row
+        return dict(zip(keys, [None if v != v else v for v in flat[start:start + len(keys)].tolist()]))
 
     def _add_row(self, values: dict[str, float]) -> bool:
         """Keep ``values`` as a packed row (True), or as a dict when its keys differ (False)."""
@@ -145,6 +146,9 @@ class Sampler:
             return None
         ts, rows, flat, text, procs = self._ts, self._rows, self._flat, self._text, self._procs
         self._ts, self._rows, self._flat, self._text, self._procs = [], None, array("d"), {}, None
+        if self._latest_row is not None and self._latest_row[1] is flat:  # keep its row, not the batch's
+            keys, _, start = self._latest_row
+            self._latest_row = (keys, flat[start:start + len(keys)], 0)
         if rows is not None:
             batch = columnar(stream, seq, ts, rows, text, packed=packed)
         elif self._keys:

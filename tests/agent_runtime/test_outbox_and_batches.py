@@ -137,3 +137,17 @@ def test_sampler_goes_back_to_packed_rows_after_a_batch_whose_keys_changed():
     second = s.take_batch("r", 2, packed=True)
     assert second.keys == ["a", "b"] and second.column_lists() == [[4.0, 6.0], [5.0, 7.0]]
     assert s.latest == {"a": 6.0, "b": 7.0}
+
+
+def test_the_newest_sample_is_read_right_before_during_and_after_a_batch():
+    """``latest`` (what healthchecks read) points into the pending rows, and keeps its own copy
+    of the row once they become a batch."""
+    s = Sampler(None, 1.0, blocking=False)
+    s.add(0.0, {"a": 1.0, "b": 2.0})
+    s.add(1.0, {"a": 3.0, "b": None})
+    assert s.latest == {"a": 3.0, "b": None}
+    batch = s.take_batch("r", 1, packed=True)
+    assert s.latest == {"a": 3.0, "b": None}
+    s.add(2.0, {"a": 5.0, "b": 6.0})
+    assert s.latest == {"a": 5.0, "b": 6.0}
+    assert batch.column_lists() == [[1.0, 3.0], [2.0, None]]  # the batch is not changed by either
