@@ -331,6 +331,10 @@ class Agent:
         self._heartbeat(writer)
         try:
             await self._receive(frames)
+        except (ConnectError, OSError, asyncssh.Error):
+            if not stop.is_set():
+                raise
+            # closed because the agent stops: not an error
         finally:
             if self._beat is not None:
                 self._beat.cancel()

@@ -32,6 +32,7 @@ async def test_stopping_ends_the_connection_at_once_without_a_reconnect_warning(
     await asyncio.wait_for(ra.task, 5)
     assert time.monotonic() - started < 1.0
     assert ra.agent.state.connects == 1 and not ra.agent.state.registered
+    assert ra.agent.state.last_error == ""  # stopping is not a link error
     assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]
     await wait_for(lambda: control_plane.registry.session("stopper") is None, what="the session gone")
 
