@@ -352,6 +352,11 @@ class Agent:
                 self._beat = None
                 self.close()  # the link is going down: the receive loop ends with it
                 return
+            except Exception:  # noqa: BLE001 - a bug must not silence heartbeats on a live link
+                log.exception("sending a heartbeat failed; reconnecting")
+                self._beat = None
+                self.close()
+                return
             idle = 0.0
         self._beat = asyncio.get_running_loop().call_later(interval - idle, self._heartbeat, writer)
 

@@ -59,3 +59,26 @@ async def test_a_simulated_fleet_reports_health_from_its_shared_timer_and_stops(
     assert time.monotonic() - started < 2.0
     assert fleet.failed == {}
     assert not any(a.state.registered for a in fleet.agents)
+
+
+async def test_a_heartbeat_that_fails_unexpectedly_reconnects_instead_of_going_silent(control_plane, agents,
+                                                                                      monkeypatch, caplog):
+    """The heartbeat is a timer callback: an error in it must not stop heartbeats on a
+    link that stays open (the machine would drift to limbo); the agent connects again."""
+    ra = await agents("beats", sample_interval=30.0, batch_interval=60.0)
+    real_send, failed = ra.agent._send, []
+
+    def send(writer, msg):
+        if type(msg).__name__ == "Heartbeat" and not failed:
+            failed.append(msg)
+            raise ValueError("a bug in the heartbeat")
+        return real_send(writer, msg)
+
+    monkeypatch.setattr(ra.agent, "_send", send)
+    await wait_for(lambda: failed and ra.agent.state.connects == 2 and ra.agent.state.registered,
+                   timeout=15, what="a second connection after the failed heartbeat")
+    assert "sending a heartbeat failed" in caplog.text
+    before = ra.agent.state.heartbeats
+    await asyncio.sleep(1.0)
+    assert ra.agent.state.heartbeats > before  # heartbeats go on, on the new connection
+    assert control_plane.registry.counts()["live"] == 1
