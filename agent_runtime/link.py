@@ -122,7 +122,6 @@ class Agent:
         self.handshakes: asyncio.Semaphore | None = None
         self._conn = None
         self._writer = None  # the channel while registered
-        self._beat: asyncio.TimerHandle | None = None  # the next heartbeat look
         self._seq = 0
         self._last_sent = 0.0
 
@@ -323,42 +322,40 @@ class Agent:
                 pass  # the link is going down; the batch is replayed on the next one
 
     async def _session(self, writer, frames: p.StreamFrames, stop: asyncio.Event) -> None:
-        """Receive until the connection ends (``close()``, which stopping calls, ends it too),
-        heartbeating whenever nothing else was sent for a heartbeat interval. One task per
-        connection, this one: the heartbeat is a timer callback, not a task."""
-        if stop.is_set():  # set during the handshake or registration, before close() could end them
+        """Heartbeat whenever nothing else was sent for a heartbeat interval, until the
+        connection ends or ``stop`` is set."""
+        if stop.is_set():  # set during the handshake or registration
             return
-        self._heartbeat(writer)
+        receiver = asyncio.ensure_future(self._receive(frames))
+        stopper = asyncio.ensure_future(stop.wait())
         try:
-            await self._receive(frames)
-        except (ConnectError, OSError, asyncssh.Error):
-            if not stop.is_set():
-                raise
-            # closed because the agent stops: not an error
+            while True:
+                interval = self.state.heartbeat_interval
+                idle = time.monotonic() - self._last_sent
+                if idle >= interval * 0.9:
+                    self._heartbeat(writer)
+                    idle = 0.0
+                done, _ = await asyncio.wait({receiver, stopper}, timeout=interval - idle,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    return
+                if receiver in done:
+                    receiver.result()  # raises what ended the connection
+                    return
         finally:
-            if self._beat is not None:
-                self._beat.cancel()
-                self._beat = None
+            for t in (receiver, stopper):
+                t.cancel()
+            await asyncio.gather(receiver, stopper, return_exceptions=True)
 
     def _heartbeat(self, writer) -> None:
-        """Send a heartbeat if nothing was sent for ~an interval; schedule the next look."""
-        interval = self.state.heartbeat_interval
-        idle = time.monotonic() - self._last_sent
-        if idle >= interval * 0.9:
-            self.state.heartbeats += 1
-            try:
-                self._send(writer, p.Heartbeat(seq=self.state.heartbeats, ts=time.time()))
-            except (OSError, asyncssh.Error):
-                self._beat = None
-                self.close()  # the link is going down: the receive loop ends with it
-                return
-            except Exception:  # noqa: BLE001 - a bug must not silence heartbeats on a live link
-                log.exception("sending a heartbeat failed; reconnecting")
-                self._beat = None
-                self.close()
-                return
-            idle = 0.0
-        self._beat = asyncio.get_running_loop().call_later(interval - idle, self._heartbeat, writer)
+        self.state.heartbeats += 1
+        try:
+            self._send(writer, p.Heartbeat(seq=self.state.heartbeats, ts=time.time()))
+        except (OSError, asyncssh.Error):
+            raise  # the link is going down: the session ends with it
+        except Exception as exc:  # a bug must not leave a live link without heartbeats
+            log.exception("sending a heartbeat failed; reconnecting")
+            raise ConnectError(f"sending a heartbeat failed: {exc}") from None
 
     def _new_transfers(self, writer, send):
         from .files import Transfers

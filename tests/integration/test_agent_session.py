@@ -1,5 +1,5 @@
 """One connection's session, on a real agent against a real control plane: heartbeats
-while nothing else is sent (from a timer, not a task of their own), a prompt and quiet
+while nothing else is sent, a prompt and quiet
 end when the agent stops, and a simulated fleet's health rounds from its shared timer."""
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ async def test_a_simulated_fleet_reports_health_from_its_shared_timer_and_stops(
 
 async def test_a_heartbeat_that_fails_unexpectedly_reconnects_instead_of_going_silent(control_plane, agents,
                                                                                       monkeypatch, caplog):
-    """The heartbeat is a timer callback: an error in it must not stop heartbeats on a
-    link that stays open (the machine would drift to limbo); the agent connects again."""
+    """An error in sending a heartbeat must not leave a link open without heartbeats (the
+    machine would drift to limbo): the agent logs it and connects again."""
     ra = await agents("beats", sample_interval=30.0, batch_interval=60.0)
     real_send, failed = ra.agent._send, []
 
