@@ -244,8 +244,10 @@ class Agent:
             await conn.wait_closed()
 
     def _replay(self, writer) -> None:
-        """Send what was not acknowledged, oldest first. (A method of its own: a loop variable
-        in ``_connect_once`` would keep the last batch alive for as long as the connection.)"""
+        """Send what was not acknowledged, oldest first, what was never sent merged into a few
+        batches. (A method of its own: a loop variable in ``_connect_once`` would keep the last
+        batch alive for as long as the connection.)"""
+        self.outbox.merge_unsent()
         for batch in self.outbox:
             self._send(writer, self._for_peer(batch))
 
@@ -284,10 +286,11 @@ class Agent:
             s.last_refusal = ack.refused
 
     def _send(self, writer, msg: p.Message) -> None:
+        if isinstance(msg, p.MetricsBatch):
+            self.outbox.mark_sent(msg)  # before the write: a part of it may reach the control plane
+            self.state.batches_sent += 1
         writer.write(p.encode(msg))
         self._last_sent = time.monotonic()
-        if isinstance(msg, p.MetricsBatch):
-            self.state.batches_sent += 1
 
     def _send_quiet(self, writer, msg: p.Message) -> None:
         """Send a message that is not a heartbeat (command output, health) if the link is up."""

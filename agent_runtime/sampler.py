@@ -7,6 +7,12 @@ control plane acknowledges it (``metrics_ack``), and replays what is left,
 oldest first, after a reconnect. It is bounded by sample count and by age:
 past either bound the oldest samples are dropped, counted, and reported in
 the next batch's ``dropped`` field.
+
+Batches made while the agent was away were never sent to any control plane, so
+before a replay they are merged into a few large ones (``Outbox.merge_unsent``):
+a returning agent costs the control plane a handful of batches instead of one
+per 5 seconds it was away. Only those: a batch that went out on a connection may
+have been stored without its ack arriving, and merging it would store it again.
 """
 
 from __future__ import annotations
@@ -181,6 +187,40 @@ def columnar(stream: str, seq: int, ts: list[float], rows: list[dict[str, float]
                           text=text or {})
 
 
+#: A merged replay batch holds at most this many samples ...
+MERGE_MAX_SAMPLES = 300
+#: ... and this many bytes of packed values (base64 in a frame of at most 1 MiB).
+MERGE_MAX_BYTES = 384 * 1024
+
+
+def merge(batches: list[p.MetricsBatch]) -> p.MetricsBatch:
+    """Consecutive batches of one stream, packed with the same keys, as one: the last one's
+    sequence number (the control plane's cursor moves past all of them at once), the samples
+    in order, values key after key, the text streams and process list as the newest left them,
+    and the drops of all."""
+    last = batches[-1]
+    if len(batches) == 1:
+        return last
+    nkeys = len(last.keys)
+    ts: list[float] = []
+    text: dict[str, str] = {}
+    for b in batches:
+        ts.extend(b.ts)
+        text.update(b.text)
+    values = b""
+    if nkeys:
+        rows = [(memoryview(b.values), 8 * len(b.ts)) for b in batches]
+        values = b"".join(m[k * w:(k + 1) * w] for k in range(nkeys) for m, w in rows)
+    procs = next((b.gpu_processes for b in reversed(batches) if b.gpu_processes is not None), None)
+    return p.MetricsBatch(stream=last.stream, seq=last.seq, ts=ts, keys=last.keys,
+                          values=values, text=text, dropped=sum(b.dropped for b in batches),
+                          gpu_processes=procs)
+
+
+def _mergeable(a: p.MetricsBatch, b: p.MetricsBatch) -> bool:
+    return a.stream == b.stream and a.keys == b.keys and not a.columns and not b.columns
+
+
 class Outbox:
     """Batches sent or waiting to be sent, until acknowledged. Oldest first."""
 
@@ -192,6 +232,36 @@ class Outbox:
         self.dropped = 0  # samples dropped and not yet reported
         self.dropped_total = 0
         self.acked_samples = 0
+        #: The newest batch ever handed to a connection (stream, seq): the ones after it were
+        #: never sent anywhere (batches go out in order, the replay oldest first).
+        self.sent: tuple[str, int] | None = None
+
+    def mark_sent(self, batch: p.MetricsBatch) -> None:
+        """``batch`` is going out (it may be stored from now on, acknowledged or not)."""
+        self.sent = (batch.stream, batch.seq)
+
+    def _unsent(self, batch: p.MetricsBatch) -> bool:
+        return self.sent is None or batch.stream != self.sent[0] or batch.seq > self.sent[1]
+
+    def merge_unsent(self, max_samples: int = MERGE_MAX_SAMPLES, max_bytes: int = MERGE_MAX_BYTES) -> int:
+        """Merge the batches that were never sent into as few as the bounds allow (runs of the
+        same keys, oldest first). Returns how many batches there are fewer."""
+        before = len(self.batches)
+        kept = [b for b in self.batches if not self._unsent(b)]
+        run: list[p.MetricsBatch] = []
+        size = 0
+        for b in (b for b in self.batches if self._unsent(b)):
+            width = 8 * len(b.ts) * len(b.keys)
+            if run and (not _mergeable(run[-1], b) or size + len(b.ts) > max_samples
+                        or 8 * size * len(b.keys) + width > max_bytes):
+                kept.append(merge(run))
+                run, size = [], 0
+            run.append(b)
+            size += len(b.ts)
+        if run:
+            kept.append(merge(run))
+        self.batches = deque(kept)
+        return before - len(kept)
 
     def add(self, batch: p.MetricsBatch, now: float | None = None) -> None:
         self.batches.append(batch)

@@ -151,3 +151,80 @@ def test_the_newest_sample_is_read_right_before_during_and_after_a_batch():
     s.add(2.0, {"a": 5.0, "b": 6.0})
     assert s.latest == {"a": 5.0, "b": 6.0}
     assert batch.column_lists() == [[1.0, 3.0], [2.0, None]]  # the batch is not changed by either
+
+
+def packed(seq: int, ts: list[float], keys=("a", "b"), stream: str = "s", **extra) -> p.MetricsBatch:
+    rows = [{k: (None if (i + j) % 3 == 0 else t * 10 + j) for j, k in enumerate(keys)} for i, t in enumerate(ts)]
+    b = columnar(stream, seq, ts, rows, packed=True)
+    for name, value in extra.items():
+        setattr(b, name, value)
+    return b
+
+
+def samples(batches) -> dict[float, dict[str, float | None]]:
+    """Every sample of ``batches`` as time -> {key: value}, however they are grouped."""
+    out: dict[float, dict] = {}
+    for b in batches:
+        for i, t in enumerate(b.ts):
+            assert t not in out, f"sample {t} twice"
+            out[t] = {k: col[i] for k, col in zip(b.keys, b.column_lists())}
+    return out
+
+
+def test_batches_never_sent_are_merged_into_one_that_holds_every_sample_exactly():
+    o = Outbox(max_samples=1000, max_age=1e9)
+    procs = p.GpuProcesses(ts=3.0)
+    made = [packed(1, [1.0, 2.0], text={"nvidia_smi": "old"}, dropped=2),
+            packed(2, [3.0], gpu_processes=procs),
+            packed(3, [4.0, 5.0, 6.0], text={"nvidia_smi": "new"}, dropped=1)]
+    for b in made:
+        o.add(b, now=10)
+    assert o.merge_unsent() == 2
+    [merged] = list(o)
+    assert merged.check_shape() is None
+    assert (merged.seq, merged.ts, merged.text, merged.dropped) == (3, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                                                                    {"nvidia_smi": "new"}, 3)
+    assert merged.gpu_processes == procs
+    assert samples([merged]) == samples(made)
+    assert p.agent_decoder.decode(p.encode(merged)) == merged
+    o.ack("s", 3)  # the control plane's cursor moves past all three at once
+    assert (len(o), o.samples, o.acked_samples) == (0, 0, 6)
+
+
+def test_a_batch_that_went_out_is_never_merged_so_it_cannot_be_stored_twice():
+    o = Outbox(max_samples=1000, max_age=1e9)
+    for seq in (1, 2, 3, 4):
+        o.add(packed(seq, [float(seq)]), now=10)
+    o.mark_sent(o.batches[1])  # 1 and 2 went out; the control plane may hold them unacknowledged
+    o.merge_unsent()
+    assert [(b.seq, b.ts) for b in o] == [(1, [1.0]), (2, [2.0]), (4, [3.0, 4.0])]
+    o.mark_sent(o.batches[-1])
+    o.add(packed(5, [5.0]), now=10)
+    o.merge_unsent()  # the merged batch went out too: it stays as it was sent
+    assert [b.seq for b in o] == [1, 2, 4, 5]
+
+
+def test_merging_stops_at_a_change_of_keys_and_at_its_bounds():
+    o = Outbox(max_samples=1000, max_age=1e9)
+    made = [packed(1, [1.0]), packed(2, [2.0]), packed(3, [3.0], keys=("a", "b", "c")),
+            packed(4, [4.0], keys=("a", "b", "c")), packed(5, [5.0, 6.0, 7.0]), packed(6, [8.0, 9.0]),
+            packed(7, [10.0, 11.0])]
+    for b in made:
+        o.add(b, now=10)
+    o.merge_unsent(max_samples=4)
+    assert [(b.seq, len(b.ts)) for b in o] == [(2, 2), (4, 2), (5, 3), (7, 4)]
+    assert samples(o) == samples(made)
+    o = Outbox(max_samples=1000, max_age=1e9)
+    for b in made[4:]:
+        o.add(b, now=10)
+    o.merge_unsent(max_bytes=8 * 2 * 5)  # two keys: five samples of values at most
+    assert [(b.seq, len(b.ts)) for b in o] == [(6, 5), (7, 2)]
+
+
+def test_batches_without_keys_and_unpacked_ones_merge_or_stay_as_they_are():
+    o = Outbox(max_samples=1000, max_age=1e9)
+    for seq in (1, 2):
+        o.add(p.MetricsBatch(stream="s", seq=seq, ts=[float(seq)], keys=[], columns=[]), now=10)
+    o.add(batch(3, [3.0], stream="s"), now=10)  # JSON columns (made for a 1.0 peer): left alone
+    o.merge_unsent()
+    assert [(b.seq, b.ts) for b in o] == [(2, [1.0, 2.0]), (3, [3.0])]
