@@ -243,21 +243,26 @@ class Outbox:
     def _unsent(self, batch: p.MetricsBatch) -> bool:
         return self.sent is None or batch.stream != self.sent[0] or batch.seq > self.sent[1]
 
+    @property
+    def unsent(self) -> int:
+        """Batches never sent anywhere (made while away)."""
+        return sum(map(self._unsent, self.batches))
+
     def merge_unsent(self, max_samples: int = MERGE_MAX_SAMPLES, max_bytes: int = MERGE_MAX_BYTES) -> int:
         """Merge the batches that were never sent into as few as the bounds allow (runs of the
         same keys, oldest first). Returns how many batches there are fewer."""
         before = len(self.batches)
-        kept = [b for b in self.batches if not self._unsent(b)]
-        run: list[p.MetricsBatch] = []
-        size = 0
-        for b in (b for b in self.batches if self._unsent(b)):
-            width = 8 * len(b.ts) * len(b.keys)
-            if run and (not _mergeable(run[-1], b) or size + len(b.ts) > max_samples
-                        or 8 * size * len(b.keys) + width > max_bytes):
+        kept, run, samples, nbytes = [], [], 0, 0
+        for b in self.batches:
+            if not self._unsent(b):
+                kept.append(b)
+                continue
+            if run and (not _mergeable(run[-1], b) or samples + len(b.ts) > max_samples
+                        or nbytes + len(b.values) > max_bytes):
                 kept.append(merge(run))
-                run, size = [], 0
+                run, samples, nbytes = [], 0, 0
             run.append(b)
-            size += len(b.ts)
+            samples, nbytes = samples + len(b.ts), nbytes + len(b.values)
         if run:
             kept.append(merge(run))
         self.batches = deque(kept)

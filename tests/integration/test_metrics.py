@@ -121,9 +121,8 @@ async def test_restart_mid_stream_stores_every_sample_exactly_once(control_plane
     port = control_plane.address.rsplit(":", 1)[1]
     await control_plane.stop()
     await wait_for(lambda: not a.agent.state.registered, what="agent to notice")
-    await wait_for(lambda: sum(map(a.agent.outbox._unsent, a.agent.outbox)) >= 3,
-                   what="batches made while disconnected")
-    away = sum(map(a.agent.outbox._unsent, a.agent.outbox))  # at least these go as one batch
+    await wait_for(lambda: a.agent.outbox.unsent >= 3, what="batches made while disconnected")
+    away = a.agent.outbox.unsent  # at least these go as one batch
 
     cp2 = ControlPlane(resolve_server({"listen": f"127.0.0.1:{port}", "db": store_url, **FAST}))
     await cp2.start()
