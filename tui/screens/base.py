@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from ..widgets.chrome import Banner, TitleBar
@@ -42,15 +41,16 @@ class BaseScreen(Screen):
         self.ready = True
         self.tick()
 
+    @property
+    def live(self) -> bool:
+        """Composed, mounted and on the app's stack of a running app. A screen being popped
+        or shut down loses its widgets one by one while timers and workers still fire."""
+        return self.ready and self.is_attached and self.app.is_running and self in self.app.screen_stack
+
     def safe_tick(self) -> None:
-        """``tick()``, unless the screen is being built or torn down (its widgets come and go)."""
-        if not self.ready or not self.is_attached:
-            return
-        try:
+        """``tick()``, unless the screen is being built or torn down."""
+        if self.live:
             self.tick()
-        except NoMatches:
-            if self.is_attached and self.children:
-                raise
 
     def tick(self) -> None:
         """Redraw what changed. Called by the app's redraw timer (and after keys)."""
