@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _read_until(fd: int, proc, needle: bytes, timeout: float, seen: bytearray) -> bool:
+    """Read the terminal into ``seen`` until ``needle`` shows (lines the terminal wrapped joined)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         ready, _, _ = select.select([fd], [], [], 0.2)
@@ -32,13 +33,17 @@ def _read_until(fd: int, proc, needle: bytes, timeout: float, seen: bytearray) -
                 seen.extend(os.read(fd, 65536))
             except OSError:
                 return False
-            if needle in _plain(seen):
+            if needle in _words(seen):
                 return True
-    return needle in _plain(seen)
+    return needle in _words(seen)
 
 
 def _plain(data: bytes) -> bytes:
     return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(data))
+
+
+def _words(data: bytes) -> bytes:
+    return b" ".join(_plain(data).split())
 
 
 def _command_lines(pid: int) -> list[bytes]:
@@ -68,8 +73,8 @@ def test_demo_on_a_terminal(home, tmp_path):
     seen = bytearray()
     try:
         assert _read_until(master, proc, b"4. The dashboard", 120, seen), seen.decode(errors="replace")[-2000:]
-        _read_until(master, proc, b"keeps them)", 5, seen)
-        text = " ".join(_plain(seen).decode(errors="replace").split())  # lines wrapped at 120 joined
+        assert _read_until(master, proc, b"keeps them)", 30, seen), seen.decode(errors="replace")[-2000:]
+        text = _words(seen).decode(errors="replace")
         where = re.search(r"\(Logs and state: (\S+?)[;\s]", text)
         assert where, text[-2000:]
         assert "removed on quit" in text and "--state-dir DIR keeps them" in text  # a temporary dir
@@ -77,10 +82,11 @@ def test_demo_on_a_terminal(home, tmp_path):
         assert any(b"simulate" in c for c in lines) and any(b"agent\x00run" in c for c in lines), lines
         secrets = [c for c in lines if b"ctj1." in c]
         assert not secrets, secrets  # join strings start ctj1.: none on a command line
-        _read_until(master, proc, b"sim-", 30, seen)  # the dashboard shows the fleet (reading keeps it drawing)
+        # The dashboard shows the fleet (reading keeps it drawing).
+        assert _read_until(master, proc, b"sim-", 60, seen), seen.decode(errors="replace")[-2000:]
         os.write(master, b"q")
         _read_until(master, proc, b"\x00never\x00", 30, seen)  # drain the terminal until the demo ends
-        assert proc.wait(10) == 0
+        assert proc.wait(10) == 0, _plain(seen).decode(errors="replace")[-3000:]
         assert not Path(where.group(1)).exists()  # removed, as it said
     finally:
         if proc.poll() is None:
