@@ -4,12 +4,19 @@ Runs every ``compact_interval`` as its own task. Every store call goes to the
 writer's thread (SQLite takes one writer at a time) in small transactions of
 a few dozen machines, so batch writes, and therefore agent acks, wait at
 most one small transaction behind it.
+
+Every machine's raw window closes on the same wall-clock boundary, so the whole
+fleet's raw tier becomes due at once. A pass compacts at most its share of the
+fleet (``raw_budget``), carrying on where the last pass stopped: the work is
+spread over the first half of the next window instead of holding the writer for
+minutes just after the boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Callable
 
@@ -22,14 +29,27 @@ from .writer import StoreWriter
 
 log = logging.getLogger("centrality.history")
 
+#: The share of a raw window over which its compaction is spread.
+RAW_SPREAD = 0.5
+#: Machines a pass may always compact, however small the fleet (a few transactions).
+RAW_MIN_PER_PASS = 64
+
 
 class Compactor:
     def __init__(self, chunks: Chunks, writer: StoreWriter, settings: ServerSettings,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, fleet_size: Callable[[], int] = lambda: 0) -> None:
         self.chunks = chunks
         self.writer = writer
         self.settings = settings
         self.clock = clock
+        #: Machines known to this control plane: what the raw tier's compaction is spread over.
+        self.fleet_size = fleet_size
+        #: The last machine whose raw tier was compacted ("": start a new round), the
+        #: machines compacted since the round began, and the most any round compacted
+        #: (the fleet the store holds, should ``fleet_size`` know fewer).
+        self.raw_after = ""
+        self.raw_round = 0
+        self.raw_round_max = 0
         self.last_pass: float | None = None
         self.last_error: str | None = None
         self.totals = {"chunks": 0, "rows": 0, "values": 0}
@@ -55,21 +75,41 @@ class Compactor:
         s = self.settings
         return {0: s.raw_retention, 1: s.rollup_retention, 2: s.hour_retention}
 
-    async def _drain(self, fn, *, by_machine: bool, **kwargs) -> None:
-        """Call ``fn`` until it has nothing left: machine after machine (``after``)
-        for the raw and minute tiers, until it makes no chunk for tier 2."""
-        after = ""
+    def raw_budget(self) -> int:
+        """Machines one pass may compact in the raw tier: the fleet over the passes in
+        ``RAW_SPREAD`` of a window (10,000 machines, 30-minute windows, a pass a minute: 667)."""
+        s = self.settings
+        passes = max(1.0, s.chunk_seconds * RAW_SPREAD / max(s.compact_interval, 1e-3))
+        fleet = max(self.fleet_size(), self.raw_round_max)
+        return max(RAW_MIN_PER_PASS, math.ceil(fleet / passes))
+
+    async def _drain(self, fn, *, after: str | None = None, budget: int | None = None,
+                     **kwargs) -> tuple[str, int]:
+        """Call ``fn`` until it has nothing left. With ``after`` (the raw and minute tiers):
+        machine after machine, from ``after``, for up to ``budget`` machines; returns where
+        it stopped ("" once it got to the end) and the machines done. Without (tier 2):
+        until it makes no chunk."""
+        by_machine = after is not None
+        done_machines = 0
         while True:
-            extra = {"after": after} if by_machine else {}
-            done = await self.writer.call(fn, self.clock(), **kwargs, **extra)
+            extra = {}
+            if by_machine:
+                step = kwargs.get("max_machines", 64)
+                if budget is not None:
+                    step = min(step, budget - done_machines)
+                extra = {"after": after, "max_machines": step}
+            done = await self.writer.call(fn, self.clock(), **{**kwargs, **extra})
             for k in self.totals:
                 self.totals[k] += done[k]
             if by_machine:
                 if done["last"] is None:
-                    return
+                    return "", done_machines
                 after = done["last"]
+                done_machines += done["machines"]
+                if budget is not None and done_machines >= budget:
+                    return after, done_machines
             elif not done["chunks"] and not done["rows"]:
-                return
+                return "", 0
             await asyncio.sleep(0)
 
     async def run_once(self) -> None:
@@ -80,11 +120,23 @@ class Compactor:
         # 16 machines' 10 minutes per transaction (5 machines of 30-minute windows): the
         # writer's flushes (and so agents' acks) wait at most one such transaction (~0.1 s
         # for GPU nodes).
-        await self._drain(self.chunks.compact_raw, by_machine=True, window=s.chunk_seconds,
-                          grace=min(60.0, s.chunk_seconds / 4),
-                          max_machines=max(1, min(64, int(16 * 600 / max(s.chunk_seconds, 1.0)))))
-        await self._drain(self.chunks.compact_minutes, by_machine=True)
-        await self._drain(self.chunks.compact_hours, by_machine=False)
+        budget = self.raw_budget()
+        for _ in range(2):  # the rest of a round, then the start of the next one
+            mid_round = bool(self.raw_after)
+            self.raw_after, machines = await self._drain(
+                self.chunks.compact_raw, after=self.raw_after, budget=budget, window=s.chunk_seconds,
+                grace=min(60.0, s.chunk_seconds / 4),
+                max_machines=max(1, min(64, int(16 * 600 / max(s.chunk_seconds, 1.0)))))
+            budget -= machines
+            self.raw_round += machines
+            self.raw_round_max = max(self.raw_round_max, self.raw_round)
+            if self.raw_after:
+                break  # the budget is spent
+            self.raw_round = 0
+            if not mid_round or budget <= 0:
+                break
+        await self._drain(self.chunks.compact_minutes, after="")
+        await self._drain(self.chunks.compact_hours)
         dropped = await self.writer.call(self.chunks.apply_retention, self.clock(), self.retention())
         if any(dropped.values()):
             log.info("history retention: dropped %d partitions, %d chunks",

@@ -79,9 +79,10 @@ class ControlPlane:
         self.chunks = Chunks(self.store)
         self.reads = ReadPool()
         #: Metric history: compaction into chunks, retention per tier, the size bound (compactor.py).
-        self.compactor = Compactor(self.chunks, self.writer, settings)
-        self.metric_reads = MetricReads(self.store, self.chunks, self.reads.run)
         self.registry = Registry(self.thresholds, self.writer)
+        self.compactor = Compactor(self.chunks, self.writer, settings,
+                                   fleet_size=lambda: len(self.registry.records))
+        self.metric_reads = MetricReads(self.store, self.chunks, self.reads.run)
         #: Connections to the other replicas on a shared Postgres (peering.py); none on SQLite.
         self.peers = Peers()
         self.auth = Auth(self.store, self.writer, self.reads.run, self.endpoint)

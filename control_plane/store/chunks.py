@@ -117,13 +117,14 @@ class Chunks:
                     max_machines: int = 64, after: str = "") -> dict:
         """Raw batches of closed windows into tier-0 chunks, for up to ``max_machines``
         machines (in id order, after ``after``), in one transaction. Returns counts
-        and ``last``, the last machine done (None: nothing left after ``after``)."""
+        ``machines`` done and ``last``, the last of them (None: nothing left after ``after``)."""
         cutoff = (now - grace) - (now - grace) % window
         t = MetricBatchRow.__table__
         done: dict = {"chunks": 0, "rows": 0, "values": 0}
         with paused_gc(), self._transaction() as conn:
             mids = _machines(conn, t, t.c.ts_last < cutoff, after, max_machines)
             done["last"] = mids[-1] if mids else None
+            done["machines"] = len(mids)
             if not mids:
                 return done
             # Taken out and read in one statement: what is compacted is exactly what is
@@ -156,6 +157,7 @@ class Chunks:
         with paused_gc(), self._transaction() as conn:
             mids = _machines(conn, t, t.c.minute < cutoff, after, max_machines)
             done["last"] = mids[-1] if mids else None
+            done["machines"] = len(mids)
             if not mids:
                 return done
             taken = conn.execute(t.delete().where(t.c.machine_id.in_(mids), t.c.minute < cutoff)

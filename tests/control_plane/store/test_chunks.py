@@ -79,11 +79,11 @@ def test_compaction_keeps_one_series_exactly(store):
     assert "cpu.percent" not in before["m1"][100] and "disk[sdz].read_iops" in before["m1"][-1]
 
     done = chunks.compact_raw(now, window=600, max_machines=1)  # one machine per transaction
-    assert done["chunks"] == 3 and done["rows"] == 360 and done["last"] == "m1"
+    assert done["chunks"] == 3 and done["rows"] == 360 and done["last"] == "m1" and done["machines"] == 1
     assert chunks.compact_raw(now, window=600, after="m2")["last"] is None  # no machine after m2
     done = chunks.compact_raw(now, window=600, after="m1")
     assert done["chunks"] == 3 and done["last"] == "m2"
-    assert chunks.compact_raw(now, window=600) == {"chunks": 0, "rows": 0, "values": 0, "last": None}  # idempotent
+    assert chunks.compact_raw(now, window=600) == {"chunks": 0, "rows": 0, "values": 0, "machines": 0, "last": None}  # idempotent
     assert count(store, "metric_batches") == 0
     assert count(store, "metric_chunks", tier=0) == 6
     after = {m: query(store, chunks, m, T0, now, None, "raw") for m in ("m1", "m2")}
