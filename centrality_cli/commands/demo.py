@@ -7,7 +7,8 @@ dozen machines of mixed profiles (``centrality simulate``) and the dashboard
 (``centrality tui``) in front; quitting the dashboard stops everything the
 demo started. ``--no-tui`` instead walks through the lifecycle from the CLI:
 live, limbo when the agent dies, live again as the same machine. Everything
-it started is stopped when it ends or on Ctrl-C.
+it started is stopped when it ends or on Ctrl-C, and on Linux when the demo
+itself is killed (kill -9 included: its processes are told by the kernel).
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ from typing import Optional
 import typer
 
 from .. import output
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the demo dies, however it dies (Linux's
+    PR_SET_PDEATHSIG). Elsewhere, a demo killed -9 leaves its processes running."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+_CHILD = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
 
 
 class Stack:
@@ -52,7 +67,7 @@ class Stack:
         ARGS, where `ps` shows them)."""
         proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env={**self.env, **(env or {})},
                                 stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
-                                start_new_session=True)
+                                start_new_session=True, **_CHILD)
         self.procs.append(proc)
         return proc
 
@@ -60,7 +75,7 @@ class Stack:
         """Run ``centrality ARGS`` on this terminal until it exits (the dashboard)."""
         env = {k: v for k, v in self.env.items() if k not in ("COLUMNS", "LINES")}
         env.update({k: os.environ[k] for k in ("COLUMNS", "LINES") if k in os.environ})  # the real terminal's
-        proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", *args], env=env, **_CHILD)
         self.procs.append(proc)
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the dashboard handles its own keys
         try:

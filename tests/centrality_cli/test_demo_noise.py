@@ -60,9 +60,8 @@ def _command_lines(pid: int) -> list[bytes]:
     return out
 
 
-def test_demo_on_a_terminal(home, tmp_path):
-    """The demo on a real PTY with 2 simulated machines: the join secret is on no command line
-    while it runs, and the log directory it names is either kept or said to be removed."""
+def _start_demo(home):
+    """The demo with 2 simulated machines on a real PTY: (process, the PTY's master side)."""
     import pty
 
     master, slave = pty.openpty()
@@ -70,6 +69,29 @@ def test_demo_on_a_terminal(home, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "centrality_cli", "demo", "--machines", "2"], cwd=REPO,
                             env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
+    return proc, master
+
+
+def _kill_tree(proc) -> None:
+    """SIGKILL the demo and everything it started (they have sessions of their own)."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        family = []
+    for p in family:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    proc.wait()
+
+
+def test_demo_on_a_terminal(home, tmp_path):
+    """The demo on a real PTY with 2 simulated machines: the join secret is on no command line
+    while it runs, and the log directory it names is either kept or said to be removed."""
+    proc, master = _start_demo(home)
     seen = bytearray()
     try:
         assert _read_until(master, proc, b"4. The dashboard", 120, seen), seen.decode(errors="replace")[-2000:]
@@ -89,9 +111,32 @@ def test_demo_on_a_terminal(home, tmp_path):
         assert proc.wait(10) == 0, _plain(seen).decode(errors="replace")[-3000:]
         assert not Path(where.group(1)).exists()  # removed, as it said
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill_tree(proc)
+        os.close(master)
+
+
+def test_a_demo_killed_9_leaves_no_process_behind(home):
+    import psutil
+
+    proc, master = _start_demo(home)
+    seen = bytearray()
+    started = []
+    try:
+        assert _read_until(master, proc, b"4. The dashboard", 120, seen), seen.decode(errors="replace")[-2000:]
+        started = psutil.Process(proc.pid).children(recursive=True)
+        names = [" ".join(p.cmdline()) for p in started]
+        assert any(" server" in n for n in names) and any(" simulate" in n for n in names), names
+        proc.kill()
+        proc.wait()
+        _gone, alive = psutil.wait_procs(started, timeout=20)
+        assert not alive, [" ".join(p.cmdline()) for p in alive]
+    finally:
+        _kill_tree(proc)
+        for p in started:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
         os.close(master)
 
 
