@@ -356,6 +356,8 @@ def main() -> None:
     sizes = args.agents or [1000, 5000, 10000]
     storms = args.storm or ["restart", "kill"]
     if args.profile_dir:
+        if not shutil.which("py-spy"):
+            ap.error("--profile-dir needs py-spy on PATH (pip install py-spy)")
         args.profile_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for n in sizes:
@@ -367,6 +369,8 @@ def main() -> None:
     if args.json_out:
         args.json_out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
         return
+    if all("error" in r for r in runs):
+        sys.exit("fleet: every run failed; docs/performance.md and bench/results/ left as they were")
     cli = help_times()
     report.write("fleet", ("python -m bench.fleet " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
                  {"runs": runs, "cli": cli}, markdown(runs, cli))
