@@ -193,7 +193,7 @@ def markdown(fmt, disk, fleets, rets, args) -> str:
         lines.append(f"| {d['backend']} | {w} µs | {old_ret:.1f} µs | **{w + old_ret:.1f} µs** | {comp} µs | "
                      f"{w + comp + new_ret:.1f} µs | {sw} µs | {sc} µs | {new_ret:.2f} µs | "
                      f"**{sw + sc + new_ret:.1f} µs** |")
-    lines += ["", "Staged rows on disk (waiting for compaction, up to `chunk_seconds` plus a minute): " + ", ".join(
+    lines += ["", "Staged rows on disk (waiting for compaction, up to one and a half `chunk_seconds`): " + ", ".join(
         f"{d['backend']} {d['staged_raw_bpv_disk']} B/value (JSON frames: {d['old_raw_bpv_disk']})" for d in disk)]
     lines += ["", *disk_cost(fmt, disk, args)]
     return "\n".join(lines)
