@@ -325,27 +325,22 @@ class Agent:
                 pass  # the link is going down; the batch is replayed on the next one
 
     async def _session(self, writer, frames: p.StreamFrames, stop: asyncio.Event) -> None:
-        """Heartbeat whenever nothing else was sent for a heartbeat interval, until the
-        connection ends or ``stop`` is set."""
+        """Receive until the connection ends or ``stop`` is set, heartbeating whenever nothing
+        else was sent for a heartbeat interval. Heartbeats come from a timer callback: a task
+        woken every interval costs a simulator of thousands of agents a share of its core."""
         if stop.is_set():  # set during the handshake or registration
             return
         receiver = asyncio.ensure_future(self._receive(frames))
         stopper = asyncio.ensure_future(stop.wait())
+        beat = _Beat(self, writer, receiver)
         try:
-            while True:
-                interval = self.state.heartbeat_interval
-                idle = time.monotonic() - self._last_sent
-                if idle >= interval * 0.9:
-                    self._heartbeat(writer)
-                    idle = 0.0
-                done, _ = await asyncio.wait({receiver, stopper}, timeout=interval - idle,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    return
-                if receiver in done:
-                    receiver.result()  # raises what ended the connection
-                    return
+            done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if beat.error is not None:
+                raise beat.error  # sending a heartbeat failed: the link is going down
+            if receiver in done:
+                receiver.result()  # raises what ended the connection
         finally:
+            beat.cancel()
             for t in (receiver, stopper):
                 t.cancel()
             await asyncio.gather(receiver, stopper, return_exceptions=True)
@@ -446,3 +441,33 @@ def _buffered(writer) -> int:
         return writer.channel.get_write_buffer_size()
     except (AttributeError, OSError):
         return 0
+
+
+class _Beat:
+    """A session's heartbeat timer: sends one when nothing else went out for ~an interval,
+    then looks again when the next would be due. A send that fails ends the session (it
+    cancels the receiver; the session raises ``error``)."""
+
+    def __init__(self, agent: Agent, writer, receiver: asyncio.Future) -> None:
+        self.agent, self.writer, self.receiver = agent, writer, receiver
+        self.error: BaseException | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self()
+
+    def __call__(self) -> None:
+        interval = self.agent.state.heartbeat_interval
+        idle = time.monotonic() - self.agent._last_sent
+        if idle >= interval * 0.9:
+            try:
+                self.agent._heartbeat(self.writer)
+            except Exception as exc:  # noqa: BLE001 - handed to the session, which raises it
+                self.error, self._handle = exc, None
+                self.receiver.cancel()
+                return
+            idle = 0.0
+        self._handle = asyncio.get_running_loop().call_later(interval - idle, self)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
