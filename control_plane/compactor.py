@@ -112,17 +112,17 @@ class Compactor:
                 return "", 0
             await asyncio.sleep(0)
 
-    async def run_once(self) -> None:
+    async def _compact_raw(self) -> None:
+        """This pass's share of the raw tier: on from where the last pass stopped, and into
+        the next round once this one ends. A batch arriving after its window was compacted
+        makes a chunk of its own (read as one series all the same): the grace waits a little
+        for stragglers first. 16 machines' 10 minutes per transaction (5 machines of 30-minute
+        windows): the writer's flushes (and so agents' acks) wait at most one such
+        transaction (~0.1 s for GPU nodes)."""
         s = self.settings
-        await self.writer.call(self.chunks.prepare, self.clock())
-        # A batch arriving after its window was compacted makes a chunk of its own
-        # (read as one series all the same): wait a little for stragglers first.
-        # 16 machines' 10 minutes per transaction (5 machines of 30-minute windows): the
-        # writer's flushes (and so agents' acks) wait at most one such transaction (~0.1 s
-        # for GPU nodes).
         budget = self.raw_budget()
-        for _ in range(2):  # the rest of a round, then the start of the next one
-            mid_round = bool(self.raw_after)
+        mid_round = bool(self.raw_after)
+        while budget > 0:
             self.raw_after, machines = await self._drain(
                 self.chunks.compact_raw, after=self.raw_after, budget=budget, window=s.chunk_seconds,
                 grace=min(60.0, s.chunk_seconds / 4),
@@ -131,10 +131,15 @@ class Compactor:
             self.raw_round += machines
             self.raw_round_max = max(self.raw_round_max, self.raw_round)
             if self.raw_after:
-                break  # the budget is spent
-            self.raw_round = 0
-            if not mid_round or budget <= 0:
-                break
+                return  # the budget is spent mid-round
+            self.raw_round = 0  # the round ended
+            if not mid_round:
+                return  # a whole round in this pass
+            mid_round = False  # the next round begins, with what is left of the budget
+
+    async def run_once(self) -> None:
+        await self.writer.call(self.chunks.prepare, self.clock())
+        await self._compact_raw()
         await self._drain(self.chunks.compact_minutes, after="")
         await self._drain(self.chunks.compact_hours)
         dropped = await self.writer.call(self.chunks.apply_retention, self.clock(), self.retention())
