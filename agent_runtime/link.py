@@ -56,7 +56,10 @@ log = logging.getLogger("centrality.agent")
 #: Refusals that retrying cannot fix: the agent stops with the reason.
 FATAL_CODES = {"specs_differ", "name_in_use", "name_owned", "invalid_name", "unsupported_version",
                "token_invalid", "token_expired", "token_used", "token_revoked", "not_enrolled"}
-REGISTER_TIMEOUT = 30.0
+#: Seconds to wait for the answer to a hello. Long on purpose, as CONNECT_TIMEOUT: in a join
+#: storm the control plane's store answers enrolments in turn, and giving up only makes the
+#: agent redo its handshake.
+REGISTER_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 60.0
 
 

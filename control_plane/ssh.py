@@ -79,8 +79,9 @@ class ConnectionHandler(asyncssh.SSHServer):
     """One client connection: its key, role and sessions.
 
     From TCP accept, a connection has ``settings.login_grace`` seconds to
-    become useful: an operator or viewer key authenticated, or an agent
-    registered. Past it, it is closed (an unknown key logged in to enrol that
+    become useful: an operator or viewer key authenticated, or an agent's
+    well-formed hello received (its registration may then take as long as the
+    store does). Past it, it is closed (an unknown key logged in to enrol that
     never says hello, a client that stalls the handshake).
     """
 
@@ -146,6 +147,14 @@ class ConnectionHandler(asyncssh.SSHServer):
         if self.enrolling:
             self.enrolling = False
             self.gate.enrolled(self.source)
+
+    def hello_received(self) -> None:
+        """A well-formed hello arrived: from here the control plane is the slow party (its
+        store, in a join storm), so the login grace stops. Closing now would throw away a
+        finished handshake and make the agent do it again."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
 
     def _grace_over(self) -> None:
         self._grace = None

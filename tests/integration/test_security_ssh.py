@@ -196,6 +196,47 @@ async def test_a_connection_that_never_registers_is_closed_after_the_login_grace
     await raw.close()
 
 
+def _hold_write_lock(store_url: str, seconds: float):
+    """Another client holding the SQLite store's write lock for ``seconds`` (a thread): what a
+    store busy with a join storm does to an enrolment (it waits, within the busy timeout)."""
+    import sqlite3
+    import threading
+
+    assert store_url.startswith("sqlite:///")  # this module runs on SQLite
+    held = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        threading.Event().wait(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    assert held.wait(10)
+    return t
+
+
+async def test_a_registration_slower_than_the_login_grace_is_not_cut_off(tight, store_url):
+    """The grace is for clients that never say hello; once one has, a slow store is the control
+    plane's own delay, and closing would only make the agent redo its handshake."""
+    from agent_runtime.collectors.simulated import fake_machine_info
+    from centrality_core import joinstring
+
+    cp = tight
+    token = await cp.auth.create_token(ttl=60, uses=1, actor="t", address=cp.address)
+    raw = await RawAgent.connect(cp, enrolling=True)
+    holder = _hold_write_lock(store_url, 2.5)  # past the 1 s grace
+    reg = await asyncio.wait_for(raw.hello("slow-store-1", fake_machine_info("cpu", 1),
+                                           token=joinstring.decode(token["join"]).t), 20)
+    assert isinstance(reg, p.Registered), reg
+    await asyncio.to_thread(holder.join, 10)
+    assert cp.registry.fleet.get("slow-store-1").state.value == "live"
+    await raw.close()
+
+
 async def test_enrolling_connections_per_source_are_bounded(tight):
     cp = tight
     cp.admission.rate = 0  # only the enrolling bound here
