@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 from centrality_core.lifecycle import Event, Fleet, Liveness, Machine, Refusal, Registration, Thresholds
 
@@ -283,9 +283,12 @@ class Registry:
         self._listeners.append(fn)
         return lambda: self._listeners.remove(fn)
 
-    async def changed(self) -> None:
-        """Wait until the next lifecycle change."""
-        await self._changed.wait()
+    def changed(self) -> Coroutine[Any, Any, Any]:
+        """An awaitable for the next lifecycle change, bound to it now: a change between this
+        call and the first step of the task awaiting it is not missed (``wait --live`` took
+        the event only when its task first ran, and a machine registering in between left it
+        waiting for its timeout with the machines live)."""
+        return self._changed.wait()
 
     # ------------------------------------------------------------------ internals
 
