@@ -199,7 +199,7 @@ class AgentSession(asyncssh.SSHServerSession):
                 f"invalid machine name {msg.name[:80]!r}: a name is {names.NAME_RULE}",
                 code="invalid_name")
         info, identity = msgspec.to_builtins(msg.info), msg.info.identity()
-        self.handler.hello_received()
+        self.handler.end_grace()  # the hello is well-formed: registering may take the store's time
         async with self.services.registry.registering(msg.name):
             reg, enrolled = await self._take(msg, info, identity)
         if reg is None or reg.refusal is not None:

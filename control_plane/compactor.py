@@ -92,12 +92,9 @@ class Compactor:
         by_machine = after is not None
         done_machines = 0
         while True:
-            extra = {}
-            if by_machine:
-                step = kwargs.get("max_machines", 64)
-                if budget is not None:
-                    step = min(step, budget - done_machines)
-                extra = {"after": after, "max_machines": step}
+            extra = {"after": after} if by_machine else {}
+            if budget is not None:  # the raw tier, which always names its max_machines
+                extra["max_machines"] = min(kwargs["max_machines"], budget - done_machines)
             done = await self.writer.call(fn, self.clock(), **{**kwargs, **extra})
             for k in self.totals:
                 self.totals[k] += done[k]

@@ -141,17 +141,15 @@ class ConnectionHandler(asyncssh.SSHServer):
 
     def settled(self) -> None:
         """The connection is what it came for (operator authenticated, agent registered)."""
-        if self._grace is not None:
-            self._grace.cancel()
-            self._grace = None
+        self.end_grace()
         if self.enrolling:
             self.enrolling = False
             self.gate.enrolled(self.source)
 
-    def hello_received(self) -> None:
-        """A well-formed hello arrived: from here the control plane is the slow party (its
-        store, in a join storm), so the login grace stops. Closing now would throw away a
-        finished handshake and make the agent do it again."""
+    def end_grace(self) -> None:
+        """No closing at the login grace: the connection settled, or an agent's well-formed
+        hello arrived (from there the control plane is the slow party, its store in a join
+        storm, and closing would throw away a finished handshake for the agent to redo)."""
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None

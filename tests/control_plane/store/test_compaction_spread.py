@@ -32,15 +32,11 @@ def write_window(store, start: float) -> None:
     store.write(b)
 
 
-
 @pytest.fixture
-def compactor(store):
-    now = [T0 + WINDOW + 120]
+def compactor(store, clock):
+    clock.now = T0 + WINDOW + 120
     settings = ServerSettings(chunk_seconds=WINDOW, compact_interval=60.0)  # 5 passes per half window
-    c = Compactor(Chunks(store), StoreWriter(store), settings, clock=lambda: now[0],
-                  fleet_size=lambda: MACHINES)
-    c.now = now
-    return c
+    return Compactor(Chunks(store), StoreWriter(store), settings, clock=clock, fleet_size=lambda: MACHINES)
 
 
 def raw_rows(store) -> int:
@@ -65,11 +61,11 @@ async def test_a_closed_window_is_compacted_over_several_passes(store, compactor
         assert [r["cpu.percent"] for r in rows] == [float(i)] * 5
 
 
-async def test_the_next_window_starts_a_new_round_from_the_first_machine(store, compactor):
+async def test_the_next_window_starts_a_new_round_from_the_first_machine(store, compactor, clock):
     write_window(store, T0)
     await compactor.run_once()  # m0000-m0079
     write_window(store, T0 + WINDOW)
-    compactor.now[0] += WINDOW  # the second window closed too, mid-round
+    clock.now += WINDOW  # the second window closed too, mid-round
     for _ in range(4):
         await compactor.run_once()  # the rest of the round: both windows of m0080-m0399
     assert raw_rows(store) == 80  # m0000-m0079's second window waits for the next round
