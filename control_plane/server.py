@@ -31,7 +31,6 @@ from centrality_core.lifecycle import Thresholds
 from centrality_core.settings import ServerSettings
 
 from .admission import Admission
-from .holds import MetricHolds
 from .auth import Auth
 from .compactor import Compactor
 from .endpoint import Endpoint
@@ -61,8 +60,6 @@ SAVE_HEARTBEATS_EVERY = 30.0
 #: Often enough that ``ingest.ROLLUP_FLUSH_LIMIT`` a flush keeps up with 10,000 machines'
 #: minutes closing together (and with a join's replayed ones).
 ROLLUP_FLUSH_EVERY = 2.0
-#: Seconds between looks at the metric holds that are due (holds.py).
-RELEASE_EVERY = 0.2
 
 
 #: Pending connections the kernel may queue (capped by net.core.somaxconn).
@@ -106,18 +103,15 @@ class ControlPlane:
         self.admission = Admission(rate=settings.connection_rate_per_source,
                                    burst=settings.connection_burst_per_source,
                                    max_enrolling=settings.max_enrolling_per_source)
-        #: Agents that hold their metrics back while a storm of handshakes is on (holds.py).
-        self.holds = MetricHolds(lambda: self.admission.handshakes)
         #: Every open client connection (ssh.py), and what its sessions are given.
         self.connections = Connections(
             auth=self.auth, admission=self.admission, login_grace=settings.login_grace,
             agent_services=AgentServices(
                 registry=self.registry, auth=self.auth, ingest=self.ingest, flags=self.flags,
-                commands=self.commands, endpoint=self.endpoint, holds=self.holds,
-                max_frame_bytes=settings.max_frame_bytes),
+                commands=self.commands, endpoint=self.endpoint, max_frame_bytes=settings.max_frame_bytes),
             request_services=RequestServices(
                 settings=settings, endpoint=self.endpoint, registry=self.registry, flags=self.flags,
-                ingest=self.ingest, holds=self.holds, metric_reads=self.metric_reads, changes=self.changes,
+                ingest=self.ingest, metric_reads=self.metric_reads, changes=self.changes,
                 commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
                 writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
                 peers=self.peers, db=self.reads.run))
@@ -214,8 +208,7 @@ class ControlPlane:
         self.endpoint.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
                        asyncio.create_task(self._sweeper(), name="sweeper"),
-                       asyncio.create_task(self.compactor.run(), name="history"),
-                       asyncio.create_task(self._releaser(), name="metric-holds")]
+                       asyncio.create_task(self.compactor.run(), name="history")]
         if self.replica_part is not None:
             self._tasks += self.replica_part.tasks()
         if self.write_local_context:
@@ -297,13 +290,6 @@ class ControlPlane:
                     result = chore()
                     if asyncio.iscoroutine(result):
                         await result
-
-    async def _releaser(self) -> None:
-        """End the metric holds that are due (holds.py), a few times a second."""
-        while True:
-            await asyncio.sleep(RELEASE_EVERY)
-            for session in self.holds.due():
-                session.resume_metrics()
 
     async def _retention(self) -> None:
         s = self.settings
