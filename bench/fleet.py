@@ -208,11 +208,17 @@ def busy(cpu_s: float, wall_s: float) -> float:
     return round(100 * cpu_s / max(wall_s, 0.1) / (os.cpu_count() or 1), 1)
 
 
+#: py-spy's samples a second. At 50, py-spy took ~9 % of a core: on 2 cores that a first join of
+#: 10,000 already saturates, that was enough to starve the simulator's handshakes (registrations
+#: fell from ~1,400 a minute to ~100 with 6,400 live; without py-spy all 10,000 joined in 170 s).
+PROFILE_RATE = 10
+
+
 def profile(pid: int, out: Path, seconds: float) -> subprocess.Popen:
     """py-spy sampling ``pid`` for ``seconds`` into ``out`` (collapsed stacks, CPU only)."""
     spy = Path(PY).with_name("py-spy")
     return subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", str(out),
-                             "--duration", str(int(seconds)), "--rate", "50", "--nonblocking"],
+                             "--duration", str(int(seconds)), "--rate", str(PROFILE_RATE), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
