@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import random
 from functools import lru_cache
+from operator import mul, truediv
 
 from centrality_core.precision import digits
 
@@ -55,9 +56,16 @@ def _noise(width: int, spread: float) -> tuple[tuple[float, ...], ...]:
 
 
 @lru_cache(maxsize=None)
+def _whole_noise(width: int, spread: float) -> tuple[tuple[float, ...], ...]:
+    """``_noise`` rounded to whole numbers: per-core percentages are kept whole (``digits``),
+    so a core's value is a whole load plus a whole offset, exact without rounding each one."""
+    return tuple(tuple(float(round(v)) for v in row) for row in _noise(width, spread))
+
+
+@lru_cache(maxsize=None)
 def _row_bounds(width: int, spread: float) -> tuple[tuple[float, float, float], ...]:
-    """(min, max, mean) of each row of ``_noise(width, spread)``."""
-    return tuple((min(r), max(r), sum(r) / width) for r in _noise(width, spread))
+    """(min, max, mean) of each row of ``_whole_noise(width, spread)``."""
+    return tuple((min(r), max(r), sum(r) / width) for r in _whole_noise(width, spread))
 
 
 @lru_cache(maxsize=None)
@@ -113,6 +121,8 @@ class FakeCollectors:
         self.ngpus = 8 if self.gpu else 0
         self.keys = _keys(self.ncores, tuple(m[0] for m in self.mounts), self.disks, self.nics, self.ngpus)
         self._scales = _scales(self.keys)
+        #: The scales of the values after the cores (the cores' are whole by construction).
+        self._rest_scales = self._scales[self.ncores + 1:]
         self.info = self._make_info(rng, index)
         # dynamics, all from the same seeded stream
         self._shift = rng.randrange(1 << 32)
@@ -130,7 +140,7 @@ class FakeCollectors:
         self._ckpt_every = rng.uniform(150, 300)
         self._ckpt_len = rng.uniform(15, 30)
         self._gpu_mem_off = tuple(rng.uniform(-1.5, 1.5) * GIB for _ in range(self.ngpus))
-        self._core_noise = _noise(self.ncores, 12.0)  # shared tables: only references here
+        self._core_noise = _whole_noise(self.ncores, 12.0)  # shared tables: only references here
         self._core_bounds = _row_bounds(self.ncores, 12.0)
         self._jitter = _noise(16, 0.5)
         self._gpu_noise = _noise(self.ngpus, 1.5) if self.gpu else ()
@@ -205,7 +215,7 @@ class FakeCollectors:
             load = self._load(now)
             mem_frac = self._mem_frac + 0.2 * load
             disk_act = 0.2 + load
-        pct = 100.0 * load
+        pct = float(round(100.0 * load))  # whole, as the cores' offsets: their sums are exact
         lo, hi, mean = self._core_bounds[row]
         if 0.0 <= pct + lo and pct + hi <= 100.0:  # no core to clamp: no Python loop per core
             vals = [pct + mean, *map(pct.__add__, core_off)]
@@ -279,7 +289,14 @@ class FakeCollectors:
     def sample(self, now: float) -> tuple[dict[str, float], dict[str, str]]:
         """``(values, text)`` at ``now`` (Unix seconds). ``text`` carries ``nvidia_smi``
         (gpu8 only) once per ``screen_interval_s``, else is empty."""
-        values = dict(zip(self.keys, [round(v * k) / k for v, k in zip(self._values(now), self._scales)]))
+        vals, scale, n = self._values(now), self._scales[0], self.ncores + 1
+        # At each key's precision (the store's rounding, ``round(v * scale) / scale``), the
+        # per-core values excepted: whole already. C-level maps, not a Python loop a value:
+        # sampling is most of what a simulator of thousands of machines does.
+        vals[0] = round(vals[0] * scale) / scale
+        rest = self._rest_scales
+        vals[n:] = map(truediv, map(round, map(mul, vals[n:], rest)), rest)
+        values = dict(zip(self.keys, vals))
         if not self.gpu:
             return values, {}
         slot = int(now // self.screen_interval_s)
