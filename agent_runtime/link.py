@@ -61,6 +61,9 @@ FATAL_CODES = {"specs_differ", "name_in_use", "name_owned", "invalid_name", "uns
 #: agent redo its handshake.
 REGISTER_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 60.0
+#: A hold the control plane asked for ends this long after its time even without
+#: ``metrics_resume`` (which the control plane sends by then: it paces the releases).
+HOLD_SLACK = 5.0
 
 
 @dataclass
@@ -82,6 +85,8 @@ class LinkState:
     last_refusal: str = ""
     #: Samples it did not store for being too old or too far ahead of its clock.
     samples_too_old: int = 0
+    #: Registrations after which the control plane asked it to hold its metrics (a storm).
+    holds: int = 0
 
 
 class Agent:
@@ -125,6 +130,9 @@ class Agent:
         self.handshakes: asyncio.Semaphore | None = None
         self._conn = None
         self._writer = None  # the channel while registered
+        #: While the control plane has this agent hold its metrics (protocol 1.4): the timer
+        #: that ends the hold if ``metrics_resume`` does not come first.
+        self._hold: asyncio.TimerHandle | None = None
         self._seq = 0
         self._last_sent = 0.0
 
@@ -219,8 +227,11 @@ class Agent:
             if not isinstance(first, p.Registered):
                 raise ProtocolError(f"expected registered, got {first.__struct_config__.tag}")
             self._registered(first, enrolling)
-            self._replay(writer)
             self._writer = writer
+            if first.metrics_hold > 0:  # a storm: the control plane's handshakes come first
+                self._hold_metrics(first.metrics_hold)
+            else:
+                self._replay(writer)
             send = functools.partial(self._send_quiet, writer)  # one callable for the three
             self._executor = Executor(send,
                                       max_running=self.cfg.exec_max_running, kill_grace=self.cfg.kill_grace,
@@ -233,6 +244,9 @@ class Agent:
             await self._session(writer, frames, stop)
         finally:
             self._writer = None
+            if self._hold is not None:
+                self._hold.cancel()
+                self._hold = None
             if self._shells is not None:  # sessions end with the connection they came on
                 shells, self._shells = self._shells, None
                 await shells.close()
@@ -253,6 +267,24 @@ class Agent:
         self.outbox.merge_unsent()
         for batch in self.outbox:
             self._send(writer, self._for_peer(batch))
+
+    def _hold_metrics(self, seconds: float) -> None:
+        """Send no batch (they wait in the outbox) until ``metrics_resume``, or ``seconds``."""
+        self.state.holds += 1
+        log.info("control plane busy with a reconnect storm: holding metrics for up to %gs", seconds)
+        self._hold = asyncio.get_running_loop().call_later(seconds + HOLD_SLACK, self._resume_metrics)
+
+    def _resume_metrics(self, msg: p.MetricsResume | None = None) -> None:
+        """The hold is over: send the backlog (merged), and each batch from now on."""
+        if self._hold is None:
+            return
+        self._hold.cancel()
+        self._hold = None
+        if self._writer is not None:
+            try:
+                self._replay(self._writer)
+            except (OSError, asyncssh.Error):
+                pass  # the link is going down; the batches are replayed on the next one
 
     def _for_peer(self, batch: p.MetricsBatch) -> p.MetricsBatch:
         """``batch`` with only what the control plane reads (1.0: JSON columns; <1.2: no processes)."""
@@ -321,7 +353,7 @@ class Agent:
             return
         self._seq += 1
         self.outbox.add(batch)
-        if self._writer is not None:
+        if self._writer is not None and self._hold is None:
             try:
                 self._send(self._writer, self._for_peer(batch))
             except (OSError, asyncssh.Error):
@@ -429,6 +461,7 @@ def retry_delay(backoff: Backoff, told: float | None) -> float:
 #: send); kinds not listed are ignored. One table for every agent (a simulator runs thousands).
 Agent._handlers = {
     p.MetricsAck: Agent._on_ack,
+    p.MetricsResume: Agent._resume_metrics,
     p.Error: Agent._on_error,
     p.Unsupported: Agent._on_unsupported,
     p.Command: Agent._on_command,

@@ -203,14 +203,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def sending(env: Env) -> bool:
+    """No machine holds its metrics back any more (protocol 1.4 holds after a storm)."""
+    try:
+        return env.json("status", attempts=1).get("metrics", {}).get("held", 1) == 0
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False
+
+
 def busy(cpu_s: float, wall_s: float) -> float:
     """Share of the box's cores that ``cpu_s`` seconds of CPU over ``wall_s`` took, in %."""
     return round(100 * cpu_s / max(wall_s, 0.1) / (os.cpu_count() or 1), 1)
 
 
-#: py-spy's samples a second. At 50, py-spy took ~9 % of a core: on 2 cores that a first join of
-#: 10,000 already saturates, that was enough to starve the simulator's handshakes (registrations
-#: fell from ~1,400 a minute to ~100 with 6,400 live; without py-spy all 10,000 joined in 170 s).
+#: py-spy's samples a second: at 50 it took ~9 % of a core, on 2 cores a first join of 10,000
+#: already saturates.
 PROFILE_RATE = 10
 
 
@@ -243,8 +250,11 @@ def storm(env: Env, server: subprocess.Popen, port: int, n: int, sim: subprocess
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
+    wait_until(lambda: sending(env), 900, f"every machine sending metrics after the {how}", 5)
+    flowing = time.monotonic() - t0
     after = env.json("machines", "ls")
-    return server, {"all_live_s": round(took, 1), "box_busy_percent": busy(server_cpu + sim_cpu, took),
+    return server, {"all_live_s": round(took, 1), "all_sending_s": round(flowing, 1),
+                    "box_busy_percent": busy(server_cpu + sim_cpu, took),
                     "duplicates": len(after) - len(before),
                     "ids_changed": sum(a["id"] != b["id"] for a, b in zip(
                         sorted(before, key=lambda m: m["name"]), sorted(after, key=lambda m: m["name"]))),
@@ -293,6 +303,8 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+        wait_until(lambda: sending(env), 900, "every machine sending metrics after the join", 5)
+        result["first_join_all_sending_s"] = round(time.monotonic() - t0, 1)
         time.sleep(15)  # let batches settle into their 5 s rhythm
 
         if window > 0:
@@ -424,12 +436,13 @@ def markdown(runs: list[dict], cli: dict) -> str:
         fl = r.get("storm_floor", {})
         for how, st in r["storms"].items():
             storm_rows.append(
-                f"| {r['agents']:,} | {how} | {st['all_live_s']} s "
+                f"| {r['agents']:,} | {how} | {st['all_live_s']} s | {st.get('all_sending_s', '-')} s "
                 f"| {fl.get('all_connected_s', '-')} s "
                 f"| {st['server_cpu_s']} s | {fl.get('server_cpu_s', '-')} s | {st['simulator_cpu_s']} s "
                 f"| {fl.get('client_cpu_s', '-')} s | {st.get('box_busy_percent', '-')} % "
                 f"| {st['duplicates']} | {st['load_before']} |")
-        storm_rows.append(f"| {r['agents']:,} | first join | {r['first_join_s']} s | "
+        storm_rows.append(f"| {r['agents']:,} | first join | {r['first_join_s']} s "
+                          f"| {r.get('first_join_all_sending_s', '-')} s | "
                           f"| {r['first_join_server_cpu_s']} s | | {r.get('first_join_simulator_cpu_s', '-')} s "
                           f"| | {r.get('first_join_box_busy_percent', '-')} % | | {r['load_at_start']} |")
     return (
@@ -444,11 +457,11 @@ def markdown(runs: list[dict], cli: dict) -> str:
         "\n\nReconnect storms (`restart`: SIGTERM and start again; `kill`: SIGKILL, no shutdown) and the first "
         "join, against their floor: the same N bare asyncssh handshakes with a session each, 128 at a time, "
         "both sides on this box (`bench/floor.py storm`). CPU columns are seconds of CPU until all are live; "
-        "`box busy`: the control plane's and the simulator's CPU over the cores the box has, until all are "
-        "live.\n\n"
-        "| agents | what | all live | floor | control-plane CPU | floor server CPU | simulator CPU "
+        "`all sending`: until no machine holds its metrics back any more (protocol 1.4); `box busy`: the "
+        "control plane's and the simulator's CPU over the cores the box has, until all are live.\n\n"
+        "| agents | what | all live | all sending | floor | control-plane CPU | floor server CPU | simulator CPU "
         "| floor client CPU | box busy | new machines | load before |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(storm_rows) +
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(storm_rows) +
         f"\n\n`centrality --help` cold start: {cli['help_s']} s (floor, `python -c pass`: {cli['python_floor_s']} s)."
         "\n\nGoals: 10,000 agents with 0 samples lost and p99 <= 6 s, RSS <= 1 GiB, CPU <= 2x the floor, "
         "storm (restart and kill) <= 60 s, first join <= 120 s, `--help` <= 0.3 s, "

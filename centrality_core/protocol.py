@@ -9,8 +9,10 @@ Conversation::
 
     agent                                   control plane
       hello(protocol, name, info, token?) ->
-                                          <- registered(machine_id, heartbeat_interval)
+                                          <- registered(machine_id, heartbeat_interval,
+                                                        metrics_hold)      (hold: 1.4)
                                              | rejected(code, reason)   then close
+                                          <- metrics_resume          end of a hold (1.4)
       heartbeat(seq) / metrics(stream, seq, ...) ->
                                           <- metrics_ack(stream, seq)  once stored
                                           <- command(id, argv, timeout)
@@ -41,7 +43,10 @@ speaks, and the agent uses a minor's additions only when both do (1.1:
 ``metrics.gpu_processes``, left out for an older control plane). The
 control plane sends 1.3's shell and file messages only to agents whose hello
 said 1.3 or later; an older agent is reported "too old" to the operator, and
-any agent answers a kind it does not know with ``unsupported``.
+any agent answers a kind it does not know with ``unsupported``. 1.4: in a
+reconnect storm the control plane may ask an agent of 1.4 or later to hold
+its metric batches back for up to ``registered.metrics_hold`` seconds
+(``metrics_resume`` ends the hold sooner; control_plane/holds.py).
 
 Everything decoded here is untrusted: sizes are bounded by ``msgspec.Meta``
 constraints and the frame limit, and types are checked by msgspec. Semantic
@@ -62,7 +67,8 @@ from .framing import (  # noqa: F401
 )
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 3  # 1.1: packed metric values; 1.2: ``gpu_processes``; 1.3: shell sessions, file copy
+PROTOCOL_MINOR = 4  # 1.1: packed metric values; 1.2: ``gpu_processes``; 1.3: shell sessions, file copy;
+#                     1.4: metrics held back in a storm
 PROTOCOL_VERSION = (PROTOCOL_MAJOR, PROTOCOL_MINOR)
 
 #: SSH subsystem an agent opens to speak this protocol.
@@ -77,6 +83,8 @@ SHELL_WINDOW = 256 * 1024
 FILE_CHUNK = 256 * 1024
 #: Protocol version that brought shell sessions and file copy.
 SHELL_FILES = (1, 3)
+#: Protocol version that brought metrics held back in a storm (``metrics_hold``).
+METRICS_HOLD = (1, 4)
 
 Short = Annotated[str, Meta(max_length=256)]
 Text = Annotated[str, Meta(max_length=64 * 1024)]
@@ -365,6 +373,13 @@ class Registered(Message, tag="registered"):
     server_version: Short = ""
     #: What the control plane speaks (absent from a 1.0 control plane: 1.0).
     protocol: tuple[int, int] = (1, 0)
+    #: 1.4: send no metric batch for up to this many seconds, or until ``metrics_resume``
+    #: (the control plane is busy with a reconnect storm); heartbeats and the rest go on.
+    metrics_hold: Annotated[float, Meta(ge=0, le=600)] = 0.0
+
+
+class MetricsResume(Message, tag="metrics_resume"):
+    """1.4: the hold of ``registered.metrics_hold`` is over: send the backlog and go on."""
 
 
 class Rejected(Message, tag="rejected"):
@@ -513,7 +528,7 @@ class FileAck(Message, tag="file_ack"):
 
 AgentMessage = Union[Hello, Heartbeat, MetricsBatch, CommandOutput, CommandExit, HealthReport,
                      ShellOutput, ShellExit, FileDone, FileChunk, FileAck, Error, Unsupported]
-ServerMessage = Union[Registered, Rejected, Command, Cancel, MetricsAck, ShellOpen, ShellInput,
+ServerMessage = Union[Registered, Rejected, Command, Cancel, MetricsAck, MetricsResume, ShellOpen, ShellInput,
                       ShellResize, ShellAck, FilePut, FileGet, FileChunk, FileAck, Error, Unsupported]
 
 

@@ -120,6 +120,7 @@ class AgentSession(asyncssh.SSHServerSession):
         self.closed = True
         if self._hello_timer:
             self._hello_timer.cancel()
+        self.services.holds.forget(self)
         if self.name is not None:
             self.log.info("agent %s disconnected", self.name)
             self.services.registry.disconnect(self.name, self)
@@ -143,6 +144,10 @@ class AgentSession(asyncssh.SSHServerSession):
             self.closed = True
             self.log.info("closing agent connection: %s", reason)
             self.handler.close()
+
+    def resume_metrics(self) -> None:
+        """End this agent's hold (holds.py): it sends its backlog now."""
+        self.send(p.MetricsResume())
 
     def _fail(self, code: str, reason: str) -> None:
         """Protocol error: tell the peer why, then close its connection."""
@@ -251,10 +256,12 @@ class AgentSession(asyncssh.SSHServerSession):
             # closed when the machine goes to limbo): no SSH keepalive timer
             # to re-arm on every packet.
             self.handler.conn.set_keepalive(0)
+        # In a storm, an agent that can hold its metrics back does so for a while (holds.py).
+        hold = self.services.holds.hold(self) if self.protocol >= p.METRICS_HOLD else 0.0
         self.send(p.Registered(machine_id=reg.machine.id, name=msg.name,
                                heartbeat_interval=self.services.registry.thresholds.heartbeat_interval,
                                continued=reg.continued, server_version=self.services.endpoint.version,
-                               protocol=p.PROTOCOL_VERSION))
+                               protocol=p.PROTOCOL_VERSION, metrics_hold=hold))
 
     # ------------------------------------------------------------------ steady state
 
@@ -284,6 +291,8 @@ class AgentSession(asyncssh.SSHServerSession):
         self._on_heartbeat(msg)  # a batch doubles as a heartbeat
         if self.closed:
             return
+        if self.services.holds.held:
+            self.services.holds.forget(self)  # it resumed on its own (or never held)
         machine = self.services.registry.machine(self.name)
         problem = self.services.ingest.received(self, self.name, machine.id, msg, frame)
         if problem:

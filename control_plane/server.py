@@ -31,6 +31,7 @@ from centrality_core.lifecycle import Thresholds
 from centrality_core.settings import ServerSettings
 
 from .admission import Admission
+from .holds import MetricHolds
 from .auth import Auth
 from .compactor import Compactor
 from .endpoint import Endpoint
@@ -60,6 +61,12 @@ SAVE_HEARTBEATS_EVERY = 30.0
 #: Often enough that ``ingest.ROLLUP_FLUSH_LIMIT`` a flush keeps up with 10,000 machines'
 #: minutes closing together (and with a join's replayed ones).
 ROLLUP_FLUSH_EVERY = 2.0
+#: Seconds between looks at the metric holds that are due (holds.py).
+RELEASE_EVERY = 0.2
+#: Held agents are released only while fewer writes than this wait for the store.
+RELEASE_WRITE_BACKLOG = 1000
+#: ... and while the event loop runs a timer less than this late (seconds).
+RELEASE_LOOP_LAG = 0.1
 
 
 #: Pending connections the kernel may queue (capped by net.core.somaxconn).
@@ -103,15 +110,19 @@ class ControlPlane:
         self.admission = Admission(rate=settings.connection_rate_per_source,
                                    burst=settings.connection_burst_per_source,
                                    max_enrolling=settings.max_enrolling_per_source)
+        #: Agents that hold their metrics back while a storm of handshakes is on (holds.py).
+        self.holds = MetricHolds(lambda: self.admission.handshakes, ready=self._release_ready)
+        self._loop_lag = 0.0  # how late the releaser's last tick was (holds.py)
         #: Every open client connection (ssh.py), and what its sessions are given.
         self.connections = Connections(
             auth=self.auth, admission=self.admission, login_grace=settings.login_grace,
             agent_services=AgentServices(
                 registry=self.registry, auth=self.auth, ingest=self.ingest, flags=self.flags,
-                commands=self.commands, endpoint=self.endpoint, max_frame_bytes=settings.max_frame_bytes),
+                commands=self.commands, endpoint=self.endpoint, holds=self.holds,
+                max_frame_bytes=settings.max_frame_bytes),
             request_services=RequestServices(
                 settings=settings, endpoint=self.endpoint, registry=self.registry, flags=self.flags,
-                ingest=self.ingest, metric_reads=self.metric_reads, changes=self.changes,
+                ingest=self.ingest, holds=self.holds, metric_reads=self.metric_reads, changes=self.changes,
                 commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
                 writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
                 peers=self.peers, db=self.reads.run))
@@ -208,7 +219,8 @@ class ControlPlane:
         self.endpoint.advertise = self.settings.advertise or f"{_advertised_host(host)}:{port}"
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
                        asyncio.create_task(self._sweeper(), name="sweeper"),
-                       asyncio.create_task(self.compactor.run(), name="history")]
+                       asyncio.create_task(self.compactor.run(), name="history"),
+                       asyncio.create_task(self._releaser(), name="metric-holds")]
         if self.replica_part is not None:
             self._tasks += self.replica_part.tasks()
         if self.write_local_context:
@@ -290,6 +302,21 @@ class ControlPlane:
                     result = chore()
                     if asyncio.iscoroutine(result):
                         await result
+
+    async def _releaser(self) -> None:
+        """End the metric holds that are due (holds.py), a few times a second."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(RELEASE_EVERY)
+            self._loop_lag = loop.time() - t - RELEASE_EVERY
+            for session in self.holds.due():
+                session.resume_metrics()
+
+    def _release_ready(self) -> bool:
+        """May held agents send their backlogs now? Only while the store writer keeps up and
+        the event loop answers in time (an operator's request must not wait behind backlogs)."""
+        return self.writer.backlog < RELEASE_WRITE_BACKLOG and self._loop_lag < RELEASE_LOOP_LAG
 
     async def _retention(self) -> None:
         s = self.settings

@@ -17,6 +17,7 @@ from .auth import Auth
 from .compactor import Compactor
 from .endpoint import Endpoint
 from .flags import FlagKeeper
+from .holds import MetricHolds
 from .hooks import Hooks
 from .ingest import Ingest
 from .peering import Peers
@@ -39,6 +40,8 @@ class AgentServices:
     flags: FlagKeeper
     commands: CommandRouter
     endpoint: Endpoint
+    #: Which agents hold their metrics back in a storm (holds.py).
+    holds: MetricHolds
     #: Largest frame an agent may send (``max_frame_bytes``).
     max_frame_bytes: int
 
@@ -52,6 +55,7 @@ class RequestServices:
     registry: Registry
     flags: FlagKeeper
     ingest: Ingest
+    holds: MetricHolds
     metric_reads: MetricReads
     changes: Changes
     commands: CommandRouter

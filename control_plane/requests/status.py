@@ -75,6 +75,10 @@ async def status(ctx: Ctx, ns) -> Reply:
     if refusing:
         warnings.append(f"metrics: batches of {refusing} machine(s) refused in the last hour "
                         "(over the key budget or unsafe keys; see `centrality events`)")
+    if svc.holds.held:
+        warnings.append(f"metrics: {svc.holds.held} machine(s) that registered in a reconnect storm hold "
+                        f"their metrics back until it is over (at most {svc.holds.max_hold:g} s each); "
+                        "nothing is lost, their history arrives late")
     if svc.ingest.samples_too_old:
         warnings.append(f"metrics: {svc.ingest.samples_too_old} samples not stored since start: "
                         "outside [-7 d, +5 min] of the control plane's clock (agent clocks wrong?)")
@@ -97,6 +101,8 @@ async def status(ctx: Ctx, ns) -> Reply:
                     "duplicate_batches": svc.ingest.duplicates,
                     "refused_batches": svc.ingest.batches_refused,
                     "samples_too_old": svc.ingest.samples_too_old,
+                    # agents holding their metrics back after a storm (holds.py), and released in all
+                    "held": svc.holds.held, "held_released": svc.holds.released,
                     "sample_to_stored_lag": svc.ingest.lag_percentiles()},
         "history": {**history, "last_pass": timefmt.iso(history["last_pass"]),
                     "bound_dropped_at": timefmt.iso(history["bound_dropped_at"])},

@@ -20,7 +20,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "v1"
 
 AGENT_TO_SERVER = {"hello", "heartbeat", "metrics", "output", "exit", "health",
                    "shell_output", "shell_exit", "file_done"}
-SERVER_TO_AGENT = {"registered", "rejected", "command", "cancel", "metrics_ack",
+SERVER_TO_AGENT = {"registered", "rejected", "command", "cancel", "metrics_ack", "metrics_resume",
                    "shell_open", "shell_input", "shell_resize", "shell_ack", "file_put", "file_get"}
 BOTH = {"error", "unsupported", "file_chunk", "file_ack"}
 

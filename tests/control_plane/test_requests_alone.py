@@ -16,6 +16,7 @@ from control_plane.endpoint import Endpoint
 from control_plane.peering import Peers
 from control_plane.flags import FlagKeeper
 from control_plane.hooks import Hooks
+from control_plane.holds import MetricHolds
 from control_plane.ingest import Ingest
 from control_plane.reads import MetricReads
 from control_plane.router import CommandRouter
@@ -41,12 +42,14 @@ def services(registry, writer, tmp_path):
 
     chunks = Chunks(store)
     endpoint = Endpoint(version="9.9", started_at=T0)
+    admission = Admission()
     return RequestServices(
         settings=settings, endpoint=endpoint, registry=registry, flags=FlagKeeper(registry),
         ingest=Ingest(writer, on_sample=lambda n: None, record_event=registry.record_event,
                       max_keys_per_batch=10, max_keys_per_machine=10),
+        holds=MetricHolds(lambda: admission.handshakes),
         metric_reads=MetricReads(store, chunks, db), changes=Changes(), commands=CommandRouter(),
-        hooks=Hooks([]), auth=Auth(store, writer, db, endpoint), admission=Admission(),
+        hooks=Hooks([]), auth=Auth(store, writer, db, endpoint), admission=admission,
         writer=writer, store=store, chunks=chunks, compactor=Compactor(chunks, writer, settings),
         peers=Peers(), db=db)
 
