@@ -375,7 +375,7 @@ class Registered(Message, tag="registered"):
     protocol: tuple[int, int] = (1, 0)
     #: 1.4: send no metric batch for up to this many seconds, or until ``metrics_resume``
     #: (the control plane is busy with a reconnect storm); heartbeats and the rest go on.
-    metrics_hold: Annotated[float, Meta(ge=0, le=600)] = 0.0
+    metrics_hold: Annotated[float, Meta(ge=0, le=4 * 3600)] = 0.0
 
 
 class MetricsResume(Message, tag="metrics_resume"):

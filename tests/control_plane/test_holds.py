@@ -110,3 +110,13 @@ def test_releases_wait_while_the_store_writer_is_behind_but_deadlines_do_not():
     behind["yes"] = False
     clock.now += 0.2
     assert h.due() == ["new"]
+
+
+def test_the_longest_hold_is_one_an_agent_accepts():
+    """The hold goes out in ``registered``: past the protocol's bound every agent would find the
+    message invalid and reconnect, over and over (seen: a whole fleet of 10,000 doing it)."""
+    from centrality_core import protocol as p
+    from control_plane.holds import MAX_HOLD
+
+    frame = p.encode(p.Registered(machine_id="m", name="n", heartbeat_interval=5.0, metrics_hold=MAX_HOLD))
+    assert p.server_decoder.decode(frame).metrics_hold == MAX_HOLD

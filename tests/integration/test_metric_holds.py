@@ -20,10 +20,11 @@ from tests.integration.test_bad_input import RawAgent, hello
 from tests.integration.test_metrics import QUICK, Recording
 
 
-def _storm(cp, *, max_hold: float = 60.0, quiet_for: float = 0.3) -> None:
+def _storm(cp, *, max_hold: float | None = None, quiet_for: float = 0.3) -> None:
     """Make the control plane see a storm on (any handshakes in progress: none needed)."""
     cp.holds.storm_at = 0
-    cp.holds.max_hold = max_hold
+    if max_hold is not None:  # else the default, which the agent must accept
+        cp.holds.max_hold = max_hold
     cp.holds.quiet_for = quiet_for
 
 
