@@ -46,7 +46,7 @@ STORM_HANDSHAKES = 32
 #: lag its history may have after a storm (the agent's buffer keeps an hour).
 MAX_HOLD = 1800.0
 #: Held agents released a second at most once the storm is over (each then sends its backlog).
-RELEASE_RATE = 250.0
+RELEASE_RATE = 50.0
 #: Seconds without a storm before the releases start.
 QUIET_FOR = 2.0
 
