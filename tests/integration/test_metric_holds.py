@@ -102,11 +102,11 @@ async def test_a_reconnect_during_a_hold_replays_everything_once(control_plane, 
     rec = Recording(make_collectors("cpu", index=4))
     a = await agents("held-04", collectors=rec, **QUICK)
     await wait_for(lambda: len(a.agent.outbox) >= 3, what="batches made while held")
-    _calm(control_plane)
-    control_plane.holds.storm_at = 1 << 30
     registrations = a.agent.state.registrations
-    a.drop()  # the link goes while held: the next registration (no storm) sends at once
+    a.drop()  # the link goes while held; the storm is still on
     await wait_for(lambda: a.agent.state.registrations > registrations, what="the reconnect")
+    assert a.agent.state.holds == 2 and a.agent.state.batches_sent == 0  # held again
+    _calm(control_plane)
     await wait_for(lambda: a.agent.state.batches_sent > 0, what="batches")
     await _drained(control_plane, a, rec, "held-04")
     assert control_plane.holds.held == 0
