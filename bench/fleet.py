@@ -203,26 +203,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def sending(env: Env) -> bool:
-    """No machine holds its metrics back any more (protocol 1.4 holds after a storm)."""
+def held(env: Env) -> int | None:
+    """Machines holding their metrics back (protocol 1.4, after a storm); None: no answer."""
     try:
-        return env.json("status", attempts=1).get("metrics", {}).get("held", 1) == 0
+        return env.json("status", attempts=1).get("metrics", {}).get("held")
     except (RuntimeError, subprocess.TimeoutExpired):
-        return False
+        return None
 
 
 def wait_sending(env: Env, t0: float, timeout: float = 900) -> float | str:
     """Seconds from ``t0`` until no machine holds its metrics, or how many still did at
     ``timeout`` (their history comes later; the run goes on)."""
     try:
-        wait_until(lambda: sending(env), timeout, "every machine sending metrics", 5)
+        wait_until(lambda: held(env) == 0, timeout, "every machine sending metrics", 5)
         return round(time.monotonic() - t0, 1)
     except TimeoutError:
-        try:
-            held = env.json("status", attempts=1).get("metrics", {}).get("held", "?")
-        except (RuntimeError, subprocess.TimeoutExpired):
-            held = "?"
-        return f"> {round(time.monotonic() - t0)} ({held} held)"
+        return f"> {round(time.monotonic() - t0)} ({held(env) or '?'} held)"
 
 
 def busy(cpu_s: float, wall_s: float) -> float:

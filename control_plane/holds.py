@@ -15,7 +15,8 @@ a registering agent (protocol 1.4) is told to hold its metrics back
 runs commands and shells, and keeps sampling into its buffer, but sends no
 batch. Once the storm has been over for ``quiet_for`` seconds the held agents
 are released (``metrics_resume``), oldest first, up to ``release_rate`` a
-second and only while the store writer keeps up (``ready``), so that the
+second and only while the control plane keeps up (``ready``: the server asks
+its store writer's backlog and its event loop's lateness), so that the
 backlogs arrive spread out rather than all at once. An agent held for
 ``max_hold`` is released whatever the storm does, and one whose release never
 comes resumes on its own. Nothing is lost: the held samples are in the
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable, Generic, Hashable, TypeVar
 
 #: Handshakes in progress at once that make a storm (a few machines restarting do not).
@@ -57,7 +59,7 @@ S = TypeVar("S", bound=Hashable)
 class MetricHolds(Generic[S]):
     #: Handshakes in progress now (``Admission.handshakes``).
     in_progress: Callable[[], int]
-    #: May more backlogs come now? (the store writer keeps up); deadlines do not ask.
+    #: May more backlogs come now? (the control plane keeps up); deadlines do not ask.
     ready: Callable[[], bool] = lambda: True
     clock: Callable[[], float] = time.monotonic
     storm_at: int = STORM_HANDSHAKES
@@ -110,7 +112,7 @@ class MetricHolds(Generic[S]):
             self._credit = min(self._credit + elapsed * self.release_rate, max(1.0, self.release_rate))
             n = min(int(self._credit), len(self._held))
             self._credit -= n
-            batch = [s for s, _ in zip(self._held, range(n))]
+            batch = list(islice(self._held, n))
             for session in batch:
                 del self._held[session]
             out += batch

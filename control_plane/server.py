@@ -31,11 +31,11 @@ from centrality_core.lifecycle import Thresholds
 from centrality_core.settings import ServerSettings
 
 from .admission import Admission
-from .holds import MetricHolds
 from .auth import Auth
 from .compactor import Compactor
 from .endpoint import Endpoint
 from .flags import FlagKeeper
+from .holds import MetricHolds
 from .hooks import Hooks
 from .ingest import Ingest
 from .peering import Peers

@@ -68,7 +68,7 @@ async def test_an_agent_registered_in_a_storm_holds_its_metrics_until_the_storm_
     _calm(control_plane)
     released = time.monotonic()
     await wait_for(lambda: control_plane.ingest.samples_stored >= len(rec.taken) - 3, what="the backlog")
-    assert time.monotonic() - released < link.HOLD_SLACK  # released by the control plane, not the timer
+    assert time.monotonic() - released < link.HOLD_SLACK  # by the control plane: its own timer is 30 min away
     assert control_plane.holds.held == 0 and control_plane.holds.released == 1
     # What was made while held went out merged: a few batches, not one per batch interval.
     assert a.agent.state.batches_sent < a.agent._seq
