@@ -53,6 +53,9 @@ def for_terminal(text: str, *, keep_newlines: bool = True) -> str:
     """``text`` without escape sequences, control characters or bidi controls."""
     if text.isprintable() and text.isascii():  # the common case: nothing to do
         return text
+    if _CONTROLS.search(text) is None:  # e.g. a screen: newlines, tabs, UTF-8, no controls
+        # (every escape sequence starts with a control: ESC or a C1 introducer)
+        return text if keep_newlines else text.replace("\n", " ").replace("\t", " ")
     text = _CONTROLS.sub("", _ESCAPES.sub("", text))
     if not keep_newlines:
         text = text.replace("\n", " ").replace("\t", " ")

@@ -23,7 +23,7 @@ from centrality_core.errors import Forbidden, ProtocolError, RegistrationRefused
 from .logs import contextual
 from .peer import Peer
 from .services import AgentServices
-from .untrusted import clean
+from .untrusted import clean, needs_cleaning
 
 HELLO_TIMEOUT = 15.0
 MAX_EARLY_FRAMES = 64
@@ -275,7 +275,8 @@ class AgentSession(asyncssh.SSHServerSession):
         except ProtocolError as exc:
             self._fail(exc.code, exc.reason)
             return
-        if type(msg) is not p.MetricsBatch:  # batches: keys refused when unsafe, in ingest.py
+        kind = type(msg)
+        if kind is not p.MetricsBatch and needs_cleaning(kind):  # batches: in ingest.py
             clean(msg)
         handler = self._handlers.get(type(msg))
         if handler is None:  # a kind valid only in the other direction, e.g. a second hello

@@ -35,6 +35,12 @@ log = logging.getLogger("centrality.flags")
 
 AUTO_DRAIN_ACTOR = "system:auto-drain"
 MAX_REASON = 1000
+#: A round of checks with the same outcome as the last (every check passing or failing as
+#: before) is stored at most this often per machine. Every round is kept in memory, which is
+#: what ``health`` and ``machines show`` read; the stored row is what a restart starts from.
+#: Rounds come every minute from every machine: at 10,000 machines, storing each was 170
+#: machine rows rewritten a second, a fifth of the store writer's time.
+HEALTH_SAVE_EVERY = 600.0
 
 
 def _describe_failures(checks: list[dict]) -> str:
@@ -107,17 +113,24 @@ class FlagKeeper:
         if rec is None:
             return
         f = rec.flags
+        outcome = [(c["name"], c.get("ok")) for c in f.health]
         f.health = [msgspec.to_builtins(c) for c in report.checks]
-        f.health_at = self.registry.clock()
+        now = f.health_at = self.registry.clock()
         failed = f.failed_checks()
         was = f.unhealthy
         f.unhealthy = bool(failed)
+        saved = True  # an event stores the machine's row too
         if f.unhealthy and not was:
             self._event(name, "unhealthy", "failed: " + _describe_failures(failed), "agent")
         elif was and not f.unhealthy:
             self._event(name, "healthy", "every check passed", "agent")
-        else:
+        elif (now - f.health_saved_at >= HEALTH_SAVE_EVERY
+              or outcome != [(c["name"], c.get("ok")) for c in f.health]):
             self.registry.save(name)
+        else:
+            saved = False  # the same outcome as a round stored less than HEALTH_SAVE_EVERY ago
+        if saved:
+            f.health_saved_at = now
         if self.auto_drain and f.unhealthy != was:
             if f.unhealthy and not f.drained:
                 self.drain(name, "failed healthchecks: " + _describe_failures(failed), AUTO_DRAIN_ACTOR,

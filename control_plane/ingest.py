@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +27,7 @@ from centrality_core.lifecycle import Event
 from centrality_core.sanitize import for_log, unsafe
 from centrality_core.summary import EMPTY, Summary, summarize
 
+from .lag import LagWindow
 from .rollups import Rollups, matrix
 from .store import staged
 from .untrusted import clean, clean_text
@@ -143,9 +143,8 @@ class Ingest:
         self.samples_too_old = 0  # acknowledged, not stored: outside [-7 d, +5 min] of our clock
         self.batches_refused = 0  # acknowledged, not stored: over the key budget, unsafe keys
         self.duplicates = 0
-        #: (stored at, the batch's sample timestamps): sample-to-stored delays,
-        #: computed only when asked for (``lag_percentiles``).
-        self.lag: deque[tuple[float, list[float]]] = deque(maxlen=100_000)
+        #: Sample-to-stored delays of the last minute, as histograms (``lag.py``).
+        self.lag = LagWindow()
 
     def load(self, cursors: dict[str, tuple[str, int]]) -> None:
         self.cursors = dict(cursors)
@@ -217,7 +216,7 @@ class Ingest:
              "payload": staged.encode(ts, keys, batch.values or a, batch.text)}, cursor_row)
 
         def stored() -> None:
-            self.lag.append((self.clock(), ts))
+            self.lag.add(self.clock(), ts)
             send(ack)
 
         self.writer.after_flush(stored)
@@ -286,12 +285,8 @@ class Ingest:
 
     def lag_percentiles(self, window: float = 30.0) -> dict[str, float | None]:
         """p50/p99 of sample-to-stored delay of the samples stored in the last ``window`` seconds."""
-        since = self.clock() - window
-        ordered = sorted(at - t for at, ts in self.lag if at >= since for t in ts)
-        if not ordered:
-            return {"p50_s": None, "p99_s": None}
-        pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731
-        return {"p50_s": pick(0.50), "p99_s": pick(0.99)}
+        p50, p99 = self.lag.percentiles(self.clock(), window, (0.50, 0.99))
+        return {"p50_s": p50, "p99_s": p99}
 
     def flush_rollups(self, now: float | None = None) -> int:
         rows = self.rollups.take_closed(self.clock() if now is None else now, limit=ROLLUP_FLUSH_LIMIT)

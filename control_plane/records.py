@@ -20,6 +20,8 @@ class Flags:
     health_at: float | None = None
     #: Labels set by operators; ``None`` marks a label an operator removed.
     operator_labels: dict[str, str | None] = field(default_factory=dict)
+    #: When a round of checks was last queued for the store (not stored itself: flags.py).
+    health_saved_at: float = field(default=float("-inf"), compare=False)
 
     def columns(self) -> dict:
         """The ``machines`` columns these flags are stored in."""

@@ -10,11 +10,16 @@ a control character (newline and tab excepted) or a bidi control.
 Metric batches are the hot path and are not walked here: their keys are
 identifiers and are refused when unsafe (``ingest.py``, checked once per new
 key list), and their text streams and GPU process lists are cleaned there.
+Messages whose schema holds no string at all (a heartbeat: two numbers) are
+not walked either (``needs_cleaning``, read off the schema, not listed by hand).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+import msgspec
 
 from centrality_core import sanitize
 from centrality_core.sanitize import for_terminal
@@ -28,3 +33,29 @@ def clean(value: Any) -> Any:
 def clean_text(text: dict[str, str]) -> dict[str, str]:
     """A metric batch's text streams, sanitised."""
     return {for_terminal(k, keep_newlines=False): for_terminal(v) for k, v in text.items()}
+
+
+def _holds_text(t: Any) -> bool:
+    """Can a value of this (``msgspec.inspect``) type hold a string anywhere?"""
+    mi = msgspec.inspect
+    if isinstance(t, (mi.StrType, mi.AnyType)):
+        return True
+    if isinstance(t, (mi.StructType, mi.DataclassType, mi.TypedDictType, mi.NamedTupleType)):
+        return any(_holds_text(f.type) for f in t.fields)
+    if isinstance(t, mi.UnionType):
+        return any(map(_holds_text, t.types))
+    if isinstance(t, mi.DictType):
+        return _holds_text(t.key_type) or _holds_text(t.value_type)
+    if isinstance(t, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
+        return _holds_text(t.item_type)
+    if isinstance(t, mi.TupleType):
+        return any(map(_holds_text, t.item_types))
+    if isinstance(t, mi.CustomType):
+        return True  # unknown: walk it
+    return False  # numbers, booleans, bytes, None
+
+
+@cache
+def needs_cleaning(cls: type) -> bool:
+    """Does a decoded message of this class need ``clean`` (may it carry any string)?"""
+    return _holds_text(msgspec.inspect.type_info(cls))

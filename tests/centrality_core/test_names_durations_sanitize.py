@@ -226,6 +226,20 @@ def test_for_terminal_never_leaves_control_characters():
         assert not bad, (raw, out)
 
 
+def test_for_terminal_shortcuts_give_what_the_full_pass_gives():
+    """Text with no control character skips the escape pass: it must not change a result."""
+    def full(text, keep_newlines):
+        text = sanitize._CONTROLS.sub("", sanitize._ESCAPES.sub("", text))
+        return text if keep_newlines else text.replace("\n", " ").replace("\t", " ")
+
+    rng = random.Random(12)
+    alphabet = ["\x1b", "[", "]", "\x9b", "\x9c", "0", "m", "a", " ", "\n", "\t", "\u202e", "é", "日", "\x07"]
+    for _ in range(3000):
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        for keep in (True, False):
+            assert sanitize.for_terminal(raw, keep_newlines=keep) == full(raw, keep), repr(raw)
+
+
 def test_one_line_folds_and_truncates():
     assert sanitize.one_line("short") == "short"
     assert sanitize.one_line(f"a\nb\t{ESC}[31mc") == "a b c"

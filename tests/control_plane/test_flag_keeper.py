@@ -78,3 +78,34 @@ def test_auto_drain_drains_the_unhealthy_and_undrains_only_its_own(registry, wri
         ("drained", "failed healthchecks: gpu_ecc (2 uncorrected)", AUTO_DRAIN_ACTOR),
         ("undrained", "was drained by system:auto-drain: failed healthchecks: gpu_ecc (2 uncorrected)",
          AUTO_DRAIN_ACTOR)]
+
+
+def test_rounds_with_the_same_outcome_are_stored_once_per_interval_and_memory_keeps_every_one(
+        registry, writer, clock):
+    from control_plane.flags import HEALTH_SAVE_EVERY
+
+    register(registry, "gpu-01")
+    keeper = FlagKeeper(registry)
+    mid = registry.machine("gpu-01").id
+
+    def stored_detail():
+        row = writer.pending.upserts.pop(mid, None)
+        return None if row is None else row["health"][0]["detail"]
+
+    writer.pending.upserts.clear()
+    keeper.health_report("gpu-01", report(("disk", True, "/ at 40%")))
+    assert stored_detail() == "/ at 40%"                  # the first round is stored
+    clock.now += 60
+    keeper.health_report("gpu-01", report(("disk", True, "/ at 41%")))
+    assert stored_detail() is None                        # same outcome, a minute later: not stored
+    assert registry.records["gpu-01"].flags.health[0]["detail"] == "/ at 41%"  # but it is what health shows
+    keeper.health_report("gpu-01", report(("disk", True, "/ at 41%"), ("memory", True, "")))
+    assert stored_detail() == "/ at 41%"                  # a check appeared: stored at once
+    clock.now += HEALTH_SAVE_EVERY - 1
+    keeper.health_report("gpu-01", report(("disk", True, "/ at 42%"), ("memory", True, "")))
+    assert stored_detail() is None
+    clock.now += 1
+    keeper.health_report("gpu-01", report(("disk", True, "/ at 43%"), ("memory", True, "")))
+    assert stored_detail() == "/ at 43%"                  # due again
+    keeper.health_report("gpu-01", report(("disk", False, "/ at 99%"), ("memory", True, "")))
+    assert stored_detail() == "/ at 99%" and events(writer, "unhealthy")  # a change: event and row at once
