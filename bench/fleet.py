@@ -358,8 +358,7 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
     finally:
         for p in (server, sim):
             if p is not None and p.poll() is None:
-                p.terminate()
-                p.wait(60)
+                stop(p)
 
     if storms:
         result["storm_floor"] = storm_floor(n, processes)
@@ -384,6 +383,17 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
     result["floor"] = {"cpu_percent": round(fcpu, 1), "rss_mb": round(frss)}
     result["cpu_ratio_to_floor"] = round(result["fanin"]["cpu_percent"] / max(fcpu, 0.1), 2)
     return result
+
+
+def stop(p: subprocess.Popen, grace: float = 120) -> None:
+    """SIGTERM, then SIGKILL past ``grace``: cleaning up after a failed run must not hide
+    why it failed (a control plane saturated on purpose can take minutes to stop)."""
+    p.terminate()
+    try:
+        p.wait(grace)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 
 def help_times() -> dict:

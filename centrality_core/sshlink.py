@@ -150,9 +150,11 @@ async def connect(address: str, expected_fingerprint: str, key: asyncssh.SSHKey,
     """
     import asyncssh
 
+    from . import sshpackets
     from .contexts import split_address
     from .endpoints import split
 
+    sshpackets.install()
     host, port = split_address(address)
     pinned = split(expected_fingerprint)
     client = _client_class()(frozenset(pinned))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import asyncssh
 import msgspec
 
-from centrality_core import __version__, contexts, paths, sshlink
+from centrality_core import __version__, contexts, paths, sshlink, sshpackets
 from centrality_core.contexts import split_address
 from centrality_core.errors import ConfigError, StoreError
 from centrality_core.lifecycle import Thresholds
@@ -63,8 +63,9 @@ SAVE_HEARTBEATS_EVERY = 30.0
 ROLLUP_FLUSH_EVERY = 2.0
 #: Seconds between looks at the metric holds that are due (holds.py).
 RELEASE_EVERY = 0.2
-#: Held agents are released only while fewer writes than this wait for the store.
-RELEASE_WRITE_BACKLOG = 1000
+#: Held agents are released only while the oldest write waiting for the store has waited
+#: less than this (seconds; the writer flushes every 0.1 s).
+RELEASE_WRITE_BEHIND = 1.0
 #: ... and while the event loop runs a timer less than this late (seconds).
 RELEASE_LOOP_LAG = 0.1
 
@@ -191,6 +192,7 @@ class ControlPlane:
         self.ingest.load(await self.db(self.store.load_cursors))
 
         host, port = split_address(self.settings.listen)
+        sshpackets.install()
         try:
             self._acceptor = await asyncssh.create_server(
                 self.connections.new, host, port,
@@ -316,7 +318,7 @@ class ControlPlane:
     def _release_ready(self) -> bool:
         """May held agents send their backlogs now? Only while the store writer keeps up and
         the event loop answers in time (an operator's request must not wait behind backlogs)."""
-        return self.writer.backlog < RELEASE_WRITE_BACKLOG and self._loop_lag < RELEASE_LOOP_LAG
+        return self.writer.behind < RELEASE_WRITE_BEHIND and self._loop_lag < RELEASE_LOOP_LAG
 
     async def _retention(self) -> None:
         s = self.settings

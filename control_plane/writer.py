@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from centrality_core.errors import StoreError
@@ -31,6 +32,7 @@ class StoreWriter:
         self.flushes = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="centrality-store-writer")
         self._lock = asyncio.Lock()
+        self._taken = time.monotonic()  # when the last flush took what was pending
 
     # The lifecycle calls these from the event loop; they never block.
     def upsert_machine(self, row: dict) -> None:
@@ -79,17 +81,29 @@ class StoreWriter:
     def backlog(self) -> int:
         return len(self.pending)
 
+    @property
+    def behind(self) -> float:
+        """How long the oldest write still queued has waited, in seconds (0: none queued).
+
+        About: at fleet scale writes arrive all the time, so the queued ones began
+        arriving when the last flush took its batch. Unlike ``backlog`` it does not
+        jump with a burst that one flush stores (every machine's heartbeat time, the
+        minutes closing together): it grows only while flushes fall behind.
+        """
+        return time.monotonic() - self._taken if len(self.pending) else 0.0
+
     async def flush(self) -> None:
         """Write what is pending now. Raises StoreError (the batch is kept)."""
         async with self._lock:
             batch, self.pending = self.pending, WriteBatch()
+            taken, self._taken = self._taken, time.monotonic()  # what comes next arrives after it
             if not len(batch):
                 return
             try:
                 await asyncio.get_running_loop().run_in_executor(self._executor, self.store.write, batch)
             except StoreError as exc:
                 batch.merge(self.pending)
-                self.pending = batch
+                self.pending, self._taken = batch, taken
                 self.last_error = exc.reason
                 raise
             self.last_error = None

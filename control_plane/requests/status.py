@@ -93,7 +93,7 @@ async def status(ctx: Ctx, ns) -> Reply:
         "replica": svc.endpoint.replica or None,
         "fingerprint": svc.endpoint.fingerprint,
         "store": {"backend": svc.store.dialect, "ok": store_error is None,
-                  "write_backlog": svc.writer.backlog},
+                  "write_backlog": svc.writer.backlog, "write_behind_s": round(svc.writer.behind, 3)},
         "agents_connected": len(mine) + sum(a.get("agents_connected") or 0 for a in answers.values()
                                             if isinstance(a, dict)),
         "connections_refused": dict(svc.admission.refused),
