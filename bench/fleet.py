@@ -177,8 +177,11 @@ def median_time(fn, runs: int = 5) -> float:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        fn()
+        r = fn()
         times.append(time.perf_counter() - t)
+        if isinstance(r, subprocess.CompletedProcess) and r.returncode:  # a failure is no timing
+            why = (r.stderr or "").strip()[:300]
+            raise RuntimeError(f"{' '.join(r.args[2:])}: exit {r.returncode}: {why}")
     return statistics.median(times)
 
 
@@ -317,7 +320,7 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
 
         if window > 0:
             cpu, rss = cpu_window(server.pid, window)
-            st = env.json("status")
+            st = env.json("status", attempts=10)  # the fleet may still be catching up
             result["fanin"] = {"cpu_percent": round(cpu, 1), "rss_mb": round(rss),
                                "lag_p50_s": st["metrics"]["sample_to_stored_lag"]["p50_s"],
                                "lag_p99_s": st["metrics"]["sample_to_stored_lag"]["p99_s"]}

@@ -22,6 +22,13 @@ pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.sshd", "tests.fixtu
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Started with SIGINT ignored (a background job of a shell without job control, such as
+# `nohup scripts/test.sh &`), every process the tests start would inherit it, and the
+# tests that press Ctrl-C on a CLI or in a remote shell would wait for nothing: Python's
+# handler again here (a process the tests start then begins with the default action).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
