@@ -278,7 +278,7 @@ class AgentSession(asyncssh.SSHServerSession):
         kind = type(msg)
         if kind is not p.MetricsBatch and needs_cleaning(kind):  # batches: in ingest.py
             clean(msg)
-        handler = self._handlers.get(type(msg))
+        handler = self._handlers.get(kind)
         if handler is None:  # a kind valid only in the other direction, e.g. a second hello
             self._fail("unexpected_kind", f"{msg.__struct_config__.tag} is not expected now")
             return

@@ -35,7 +35,7 @@ _VECTOR_FROM = 64
 
 
 def bin_of(delay: float) -> int:
-    if delay < LOW_S:  # also NaN-free: delays are differences of finite times
+    if delay < LOW_S:  # under 1 ms, or negative (ingest refuses timestamps that are not finite)
         return 0
     return min(BINS - 1, 1 + int(math.log(delay / LOW_S) * _SCALE))
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import msgspec
-
 from centrality_core import sanitize
 from centrality_core.sanitize import for_terminal
 
@@ -35,27 +33,31 @@ def clean_text(text: dict[str, str]) -> dict[str, str]:
     return {for_terminal(k, keep_newlines=False): for_terminal(v) for k, v in text.items()}
 
 
-def _holds_text(t: Any) -> bool:
+def _holds_text(t: Any, seen: set[int]) -> bool:
     """Can a value of this (``msgspec.inspect``) type hold a string anywhere?"""
-    mi = msgspec.inspect
-    if isinstance(t, (mi.StrType, mi.AnyType)):
+    import msgspec.inspect as mi
+
+    if isinstance(t, (mi.StrType, mi.AnyType, mi.CustomType)):  # custom: unknown, walk it
         return True
+    if id(t) in seen:  # a type that contains itself: looked at already
+        return False
+    seen.add(id(t))
     if isinstance(t, (mi.StructType, mi.DataclassType, mi.TypedDictType, mi.NamedTupleType)):
-        return any(_holds_text(f.type) for f in t.fields)
+        return any(_holds_text(f.type, seen) for f in t.fields)
     if isinstance(t, mi.UnionType):
-        return any(map(_holds_text, t.types))
+        return any(_holds_text(u, seen) for u in t.types)
     if isinstance(t, mi.DictType):
-        return _holds_text(t.key_type) or _holds_text(t.value_type)
+        return _holds_text(t.key_type, seen) or _holds_text(t.value_type, seen)
     if isinstance(t, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
-        return _holds_text(t.item_type)
+        return _holds_text(t.item_type, seen)
     if isinstance(t, mi.TupleType):
-        return any(map(_holds_text, t.item_types))
-    if isinstance(t, mi.CustomType):
-        return True  # unknown: walk it
-    return False  # numbers, booleans, bytes, None
+        return any(_holds_text(u, seen) for u in t.item_types)
+    return False  # numbers, booleans, bytes, None, literals and enums fixed by the schema
 
 
 @cache
 def needs_cleaning(cls: type) -> bool:
     """Does a decoded message of this class need ``clean`` (may it carry any string)?"""
-    return _holds_text(msgspec.inspect.type_info(cls))
+    import msgspec.inspect
+
+    return _holds_text(msgspec.inspect.type_info(cls), set())

@@ -31,6 +31,17 @@ class Numbers(msgspec.Struct):
     flag: typing.Literal["a", "b"] = "a"  # values fixed by the schema
 
 
+class Tree(msgspec.Struct):
+    n: int = 0
+    children: list[Tree] = []
+
+
+class NamedTree(msgspec.Struct):
+    children: list[NamedTree] = []
+    name: str = ""
+
+
 def test_a_string_anywhere_in_a_schema_needs_cleaning():
     assert needs_cleaning(Deep) and needs_cleaning(Inner)
     assert not needs_cleaning(Numbers)
+    assert not needs_cleaning(Tree) and needs_cleaning(NamedTree)  # types that contain themselves
