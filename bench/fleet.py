@@ -221,7 +221,8 @@ def wait_sending(env: Env, t0: float, timeout: float = 900) -> float | str:
         wait_until(lambda: held(env) == 0, timeout, "every machine sending metrics", 5)
         return round(time.monotonic() - t0, 1)
     except TimeoutError:
-        return f"> {round(time.monotonic() - t0)} ({held(env) or '?'} held)"
+        still = held(env)
+        return f"> {round(time.monotonic() - t0)} ({'?' if still is None else still} held)"
 
 
 def busy(cpu_s: float, wall_s: float) -> float:

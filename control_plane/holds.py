@@ -16,7 +16,8 @@ runs commands and shells, and keeps sampling into its buffer, but sends no
 batch. Once the storm has been over for ``quiet_for`` seconds the held agents
 are released (``metrics_resume``), oldest first, up to ``release_rate`` a
 second and only while the control plane keeps up (``ready``: the server asks
-its store writer's backlog and its event loop's lateness), so that the
+how long its store writer's queued writes have waited and how late its event
+loop runs), so that the
 backlogs arrive spread out rather than all at once. An agent held for
 ``max_hold`` is released whatever the storm does, and one whose release never
 comes resumes on its own. Nothing is lost: the held samples are in the

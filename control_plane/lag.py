@@ -30,8 +30,6 @@ _SCALE = 1 / math.log(GROWTH)
 #: Bin 0 is [0, LOW_S); bin i >= 1 is [LOW_S * GROWTH**(i-1), LOW_S * GROWTH**i); the last
 #: also takes everything above HIGH_S.
 BINS = 2 + int(math.log(HIGH_S / LOW_S) * _SCALE)
-#: Batches longer than this are binned with numpy (cheaper per sample, dearer per call).
-_VECTOR_FROM = 64
 
 
 def bin_of(delay: float) -> int:
@@ -65,17 +63,8 @@ class LagWindow:
     def add(self, stored_at: float, ts: Sequence[float]) -> None:
         """Samples taken at ``ts``, stored at ``stored_at``."""
         counts = self._slot(int(stored_at))
-        if len(ts) < _VECTOR_FROM:
-            for t in ts:
-                counts[bin_of(stored_at - t)] += 1
-            return
-        d = stored_at - np.asarray(ts, np.float64)
-        idx = np.zeros(len(d), np.int64)
-        above = d >= LOW_S
-        idx[above] = np.minimum(BINS - 1, 1 + (np.log(d[above] / LOW_S) * _SCALE).astype(np.int64))
-        for i, n in enumerate(np.bincount(idx, minlength=BINS).tolist()):
-            if n:
-                counts[i] += n
+        for t in ts:
+            counts[bin_of(stored_at - t)] += 1
 
     def percentiles(self, now: float, window: float, qs: Sequence[float]) -> list[float | None]:
         """The delays at quantiles ``qs`` of the samples stored in the last ``window`` s."""

@@ -29,7 +29,7 @@ def test_percentiles_are_within_a_bin_of_the_exact_ones(batches):
     w = LagWindow()
     stored_at = 1_000_000.5
     every = []
-    for batch in batches:  # short batches take the Python path, long ones numpy's
+    for batch in batches:
         w.add(stored_at, [stored_at - d for d in batch])
         every += batch
     p50, p99 = w.percentiles(stored_at, 30, (0.5, 0.99))
