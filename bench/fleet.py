@@ -206,23 +206,34 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def held(env: Env) -> int | None:
-    """Machines holding their metrics back (protocol 1.4, after a storm); None: no answer."""
+def held(env: Env, answers: list | None = None) -> int | None:
+    """Machines holding their metrics back (protocol 1.4, after a storm); None: no answer.
+    ``answers`` gets how long ``status`` took (None when it did not answer)."""
+    t = time.monotonic()
     try:
-        return env.json("status", attempts=1).get("metrics", {}).get("held")
+        n = env.json("status", attempts=1).get("metrics", {}).get("held")
     except (RuntimeError, subprocess.TimeoutExpired):
-        return None
+        n = None
+    if answers is not None:
+        answers.append(None if n is None else time.monotonic() - t)
+    return n
 
 
-def wait_sending(env: Env, t0: float, timeout: float = 900) -> float | str:
+def wait_sending(env: Env, t0: float, timeout: float = 900) -> tuple[float | str, dict]:
     """Seconds from ``t0`` until no machine holds its metrics, or how many still did at
-    ``timeout`` (their history comes later; the run goes on)."""
+    ``timeout`` (their history comes later; the run goes on); and how an operator's
+    ``status`` answered meanwhile (the fleet catching up takes the control plane's CPU)."""
+    answers: list = []
     try:
-        wait_until(lambda: held(env) == 0, timeout, "every machine sending metrics", 5)
-        return round(time.monotonic() - t0, 1)
+        wait_until(lambda: held(env, answers) == 0, timeout, "every machine sending metrics", 5)
+        flowing: float | str = round(time.monotonic() - t0, 1)
     except TimeoutError:
-        still = held(env)
-        return f"> {round(time.monotonic() - t0)} ({'?' if still is None else still} held)"
+        still = held(env, answers)
+        flowing = f"> {round(time.monotonic() - t0)} ({'?' if still is None else still} held)"
+    took = [a for a in answers if a is not None]
+    return flowing, {"asked": len(answers), "failed": len(answers) - len(took),
+                     "median_s": round(float(np.median(took)), 2) if took else None,
+                     "max_s": round(max(took), 2) if took else None}
 
 
 def busy(cpu_s: float, wall_s: float) -> float:
@@ -264,9 +275,9 @@ def storm(env: Env, server: subprocess.Popen, port: int, n: int, sim: subprocess
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
-    flowing = wait_sending(env, t0)
+    flowing, status_meanwhile = wait_sending(env, t0)
     after = env.json("machines", "ls")
-    return server, {"all_live_s": round(took, 1), "all_sending_s": flowing,
+    return server, {"all_live_s": round(took, 1), "all_sending_s": flowing, "status_while_sending": status_meanwhile,
                     "box_busy_percent": busy(server_cpu + sim_cpu, took),
                     "duplicates": len(after) - len(before),
                     "ids_changed": sum(a["id"] != b["id"] for a, b in zip(
@@ -316,7 +327,7 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
-        result["first_join_all_sending_s"] = wait_sending(env, t0)
+        result["first_join_all_sending_s"], result["first_join_status_while_sending"] = wait_sending(env, t0)
         time.sleep(15)  # let batches settle into their 5 s rhythm
 
         if window > 0:
@@ -442,6 +453,13 @@ def main() -> None:
                  {"runs": runs, "cli": cli}, markdown(runs, cli))
 
 
+def _answers(a: dict | None) -> str:
+    if not a or not a["asked"]:
+        return "-"
+    took = f"{a['median_s']} / {a['max_s']} s" if a["median_s"] is not None else "none"
+    return f"{took}, {a['failed']} of {a['asked']} failed"
+
+
 def markdown(runs: list[dict], cli: dict) -> str:
     rows, storm_rows = [], []
     for r in runs:
@@ -462,11 +480,12 @@ def markdown(runs: list[dict], cli: dict) -> str:
                 f"| {fl.get('all_connected_s', '-')} s "
                 f"| {st['server_cpu_s']} s | {fl.get('server_cpu_s', '-')} s | {st['simulator_cpu_s']} s "
                 f"| {fl.get('client_cpu_s', '-')} s | {st.get('box_busy_percent', '-')} % "
-                f"| {st['duplicates']} | {st['load_before']} |")
+                f"| {_answers(st.get('status_while_sending'))} | {st['duplicates']} | {st['load_before']} |")
         storm_rows.append(f"| {r['agents']:,} | first join | {r['first_join_s']} s "
                           f"| {r.get('first_join_all_sending_s', '-')} s | "
                           f"| {r['first_join_server_cpu_s']} s | | {r.get('first_join_simulator_cpu_s', '-')} s "
-                          f"| | {r.get('first_join_box_busy_percent', '-')} % | | {r['load_at_start']} |")
+                          f"| | {r.get('first_join_box_busy_percent', '-')} % "
+                          f"| {_answers(r.get('first_join_status_while_sending'))} | | {r['load_at_start']} |")
     return (
         "## Fleet: fan-in, reconnect storm, CLI (`bench/fleet.py`)\n\n"
         "N simulated machines (`centrality simulate`, mixed profile, 1 Hz samples in 5 s batches) against one "
@@ -480,10 +499,12 @@ def markdown(runs: list[dict], cli: dict) -> str:
         "join, against their floor: the same N bare asyncssh handshakes with a session each, 128 at a time, "
         "both sides on this box (`bench/floor.py storm`). CPU columns are seconds of CPU until all are live; "
         "`all sending`: until no machine holds its metrics back any more (protocol 1.4); `box busy`: the "
-        "control plane's and the simulator's CPU over the cores the box has, until all are live.\n\n"
+        "control plane's and the simulator's CPU over the cores the box has, until all are live; `status` "
+        "meanwhile: how an operator's `centrality status` answered between all live and all sending (asked "
+        "every 5 s or so; median / slowest, and how many of them got no answer).\n\n"
         "| agents | what | all live | all sending | floor | control-plane CPU | floor server CPU | simulator CPU "
-        "| floor client CPU | box busy | new machines | load before |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(storm_rows) +
+        "| floor client CPU | box busy | `status` meanwhile | new machines | load before |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(storm_rows) +
         f"\n\n`centrality --help` cold start: {cli['help_s']} s (floor, `python -c pass`: {cli['python_floor_s']} s)."
         "\n\nGoals: 10,000 agents with 0 samples lost and p99 <= 6 s, RSS <= 1 GiB, CPU <= 2x the floor, "
         "storm (restart and kill) <= 60 s, first join <= 120 s, `--help` <= 0.3 s, "

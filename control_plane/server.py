@@ -40,13 +40,14 @@ from .hooks import Hooks
 from .ingest import Ingest
 from .peering import Peers
 from .proxylisten import ProxyListener
+from .readpause import ReadPriority
 from .reads import MetricReads, ReadPool
 from .registry import Registry
 from .replica import Replica
 from .router import CommandRouter
 from .services import AgentServices, RequestServices
 from .ssh import Connections
-from . import proxyproto
+from . import proxyproto, readpause
 from .store import Store, exclusive, replicas
 from .store.chunks import Chunks
 from .views import Changes
@@ -61,8 +62,9 @@ SAVE_HEARTBEATS_EVERY = 30.0
 #: Often enough that ``ingest.ROLLUP_FLUSH_LIMIT`` a flush keeps up with 10,000 machines'
 #: minutes closing together (and with a join's replayed ones).
 ROLLUP_FLUSH_EVERY = 2.0
-#: Seconds between looks at the metric holds that are due (holds.py).
-RELEASE_EVERY = 0.2
+#: Seconds between looks at how late the event loop runs, at the metric holds that are due
+#: (holds.py) and at whether agents' reads should pause for the others (readpause.py).
+LOOP_TICK = 0.2
 #: Held agents are released only while the oldest write waiting for the store has waited
 #: less than this (seconds; the writer flushes every 0.1 s).
 RELEASE_WRITE_BEHIND = 1.0
@@ -113,7 +115,8 @@ class ControlPlane:
                                    max_enrolling=settings.max_enrolling_per_source)
         #: Agents that hold their metrics back while a storm of handshakes is on (holds.py).
         self.holds = MetricHolds(lambda: self.admission.handshakes, ready=self._release_ready)
-        self._loop_lag = 0.0  # how late the releaser's last tick was (holds.py)
+        #: Registered agents' sockets not read for a moment while the loop is late (readpause.py).
+        self.read_priority = ReadPriority()
         #: Every open client connection (ssh.py), and what its sessions are given.
         self.connections = Connections(
             auth=self.auth, admission=self.admission, login_grace=settings.login_grace,
@@ -123,7 +126,7 @@ class ControlPlane:
                 max_frame_bytes=settings.max_frame_bytes),
             request_services=RequestServices(
                 settings=settings, endpoint=self.endpoint, registry=self.registry, flags=self.flags,
-                ingest=self.ingest, holds=self.holds, metric_reads=self.metric_reads, changes=self.changes,
+                ingest=self.ingest, holds=self.holds, read_priority=self.read_priority, metric_reads=self.metric_reads, changes=self.changes,
                 commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
                 writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
                 peers=self.peers, db=self.reads.run))
@@ -222,7 +225,7 @@ class ControlPlane:
         self._tasks = [asyncio.create_task(self.writer.run(), name="store-writer"),
                        asyncio.create_task(self._sweeper(), name="sweeper"),
                        asyncio.create_task(self.compactor.run(), name="history"),
-                       asyncio.create_task(self._releaser(), name="metric-holds")]
+                       asyncio.create_task(self._loop_watch(), name="loop-watch")]
         if self.replica_part is not None:
             self._tasks += self.replica_part.tasks()
         if self.write_local_context:
@@ -305,20 +308,30 @@ class ControlPlane:
                     if asyncio.iscoroutine(result):
                         await result
 
-    async def _releaser(self) -> None:
-        """End the metric holds that are due (holds.py), a few times a second."""
+    async def _loop_watch(self) -> None:
+        """A few times a second: how late the event loop runs; end the metric holds that are
+        due (holds.py); when late, make room for operators and handshakes (readpause.py)."""
         loop = asyncio.get_running_loop()
         while True:
             t = loop.time()
-            await asyncio.sleep(RELEASE_EVERY)
-            self._loop_lag = loop.time() - t - RELEASE_EVERY
+            await asyncio.sleep(LOOP_TICK)
+            lag = loop.time() - t - LOOP_TICK
             for session in self.holds.due():
                 session.resume_metrics()
+            pause = self.read_priority.pause_for(lag, self._not_agents)
+            if pause:
+                with readpause.paused(h.conn for h in self.connections if h.machine is not None) as n:
+                    log.debug("event loop %.2fs late: %d agents not read for %gs", lag, n, pause)
+                    await asyncio.sleep(pause)
+
+    def _not_agents(self) -> int:
+        """Open connections that are not registered agents: operators, replicas, handshakes."""
+        return sum(h.machine is None for h in self.connections.open)
 
     def _release_ready(self) -> bool:
         """May held agents send their backlogs now? Only while the store writer keeps up and
         the event loop answers in time (an operator's request must not wait behind backlogs)."""
-        return self.writer.behind < RELEASE_WRITE_BEHIND and self._loop_lag < RELEASE_LOOP_LAG
+        return self.writer.behind < RELEASE_WRITE_BEHIND and self.read_priority.lag < RELEASE_LOOP_LAG
 
     async def _retention(self) -> None:
         s = self.settings

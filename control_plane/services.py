@@ -21,6 +21,7 @@ from .holds import MetricHolds
 from .hooks import Hooks
 from .ingest import Ingest
 from .peering import Peers
+from .readpause import ReadPriority
 from .reads import MetricReads, StoreCall
 from .registry import Registry
 from .router import CommandRouter
@@ -56,6 +57,8 @@ class RequestServices:
     flags: FlagKeeper
     ingest: Ingest
     holds: MetricHolds
+    #: How late the event loop runs; agents' reads paused for the others (readpause.py).
+    read_priority: ReadPriority
     metric_reads: MetricReads
     changes: Changes
     commands: CommandRouter

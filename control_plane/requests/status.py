@@ -79,6 +79,10 @@ async def status(ctx: Ctx, ns) -> Reply:
         warnings.append(f"metrics: {svc.holds.held} machine(s) that registered in a reconnect storm hold "
                         f"their metrics back until it is over (at most {svc.holds.max_hold:g} s each); "
                         "nothing is lost, their history arrives late")
+    if svc.read_priority.lag >= svc.read_priority.late:
+        warnings.append(f"event loop {svc.read_priority.lag:.1f} s late (the control plane is short of CPU): "
+                        f"agents' connections are not read for {svc.read_priority.pause:g} s at a time so that "
+                        "operators and handshakes get through; their data arrives late, nothing is lost")
     if svc.ingest.samples_too_old:
         warnings.append(f"metrics: {svc.ingest.samples_too_old} samples not stored since start: "
                         "outside [-7 d, +5 min] of the control plane's clock (agent clocks wrong?)")
@@ -97,6 +101,10 @@ async def status(ctx: Ctx, ns) -> Reply:
         "agents_connected": len(mine) + sum(a.get("agents_connected") or 0 for a in answers.values()
                                             if isinstance(a, dict)),
         "connections_refused": dict(svc.admission.refused),
+        # how late the event loop ran last; agents' reads paused for operators meanwhile (readpause.py)
+        "event_loop": {"lag_s": round(max(0.0, svc.read_priority.lag), 3),
+                       "agent_read_pauses": svc.read_priority.pauses,
+                       "agent_reads_paused_s": round(svc.read_priority.paused_for, 1)},
         "metrics": {"samples_stored": svc.ingest.samples_stored,
                     "duplicate_batches": svc.ingest.duplicates,
                     "refused_batches": svc.ingest.batches_refused,

@@ -17,6 +17,7 @@ from control_plane.peering import Peers
 from control_plane.flags import FlagKeeper
 from control_plane.hooks import Hooks
 from control_plane.holds import MetricHolds
+from control_plane.readpause import ReadPriority
 from control_plane.ingest import Ingest
 from control_plane.reads import MetricReads
 from control_plane.router import CommandRouter
@@ -47,7 +48,7 @@ def services(registry, writer, tmp_path):
         settings=settings, endpoint=endpoint, registry=registry, flags=FlagKeeper(registry),
         ingest=Ingest(writer, on_sample=lambda n: None, record_event=registry.record_event,
                       max_keys_per_batch=10, max_keys_per_machine=10),
-        holds=MetricHolds(lambda: admission.handshakes),
+        holds=MetricHolds(lambda: admission.handshakes), read_priority=ReadPriority(),
         metric_reads=MetricReads(store, chunks, db), changes=Changes(), commands=CommandRouter(),
         hooks=Hooks([]), auth=Auth(store, writer, db, endpoint), admission=admission,
         writer=writer, store=store, chunks=chunks, compactor=Compactor(chunks, writer, settings),
