@@ -231,9 +231,14 @@ def wait_sending(env: Env, t0: float, timeout: float = 900) -> tuple[float | str
         still = held(env, answers)
         flowing = f"> {round(time.monotonic() - t0)} ({'?' if still is None else still} held)"
     took = [a for a in answers if a is not None]
+    try:  # how often agents' reads paused for operators and handshakes (readpause.py), in all
+        paused = env.json("status", attempts=3).get("event_loop", {})
+    except (RuntimeError, subprocess.TimeoutExpired):
+        paused = {}
     return flowing, {"asked": len(answers), "failed": len(answers) - len(took),
                      "median_s": round(float(np.median(took)), 2) if took else None,
-                     "max_s": round(max(took), 2) if took else None}
+                     "max_s": round(max(took), 2) if took else None,
+                     "agent_read_pauses": paused.get("agent_read_pauses")}
 
 
 def busy(cpu_s: float, wall_s: float) -> float:

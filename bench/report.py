@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,18 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
+def portable(command: str) -> str:
+    """The command as a reader would type it: paths of this run's files are DIR or FILE."""
+    def word(w: str) -> str:
+        opt, eq, value = w.rpartition("=") if w.startswith("--") and "=" in w else ("", "", w)
+        if not value.startswith(("/", "~", "./", "../")):
+            return w
+        return f"{opt}{eq}{'DIR' if Path(value).expanduser().is_dir() else 'FILE'}"
+    return " ".join(word(w) for w in shlex.split(command))
+
+
 def write(name: str, command: str, results: dict, markdown: str) -> None:
+    command = portable(command)
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"name": name, "command": command, "machine": machine(),
