@@ -155,6 +155,12 @@ def labels(value: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
 
 
+def flags(m, sep: str = ",") -> str:
+    """A machine's flags (``machines ls``/``show``): drained, unhealthy, its metrics held back."""
+    return sep.join(f for f, on in (("drained", m.drained), ("unhealthy", m.unhealthy),
+                                    ("metrics-held", m.metrics_held)) if on) or "-"
+
+
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
           empty: str = "nothing to show", header: bool = True) -> None:
     """A table for people. Headers and cells are plain text (sanitised, never read as

@@ -83,6 +83,9 @@ class FleetRow(Struct, kw_only=True):
     sample_age_s: Number | None = None
     drained: bool = False
     unhealthy: bool = False
+    #: Its agent holds its metrics back after a reconnect storm (protocol 1.4): the figures
+    #: are from before it, and what it sampled meanwhile arrives once it is released.
+    metrics_held: bool = False
     cpu_percent: Number | None = None
     mem_percent: Number | None = None
     gpu_util_percent: Number | None = None
@@ -160,6 +163,8 @@ class MachineSummary(Struct, kw_only=True):
     drain: Drain | None = None
     unhealthy: bool = False
     failed_checks: list[str] = []
+    #: As in ``FleetRow``: its agent holds its metrics back after a storm.
+    metrics_held: bool = False
     #: As in ``FleetRow``: the replica holding it, and whether this row is the store's.
     replica: str = ""
     from_store: bool = False

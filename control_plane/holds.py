@@ -120,6 +120,10 @@ class MetricHolds(Generic[S]):
         self.released += len(out)
         return out
 
+    def holding(self, session: S | None) -> bool:
+        """Does ``session`` hold its metrics back now?"""
+        return session is not None and session in self._held
+
     @property
     def held(self) -> int:
         return len(self._held)

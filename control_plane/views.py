@@ -36,9 +36,10 @@ def holder(m, here: str) -> str:
 
 
 def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float | None = None,
-              here: str = "") -> FleetRow:
+              here: str = "", held: bool = False) -> FleetRow:
     """One machine as a row of the fleet table (``documents.FleetRow``); ``latest``: its newest
-    values, if any; ``here``: this control plane's replica name (the holder of what it serves)."""
+    values, if any; ``here``: this control plane's replica name (the holder of what it serves);
+    ``held``: its agent holds its metrics back (holds.py)."""
     now = time.time() if now is None else now
     m = registry.machine(name)
     rec = registry.records[name]
@@ -57,6 +58,7 @@ def fleet_row(registry: Registry, name: str, latest: Latest | None, now: float |
         sample_age_s=round(now - latest.ts, 3) if latest else None,
         drained=rec.flags.drained,
         unhealthy=rec.flags.unhealthy,
+        metrics_held=held,
         **figures,
         replica=holder(m, here),
     )

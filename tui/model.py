@@ -66,7 +66,7 @@ class Machine:
 
     __slots__ = ("name", "state", "hostname", "labels", "labels_text", "gpu_count", "cpu_count",
                  "hb_age", "seen_at", "sample_ts", "cpu", "mem", "gpu", "gpu_mem", "disk", "net",
-                 "drained", "unhealthy", "flags", "cpu_spark", "gpu_spark",
+                 "drained", "unhealthy", "metrics_held", "flags", "cpu_spark", "gpu_spark",
                  "version", "search", "_raw_host", "_raw_labels")
 
     def __init__(self, name: str) -> None:
@@ -80,7 +80,7 @@ class Machine:
         self.seen_at = 0.0
         self.sample_ts: str | None = None
         self.cpu = self.mem = self.gpu = self.gpu_mem = self.disk = self.net = None
-        self.drained = self.unhealthy = False
+        self.drained = self.unhealthy = self.metrics_held = False
         self.flags = ""
         self.cpu_spark = b""
         self.gpu_spark = b""
@@ -114,11 +114,12 @@ class Machine:
             self._raw_labels = raw_labels
             labels = {one_line(k, 64): one_line(v, 128) for k, v in raw_labels.items()}
             self.labels, self.labels_text = labels, fmt.labels(labels)
-        drained, unhealthy = row.drained, row.unhealthy
-        flags_changed = drained != self.drained or unhealthy != self.unhealthy
+        drained, unhealthy, held = row.drained, row.unhealthy, row.metrics_held
+        flags_changed = drained != self.drained or unhealthy != self.unhealthy or held != self.metrics_held
         if flags_changed:
-            self.drained, self.unhealthy = drained, unhealthy
-            self.flags = " ".join(f for f, on in (("drained", drained), ("unhealthy", unhealthy)) if on)
+            self.drained, self.unhealthy, self.metrics_held = drained, unhealthy, held
+            self.flags = " ".join(f for f, on in (("drained", drained), ("unhealthy", unhealthy),
+                                                  ("metrics-held", held)) if on)
         changed = (state != self.state or hostname != self.hostname or labels_changed or flags_changed
                    or not self.search)
         self.state, self.hostname = state, hostname

@@ -32,7 +32,7 @@ def ls(ctx: typer.Context,
          *(["REPLICA"] if replicas else [])],
         ([r.name, Markup(output.state(r.state)), r.hostname, output.age(r.heartbeat_age_s),
           r.cpu_count, r.gpu_count, output.labels(r.labels),
-          ",".join(f for f, on in (("drained", r.drained), ("unhealthy", r.unhealthy)) if on) or "-",
+          output.flags(r),
           *([output.replica(r)] if replicas else [])]
          for r in rows),
         empty="no machines yet: create a join token with `centrality token create`")
@@ -54,7 +54,8 @@ def show(ctx: typer.Context, name: str = MACHINE, json: bool = JSON) -> None:
         ("hostname", info.get("hostname", "")), ("os", info.get("os", "")), ("kernel", info.get("kernel", "")),
         ("cpu", f"{info.get('cpu_count', 0)} x {info.get('cpu_model', '?')}"), ("memory", f"{mem:.1f} GiB"),
         ("gpus", gpus), ("driver", info.get("gpu_driver", "") or "-"), ("agent", info.get("agent_version", "")),
-        ("labels", output.labels(m.labels) or "-"), ("id", m.id), ("key", m.key_fingerprint),
+        ("labels", output.labels(m.labels) or "-"), ("flags", output.flags(m, sep=" ")),
+        ("id", m.id), ("key", m.key_fingerprint),
     ])
     _events_table(m.events, title="recent events")
 

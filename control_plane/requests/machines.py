@@ -41,6 +41,7 @@ def summary(ctx: Ctx, name: str, now: float, cls: type[MachineSummary] = Machine
         drain=Drain(**flags["drain"]) if flags["drain"] else None,
         unhealthy=flags["unhealthy"],
         failed_checks=flags["failed_checks"],
+        metrics_held=ctx.services.holds.holding(m.conn),
         replica=holder(m, ctx.services.endpoint.replica),
         **more,
     )

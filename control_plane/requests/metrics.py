@@ -97,7 +97,7 @@ async def top(ctx: Ctx, ns) -> list:
     def build(name: str, now: float):
         held_elsewhere = svc.registry.machine(name).held_by  # then the values here are old ones
         return fleet_row(svc.registry, name, None if held_elsewhere else svc.ingest.latest.get(name), now,
-                         svc.endpoint.replica)
+                         svc.endpoint.replica, svc.holds.holding(svc.registry.session(name)))
 
     merged = await fleet(ctx, build, lambda peer: peer.top())
     rows = [r for r in merged.rows if not wanted or r.state in wanted]

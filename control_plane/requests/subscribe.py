@@ -170,7 +170,7 @@ def _merged_row(svc, name: str, now: float, here: str, feeds: PeerFeeds | None):
         if last is not None:
             return last, None
     latest = None if m.held_by else svc.ingest.latest.get(name)  # held elsewhere: ours is old
-    r = fleet_row(svc.registry, name, latest, now, here)
+    r = fleet_row(svc.registry, name, latest, now, here, svc.holds.holding(m.conn))
     if m.held_by and m.state.value == "live" and (feeds is None or m.held_by not in feeds.up):
         r.from_store = True
     return r, latest

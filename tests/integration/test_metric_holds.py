@@ -40,6 +40,25 @@ async def _stored_ts(cp, name: str) -> list[float]:
     return out
 
 
+async def _held_in_dashboard(operator) -> list[bool]:
+    """``metrics_held`` of held-01 in the dashboard's first document (``subscribe``)."""
+    stream = operator.stream("subscribe", "--interval", "0.1s").__aiter__()
+    try:
+        snap = await anext(stream)
+    finally:
+        await stream.aclose()
+    return [m["metrics_held"] for m in snap["machines"] if m["name"] == "held-01"]
+
+
+async def _held_flags(home) -> tuple[bool, bool, bool]:
+    """``metrics_held`` of held-01 as ``machines ls``, ``machines show`` and ``top`` answer."""
+    answers = [json.loads((await cli(home, *argv, "--json"))[1])
+               for argv in (("machines", "ls"), ("machines", "show", "held-01"), ("top",))]
+    ls, show, top = answers
+    return (next(m for m in ls if m["name"] == "held-01")["metrics_held"], show["metrics_held"],
+            next(m for m in top if m["name"] == "held-01")["metrics_held"])
+
+
 async def _drained(cp, a, rec, name: str) -> list[float]:
     rec.paused = True  # stop taking samples; let what was taken be sent and acknowledged
     await wait_for(lambda: not a.agent.sampler.pending and not a.agent.outbox, what="outbox drained")
@@ -50,7 +69,7 @@ async def _drained(cp, a, rec, name: str) -> list[float]:
 
 
 async def test_an_agent_registered_in_a_storm_holds_its_metrics_until_the_storm_is_over(
-        control_plane, agents, home):
+        control_plane, agents, home, operator):
     _storm(control_plane)
     rec = Recording(make_collectors("cpu", index=1))
     a = await agents("held-01", collectors=rec, **QUICK)
@@ -64,12 +83,19 @@ async def test_an_agent_registered_in_a_storm_holds_its_metrics_until_the_storm_
     assert s["metrics"]["held"] == 1 and any("hold their metrics back" in w for w in s["warnings"])
     status, out, _ = await cli(home, "status")
     assert "1 machine(s) that registered in a reconnect storm" in " ".join(out.split())
+    # The machine says so wherever an operator looks: its figures are from before the storm.
+    assert await _held_flags(home) == (True, True, True)
+    assert await _held_in_dashboard(operator) == [True]
+    status, out, _ = await cli(home, "machines", "ls")
+    assert "metrics-held" in next(line for line in out.splitlines() if "held-01" in line)
 
     _calm(control_plane)
     released = time.monotonic()
     await wait_for(lambda: control_plane.ingest.samples_stored >= len(rec.taken) - 3, what="the backlog")
     assert time.monotonic() - released < link.HOLD_SLACK  # by the control plane: its own timer is 30 min away
     assert control_plane.holds.held == 0 and control_plane.holds.released == 1
+    assert await _held_flags(home) == (False, False, False)
+    assert await _held_in_dashboard(operator) == [False]
     # What was made while held went out merged: a few batches, not one per batch interval.
     assert a.agent.state.batches_sent < a.agent._seq
     await _drained(control_plane, a, rec, "held-01")

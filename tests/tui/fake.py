@@ -46,7 +46,7 @@ SMALL_FLEET = 300  # up to this many machines, rows come from the fake collector
 
 class FakeMachine:
     __slots__ = ("name", "profile", "index", "state", "labels", "hostname", "drained", "drain_reason",
-                 "drained_by", "drained_at", "unhealthy", "last_heartbeat", "registered_at", "_collectors")
+                 "drained_by", "drained_at", "unhealthy", "metrics_held", "last_heartbeat", "registered_at", "_collectors")
 
     def __init__(self, name: str, profile: str, index: int, labels: dict, registered_at: float) -> None:
         self.name, self.profile, self.index, self.labels = name, profile, index, labels
@@ -57,6 +57,7 @@ class FakeMachine:
         self.drained_by = ""
         self.drained_at: float | None = None
         self.unhealthy = False
+        self.metrics_held = False
         self.last_heartbeat = registered_at
         self.registered_at = registered_at
         self._collectors = None
@@ -140,7 +141,7 @@ class FakeSource:
                              gpu_count=8 if m.profile == "gpu8" else 0, cpu_count=112 if m.profile == "gpu8" else 16,
                              last_heartbeat=iso(now - age), heartbeat_age_s=round(age, 3),
                              sample_ts=iso(sample_at), sample_age_s=round(now - sample_at, 3),
-                             drained=m.drained, unhealthy=m.unhealthy, **figures)
+                             drained=m.drained, unhealthy=m.unhealthy, metrics_held=m.metrics_held, **figures)
 
     # ------------------------------------------------------------------ steering (tests)
 

@@ -188,6 +188,10 @@ def test_flags_come_with_every_row(model):
     assert model.rows["a"].flags == "drained unhealthy"
     model.apply(update(row("a")))
     assert model.rows["a"].flags == "" and "drained" not in model.rows["a"].search
+    model.apply(update(row("a", metrics_held=True)))  # after a storm, until released
+    assert model.rows["a"].flags == "metrics-held" and "metrics-held" in model.rows["a"].search
+    model.apply(update(row("a")))
+    assert model.rows["a"].flags == ""
 
 
 def test_sparklines_are_bounded_and_advance_only_on_new_samples(model):

@@ -258,6 +258,8 @@ class FleetTable(LineTable):
                     cells.append(("DRAINED", S("drained")))
                 elif m.unhealthy:
                     cells.append(("UNHEALTHY", S("unhealthy")))
+                elif m.metrics_held:  # its figures are from before a storm; the rest comes later
+                    cells.append(("HELD", dim))
                 else:
                     cells.append(("", number))
             elif cid == "kind":
