@@ -25,9 +25,10 @@ def test_a_row_without_samples(registry):
     assert row(registry, "gpu-01", None, now=T0 + 2.5) == {
         "name": "gpu-01", "state": "live", "hostname": "gpu-01.lab", "labels": {"rack": "a"},
         "gpu_count": 2, "cpu_count": 8, "last_heartbeat": "2023-11-14T22:13:20.000Z", "heartbeat_age_s": 2.5,
-        "sample_ts": None, "sample_age_s": None, "drained": False, "unhealthy": False,
+        "sample_ts": None, "sample_age_s": None, "drained": False, "unhealthy": False, "metrics_held": False,
         **{f: None for f in FIGURES}, "replica": "", "from_store": False,
     }
+    assert row(registry, "gpu-01", None, now=T0, held=True)["metrics_held"] is True  # after a storm
 
 
 def test_a_row_names_the_replica_holding_the_machine(registry):
