@@ -77,14 +77,15 @@ def paused(conns: Iterable) -> Iterator[int]:
     """Stop reading the connections' sockets for the ``with`` block (yields how many);
     each is read again at its end, unless it was closed meanwhile."""
     transports = []
-    for conn in conns:
-        transport = transport_of(conn)
-        if transport is not None and transport.is_reading():
-            transport.pause_reading()
-            transports.append(transport)
     try:
+        for conn in conns:
+            transport = transport_of(conn)
+            if transport is not None and transport.is_reading():
+                transport.pause_reading()
+                transports.append(transport)
         yield len(transports)
     finally:
         for transport in transports:
-            if not transport.is_closing():
-                transport.resume_reading()
+            with contextlib.suppress(RuntimeError):  # closed meanwhile (uvloop raises then)
+                if not transport.is_closing():
+                    transport.resume_reading()

@@ -316,13 +316,16 @@ class ControlPlane:
             t = loop.time()
             await asyncio.sleep(LOOP_TICK)
             lag = loop.time() - t - LOOP_TICK
-            for session in self.holds.due():
-                session.resume_metrics()
-            pause = self.read_priority.pause_for(lag, self._not_agents)
-            if pause:
-                with readpause.paused(h.conn for h in self.connections if h.machine is not None) as n:
-                    log.debug("event loop %.2fs late: %d agents not read for %gs", lag, n, pause)
-                    await asyncio.sleep(pause)
+            try:
+                for session in self.holds.due():
+                    session.resume_metrics()
+                pause = self.read_priority.pause_for(lag, self._not_agents)
+                if pause:
+                    with readpause.paused(h.conn for h in self.connections if h.machine is not None) as n:
+                        log.debug("event loop %.2fs late: %d agents not read for %gs", lag, n, pause)
+                        await asyncio.sleep(pause)
+            except Exception:  # noqa: BLE001 - a bug here must not end the releases for good
+                log.exception("loop watch: unexpected error (going on)")
 
     def _not_agents(self) -> int:
         """Open connections that are not registered agents: operators, replicas, handshakes."""
