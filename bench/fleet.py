@@ -282,7 +282,8 @@ def storm(env: Env, server: subprocess.Popen, port: int, n: int, sim: subprocess
         spy.wait(60)
     flowing, status_meanwhile = wait_sending(env, t0)
     after = env.json("machines", "ls")
-    return server, {"all_live_s": round(took, 1), "all_sending_s": flowing, "status_while_sending": status_meanwhile,
+    return server, {"all_live_s": round(took, 1), "all_sending_s": flowing,
+                    "status_while_sending": status_meanwhile,
                     "box_busy_percent": busy(server_cpu + sim_cpu, took),
                     "duplicates": len(after) - len(before),
                     "ids_changed": sum(a["id"] != b["id"] for a, b in zip(

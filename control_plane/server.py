@@ -40,7 +40,6 @@ from .hooks import Hooks
 from .ingest import Ingest
 from .peering import Peers
 from .proxylisten import ProxyListener
-from .readpause import ReadPriority
 from .reads import MetricReads, ReadPool
 from .registry import Registry
 from .replica import Replica
@@ -116,7 +115,7 @@ class ControlPlane:
         #: Agents that hold their metrics back while a storm of handshakes is on (holds.py).
         self.holds = MetricHolds(lambda: self.admission.handshakes, ready=self._release_ready)
         #: Registered agents' sockets not read for a moment while the loop is late (readpause.py).
-        self.read_priority = ReadPriority()
+        self.read_priority = readpause.ReadPriority()
         #: Every open client connection (ssh.py), and what its sessions are given.
         self.connections = Connections(
             auth=self.auth, admission=self.admission, login_grace=settings.login_grace,
@@ -126,10 +125,11 @@ class ControlPlane:
                 max_frame_bytes=settings.max_frame_bytes),
             request_services=RequestServices(
                 settings=settings, endpoint=self.endpoint, registry=self.registry, flags=self.flags,
-                ingest=self.ingest, holds=self.holds, read_priority=self.read_priority, metric_reads=self.metric_reads, changes=self.changes,
-                commands=self.commands, hooks=self.hooks, auth=self.auth, admission=self.admission,
-                writer=self.writer, store=self.store, chunks=self.chunks, compactor=self.compactor,
-                peers=self.peers, db=self.reads.run))
+                ingest=self.ingest, holds=self.holds, read_priority=self.read_priority,
+                metric_reads=self.metric_reads, changes=self.changes, commands=self.commands,
+                hooks=self.hooks, auth=self.auth, admission=self.admission, writer=self.writer,
+                store=self.store, chunks=self.chunks, compactor=self.compactor, peers=self.peers,
+                db=self.reads.run))
         #: This control plane among the replicas on a shared Postgres (replica.py); None on SQLite.
         self.replica_part: Replica | None = None
         self.host_key: asyncssh.SSHKey | None = None
