@@ -5,7 +5,7 @@ in and the parts that answer with it (tokens, ``status``, the agent's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -22,3 +22,6 @@ class Endpoint:
     advertise: str = ""
     #: Its name among replicas on Postgres (``store/replicas.py``); "" on SQLite.
     replica: str = ""
+    #: Background tasks (store writer, sweeper, ...) that ended with an error: name -> error.
+    #: None should; ``status`` reports any as a problem, since what it did has stopped.
+    failed_tasks: dict[str, str] = field(default_factory=dict)

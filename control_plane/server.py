@@ -228,10 +228,23 @@ class ControlPlane:
                        asyncio.create_task(self._loop_watch(), name="loop-watch")]
         if self.replica_part is not None:
             self._tasks += self.replica_part.tasks()
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
         if self.write_local_context:
             await self._bootstrap_local_operator(port, host)
         await self.writer.flush()
         log.info("listening on %s (host key %s), store %s", self.address, self.fingerprint, self.store.describe())
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        """A background task never ends before shutdown; one that does (a bug) is logged and
+        reported by ``status`` rather than gone in silence."""
+        if task.cancelled() or self._stopped:
+            return
+        exc = task.exception()
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "returned"
+        self.endpoint.failed_tasks[task.get_name()] = why[:500]
+        log.critical("background task %s ended (%s): what it does has stopped; restart the control plane",
+                     task.get_name(), why, exc_info=exc)
 
     async def _start_replica(self) -> dict[str, str]:
         """Begin this replica's lease; the machines other replicas hold (id -> replica)."""

@@ -58,6 +58,8 @@ async def status(ctx: Ctx, ns) -> Reply:
         problems.append(f"store: {store_error}")
     if svc.writer.last_error:
         problems.append(f"store writes failing ({svc.writer.backlog} queued): {svc.writer.last_error}")
+    problems += [f"background task {name} ended ({why}): what it does has stopped; restart the control plane"
+                 for name, why in sorted(svc.endpoint.failed_tasks.items())]
     history = svc.compactor.status()
     if history["error"]:
         problems.append(f"metric history pass failing: {history['error']}")
