@@ -230,15 +230,20 @@ def wait_sending(env: Env, t0: float, timeout: float = 900) -> tuple[float | str
     except TimeoutError:
         still = held(env, answers)
         flowing = f"> {round(time.monotonic() - t0)} ({'?' if still is None else still} held)"
-    took = [a for a in answers if a is not None]
     try:  # how often agents' reads paused for operators and handshakes (readpause.py), in all
         paused = env.json("status", attempts=3).get("event_loop", {})
     except (RuntimeError, subprocess.TimeoutExpired):
         paused = {}
-    return flowing, {"asked": len(answers), "failed": len(answers) - len(took),
-                     "median_s": round(float(np.median(took)), 2) if took else None,
-                     "max_s": round(max(took), 2) if took else None,
-                     "agent_read_pauses": paused.get("agent_read_pauses")}
+    return flowing, {**answer_times(answers), "agent_read_pauses": paused.get("agent_read_pauses")}
+
+
+def answer_times(answers: list[float | None]) -> dict:
+    """How a series of operator requests answered: seconds each, None for no answer."""
+    took = [a for a in answers if a is not None]
+    return {"asked": len(answers), "failed": len(answers) - len(took),
+            "median_s": round(float(np.median(took)), 2) if took else None,
+            "p90_s": round(float(np.percentile(took, 90)), 2) if took else None,
+            "max_s": round(max(took), 2) if took else None}
 
 
 def busy(cpu_s: float, wall_s: float) -> float:

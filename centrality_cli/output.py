@@ -157,8 +157,9 @@ def labels(value: dict[str, str]) -> str:
 
 def flags(m, sep: str = ",") -> str:
     """A machine's flags (``machines ls``/``show``): drained, unhealthy, its metrics held back."""
-    return sep.join(f for f, on in (("drained", m.drained), ("unhealthy", m.unhealthy),
-                                    ("metrics-held", m.metrics_held)) if on) or "-"
+    from centrality_core.documents import flag_words
+
+    return sep.join(flag_words(m)) or "-"
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,

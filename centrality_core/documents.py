@@ -104,6 +104,15 @@ class FleetRow(Struct, kw_only=True):
 FIGURES = ("cpu_percent", "mem_percent", "gpu_util_percent", "gpu_mem_percent", "disk_percent",
            "net_bytes_per_s")
 
+#: A machine's flags as operators read them (``machines ls`` FLAGS, the dashboard's search):
+#: (field of ``FleetRow`` / ``MachineSummary``, word shown).
+FLAGS = (("drained", "drained"), ("unhealthy", "unhealthy"), ("metrics_held", "metrics-held"))
+
+
+def flag_words(m) -> list[str]:
+    """The words of the flags that are on for ``m`` (a ``FleetRow``, ``MachineSummary``, ...)."""
+    return [word for field, word in FLAGS if getattr(m, field)]
+
 
 class Snapshot(Struct, kw_only=True, tag_field="type", tag="snapshot"):
     """The first document of ``subscribe``: every machine and recent events."""

@@ -7,8 +7,9 @@ With a fleet's traffic filling the loop (a backlog being replayed after a
 storm, a box short of CPU), an iteration takes a second or more, and every
 round trip of a handshake waits for one: an operator's ``status`` needs about
 ten (version, key exchange, authentication, channel, request), so it took
-10-30 s, or ended at the login grace, on a control plane busy with 10,000
-simulated agents catching up after their first join on 2 shared cores.
+2-23 s, or ended at the login grace, on a control plane busy with 10,000
+simulated agents catching up after their first join on 2 shared cores
+(docs/performance.md, 2026-12-03).
 
 So the loop watches how late its own timer runs. When it is ``late`` and a
 connection that is not a registered agent is open (an operator, a dashboard,

@@ -118,8 +118,7 @@ class Machine:
         flags_changed = drained != self.drained or unhealthy != self.unhealthy or held != self.metrics_held
         if flags_changed:
             self.drained, self.unhealthy, self.metrics_held = drained, unhealthy, held
-            self.flags = " ".join(f for f, on in (("drained", drained), ("unhealthy", unhealthy),
-                                                  ("metrics-held", held)) if on)
+            self.flags = " ".join(docs.flag_words(row))
         changed = (state != self.state or hostname != self.hostname or labels_changed or flags_changed
                    or not self.search)
         self.state, self.hostname = state, hostname
