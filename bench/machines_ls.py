@@ -50,6 +50,13 @@ class _Session:
         pass
 
 
+class _Operator:
+    """Stands in for the operator's connection a request handler is given (its role only)."""
+
+    role = "operator"
+    actor = "operator:bench"
+
+
 def register(cp, n: int) -> None:
     """N machines registered as agents' hellos register them (info, identity, labels, key)."""
     import msgspec
@@ -146,7 +153,7 @@ async def measure(n: int, reps: int, cli_from: str | None = None) -> dict:
         await cp.writer.flush()
         spec = REQUESTS["machines ls"]
         ns = spec.parser.parse_args([])
-        ctx = Ctx(cp.connections.request_services, None, lambda v: None)
+        ctx = Ctx(cp.connections.request_services, _Operator(), lambda v: None)
         stages = {}
         rows = await spec.handler(ctx, ns)
         stages["server: build rows"] = await atimed(lambda: spec.handler(ctx, ns), reps)

@@ -40,7 +40,8 @@ def _param(param) -> None:
         param.metavar = name
         dots = "..." if param.nargs != 1 else ""
         # typer >= 0.26 writes {NAME} <str> for a required argument: NAME, as man pages do
+        usage = f"{name}{dots}" if param.required else f"[{name}{dots}]"
         param.display_type_rich = lambda ctx: None
-        param._usage_display_name = lambda: f"{name}{dots}" if param.required else f"[{name}{dots}]"
+        param.get_usage_pieces = lambda ctx: [usage]  # click's hook for the usage line
     elif not is_flag and param.metavar is None:
         param.metavar = _METAVARS.get(param.name or "", (param.name or "value").upper().replace("_", "-"))

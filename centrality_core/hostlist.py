@@ -14,6 +14,7 @@ load it. ``fold`` falls back to a plain sorted list when it is not installed.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterable
 
@@ -98,6 +99,8 @@ def fold(names: Iterable[str]) -> str:
 _DIGITS = re.compile(r"(\d+)")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def natural_key(name: str) -> tuple:
-    """Sort key that puts ``gpu2`` before ``gpu10``."""
+    """Sort key that puts ``gpu2`` before ``gpu10``. Cached: the control plane sorts the
+    same fleet's names for every listing (10,000 of them for each ``machines ls``)."""
     return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(name))

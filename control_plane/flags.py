@@ -150,5 +150,6 @@ class FlagKeeper:
             "drain": ({"reason": f.drain_reason, "by": f.drained_by, "at": iso(f.drained_at),
                        "auto": f.auto_drained} if f.drained else None),
             "unhealthy": f.unhealthy,
-            "failed_checks": [c["name"] for c in f.failed_checks()],
+            # unhealthy is whether a check failed (health_report): no need to look otherwise
+            "failed_checks": [c["name"] for c in f.failed_checks()] if f.unhealthy else [],
         }
