@@ -51,7 +51,7 @@ PY = sys.executable
 class Env:
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="centrality-fleet-"))
-        self.env = {**os.environ, "XDG_CONFIG_HOME": str(self.root / "config"),
+        self.env = {**report.installed_env(os.environ), "XDG_CONFIG_HOME": str(self.root / "config"),
                     "XDG_DATA_HOME": str(self.root / "data"), "CENTRALITY_CONTEXT": "local",
                     # every simulated machine connects from 127.0.0.1: no per-address limits
                     "CENTRALITY_CONNECTION_RATE_PER_SOURCE": "0", "CENTRALITY_MAX_ENROLLING_PER_SOURCE": "0"}

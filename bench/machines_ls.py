@@ -39,6 +39,8 @@ from pathlib import Path
 
 import psutil
 
+from bench import report
+
 GOAL_S = 1.0
 PY = sys.executable
 
@@ -183,7 +185,7 @@ async def measure(n: int, reps: int, cli_from: str | None = None) -> dict:
                 stages["CLI: print --json"] = timed(lambda: output.print_json(typed), reps)
         finally:
             sys.stdout = stdout
-        env = dict(os.environ)
+        env = report.installed_env(os.environ)
         if cli_from:  # the CLI of another checkout, against this control plane
             env["PYTHONPATH"] = cli_from
         whole = await command(env, "machines", "ls", "--json", reps=reps)
@@ -245,8 +247,6 @@ def main() -> None:
     if args.no_report or args.cli_from:
         print(md)
         return
-    from bench import report
-
     command = "python -m bench.machines_ls" + ("" if args.machines == 10_000 else f" --machines {args.machines}")
     if args.reps != 5:
         command += f" --reps {args.reps}"
