@@ -61,9 +61,22 @@ class Env:
         """Its directory (the store and the simulator's keys: ~1 GB at 10,000 machines)."""
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([PY, "-m", "centrality_cli", *args], env=self.env, capture_output=True,
+    def cli(self, *args: str, timeout: float = 120, shared: bool = False) -> subprocess.CompletedProcess:
+        """A command; ``shared``: through a shared connection (``CENTRALITY_PERSIST``), whose
+        master the first such command leaves (``open_shared``)."""
+        env = {**self.env, "CENTRALITY_PERSIST": "10m", "XDG_RUNTIME_DIR": str(self.root)} if shared else self.env
+        return subprocess.run([PY, "-m", "centrality_cli", *args], env=env, capture_output=True,
                               text=True, timeout=timeout)
+
+    def open_shared(self) -> None:
+        """Open the shared connection and wait for its master to listen."""
+        self.cli("status", shared=True)
+        for _ in range(300):
+            d = self.root / "centrality"
+            if d.is_dir() and any(p.is_socket() for p in d.iterdir()):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the shared connection's master did not start")
 
     def json(self, *args: str, attempts: int = 3) -> dict:
         """A command's JSON answer; retried, since the box may be saturated on purpose."""
@@ -351,6 +364,12 @@ def run(n: int, window: float, processes: int, storms: list[str], profile_dir: P
                 "machines_ls_json_s": round(median_time(lambda: env.cli("machines", "ls", "--json"), 3), 3),
                 "machines_ls_json_floor_s": round(median_time(lambda: env.cli("status", "--json"), 3), 3),
             }
+            env.open_shared()  # the same two through one shared connection
+            result["cli"]["machines_ls_json_shared_s"] = round(median_time(
+                lambda: env.cli("machines", "ls", "--json", shared=True), 3), 3)
+            result["cli"]["status_json_shared_s"] = round(median_time(
+                lambda: env.cli("status", "--json", shared=True), 3), 3)
+            env.cli("disconnect", shared=True)
             if profile_dir:  # after the measured window, so that sampling does not add to it
                 profile(server.pid, profile_dir / f"fanin-{n}.txt", window).wait(window + 60)
 
@@ -475,7 +494,7 @@ def markdown(runs: list[dict], cli: dict) -> str:
     rows, storm_rows = [], []
     for r in runs:
         if "error" in r:
-            rows.append(f"| {r['agents']:,} | failed: {r['error']} |||||||||")
+            rows.append(f"| {r['agents']:,} | failed: {r['error']} ||||||||||")
             continue
         s = r["samples"]
         if "fanin" in r:
@@ -483,7 +502,8 @@ def markdown(runs: list[dict], cli: dict) -> str:
             rows.append(
                 f"| {r['agents']:,} | {f['cpu_percent']} % | {r['floor']['cpu_percent']} % "
                 f"| {r['cpu_ratio_to_floor']}x | {f['rss_mb']} MB | {s['lost']} | {s['stored_twice']} "
-                f"| {f['lag_p50_s']} / {f['lag_p99_s']} s | {r['cli']['machines_ls_json_s']} s |")
+                f"| {f['lag_p50_s']} / {f['lag_p99_s']} s | {r['cli']['machines_ls_json_s']} s "
+                f"| {r['cli'].get('machines_ls_json_shared_s', '-')} s |")
         fl = r.get("storm_floor", {})
         for how, st in r["storms"].items():
             storm_rows.append(
@@ -502,10 +522,12 @@ def markdown(runs: list[dict], cli: dict) -> str:
         "N simulated machines (`centrality simulate`, mixed profile, 1 Hz samples in 5 s batches) against one "
         "control plane on SQLite, both on this 2-core machine. Floor = the same N bare asyncssh connections "
         "carrying the same bytes (`bench/floor.py`), measured in the same run. Samples are counted through the "
-        "store's own read path (chunks and staged batches) after both storms.\n\n"
+        "store's own read path (chunks and staged batches) after both storms. `machines ls --json`: medians of 3, "
+        "each a new CLI process; `shared connection`: the same through one connection kept open "
+        "(`CENTRALITY_PERSIST`).\n\n"
         "| agents | control-plane CPU | floor CPU | ratio | RSS | samples lost | stored twice | lag p50 / p99 "
-        "| `machines ls --json` |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) +
+        "| `machines ls --json` | shared connection |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) +
         "\n\nReconnect storms (`restart`: SIGTERM and start again; `kill`: SIGKILL, no shutdown) and the first "
         "join, against their floor: the same N bare asyncssh handshakes with a session each, 128 at a time, "
         "both sides on this box (`bench/floor.py storm`). CPU columns are seconds of CPU until all are live; "

@@ -191,15 +191,37 @@ async def measure(n: int, reps: int, cli_from: str | None = None) -> dict:
         whole = await command(env, "machines", "ls", "--json", reps=reps)
         floor = await command(env, "status", "--json", reps=reps)
         helps = await command(env, "--help", reps=reps)
+        shared = {}
+        if not cli_from:  # the same two with a shared connection (CENTRALITY_PERSIST)
+            senv = await share_connection(env)
+            master = next(p for p in psutil.process_iter(["cmdline"])
+                          if "centrality_cli.sharemaster" in " ".join(p.info["cmdline"] or ()))
+            for what, args in [("machines_ls_json", ("machines", "ls", "--json")), ("status_json", ("status", "--json"))]:
+                before = sum(master.cpu_times()[:2])
+                shared[what] = await command(senv, *args, reps=reps)
+                shared[what]["master_cpu_s"] = round((sum(master.cpu_times()[:2]) - before) / reps, 3)
+            await command(senv, "disconnect", reps=1)
     finally:
         await cp.stop()
     return {"machines": n, "reps": reps, "answer_bytes": len(text), "stages_s": {k: round(v, 4) for k, v in stages.items()},
-            "machines_ls_json": whole, "status_json": floor, "help": helps,
+            "machines_ls_json": whole, "status_json": floor, "help": helps, "shared": shared,
             "load_average_1m": round(psutil.getloadavg()[0], 2)}
 
 
+async def share_connection(env: dict) -> dict:
+    """``env`` with a shared connection (``centrality_core/sharing.py``) already open: one
+    command opens it, the master it leaves is waited for."""
+    senv = {**env, "CENTRALITY_PERSIST": "10m", "XDG_RUNTIME_DIR": str(ROOT_DIR)}
+    await command(senv, "status", "--json", reps=1)
+    for _ in range(100):
+        if any(p.name.startswith("s-") and not p.name.endswith((".lock", ".log")) for p in (ROOT_DIR / "centrality").iterdir()):
+            return senv
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the shared connection's master did not start")
+
+
 def markdown(r: dict) -> str:
-    w, f = r["machines_ls_json"], r["status_json"]
+    w, f, shared = r["machines_ls_json"], r["status_json"], r.get("shared") or {}
     lines = [
         "## `machines ls --json` at fleet scale (`bench/machines_ls.py`)",
         "",
@@ -212,6 +234,10 @@ def markdown(r: dict) -> str:
         f"| `centrality machines ls --json` | **{w['wall_s']:.3f} s** | {w['cpu_s']:.3f} s | {w['bytes']:,} B |",
         f"| floor: `centrality status --json` | {f['wall_s']:.3f} s | {f['cpu_s']:.3f} s | {f['bytes']:,} B |",
         f"| `centrality --help` | {r['help']['wall_s']:.3f} s | {r['help']['cpu_s']:.3f} s | |",
+        *[f"| {what}, shared connection (`CENTRALITY_PERSIST`) | **{c['wall_s']:.3f} s** | {c['cpu_s']:.3f} s "
+          f"(+ {c['master_cpu_s']:.3f} s of the master's) | {c['bytes']:,} B |"
+          for what, c in [("`machines ls --json`", shared.get("machines_ls_json")),
+                          ("`status --json`", shared.get("status_json"))] if c],
         "",
         f"Stages ({r['answer_bytes']:,} bytes of answer):",
         "",

@@ -33,5 +33,5 @@ def machine_names(ctx: typer.Context, incomplete: str) -> list[str]:
 async def _names(context: str | None) -> list[str]:
     from centrality_core.client import OperatorClient
 
-    async with OperatorClient(context) as client:
+    async with OperatorClient(context, share=True) as client:
         return [m.name for m in await client.machines_ls()]

@@ -25,7 +25,7 @@ async def wait_live(context: str | None, live: int, timeout_text: str) -> dict:
     delay = 0.1
     while True:
         try:
-            async with OperatorClient(context) as client:
+            async with OperatorClient(context, share=True) as client:
                 remaining = max(0.0, deadline - time.monotonic())
                 reply = await client.wait(live, f"{remaining:.3f}s")
             answer = dict(reply.data)

@@ -26,8 +26,8 @@ import msgspec
 
 from centrality_core import contexts, endpoints, sshlink
 from centrality_core import documents as docs
-from centrality_core.errors import (Busy, CentralityError, ConnectError, ProtocolError, RequestFailed, UsageError,
-                                    from_code)
+from centrality_core.errors import (Busy, CentralityError, ConfigError, ConnectError, ProtocolError, RequestFailed,
+                                    UsageError, from_code)
 
 #: How long a request keeps retrying a control plane that answers "busy"
 #: (a whole fleet reconnecting) before giving up.
@@ -41,13 +41,20 @@ class Answer:
 
 
 class OperatorClient:
-    def __init__(self, context: str | None = None, *, username: str | None = None) -> None:
+    def __init__(self, context: str | None = None, *, username: str | None = None,
+                 share: bool = False) -> None:
         self.context_name, self.context = contexts.resolve(context)
         #: Log in as this user instead of the context's (a machine's name: a session on it).
         self.username = username
         #: The address this client is connected to (one of the context's).
         self.address = ""
         self._conn = None
+        #: One-off requests go through a shared connection's master when the context
+        #: persists one (``sharing.py``); ``stream`` then connects this client itself, and
+        #: ``connection`` is None until it has (commands that need a channel of their own,
+        #: ``ssh`` and ``cp``, do not share).
+        self.share = share and username is None
+        self._link = None
 
     @classmethod
     def over(cls, connection: Any, address: str) -> OperatorClient:
@@ -60,9 +67,52 @@ class OperatorClient:
 
     @property
     def closed(self) -> bool:
+        if self._link is not None:
+            return False
         return self._conn is None or self._conn.is_closed()
 
+    @property
+    def shared(self) -> bool:
+        """Whether requests go through a shared connection's master."""
+        return self._link is not None
+
     async def __aenter__(self) -> OperatorClient:
+        sock, persist = self._shared_socket()
+        if sock is not None:
+            from . import sharing
+
+            self._link = await sharing.Link.open(sock)
+            if self._link is not None:
+                return self
+        await self._connect()
+        if sock is not None:
+            from . import sharing
+
+            sharing.start_master(self.context_name, sock, persist)
+        return self
+
+    def _shared_socket(self):
+        """(socket path, persist seconds) of this context's shared connection, or (None, 0)."""
+        if not self.share:
+            return None, 0.0
+        from . import sharing
+
+        persist = sharing.persist_seconds(self.context.persist)
+        if not persist:
+            return None, 0.0
+        try:
+            return sharing.socket_path(self.context.address, self.context.fingerprint, self.context.key,
+                                       self.context.user), persist
+        except ConfigError:  # no private place for the socket: connect directly, as without sharing
+            return None, 0.0
+
+    async def _leave_link(self) -> None:
+        """Go on with a connection of this client's own."""
+        self._link.close()
+        self._link = None
+        await self._connect()
+
+    async def _connect(self) -> None:
         key = sshlink.load_private_key(self.context.key)
         deadline = time.monotonic() + BUSY_RETRY_S
         delay = 0.2
@@ -72,7 +122,7 @@ class OperatorClient:
                 self._conn, self.address = await sshlink.connect_any(
                     endpoints.split(self.context.address) or [self.context.address],
                     self.context.fingerprint, key, username=self.username or self.context.user)
-                return self
+                return
             except Busy:  # a fleet is (re)connecting: wait our turn a little
                 if time.monotonic() + delay > deadline:
                     raise
@@ -86,6 +136,9 @@ class OperatorClient:
                                    f"{self.context_name!r} (`centrality login`)") from None
 
     async def __aexit__(self, *exc) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         if self._conn is not None:
             self._conn.close()
             await self._conn.wait_closed()
@@ -100,12 +153,36 @@ class OperatorClient:
         """A request's answer as the JSON text it came in (stripped) and its exit status; a
         refusal without an answer raises its error. Every one-off request goes through here
         (the test doubles answer here)."""
-        result = await self._conn.run(shlex.join(argv), check=False, encoding=None)
-        status = result.exit_status if result.exit_status is not None else 255
-        out = (result.stdout or b"").strip()
+        if self._link is not None:
+            stdout, stderr, status = await self._shared_run(list(argv))
+        else:
+            result = await self._conn.run(shlex.join(argv), check=False, encoding=None)
+            stdout, stderr = result.stdout or b"", result.stderr or b""
+            status = result.exit_status if result.exit_status is not None else 255
+        out = stdout.strip()
         if status != 0 and not out:
-            raise request_error((result.stderr or b"").decode("utf-8", "replace"), status)
+            raise request_error(stderr.decode("utf-8", "replace"), status)
         return out, status
+
+    async def _shared_run(self, argv: list[str]) -> tuple[bytes, bytes, int]:
+        """A request through the master: (stdout, stderr, exit status). A master that ran
+        nothing (its connection gone) is left: this client connects itself and asks."""
+        from .sharing import EXIT, STDOUT, NotShared
+
+        out, err = [], []
+        try:
+            async for kind, payload in self._link.run(argv):
+                if kind == EXIT:
+                    return b"".join(out), b"".join(err), int(payload)
+                (out if kind == STDOUT else err).append(payload)
+        except NotShared:
+            pass
+        except (ConnectionError, ValueError) as exc:
+            raise ConnectError(f"shared connection lost during {argv[0]!r}: {exc}") from None
+        await self._leave_link()
+        result = await self._conn.run(shlex.join(argv), check=False, encoding=None)
+        return (result.stdout or b""), (result.stderr or b""), \
+            result.exit_status if result.exit_status is not None else 255
 
     async def call(self, *argv: str) -> Answer:
         """Run a request; a non-zero status with a JSON answer on stdout is returned, not raised."""
@@ -130,6 +207,8 @@ class OperatorClient:
         error (``exec`` ends with a summary line carrying its exit code).
         ``decode`` turns a line into a document (e.g. a typed msgspec decoder).
         """
+        if self._link is not None:  # a stream keeps its channel for long: a connection of its own
+            await self._leave_link()
         process = await self._conn.create_process(shlex.join(argv), encoding="utf-8")
         lines = 0
         async with process:

@@ -27,6 +27,9 @@ class Context(msgspec.Struct, kw_only=True):
     key: str
     #: SSH user name (informational; the key decides the role).
     user: str = "operator"
+    #: Keep one connection open for the next commands this long after the last (``10m``;
+    #: empty or ``0``: every command connects). ``$CENTRALITY_PERSIST`` overrides it.
+    persist: str = ""
 
 
 class Contexts(msgspec.Struct, kw_only=True):

@@ -15,7 +15,7 @@ def operator_call(ctx: typer.Context, *argv: str) -> Any:
     async def go():
         from centrality_core.client import OperatorClient
 
-        async with OperatorClient(ctx.obj["context"]) as client:
+        async with OperatorClient(ctx.obj["context"], share=True) as client:
             return await client.call(*argv)
 
     return output.run(go)
@@ -27,7 +27,7 @@ def ask(ctx: typer.Context, method: Callable[[Any], Awaitable[Any]]) -> Any:
     async def go():
         from centrality_core.client import OperatorClient
 
-        async with OperatorClient(ctx.obj["context"]) as client:
+        async with OperatorClient(ctx.obj["context"], share=True) as client:
             return await method(client)
 
     return output.run(go)

@@ -23,12 +23,17 @@ def login(
                                               "fingerprint (SHA256:...; several, comma-separated). Without it, "
                                               "the keys seen now are pinned (trust on first use) and printed."),
     name: Optional[str] = typer.Option(None, "--name", help="Context name (default: the address)."),
+    persist: str = typer.Option("", "--persist", metavar="DURATION",
+                                help="Keep one SSH connection open for the next commands this long after "
+                                     "the last (e.g. 10m), as OpenSSH's ControlPersist; default: none."),
 ) -> None:
     """Pin a remote control plane's host key and save it as a context."""
 
     async def go():
-        from centrality_core import contexts, endpoints, paths, sshlink
+        from centrality_core import contexts, endpoints, paths, sharing, sshlink
 
+        if persist:
+            sharing.persist_seconds(persist)  # a bad duration is refused before anything is saved
         addresses = endpoints.join(endpoints.addresses(address))
         pinned = fingerprint and endpoints.join(endpoints.fingerprints(fingerprint))
         key_path = key or paths.config_dir() / "keys" / "operator_ed25519"
@@ -40,7 +45,8 @@ def login(
         sshlink.load_private_key(key_path)
         seen = pinned or endpoints.join(endpoints.split(",".join(
             [await _scan(a) for a in endpoints.split(addresses)])))
-        ctx = contexts.Context(address=addresses, fingerprint=seen, key=str(Path(key_path).resolve()))
+        ctx = contexts.Context(address=addresses, fingerprint=seen, key=str(Path(key_path).resolve()),
+                               persist=persist)
         # Prove it works before saving: pinning and our key are both checked.
         from centrality_core.client import OperatorClient
 
@@ -82,5 +88,29 @@ async def _scan(address: str) -> str:
     return fp
 
 
+def disconnect(ctx: typer.Context) -> None:
+    """Close the context's shared connection (left open by --persist or $CENTRALITY_PERSIST), if any."""
+
+    async def go():
+        from centrality_core import contexts, sharing
+        from centrality_core.errors import ConfigError
+
+        _, context = contexts.resolve(ctx.obj["context"])
+        try:
+            sock = sharing.socket_path(context.address, context.fingerprint, context.key, context.user)
+        except ConfigError:
+            sock = None
+        link = await sharing.Link.open(sock) if sock is not None else None
+        if link is None:
+            typer.echo("no shared connection open")
+            return
+        await link.quit()
+        link.close()
+        typer.echo("shared connection closed")
+
+    output.run(go)
+
+
 def register(app: typer.Typer) -> None:
     app.command("login")(login)
+    app.command("disconnect")(disconnect)

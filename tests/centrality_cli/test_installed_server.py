@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +74,26 @@ async def test_server_and_agent_from_a_wheel_install(server_venv, tmp_path):
         status = run("status", "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["machines"]["live"] == 1
+
+        # a shared connection (CENTRALITY_PERSIST): its master runs from the installed package too
+        runtime = tempfile.mkdtemp(prefix="centrality-rt-")
+        try:
+            shared = {**env, "CENTRALITY_PERSIST": "5m", "XDG_RUNTIME_DIR": runtime}
+            for _ in range(30):
+                ls = subprocess.run([centrality, "machines", "ls", "--json"], capture_output=True, text=True,
+                                    cwd=tmp_path, env=shared, timeout=60)
+                assert ls.returncode == 0 and json.loads(ls.stdout)[0]["name"] == "wheel-01", ls.stderr
+                if any(p.is_socket() for p in Path(runtime, "centrality").iterdir()):
+                    break
+                await asyncio.sleep(0.2)
+            ls = subprocess.run([centrality, "machines", "ls", "--json"], capture_output=True, text=True,
+                                cwd=tmp_path, env=shared, timeout=60)  # through the master
+            assert ls.returncode == 0 and json.loads(ls.stdout)[0]["name"] == "wheel-01", ls.stderr
+            closed = subprocess.run([centrality, "disconnect"], capture_output=True, text=True, cwd=tmp_path,
+                                    env=shared, timeout=60)
+            assert closed.stdout.strip() == "shared connection closed", (closed.stdout, closed.stderr)
+        finally:
+            shutil.rmtree(runtime, ignore_errors=True)
 
         for proc in (agent, server):
             proc.send_signal(signal.SIGTERM)
