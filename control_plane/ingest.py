@@ -175,7 +175,7 @@ class Ingest:
             return f"metrics batch {batch.seq}: timestamps must be finite"
         a = (np.frombuffer(batch.values, "<f8").reshape(len(batch.keys), len(ts)) if batch.values
              else matrix(batch.columns, len(ts)))
-        if np.isinf(a).any():  # checked before the cursor moves: a refused batch can come back fixed
+        if np.count_nonzero(np.isinf(a)):  # checked before the cursor moves: a refused batch can come back fixed
             return f"metrics batch {batch.seq}: values must be finite (NaN for no value)"
         send = session.send_bytes
         cursor = self.cursors.get(machine_id)

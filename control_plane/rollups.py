@@ -29,13 +29,18 @@ def matrix(columns: list[list], n: int) -> np.ndarray:
 def row_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row of ``a``: min, max, sum, count of the values that are not NaN.
 
-    A row without values has min/max NaN, sum 0 and count 0.
+    A row without values has min/max NaN, sum 0 and count 0. Reduced over the
+    transposed copy (samples x keys): numpy reduces a short last axis (a batch's
+    5 samples) one row at a time, at 2-3 times the cost of combining whole rows of
+    keys (a GPU node's batch: 61 -> 22 us with values missing, 30 -> 13 us without).
     """
     n = a.shape[1]
-    missing = np.isnan(a)
-    if not missing.any():
-        return a.min(axis=1), a.max(axis=1), a.sum(axis=1), np.full(a.shape[0], n, np.int64)
-    return np.fmin.reduce(a, axis=1), np.fmax.reduce(a, axis=1), np.nansum(a, axis=1), n - missing.sum(axis=1)
+    t = np.ascontiguousarray(a.T)
+    missing = np.isnan(t)
+    if not np.count_nonzero(missing):
+        return t.min(axis=0), t.max(axis=0), t.sum(axis=0), np.full(t.shape[1], n, np.int64)
+    return (np.fmin.reduce(t, axis=0), np.fmax.reduce(t, axis=0), np.where(missing, 0.0, t).sum(axis=0),
+            n - np.count_nonzero(missing, axis=0))
 
 
 class Minute:

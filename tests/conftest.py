@@ -30,6 +30,26 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_runtest_setup(item):
+    from tests.fixtures import replicaset
+
+    replicaset.CLOSED.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report shows the last lines of the replicas running meanwhile
+    (``tests/fixtures/replicaset.py``): their processes' logs are otherwise lost."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        from tests.fixtures import replicaset
+
+        text = replicaset.logs()
+        if text:
+            report.sections.append(("replica logs", text))
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A fresh HOME: a separate Centrality installation for this test."""

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from centrality_core.summary import split_key, summarize
-from control_plane.rollups import Rollups, matrix
+from control_plane.rollups import Rollups, matrix, row_stats
 from control_plane.store import Store
 from control_plane.store.db import WriteBatch
 
@@ -111,3 +118,23 @@ def test_summary_of_a_gpu_machine():
             s.net_bytes_per_s, s.gpu_count) == (40.0, 50.0, 50.0, 25.0, 97.0, 150.0, 2)
     assert split_key("net[eth0.100].sent_bytes_per_s") == ("net", "eth0.100", "sent_bytes_per_s")
     assert summarize({}).gpu_count == 0 and summarize({}).cpu_percent is None
+
+
+_VALUES = st.one_of(st.just(math.nan), st.just(-0.0),
+                    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 70)), elements=_VALUES))
+def test_row_stats_are_those_of_the_values(a):
+    """min, max and count of each key's values exactly (NaN for none), and their sum to
+    within rounding, for batches of one sample to a long replay's."""
+    mins, maxs, sums, counts = row_stats(a)
+    for j, row in enumerate(a.tolist()):
+        have = [v for v in row if v == v]
+        assert counts[j] == len(have)
+        assert sums[j] == pytest.approx(math.fsum(have), rel=1e-12, abs=1e-9 + 1e-15 * sum(map(abs, have)))
+        if have:
+            assert mins[j] == min(have) and maxs[j] == max(have)
+        else:
+            assert math.isnan(mins[j]) and math.isnan(maxs[j])

@@ -277,3 +277,39 @@ async def test_login_persist_saves_sharing_in_the_context(control_plane, home, r
     assert len(masters(runtime)) == 1
     code, out, _ = await run({**env, "CENTRALITY_PERSIST": "0"}, "--context", "prod", "disconnect")
     assert out.strip() == "shared connection closed"
+
+
+async def test_a_master_that_ran_nothing_is_left_and_one_that_broke_off_is_an_error(control_plane, runtime,
+                                                                                   monkeypatch):
+    """A stand-in master on the context's socket: one that answers "not run" (its connection
+    gone) makes the client connect itself and get the real answer; one that goes away after
+    part of an answer is an error, not a retry (the request may have run)."""
+    from centrality_core import sharing
+    from centrality_core.client import OperatorClient
+    from centrality_core.errors import ConnectError
+
+    monkeypatch.setenv("CENTRALITY_PERSIST", "1m")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    probe = OperatorClient(share=True)
+    sock, _ = probe._shared_socket()
+    answers = [sharing.frame(sharing.NOT_RUN, b"the shared connection is closed"),
+               sharing.frame(sharing.STDOUT, b'{"healthy": tr')]
+
+    async def stand_in(reader, writer):
+        await sharing.read_frame(reader)
+        writer.write(answers.pop(0))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(stand_in, path=str(sock))
+    try:
+        monkeypatch.setattr(sharing, "start_master", lambda *a: None)  # the stand-in stays the master
+        async with OperatorClient(share=True) as client:
+            assert client.shared
+            status = (await client.status()).data
+            assert status["healthy"] is True and not client.shared  # asked over its own connection
+        async with OperatorClient(share=True) as client:
+            with pytest.raises(ConnectError, match="shared connection lost during 'status'"):
+                await client.status()
+    finally:
+        server.close()
