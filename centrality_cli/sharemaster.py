@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from centrality_core import sharing
+from centrality_core.client import REQUEST_PACKET, REQUEST_WINDOW
 from centrality_core.errors import CentralityError
 
 log = logging.getLogger("centrality.sharemaster")
@@ -108,7 +109,8 @@ class Master:
     async def relay(self, argv: list[str], writer: asyncio.StreamWriter) -> None:
         """One request on a channel of its own; its output relayed as it comes."""
         try:
-            process = await self.connection.create_process(shlex.join(argv), encoding=None)
+            process = await self.connection.create_process(shlex.join(argv), encoding=None, window=REQUEST_WINDOW,
+                                                           max_pktsize=REQUEST_PACKET)
         except Exception as exc:  # noqa: BLE001 - no channel: nothing ran, the command connects itself
             log.warning("cannot open a channel: %s", exc)
             writer.write(sharing.frame(sharing.NOT_RUN, f"cannot open a channel: {exc}".encode()))

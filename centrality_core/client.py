@@ -29,6 +29,12 @@ from centrality_core import documents as docs
 from centrality_core.errors import (Busy, CentralityError, ConfigError, ConnectError, ProtocolError, RequestFailed,
                                     UsageError, from_code)
 
+#: The channel of a one-off request takes its whole answer at once: a window the size of
+#: a large answer (``machines ls`` of 10,000 machines is ~5 MB; asyncssh's default is
+#: 2 MiB, and each refill waits for a round trip through a busy control plane's loop)
+#: and packets of up to 256 KiB (OpenSSH's limit), so it is sent in 20 packets, not 150.
+REQUEST_WINDOW = 16 * 2 ** 20
+REQUEST_PACKET = 256 * 2 ** 10
 #: How long a request keeps retrying a control plane that answers "busy"
 #: (a whole fleet reconnecting) before giving up.
 BUSY_RETRY_S = 15.0
@@ -156,7 +162,8 @@ class OperatorClient:
         if self._link is not None:
             stdout, stderr, status = await self._shared_run(list(argv))
         else:
-            result = await self._conn.run(shlex.join(argv), check=False, encoding=None)
+            result = await self._conn.run(shlex.join(argv), check=False, encoding=None, window=REQUEST_WINDOW,
+                                       max_pktsize=REQUEST_PACKET)
             stdout, stderr = result.stdout or b"", result.stderr or b""
             status = result.exit_status if result.exit_status is not None else 255
         out = stdout.strip()
@@ -180,7 +187,8 @@ class OperatorClient:
         except (ConnectionError, ValueError) as exc:
             raise ConnectError(f"shared connection lost during {argv[0]!r}: {exc}") from None
         await self._leave_link()
-        result = await self._conn.run(shlex.join(argv), check=False, encoding=None)
+        result = await self._conn.run(shlex.join(argv), check=False, encoding=None, window=REQUEST_WINDOW,
+                                       max_pktsize=REQUEST_PACKET)
         return (result.stdout or b""), (result.stderr or b""), \
             result.exit_status if result.exit_status is not None else 255
 
