@@ -133,6 +133,7 @@ class Link:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     @classmethod
