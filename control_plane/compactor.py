@@ -20,7 +20,7 @@ import math
 import time
 from typing import Callable
 
-from centrality_core import timefmt
+from centrality_core import runtime, timefmt
 from centrality_core.errors import StoreError
 from centrality_core.settings import ServerSettings
 
@@ -157,6 +157,8 @@ class Compactor:
                 log.warning("metric history: %d bytes on disk, above its bound of %d with only the newest "
                             "data left (not compacted yet, each machine's newest chunks): raise max_store_size",
                             bound["disk_bytes"], limit)
+        # the pass's large temporaries (chunks encoded and decoded) go back to the system
+        await self.writer.call(runtime.release_free_memory)
         self.last_pass = self.clock()
 
     def _note_dropped(self, bound: dict) -> None:

@@ -85,6 +85,40 @@ def test_tune_malloc_keeps_large_temporaries_in_the_heap():
     assert run("tuned", MALLOC_TRIM_THRESHOLD_="131072")[0] is False  # an explicit setting wins
 
 
+_RELEASE = """
+import json, sys
+import numpy as np
+from centrality_core import runtime
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+applied = runtime.tune_malloc()
+keep = [np.ones(2 ** 17) for _ in range(400)]  # 400 x 1 MiB from the heap (under MMAP_THRESHOLD)
+del keep[::2]  # every other one freed: holes amid the heap, nothing at its top to trim
+full = rss()
+released = runtime.release_free_memory()
+print(json.dumps([applied, released, full, rss()]))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc malloc")
+def test_free_memory_amid_the_heap_is_given_back_after_a_pass():
+    out = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, check=True).stdout
+    applied, released, full, after = json.loads(out)
+    if not applied:
+        pytest.skip("not glibc")
+    assert released
+    assert full - after > 150 * 2 ** 20, (full, after)  # most of the 200 MiB freed went back
+
+
+def test_release_free_memory_does_nothing_untuned():
+    code = "from centrality_core import runtime\nprint(runtime.release_free_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_long_collections_are_logged(monkeypatch, caplog):
     clock = iter([100.0, 100.1, 200.0, 201.5])
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(clock))
