@@ -69,6 +69,7 @@ class OperatorClient:
         client = cls.__new__(cls)
         client.context_name, client.context, client.username = "", None, None
         client.address, client._conn = address, connection
+        client.share, client._link = False, None
         return client
 
     @property

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +19,13 @@ from centrality_core.errors import ConfigError
 
 
 @pytest.fixture
-def runtime(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+def runtime(monkeypatch):
+    """A short runtime dir: a socket path holds ~104 bytes, and pytest's own dirs can be longer."""
+    base = Path(tempfile.mkdtemp(prefix="centrality-rt-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
     monkeypatch.delenv("CENTRALITY_PERSIST", raising=False)
-    return tmp_path / "centrality"
+    yield base / "centrality"
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_sharing_is_off_unless_asked_and_the_environment_wins(runtime, monkeypatch):
@@ -63,7 +69,6 @@ def test_a_symlink_in_place_of_the_directory_is_refused(runtime, tmp_path):
 def test_without_a_runtime_dir_the_socket_goes_to_a_per_user_temp_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
     assert sharing.runtime_dir() == tmp_path / f"centrality-{os.geteuid()}"

@@ -87,10 +87,10 @@ def as_nobody(path: Path) -> bytes:
             s.settimeout(10)
             s.connect(str(path))
             body = json.dumps({"argv": ["token", "create"]}).encode()
-            s.sendall(b"C" + len(body).to_bytes(4, "big") + body)
             try:
+                s.sendall(b"C" + len(body).to_bytes(4, "big") + body)
                 os.write(w, b"answer:" + s.recv(100))
-            except ConnectionResetError:  # closed with the request unread: refused as well
+            except (ConnectionResetError, BrokenPipeError):  # closed before the request was read
                 os.write(w, b"answer:")
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             os.write(w, f"error:{exc!r}".encode())
