@@ -30,6 +30,7 @@ from centrality_core.precision import digits as key_digits
 from centrality_core.summary import select
 
 from .store import staged, tsz
+from .store.staged import merge_stats, minute_stats
 
 TIERS = ("raw", "1m", "1h")
 STEP = {"1m": 60.0, "1h": 3600.0}
@@ -96,8 +97,8 @@ def batches_chunk(payloads: Iterable[bytes], **encode_args) -> tuple[bytes, floa
 # ------------------------------------------------------------------ rollup chunks
 
 def decode_minute(payload: bytes) -> Stats:
-    """A staged minute row: ``{key: [min, max, sum, count]}``."""
-    return msgspec.json.decode(payload)
+    """A staged minute row as ``{key: [min, max, sum, count]}``."""
+    return staged.minute_stats(payload).as_dict()
 
 
 def _stat_digits(row: str) -> int | None:
@@ -105,21 +106,27 @@ def _stat_digits(row: str) -> int | None:
     return 0 if stat == "n" else key_digits(key)
 
 
-def stats_chunk(points: Sequence[tuple[float, Stats]], **encode_args) -> tuple[bytes, int]:
-    """Rollup points ``[(start, {key: [min, max, sum, count]})]`` as one chunk
-    (four rows per key); returns it and the number of key-points it holds."""
+def stats_chunk(points: Sequence[tuple[float, Stats | staged.KeyStats]], **encode_args) -> tuple[bytes, int]:
+    """Rollup points ``[(start, stats)]`` (``KeyStats``, or ``{key: [min, max, sum,
+    count]}``) as one chunk (four rows per key); returns it and the number of key-points
+    it holds."""
+    points = [(t, s if isinstance(s, staged.KeyStats) else staged.KeyStats.of(s)) for t, s in points]
     index: dict[str, int] = {}
+    rows_of: dict[int, np.ndarray] = {}  # by key list: a machine's minutes share one list object
+    lists = []
     for _, stats in points:
-        for key in stats:
-            index.setdefault(key, len(index))
+        rows = rows_of.get(id(stats.keys))
+        if rows is None:
+            lists.append(stats.keys)  # kept alive: ids stay unique while rows_of is used
+            rows = rows_of[id(stats.keys)] = np.fromiter(
+                (index.setdefault(k, len(index)) for k in stats.keys), np.intp, len(stats.keys))
     keys = list(index)
     values = np.full((len(keys), 4, len(points)), np.nan)
     held = 0
-    for i, (_, stats) in enumerate(points):  # a point's keys in one go (~200 for a GPU node)
-        if stats:
-            held += len(stats)
-            rows = np.fromiter(map(index.__getitem__, stats), np.intp, len(stats))
-            values[rows, :, i] = np.array(list(stats.values()), np.float64).reshape(len(stats), 4)
+    for i, (_, stats) in enumerate(points):
+        if stats.keys:
+            held += len(stats.keys)
+            values[rows_of[id(stats.keys)], :, i] = stats.values
     values = values.reshape(4 * len(keys), len(points))
     rows = [f"{k}{_SEP}{s}" for k in keys for s in _STATS]
     blob = tsz.encode([t for t, _ in points], rows, values, digits=_stat_digits, **encode_args)
@@ -136,15 +143,6 @@ def chunk_stats(blob: bytes) -> list[tuple[float, Stats]]:
         col = v[:, i].reshape(-1, 4).tolist()
         stats = {k: [mn, mx, total, int(n)] for k, (mn, mx, total, n) in zip(keys, col) if n == n and n > 0}
         out.append((t, stats))
-    return out
-
-
-def merge_stats(a: Stats, b: Stats) -> Stats:
-    """Combine two ``{key: [min, max, sum, count]}`` maps."""
-    out = dict(a)
-    for key, (mn, mx, total, n) in b.items():
-        s = out.get(key)
-        out[key] = [mn, mx, total, n] if s is None else [min(s[0], mn), max(s[1], mx), s[2] + total, s[3] + n]
     return out
 
 
@@ -524,7 +522,7 @@ def _query(store: Any, chunks: Any, machine_id: str, since: float, until: float,
 def _recent_minutes(store: Any, machine_id: str, since: float, until: float) -> bytes | None:
     """The minutes not compacted yet (the last hour or so), through the chunk format
     so that they read at the stored precision, as they will once compacted."""
-    recent = [(minute, decode_minute(payload)) for minute, payload in
+    recent = [(minute, minute_stats(payload)) for minute, payload in
               store.metric_rollups(machine_id, since, until)]
     return stats_chunk(recent, codec="none")[0] if recent else None
 

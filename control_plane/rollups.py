@@ -14,6 +14,8 @@ from itertools import chain
 
 import numpy as np
 
+from .store.staged import KeyStats
+
 #: A minute's rollup is handed out this long after the minute ends; samples
 #: arriving later are merged into the stored row by the store.
 ROLLUP_GRACE_S = 30.0
@@ -60,7 +62,7 @@ class Minute:
             self.sums += sums
             self.counts += counts
             return
-        stats = self.stats()
+        stats = self.stats().as_dict()
         self.keys, self.by_key = None, stats
         for key, lo, hi, total, n in zip(keys, mins.tolist(), maxs.tolist(), sums.tolist(), counts.tolist()):
             if not n:
@@ -71,14 +73,16 @@ class Minute:
             else:
                 s[0], s[1], s[2], s[3] = min(s[0], lo), max(s[1], hi), s[2] + total, s[3] + n
 
-    def stats(self) -> Stats:
-        """``{key: [min, max, sum, count]}`` of the keys that had values."""
+    def stats(self) -> KeyStats:
+        """min, max, sum and count of the keys that had values, as arrays (no object per
+        key: a GPU node's minute as a dict of lists took ~60 us of the event loop)."""
         if self.by_key is not None:
-            return self.by_key
-        columns = zip(self.mins.tolist(), self.maxs.tolist(), self.sums.tolist(), self.counts.tolist())
-        if self.counts.all():  # every key had values: built in C
-            return dict(zip(self.keys, map(list, columns)))
-        return {k: list(c) for k, c in zip(self.keys, columns) if c[3]}
+            return KeyStats.of(self.by_key)
+        values = np.column_stack((self.mins, self.maxs, self.sums, self.counts))
+        if self.counts.all():
+            return KeyStats(self.keys, values)
+        have = self.counts > 0
+        return KeyStats([k for k, h in zip(self.keys, have.tolist()) if h], values[have])
 
 
 class Rollups:
@@ -117,4 +121,4 @@ class Rollups:
             del closed[limit:]
         rows = [{"machine_id": mid, "minute": minute, "stats": self.buckets.pop((mid, minute)).stats()}
                 for mid, minute in closed]
-        return [row for row in rows if row["stats"]]
+        return [row for row in rows if row["stats"].keys]

@@ -32,8 +32,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from ..history import batches_chunk, chunk_stats, coarsen, decode_minute, paused_gc, stats_chunk
-from .db import Store, _translated, merge_stats
+from ..history import batches_chunk, chunk_stats, coarsen, paused_gc, stats_chunk
+from .staged import minute_stats
+from .db import Store, _translated
 from .models import MetricBatchRow, MetricChunkRow, MetricRollupRow
 
 log = logging.getLogger("centrality.store")
@@ -164,7 +165,7 @@ class Chunks:
                                  .returning(t.c.machine_id, t.c.minute, t.c.payload)).all()
             hours: dict[tuple[str, float], list] = {}
             for mid, minute, payload in sorted(taken, key=lambda r: (r[0], r[1])):
-                hours.setdefault((mid, minute - minute % HOUR), []).append((minute, decode_minute(payload)))
+                hours.setdefault((mid, minute - minute % HOUR), []).append((minute, minute_stats(payload)))
             made = []
             for (mid, _), points in hours.items():
                 blob, held = stats_chunk(points, level=self.level)
@@ -438,4 +439,4 @@ class _Tx:
         return result
 
 
-__all__ = ["Chunks", "merge_stats"]
+__all__ = ["Chunks"]

@@ -14,7 +14,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +25,7 @@ from .models import (
     TokenRow,
 )
 
+from . import staged
 from .shared_writes import write_machines
 
 log = logging.getLogger("centrality.store")
@@ -290,18 +290,20 @@ class Store:
         return {mid: (stream, seq) for mid, stream, seq in rows}
 
     def _write_rollups(self, conn, rollups: list[dict]) -> None:
-        """Upsert minutes, merging with a minute already stored (late samples)."""
+        """Upsert minutes (``stats``: a ``staged.KeyStats`` or ``{key: [min, max, sum,
+        count]}``) in their staged form, merging with a minute already stored (late samples)."""
         t = MetricRollupRow.__table__
-        merged: dict[tuple, dict] = {}
+        merged: dict[tuple, staged.KeyStats] = {}
         for r in rollups:
             k = (r["machine_id"], r["minute"])
-            merged[k] = merge_stats(merged[k], r["stats"]) if k in merged else r["stats"]
+            s = r["stats"] if isinstance(r["stats"], staged.KeyStats) else staged.KeyStats.of(r["stats"])
+            merged[k] = merged[k].merge(s) if k in merged else s
         existing = conn.execute(sa.select(t.c.machine_id, t.c.minute, t.c.payload).where(
             sa.tuple_(t.c.machine_id, t.c.minute).in_(list(merged)))).all()
         for mid, minute, payload in existing:
-            merged[(mid, minute)] = merge_stats(msgspec.json.decode(payload), merged[(mid, minute)])
+            merged[(mid, minute)] = staged.minute_stats(payload).merge(merged[(mid, minute)])
         conn.execute(self._upsert(t, ["machine_id", "minute"]), [
-            {"machine_id": mid, "minute": minute, "payload": msgspec.json.encode(stats)}
+            {"machine_id": mid, "minute": minute, "payload": staged.encode_minute(stats)}
             for (mid, minute), stats in merged.items()])
 
     def _upsert(self, table: sa.Table, keys: list[str]):
@@ -585,16 +587,4 @@ def _use_token(conn, token_id: str, now: float, n: int = 1) -> bool:
         t.c.uses + n <= t.c.max_uses).values(uses=t.c.uses + n)).rowcount == 1
 
 
-def merge_stats(a: dict[str, list], b: dict[str, list]) -> dict[str, list]:
-    """Combine two ``{key: [min, max, sum, count]}`` maps."""
-    out = dict(a)
-    for key, (mn, mx, total, n) in b.items():
-        if key in out:
-            omn, omx, ototal, on = out[key]
-            out[key] = [min(omn, mn), max(omx, mx), ototal + total, on + n]
-        else:
-            out[key] = [mn, mx, total, n]
-    return out
-
-
-__all__ = ["Store", "WriteBatch", "merge_stats"]
+__all__ = ["Store", "WriteBatch"]

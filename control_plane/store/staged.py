@@ -19,6 +19,15 @@ lists by identity). ``text`` is the batch's text streams as JSON (empty: none).
 A stored payload that does not start with ``MAGIC`` is an agent frame as stored
 by earlier versions (JSON, ``history.StoredBatch``): ``history.decode_batch``
 reads both, so rows staged before an upgrade are compacted and read as before.
+
+A minute waiting for its hour's chunk (``metric_rollups``) is staged the same way:
+
+    b"\x00STM" version:u8  k:u32 keys_len:u32   stats: k x 4 float64   keys
+
+``stats`` holds each key's min, max, sum and count (keys without values are left
+out); ``keys`` is the compressed key list, shared with the batches. Earlier
+versions stored a minute as JSON ``{key: [min, max, sum, count]}``:
+``minute_stats`` reads both.
 """
 
 from __future__ import annotations
@@ -32,8 +41,10 @@ import msgspec
 import numpy as np
 
 MAGIC = b"\x00STG"  # a JSON frame starts with "{": the two cannot be confused
+MINUTE_MAGIC = b"\x00STM"
 VERSION = 1
 _HEAD = struct.Struct("<4sBIIII")
+_MINUTE_HEAD = struct.Struct("<4sBII")
 _SEP = "\x1f"  # unit separator: never in a key (keys with control characters are refused)
 #: Key lists kept, both ways (a control plane sees a few shapes per machine model).
 MAX_KEY_LISTS = 4096
@@ -47,6 +58,39 @@ class Staged(NamedTuple):
     keys: list[str]
     values: np.ndarray    # (k, n) float64, read-only
     text: dict[str, str]
+
+
+class KeyStats(NamedTuple):
+    """A minute's rollup: ``values[i]`` is ``[min, max, sum, count]`` of ``keys[i]``."""
+
+    keys: list[str]
+    values: np.ndarray    # (k, 4) float64
+
+    @classmethod
+    def of(cls, stats: dict[str, list]) -> KeyStats:
+        """From ``{key: [min, max, sum, count]}``."""
+        return cls(list(stats), np.array(list(stats.values()), np.float64).reshape(len(stats), 4))
+
+    def as_dict(self) -> dict[str, list]:
+        """As ``{key: [min, max, sum, count]}`` (count an int)."""
+        return {k: [mn, mx, total, int(n)] for k, (mn, mx, total, n) in zip(self.keys, self.values.tolist())}
+
+    def merge(self, other: KeyStats) -> KeyStats:
+        """Both minutes' samples as one (a late batch into its stored minute)."""
+        if self.keys is other.keys or self.keys == other.keys:
+            a, b = self.values, other.values
+            return KeyStats(self.keys, np.column_stack((np.fmin(a[:, 0], b[:, 0]), np.fmax(a[:, 1], b[:, 1]),
+                                                        a[:, 2] + b[:, 2], a[:, 3] + b[:, 3])))
+        return KeyStats.of(merge_stats(self.as_dict(), other.as_dict()))
+
+
+def merge_stats(a: dict[str, list], b: dict[str, list]) -> dict[str, list]:
+    """Combine two ``{key: [min, max, sum, count]}`` maps."""
+    out = dict(a)
+    for key, (mn, mx, total, n) in b.items():
+        s = out.get(key)
+        out[key] = [mn, mx, total, n] if s is None else [min(s[0], mn), max(s[1], mx), s[2] + total, s[3] + n]
+    return out
 
 
 def _keys_blob(keys: Sequence[str]) -> bytes:
@@ -117,3 +161,38 @@ def decode(payload: bytes) -> Staged:
     pos += klen
     text = msgspec.json.decode(payload[pos:pos + tlen]) if tlen else {}
     return Staged(ts, keys, values, text)
+
+
+def is_staged_minute(payload: bytes) -> bool:
+    return payload[:4] == MINUTE_MAGIC
+
+
+def encode_minute(stats: KeyStats) -> bytes:
+    """A minute's rollup in its staged form."""
+    k = len(stats.keys)
+    values = np.ascontiguousarray(stats.values, "<f8")
+    if values.shape != (k, 4):
+        raise ValueError(f"stats of shape {values.shape} for {k} keys")
+    keys_blob = _keys_blob(stats.keys)
+    return b"".join((_MINUTE_HEAD.pack(MINUTE_MAGIC, VERSION, k, len(keys_blob)), values.tobytes(), keys_blob))
+
+
+def decode_minute(payload: bytes) -> KeyStats:
+    """``encode_minute`` undone (the array is a read-only view of ``payload``)."""
+    magic, version, k, klen = _MINUTE_HEAD.unpack_from(payload)
+    if magic != MINUTE_MAGIC or version != VERSION:
+        raise ValueError("not a staged minute (or a version this control plane does not read)")
+    pos = _MINUTE_HEAD.size
+    values = np.frombuffer(payload, "<f8", 4 * k, pos).reshape(k, 4)
+    keys = _key_list(bytes(payload[pos + 32 * k:pos + 32 * k + klen]))
+    if len(keys) != k:
+        raise ValueError(f"staged minute: {len(keys)} keys, {k} expected")
+    return KeyStats(keys, values)
+
+
+def minute_stats(payload: bytes) -> KeyStats:
+    """A stored minute row: staged (``encode_minute``), or the JSON ``{key: [min, max,
+    sum, count]}`` of earlier versions."""
+    if is_staged_minute(payload):
+        return decode_minute(payload)
+    return KeyStats.of(msgspec.json.decode(payload))

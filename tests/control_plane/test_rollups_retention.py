@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from centrality_core.summary import split_key, summarize
+from control_plane.history import decode_minute
 from control_plane.rollups import Rollups, matrix, row_stats
-from control_plane.store import Store
+from control_plane.store import Store, staged
 from control_plane.store.db import WriteBatch
+from control_plane.store.models import MetricRollupRow
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 
@@ -31,11 +33,12 @@ def test_rollups_min_avg_max_per_minute_and_split_batches():
     add(r, "m1", [T0 + 10], ["cpu.percent"], [[20.0]])
     assert r.take_closed(T0 + 60 + 29) == []  # minute 0 ends at +60; grace 30 s not over
     closed = r.take_closed(T0 + 60 + 30)
-    assert closed == [{"machine_id": "m1", "minute": T0,
-                       "stats": {"cpu.percent": [10.0, 30.0, 60.0, 3], "gpu[0].util_percent": [100.0, 100.0, 100.0, 1]}}]
+    assert [(row["machine_id"], row["minute"], row["stats"].as_dict()) for row in closed] == [
+        ("m1", T0, {"cpu.percent": [10.0, 30.0, 60.0, 3], "gpu[0].util_percent": [100.0, 100.0, 100.0, 1]})]
     later = r.take_closed(T0 + 200)
     assert later[0]["minute"] == T0 + 60
-    assert later[0]["stats"] == {"cpu.percent": [50.0, 50.0, 50.0, 1], "gpu[0].util_percent": [0.0, 0.0, 0.0, 2]}
+    assert later[0]["stats"].as_dict() == {"cpu.percent": [50.0, 50.0, 50.0, 1],
+                                           "gpu[0].util_percent": [0.0, 0.0, 0.0, 2]}
     assert r.buckets == {}
 
 
@@ -48,7 +51,7 @@ def test_rollups_merge_batches_of_same_and_changing_keys():
     add(r, "m1", [T0 + 6], ["c"], [[4.0]])                                # and gets one later
     add(r, "m2", [T0 + 1], ["a"], [[None]])                               # nothing to roll up
     (m1,) = r.take_closed(T0 + 200)  # m2's minute had no values: no row
-    assert m1["stats"] == {"a": [0.5, 5.0, 11.5, 5], "b": [1.0, 9.0, 32.0, 5], "c": [4.0, 4.0, 4.0, 1]}
+    assert m1["stats"].as_dict() == {"a": [0.5, 5.0, 11.5, 5], "b": [1.0, 9.0, 32.0, 5], "c": [4.0, 4.0, 4.0, 1]}
     assert r.buckets == {}
 
 
@@ -78,8 +81,31 @@ def test_late_samples_merge_into_a_stored_minute(store_url):
                                                                   "mem.percent": [50.0, 50.0, 50.0, 1]}})
     store.write(b)
     ((minute, payload),) = store.metric_rollups("m1", T0 - 1, T0 + 1)
-    assert minute == T0
-    assert msgspec.json.decode(payload) == {"cpu.percent": [5.0, 30.0, 65.0, 4], "mem.percent": [50.0, 50.0, 50.0, 1]}
+    assert minute == T0 and staged.is_staged_minute(payload)
+    assert decode_minute(payload) == {"cpu.percent": [5.0, 30.0, 65.0, 4], "mem.percent": [50.0, 50.0, 50.0, 1]}
+    store.close()
+
+
+def test_a_minute_stored_as_json_by_an_earlier_version_takes_late_samples(store_url):
+    """Minutes staged before an upgrade are JSON rows: a late batch merges into one, and
+    the row is then in the staged form (same keys merged column-wise, others by name)."""
+    store = Store(store_url)
+    store.migrate()
+    rollups = MetricRollupRow.__table__
+    with store.engine.begin() as conn:
+        conn.execute(rollups.insert(), [
+            {"machine_id": "m1", "minute": T0, "payload": msgspec.json.encode({"a": [1.0, 2.0, 3.0, 2]})},
+            {"machine_id": "m1", "minute": T0 + 60, "payload": msgspec.json.encode({"a": [1.0, 2.0, 3.0, 2],
+                                                                                    "b": [7.0, 7.0, 7.0, 1]})}])
+    r = Rollups()
+    add(r, "m1", [T0 + 5, T0 + 61], ["a"], [[0.5, 9.0]])
+    b = WriteBatch()
+    b.rollups.extend(r.take_closed(T0 + 600))
+    store.write(b)
+    rows = store.metric_rollups("m1", T0 - 1, T0 + 61)
+    assert all(staged.is_staged_minute(p) for _, p in rows)
+    assert [(m, decode_minute(p)) for m, p in rows] == [
+        (T0, {"a": [0.5, 2.0, 3.5, 3]}), (T0 + 60, {"a": [1.0, 9.0, 12.0, 3], "b": [7.0, 7.0, 7.0, 1]})]
     store.close()
 
 

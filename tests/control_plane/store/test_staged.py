@@ -1,9 +1,10 @@
-"""The staged form of a raw batch: exact round trip, gaps, text, key lists shared."""
+"""The staged forms of a raw batch and of a minute: exact round trip, gaps, text, key lists shared."""
 
 from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -54,3 +55,31 @@ def test_values_that_do_not_fit_the_keys_are_refused_and_json_is_not_taken_for_s
     assert not staged.is_staged(b'{"ts": [1.0], "keys": []}')
     with pytest.raises(ValueError):
         staged.decode(b"\x00STG\x09" + bytes(16))
+
+
+stat_st = st.tuples(*[st.floats(allow_nan=False, allow_infinity=False)] * 3,
+                    st.integers(1, 10**6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(stats=st.dictionaries(st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1,
+                                     max_size=24), stat_st, max_size=12))
+def test_a_minute_round_trips_exactly_and_reads_as_its_json_of_earlier_versions(stats):
+    as_dict = {k: list(v) for k, v in stats.items()}
+    payload = staged.encode_minute(staged.KeyStats.of(as_dict))
+    assert staged.is_staged_minute(payload) and not staged.is_staged(payload)
+    assert staged.minute_stats(payload).as_dict() == as_dict
+    assert staged.minute_stats(msgspec.json.encode(as_dict)).as_dict() == as_dict
+
+
+def test_minutes_merge_column_wise_on_one_key_list_and_by_name_otherwise():
+    keys = ["a", "b"]
+    x = staged.KeyStats(keys, np.array([[1.0, 5.0, 6.0, 2], [3.0, 3.0, 3.0, 1]]))
+    y = staged.KeyStats(keys, np.array([[0.5, 2.0, 2.5, 2], [4.0, 9.0, 13.0, 2]]))
+    assert x.merge(y).as_dict() == {"a": [0.5, 5.0, 8.5, 4], "b": [3.0, 9.0, 16.0, 3]}
+    z = staged.KeyStats(["c", "a"], np.array([[7.0, 7.0, 7.0, 1], [9.0, 9.0, 9.0, 1]]))
+    assert x.merge(z).as_dict() == {"a": [1.0, 9.0, 15.0, 3], "b": [3.0, 3.0, 3.0, 1], "c": [7.0, 7.0, 7.0, 1]}
+    with pytest.raises(ValueError):
+        staged.encode_minute(staged.KeyStats(["a"], np.zeros((2, 4))))
+    with pytest.raises(ValueError):
+        staged.decode_minute(b"\x00STM\x09" + bytes(8))
