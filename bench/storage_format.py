@@ -46,7 +46,7 @@ class Machine:
         self.values += int((~np.isnan(a)).sum())
 
     def close(self, rollups: Rollups) -> None:
-        self.minutes = rollups.take_closed(1e12)
+        self.minutes = [{**x, "stats": x["stats"].as_dict()} for x in rollups.take_closed(1e12)]
         self.key_minutes = sum(len(m["stats"]) for m in self.minutes)
 
 

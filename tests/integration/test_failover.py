@@ -155,7 +155,7 @@ async def test_agent_moves_to_the_second_control_plane_when_the_first_stops(home
         # plane took the machine's stored cursor when it registered there, so they are not
         # counted again in its minute rollups either (the store is not asked to skip them).
         assert b.ingest.duplicates >= 3
-        counted = sum(m.stats()["cpu.percent"][3] for (mid, _), m in b.ingest.rollups.buckets.items()
+        counted = sum(m.stats().as_dict()["cpu.percent"][3] for (mid, _), m in b.ingest.rollups.buckets.items()
                       if mid == machine_id)
         assert counted == b.ingest.samples_stored
         names = [m["name"] for m in b.store.load_machines()]
