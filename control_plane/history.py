@@ -96,11 +96,6 @@ def batches_chunk(payloads: Iterable[bytes], **encode_args) -> tuple[bytes, floa
 
 # ------------------------------------------------------------------ rollup chunks
 
-def decode_minute(payload: bytes) -> Stats:
-    """A staged minute row as ``{key: [min, max, sum, count]}``."""
-    return staged.minute_stats(payload).as_dict()
-
-
 def _stat_digits(row: str) -> int | None:
     key, _, stat = row.rpartition(_SEP)
     return 0 if stat == "n" else key_digits(key)
@@ -110,15 +105,14 @@ def stats_chunk(points: Sequence[tuple[float, Stats | staged.KeyStats]], **encod
     """Rollup points ``[(start, stats)]`` (``KeyStats``, or ``{key: [min, max, sum,
     count]}``) as one chunk (four rows per key); returns it and the number of key-points
     it holds."""
-    points = [(t, s if isinstance(s, staged.KeyStats) else staged.KeyStats.of(s)) for t, s in points]
+    points = [(t, staged.KeyStats.of(s)) for t, s in points]
     index: dict[str, int] = {}
-    rows_of: dict[int, np.ndarray] = {}  # by key list: a machine's minutes share one list object
-    lists = []
+    # Row numbers by key list: a machine's minutes share one list object (``points``
+    # holds every list, so their ids stay unique here).
+    rows_of: dict[int, np.ndarray] = {}
     for _, stats in points:
-        rows = rows_of.get(id(stats.keys))
-        if rows is None:
-            lists.append(stats.keys)  # kept alive: ids stay unique while rows_of is used
-            rows = rows_of[id(stats.keys)] = np.fromiter(
+        if id(stats.keys) not in rows_of:
+            rows_of[id(stats.keys)] = np.fromiter(
                 (index.setdefault(k, len(index)) for k in stats.keys), np.intp, len(stats.keys))
     keys = list(index)
     values = np.full((len(keys), 4, len(points)), np.nan)

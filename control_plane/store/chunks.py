@@ -33,9 +33,9 @@ from typing import Callable
 import sqlalchemy as sa
 
 from ..history import batches_chunk, chunk_stats, coarsen, paused_gc, stats_chunk
-from .staged import minute_stats
 from .db import Store, _translated
 from .models import MetricBatchRow, MetricChunkRow, MetricRollupRow
+from .staged import minute_stats
 
 log = logging.getLogger("centrality.store")
 

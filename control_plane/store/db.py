@@ -296,7 +296,7 @@ class Store:
         merged: dict[tuple, staged.KeyStats] = {}
         for r in rollups:
             k = (r["machine_id"], r["minute"])
-            s = r["stats"] if isinstance(r["stats"], staged.KeyStats) else staged.KeyStats.of(r["stats"])
+            s = staged.KeyStats.of(r["stats"])
             merged[k] = merged[k].merge(s) if k in merged else s
         existing = conn.execute(sa.select(t.c.machine_id, t.c.minute, t.c.payload).where(
             sa.tuple_(t.c.machine_id, t.c.minute).in_(list(merged)))).all()

@@ -67,8 +67,10 @@ class KeyStats(NamedTuple):
     values: np.ndarray    # (k, 4) float64
 
     @classmethod
-    def of(cls, stats: dict[str, list]) -> KeyStats:
-        """From ``{key: [min, max, sum, count]}``."""
+    def of(cls, stats: KeyStats | dict[str, list]) -> KeyStats:
+        """From ``{key: [min, max, sum, count]}`` (a ``KeyStats`` is returned as it is)."""
+        if isinstance(stats, KeyStats):
+            return stats
         return cls(list(stats), np.array(list(stats.values()), np.float64).reshape(len(stats), 4))
 
     def as_dict(self) -> dict[str, list]:

@@ -12,11 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from centrality_core.summary import split_key, summarize
-from control_plane.history import decode_minute
 from control_plane.rollups import Rollups, matrix, row_stats
 from control_plane.store import Store, staged
 from control_plane.store.db import WriteBatch
-from control_plane.store.models import MetricRollupRow
+from control_plane.store.models import MetricChunkRow, MetricRollupRow
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 
@@ -82,7 +81,7 @@ def test_late_samples_merge_into_a_stored_minute(store_url):
     store.write(b)
     ((minute, payload),) = store.metric_rollups("m1", T0 - 1, T0 + 1)
     assert minute == T0 and staged.is_staged_minute(payload)
-    assert decode_minute(payload) == {"cpu.percent": [5.0, 30.0, 65.0, 4], "mem.percent": [50.0, 50.0, 50.0, 1]}
+    assert staged.minute_stats(payload).as_dict() == {"cpu.percent": [5.0, 30.0, 65.0, 4], "mem.percent": [50.0, 50.0, 50.0, 1]}
     store.close()
 
 
@@ -104,9 +103,34 @@ def test_a_minute_stored_as_json_by_an_earlier_version_takes_late_samples(store_
     store.write(b)
     rows = store.metric_rollups("m1", T0 - 1, T0 + 61)
     assert all(staged.is_staged_minute(p) for _, p in rows)
-    assert [(m, decode_minute(p)) for m, p in rows] == [
+    assert [(m, staged.minute_stats(p).as_dict()) for m, p in rows] == [
         (T0, {"a": [0.5, 2.0, 3.5, 3]}), (T0 + 60, {"a": [1.0, 9.0, 12.0, 3], "b": [7.0, 7.0, 7.0, 1]})]
     store.close()
+
+
+def test_minutes_stored_as_json_by_an_earlier_version_compact_into_the_same_chunk(store_url):
+    from control_plane.store.chunks import Chunks
+
+    r = Rollups()
+    for k in range(60):
+        add(r, "m1", [T0 + 60 * k + 1, T0 + 60 * k + 2], ["a", "b"], [[k * 0.5, 1.0], [None, k + 0.25]])
+    rows = r.take_closed(T0 + 7200)
+    blobs = []
+    for form in ("json", "staged"):
+        store = Store(store_url)
+        store.migrate()
+        with store.engine.begin() as conn:
+            conn.execute(MetricRollupRow.__table__.delete())
+            conn.execute(MetricChunkRow.__table__.delete())
+            conn.execute(MetricRollupRow.__table__.insert(), [
+                {"machine_id": "m1", "minute": x["minute"],
+                 "payload": msgspec.json.encode(x["stats"].as_dict()) if form == "json"
+                 else staged.encode_minute(x["stats"])} for x in rows])
+        chunks = Chunks(store)
+        assert chunks.compact_minutes(T0 + 7200)["rows"] == 60
+        blobs.append(list(chunks.read("m1", 1, T0, T0 + 3600)))
+        store.close()
+    assert len(blobs[0]) == 1 and blobs[0] == blobs[1]
 
 
 def test_retention_applies_to_every_table(store_url):

@@ -369,7 +369,7 @@ def test_a_window_without_gaps_answers_the_same_json_as_built_key_by_key(store):
 
 def fill_minutes(store: Store) -> list[dict]:
     """The minutes written by ``fill``, as the store holds them."""
-    return [{"minute": minute, "stats": history.decode_minute(payload)}
+    return [{"minute": minute, "stats": staged.minute_stats(payload).as_dict()}
             for minute, payload in store.metric_rollups("m1", 0, 1e12)]
 
 
