@@ -80,16 +80,22 @@ def batch_arrays(payload: bytes) -> staged.Staged:
 
 def batches_chunk(payloads: Iterable[bytes], **encode_args) -> tuple[bytes, float, float, int]:
     """Raw batch payloads as one tier-0 chunk: ``(chunk, ts_first, ts_last, values held)``."""
-    parts, text = [], []
-    for payload in payloads:
-        b = batch_arrays(payload)
-        if not len(b.ts):
-            continue
-        parts.append((b.ts, b.keys, b.values))
-        if b.text:
-            newest = float(b.ts.max())
-            text.extend((newest, k, v) for k, v in b.text.items())
-    ts, keys, values = tsz.merge(parts)
+    payloads = list(payloads)
+    window = staged.decode_window(payloads)
+    if window is not None:
+        ts, values = tsz.in_time_order(window.ts, window.values)
+        keys, text = window.keys, window.text
+    else:
+        parts, text = [], []
+        for payload in payloads:
+            b = batch_arrays(payload)
+            if not len(b.ts):
+                continue
+            parts.append((b.ts, b.keys, b.values))
+            if b.text:
+                newest = float(b.ts.max())
+                text.extend((newest, k, v) for k, v in b.text.items())
+        ts, keys, values = tsz.merge(parts)
     blob = tsz.encode(ts, keys, values, text, **encode_args)
     return blob, float(ts.min()), float(ts.max()), int((~np.isnan(values)).sum())
 

@@ -33,7 +33,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from ..history import batches_chunk, chunk_stats, coarsen, paused_gc, stats_chunk
-from .db import Store, _translated
+from .db import Store, _translated, fetch_all
 from .models import MetricBatchRow, MetricChunkRow, MetricRollupRow
 from .staged import minute_stats
 
@@ -71,9 +71,10 @@ class Chunks:
         if self.postgres:
             for row in rows:
                 self._ensure_partition(conn, tier, row[2])
-        self.store._insert_many(
-            conn, "INSERT INTO metric_chunks (tier, machine_id, ts_first, ts_last, nvalues, nbytes, payload) "
-            "VALUES {rows}", 7, [(tier, mid, first, last, n, len(blob), blob) for mid, first, last, n, blob in rows])
+        self.store._append(
+            conn, "metric_chunks", ("tier", "machine_id", "ts_first", "ts_last", "nvalues", "nbytes", "payload"),
+            ("int2", "varchar", "float8", "float8", "int4", "int4", "bytea"),
+            [(tier, mid, first, last, n, len(blob), blob) for mid, first, last, n, blob in rows])
         if self.on_chunk is not None:
             for row in rows:
                 self.on_chunk(tier, row[0])
@@ -132,8 +133,8 @@ class Chunks:
             # deleted, even with another control plane compacting (Postgres replicas: its
             # delete waits for this transaction and then finds nothing), and a crash
             # before the commit puts every row back.
-            taken = conn.execute(t.delete().where(t.c.machine_id.in_(mids), t.c.ts_last < cutoff)
-                                 .returning(t.c.machine_id, t.c.ts_first, t.c.id, t.c.payload)).all()
+            taken = fetch_all(conn, t.delete().where(t.c.machine_id.in_(mids), t.c.ts_last < cutoff)
+                              .returning(t.c.machine_id, t.c.ts_first, t.c.id, t.c.payload))
             groups: dict[tuple[str, float], list] = {}
             for mid, ts_first, rid, payload in sorted(taken, key=lambda r: (r[0], r[1], r[2])):
                 groups.setdefault((mid, ts_first - ts_first % window), []).append(payload)
@@ -161,8 +162,8 @@ class Chunks:
             done["machines"] = len(mids)
             if not mids:
                 return done
-            taken = conn.execute(t.delete().where(t.c.machine_id.in_(mids), t.c.minute < cutoff)
-                                 .returning(t.c.machine_id, t.c.minute, t.c.payload)).all()
+            taken = fetch_all(conn, t.delete().where(t.c.machine_id.in_(mids), t.c.minute < cutoff)
+                              .returning(t.c.machine_id, t.c.minute, t.c.payload))
             hours: dict[tuple[str, float], list] = {}
             for mid, minute, payload in sorted(taken, key=lambda r: (r[0], r[1])):
                 hours.setdefault((mid, minute - minute % HOUR), []).append((minute, minute_stats(payload)))
@@ -194,9 +195,9 @@ class Chunks:
                     return done
                 day, after = first - first % DAY, ""
             while day <= last_day and done["chunks"] < max_machines:
-                rows = conn.execute(sa.select(t.c.machine_id, t.c.payload).where(
+                rows = fetch_all(conn, sa.select(t.c.machine_id, t.c.payload).where(
                     t.c.tier == 1, t.c.ts_first >= day, t.c.ts_first < day + DAY, t.c.machine_id > after)
-                    .order_by(t.c.machine_id, t.c.ts_first)).all()
+                    .order_by(t.c.machine_id, t.c.ts_first))
                 by_machine: dict[str, list] = {}
                 for mid, payload in rows:
                     by_machine.setdefault(mid, []).append(payload)
@@ -227,7 +228,7 @@ class Chunks:
                                           t.c.ts_last >= since, t.c.ts_first <= until)
              .order_by(t.c.ts_first))
         with self.engine.connect() as conn:
-            return list(conn.execute(q).scalars())
+            return [payload for payload, in fetch_all(conn, q)]
 
     # ------------------------------------------------------------------ retention and size
 

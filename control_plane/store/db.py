@@ -115,6 +115,22 @@ def _behind(stored: dict[str, tuple[str, int]], row: dict) -> bool:
     return have is not None and have[0] == row.get("stream") and row["seq"] <= have[1]
 
 
+def fetch_all(conn, stmt) -> list[tuple]:
+    """``conn.execute(stmt).all()``, answered in binary on Postgres.
+
+    For statements that read payloads (staged batches, minutes, chunks): in text a
+    bytea comes as twice as many hex digits for psycopg to decode, a third of the
+    CPU of taking a window of staged batches back for compaction. The columns read
+    this way are plain (strings, floats, integers, bytes): psycopg gives the same
+    Python values in binary. Other drivers: as ``conn.execute``.
+    """
+    if conn.dialect.driver != "psycopg":
+        return conn.execute(stmt).all()
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    with conn.connection.driver_connection.cursor(binary=True) as cur:
+        return cur.execute(str(compiled), compiled.params).fetchall()
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -187,6 +203,29 @@ class Store:
             chunk = rows[i:i + ROWS_PER_STATEMENT]
             conn.exec_driver_sql(self._sql(template.format(rows=", ".join([one] * len(chunk)))),
                                  tuple(chain.from_iterable(chunk)))
+
+    def _append(self, conn, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...],
+                rows: list[tuple]) -> None:
+        """Rows appended to ``table`` (no conflict handling): on Postgres with a binary
+        ``COPY``, on SQLite with ``_insert_many``.
+
+        The hot appends (staged batches, chunks) are what the control plane pays per
+        stored batch: on Postgres a multi-row ``INSERT`` costs ~16 us of this process's
+        CPU per staged batch (psycopg binds every value, bytea as escaped text), a
+        binary ``COPY`` ~4 us. ``pg_types`` are the columns' Postgres types, in order
+        (a binary ``COPY`` sends each value in its column's exact binary form). Other
+        Postgres drivers than psycopg 3 get the ``INSERT``.
+        """
+        if not rows:
+            return
+        if self.engine.dialect.driver != "psycopg":
+            self._insert_many(conn, f"INSERT INTO {table} ({', '.join(columns)}) VALUES {{rows}}", len(columns), rows)
+            return
+        with conn.connection.driver_connection.cursor() as cur:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(list(pg_types))
+                for row in rows:
+                    copy.write_row(row)
 
     def _sql(self, text: str) -> str:
         """Driver-level SQL written with ``?`` placeholders, in this driver's style."""
@@ -267,9 +306,9 @@ class Store:
                     cursors = [c for c in cursors if not _behind(stored, c)]
                     self.batches_already_stored += len(batch.metric_batches) - len(metric_batches)
             if metric_batches:
-                self._insert_many(conn, "INSERT INTO metric_batches (machine_id, ts_first, ts_last, payload) "
-                                  "VALUES {rows}", 4, [(r["machine_id"], r["ts_first"], r["ts_last"], r["payload"])
-                                                       for r in metric_batches])
+                self._append(conn, "metric_batches", ("machine_id", "ts_first", "ts_last", "payload"),
+                             ("varchar", "float8", "float8", "bytea"),
+                             [(r["machine_id"], r["ts_first"], r["ts_last"], r["payload"]) for r in metric_batches])
             if cursors:
                 self._insert_many(conn, "INSERT INTO metric_cursors (machine_id, stream, seq) VALUES {rows} "
                                   "ON CONFLICT (machine_id) DO UPDATE SET stream = excluded.stream, "
@@ -341,7 +380,7 @@ class Store:
         q = (sa.select(t.c.payload).where(t.c.machine_id == machine_id, t.c.ts_last >= since,
                                           t.c.ts_first <= until).order_by(t.c.ts_first, t.c.id))
         with self.engine.connect() as conn:
-            return list(conn.execute(q).scalars())
+            return [payload for payload, in fetch_all(conn, q)]
 
     @_translated
     def metric_rollups(self, machine_id: str, since: float, until: float) -> list[tuple[float, bytes]]:
@@ -349,7 +388,7 @@ class Store:
         q = (sa.select(t.c.minute, t.c.payload).where(
             t.c.machine_id == machine_id, t.c.minute >= since, t.c.minute <= until).order_by(t.c.minute))
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+            return [tuple(r) for r in fetch_all(conn, q)]
 
     @_translated
     def apply_retention(self, now: float, *, raw: float, rollups: float, events: float,

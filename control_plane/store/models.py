@@ -103,11 +103,12 @@ class MetaRow(Base):
 class MetricBatchRow(Base):
     """Raw samples: one row per agent batch (about 5 samples of every stream).
 
-    The payload is the batch's frame exactly as the agent sent it and the
-    control plane validated it (a ``metrics`` message: ``ts``, ``keys``,
-    ``columns``, and the ``text`` streams when they changed): one insert per
-    batch instead of one per value keeps 10,000 machines at 1 Hz to about
-    2,000 inserts a second, and a machine's window is read with one index range.
+    The payload is the batch in its staged form (``staged.py``: times, the
+    values as the agent packed them, the key list, the text streams when they
+    changed), or the agent's JSON frame in rows of earlier versions. A row
+    waits here until compaction makes it part of a chunk (``metric_chunks``):
+    one row per batch instead of one per value keeps 10,000 machines at 1 Hz
+    to about 2,000 rows a second, and a machine's window is one index range.
     """
 
     __tablename__ = "metric_batches"
@@ -122,7 +123,9 @@ class MetricBatchRow(Base):
 
 
 class MetricRollupRow(Base):
-    """One minute of one machine: ``{key: [min, max, sum, count]}`` as JSON."""
+    """One minute of one machine, until its hour's chunk: each key's min, max, sum
+    and count (``staged.encode_minute``; JSON ``{key: [min, max, sum, count]}`` in
+    rows of earlier versions)."""
 
     __tablename__ = "metric_rollups"
     __table_args__ = (Index("ix_metric_rollups_ts", "minute"),)

@@ -165,6 +165,52 @@ def decode(payload: bytes) -> Staged:
     return Staged(ts, keys, values, text)
 
 
+class Window(NamedTuple):
+    """A window's staged batches as one: ``text`` is ``(newest ts of its batch, stream, value)``."""
+
+    ts: np.ndarray        # (n,) float64, the batches' times end to end
+    keys: list[str]
+    values: np.ndarray    # (k, n) float64
+    text: list[tuple[float, str, str]]
+
+
+def decode_window(payloads: Sequence[bytes]) -> Window | None:
+    """Staged batches of one key list and one length (one agent's window: the usual
+    case) decoded at once, or None when they are not all alike (``decode`` each).
+
+    The times and values are copied from the payloads into one buffer each instead
+    of an array per batch merged afterwards: per stored batch, compaction's share
+    is then the unpacking of a header.
+    """
+    if not payloads:
+        return None
+    head = _HEAD.unpack_from(payloads[0])
+    magic, version, n, k, klen, _ = head
+    if magic != MAGIC or version != VERSION or not n:
+        return None
+    at = _HEAD.size + 8 * n
+    end = at + 8 * n * k
+    keys_blob = payloads[0][end:end + klen]
+    times, values, text = [], [], []
+    for p in payloads:
+        h = _HEAD.unpack_from(p)
+        if h[:5] != head[:5] or p[end:end + klen] != keys_blob:
+            return None
+        view = memoryview(p)
+        times.append(view[_HEAD.size:at])
+        values.append(view[at:end])
+        if h[5]:
+            newest = float(np.frombuffer(p, "<f8", n, _HEAD.size).max())
+            text.extend((newest, s, v) for s, v in msgspec.json.decode(view[end + klen:end + klen + h[5]]).items())
+    ts = np.frombuffer(b"".join(times), "<f8")
+    b = len(payloads)
+    vals = np.frombuffer(b"".join(values), "<f8").reshape(b, k, n).transpose(1, 0, 2).reshape(k, b * n)
+    keys = _key_list(bytes(keys_blob))
+    if len(keys) != k:
+        raise ValueError(f"staged batch: {len(keys)} keys, {k} expected")
+    return Window(ts, keys, vals, text)
+
+
 def is_staged_minute(payload: bytes) -> bool:
     return payload[:4] == MINUTE_MAGIC
 

@@ -378,7 +378,13 @@ def merge(parts: Sequence[tuple[Sequence[float], Sequence[str], np.ndarray]]) ->
             out[rows_of[tuple(ks)], col:col + m] = np.asarray(v, np.float64).reshape(len(ks), m)
             col += m
         keys = list(index)
+    ts, out = in_time_order(ts, out)
+    return ts, keys, out
+
+
+def in_time_order(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ts`` sorted and ``values``' columns with them (stable: equal times keep their order)."""
     if len(ts) > 1 and (np.diff(ts) < 0).any():
         order = np.argsort(ts, kind="stable")
-        ts, out = ts[order], out[:, order]
-    return ts, keys, out
+        ts, values = ts[order], values[:, order]
+    return ts, values

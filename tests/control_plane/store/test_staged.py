@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from centrality_core import protocol as p
 from control_plane import history
-from control_plane.store import staged
+from control_plane.store import staged, tsz
 
 keys_st = st.lists(st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=24),
                    min_size=0, max_size=12, unique=True)
@@ -83,3 +83,41 @@ def test_minutes_merge_column_wise_on_one_key_list_and_by_name_otherwise():
         staged.encode_minute(staged.KeyStats(["a"], np.zeros((2, 4))))
     with pytest.raises(ValueError):
         staged.decode_minute(b"\x00STM\x09" + bytes(8))
+
+
+def _one_by_one(payloads):
+    parts = [staged.decode(x) for x in payloads]
+    text = [(float(b.ts.max()), s, v) for b in parts for s, v in b.text.items()]
+    return (*tsz.merge([(b.ts, b.keys, b.values) for b in parts]), text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=keys_st, n=st.integers(1, 5), batches=st.integers(1, 6), data=st.data())
+def test_a_window_of_alike_batches_decodes_at_once_as_one_by_one(keys, n, batches, data):
+    payloads = []
+    for b in range(batches):
+        values = np.array(data.draw(st.lists(st.floats(allow_infinity=False), min_size=len(keys) * n,
+                                             max_size=len(keys) * n)), np.float64).reshape(len(keys), n)
+        ts = data.draw(st.lists(st.floats(1e9, 2e9), min_size=n, max_size=n))  # out of order too
+        text = data.draw(st.dictionaries(st.sampled_from(["nvidia_smi", "dmesg"]), st.text(max_size=40)))
+        payloads.append(staged.encode(ts, list(keys), values, text))
+    w = staged.decode_window(payloads)
+    assert w is not None
+    ts, ks, values, text = _one_by_one(payloads)
+    got_ts, got_values = tsz.in_time_order(w.ts, w.values)
+    assert got_ts.tolist() == ts.tolist() and w.keys == ks and w.text == text
+    assert np.array_equal(got_values, values, equal_nan=True)
+
+
+def test_batches_of_other_keys_or_lengths_are_left_to_the_batch_by_batch_path():
+    a = staged.encode([1.0, 2.0], ["cpu", "mem"], np.zeros((2, 2)))
+    assert staged.decode_window([a, staged.encode([3.0, 4.0], ["cpu", "disk"], np.ones((2, 2)))]) is None
+    assert staged.decode_window([a, staged.encode([3.0], ["cpu", "mem"], np.ones((2, 1)))]) is None
+    frame = p.encode(p.MetricsBatch(stream="s", seq=1, ts=[4.0], keys=["cpu"], values=p.pack_values([[1.0]])))
+    assert staged.decode_window([a, frame]) is None and staged.decode_window([]) is None
+    # Either way the chunk holds the same samples.
+    mixed = [a, staged.encode([3.0], ["mem", "gpu"], np.full((2, 1), 7.0)), frame]
+    blob, first, last, held = history.batches_chunk(mixed)
+    chunk = tsz.decode(blob)
+    assert (first, last, held) == (1.0, 4.0, 7) and chunk.ts.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert sorted(chunk.keys) == ["cpu", "gpu", "mem"]
