@@ -31,10 +31,18 @@ def server(
     proxy_protocol_from: Optional[str] = typer.Option(
         None, "--proxy-protocol-from", help="Load balancers (addresses or networks, comma-separated) whose "
         "connections start with a PROXY protocol header naming the client [default: none]."),
+    migrate_to: Optional[str] = typer.Option(
+        None, "--migrate-to", metavar="REVISION", help="Migrate the store to this schema revision and exit, "
+        "without serving: 'head', or an earlier one to hand the store back to an earlier version "
+        "(stop every control plane on the store first)."),
 ) -> None:
     """Run the control plane (SSH server, lifecycle, store) until Ctrl-C."""
     import asyncio
     import sys
+
+    if migrate_to is not None:
+        output.run(lambda: _migrate(db, migrate_to))
+        return
 
     from centrality_core.settings import resolve_server
     from centrality_core.runtime import tune_gc, tune_malloc, use_uvloop
@@ -81,3 +89,23 @@ def server(
 
 def register(app: typer.Typer) -> None:
     app.command("server")(server)
+
+
+def _migrate(db: Optional[str], target: str) -> None:
+    """``server --migrate-to``: the store's schema moved to ``target``, under the same
+    lock a control plane takes on a SQLite store (refused while one runs on it)."""
+    import sys
+
+    from centrality_core.settings import resolve_server
+    from control_plane.store import Store, exclusive
+
+    settings = resolve_server({"db": db})
+    lock = exclusive.claim(settings.db_url())
+    store = Store(settings.db_url())
+    try:
+        was = store.migrate(target)
+        print(f"{store.describe()}: schema {was} -> {store.schema_revision()}", file=sys.stderr)
+    finally:
+        store.close()
+        if lock is not None:
+            lock.release()

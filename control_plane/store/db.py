@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import SQLAlchemyError
 
-from centrality_core.errors import Conflict, NotFound, StoreError
+from centrality_core.errors import Conflict, NotFound, StoreError, UsageError
 
 from .models import (
     EventRow, ExecAuditRow, KeyRow, MachineRow, MetaRow, MetricBatchRow, MetricCursorRow, MetricRollupRow,
@@ -237,20 +237,51 @@ class Store:
     # ------------------------------------------------------------------ schema
 
     @_translated
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+    def migrate(self, target: str = "head") -> str:
+        """Bring the schema to ``target`` (an Alembic revision: the newest by default,
+        an earlier one to hand the store back to an earlier version); returns the
+        revision it was at. A store that a newer version migrated past what this one
+        knows is refused (``StoreError``, code ``store_too_new``)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        script = ScriptDirectory.from_config(cfg)
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Replicas starting at once on a fresh database: one migrates, the others
                 # wait for its commit and then find the schema at head (DDL is transactional).
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            known = {r.revision for r in script.walk_revisions()}
+            current = MigrationContext.configure(conn).get_current_heads()
+            newer = sorted(set(current) - known)
+            if newer:
+                raise StoreError(
+                    f"the store was migrated by a newer centrality (schema revision {', '.join(newer)}; "
+                    f"this version knows up to {script.get_current_head()}): run that version or a newer "
+                    "one (every replica of a set runs the same version), or downgrade the store with it "
+                    "first (docs/deployment.md, \"Upgrading\")", code="store_too_new")
+            if target != "head" and target not in known:
+                raise UsageError(f"unknown schema revision {target!r} (this version knows "
+                                 f"{', '.join(sorted(known))})")
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            below = {r.revision for head in current for r in script.iterate_revisions(head, "base")}
+            if target != "head" and target in below and target not in current:
+                command.downgrade(cfg, target)
+            else:
+                command.upgrade(cfg, target)
+            return ", ".join(current) or "none"
+
+    @_translated
+    def schema_revision(self) -> str:
+        """The store's Alembic revision ("none": not migrated yet)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return ", ".join(MigrationContext.configure(conn).get_current_heads()) or "none"
 
     def health(self) -> str | None:
         """None when the store answers, else a one-line reason."""
