@@ -17,6 +17,7 @@ from textual.widgets import Input
 
 from tests.conftest import REPO, cli, cli_env
 from tui.app import CentralityApp
+from tui.execrun import outcome_text
 from tui.source import OperatorSource
 
 from .conftest import exec_ready, screen_text, until
@@ -88,8 +89,12 @@ async def test_the_dashboard_runs_a_line_on_simulated_machines(control_plane, ho
             assert "simulated" in text and "run on the simulator's host" in text  # said before anything runs
             screen.query_one(Input).value = "hostname; nvidia-smi -L | head -1"
             await pilot.press("enter")
-            await until(pilot, lambda: screen.results is not None and not screen.results.running, timeout=30,
+            # Past the command's own 30 s timeout: a machine that hangs ends as "timed out", named below.
+            await until(pilot, lambda: screen.results is not None and not screen.results.running, timeout=45,
                         what="the run's end")
+            r = screen.results
+            assert r.error == "" and r.counts == {"ok": 4}, (
+                r.error, {n: outcome_text(e) for n, e in r.exits.items()}, r.still_running())
             app.redraw()
             await pilot.pause()
             text = screen_text(app)
