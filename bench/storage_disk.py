@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import sqlalchemy as sa
 
 from control_plane import history
 from control_plane.store import Store, staged
 from control_plane.store.chunks import Chunks
 from control_plane.store.db import WriteBatch
+from control_plane.store.models import MetricRollupRow
 
 from .storage_format import DEFAULT_WINDOW, Machine
 
@@ -45,12 +47,36 @@ def write_old(store: Store, machines: list[Machine], ids: dict[str, str], form: 
         b.metric_batches = [{"machine_id": mid, "ts_first": first, "ts_last": last, "payload": frame}
                             for first, mid, last, frame in rows[i:i + 1000]]
         t = time.process_time()
-        store.write(b)
+        if form == "frames":
+            write_as_before(store, b.metric_batches)
+        else:
+            store.write(b)
         spent += time.process_time() - t
-    b = WriteBatch()
-    b.rollups = [{**x, "machine_id": ids[m.name]} for m in machines for x in m.minutes]
-    store.write(b)
+    minutes = [{**x, "machine_id": ids[m.name]} for m in machines for x in m.minutes]
+    if form == "frames":
+        write_json_minutes(store, minutes)
+    else:
+        b = WriteBatch()
+        b.rollups = minutes
+        store.write(b)  # staged (staged.encode_minute)
     return spent
+
+
+def write_as_before(store: Store, batches: list[dict]) -> None:
+    """Batches written as the store wrote them before ``Store._append``: multi-row
+    ``INSERT`` statements on both stores (on Postgres it now uses a binary ``COPY``)."""
+    with store.engine.begin() as conn:
+        store._insert_many(conn, "INSERT INTO metric_batches (machine_id, ts_first, ts_last, payload) VALUES {rows}",
+                           4, [(r["machine_id"], r["ts_first"], r["ts_last"], r["payload"]) for r in batches])
+
+
+def write_json_minutes(store: Store, minutes: list[dict]) -> None:
+    """Minutes as the old layout stored them: ``{key: [min, max, sum, count]}`` JSON rows."""
+    t = MetricRollupRow.__table__
+    with store.engine.begin() as conn:
+        conn.execute(t.insert(), [{"machine_id": x["machine_id"], "minute": x["minute"],
+                                   "payload": msgspec.json.encode(staged.KeyStats.of(x["stats"]).as_dict())}
+                                  for x in minutes])
 
 
 def compact(chunks: Chunks, now: float) -> float:

@@ -19,7 +19,7 @@ from control_plane.store import Store
 from control_plane.store.chunks import Chunks
 from control_plane.store.db import WriteBatch
 
-from .storage_disk import as_before
+from .storage_disk import as_before, write_json_minutes
 from .storage_format import DEFAULT_WINDOW, Machine
 
 
@@ -126,9 +126,9 @@ def fleet(backend: str, url: str, sources: list[Machine], now: float, count: int
     b = WriteBatch()  # the same machine's hour and day in the old layout
     b.metric_batches = [{"machine_id": old_mid, "ts_first": a, "ts_last": z, "payload": f}
                         for a, z, f in sources[gpu].frames]
-    b.rollups = [{"machine_id": old_mid, "minute": x["minute"] - 3600 * h, "stats": x["stats"]}
-                 for h in range(24) for x in sources[gpu].minutes]
     store.write(b)
+    write_json_minutes(store, [{"machine_id": old_mid, "minute": x["minute"] - 3600 * h, "stats": x["stats"]}
+                               for h in range(24) for x in sources[gpu].minutes])
     res = {"backend": backend, "machines": count}
     res["new_1h_raw_ms"], res["rows_1h"], res["new_1h_raw_query_ms"] = timed(
         history.query, store, chunks, mid, now - 3600, now, None, "raw")
