@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -115,6 +116,24 @@ def _behind(stored: dict[str, tuple[str, int]], row: dict) -> bool:
     return have is not None and have[0] == row.get("stream") and row["seq"] <= have[1]
 
 
+@contextmanager
+def _driver_cursor(conn, statement: str, **kwargs):
+    """A cursor of the psycopg connection under ``conn`` (same transaction), whose
+    errors become SQLAlchemy's, as if ``conn`` had run ``statement``: ``_translated``
+    makes them a ``StoreError`` (the writer keeps its batch and retries), and a lost
+    connection is invalidated so that the pool does not hand it out again."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with conn.connection.driver_connection.cursor(**kwargs) as cur:
+            yield cur
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error, connection_invalidated=lost,
+                                         dialect=conn.dialect) from exc
+
+
 def fetch_all(conn, stmt) -> list[tuple]:
     """``conn.execute(stmt).all()``, answered in binary on Postgres.
 
@@ -127,8 +146,9 @@ def fetch_all(conn, stmt) -> list[tuple]:
     if conn.dialect.driver != "psycopg":
         return conn.execute(stmt).all()
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    with conn.connection.driver_connection.cursor(binary=True) as cur:
-        return cur.execute(str(compiled), compiled.params).fetchall()
+    sql = str(compiled)
+    with _driver_cursor(conn, sql, binary=True) as cur:
+        return cur.execute(sql, compiled.params).fetchall()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -221,11 +241,11 @@ class Store:
         if self.engine.dialect.driver != "psycopg":
             self._insert_many(conn, f"INSERT INTO {table} ({', '.join(columns)}) VALUES {{rows}}", len(columns), rows)
             return
-        with conn.connection.driver_connection.cursor() as cur:
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(list(pg_types))
-                for row in rows:
-                    copy.write_row(row)
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with _driver_cursor(conn, sql) as cur, cur.copy(sql) as copy:
+            copy.set_types(list(pg_types))
+            for row in rows:
+                copy.write_row(row)
 
     def _sql(self, text: str) -> str:
         """Driver-level SQL written with ``?`` placeholders, in this driver's style."""
