@@ -4,7 +4,10 @@ Writes are queued in memory (``WriteBatch`` coalesces repeated upserts of one
 machine) and flushed by one thread every ``interval`` seconds. A failed flush is
 kept and retried with backoff, merged with whatever arrived meanwhile, so a
 slow or briefly absent database never blocks or disconnects agents and loses
-nothing that is still in memory.
+nothing that is still in memory. A write that fails for another reason than the
+database (a bug) is kept and retried the same way, logged with its traceback
+once and shown as the writer's last error: the writer never stops, and what it
+holds is never dropped (agents are acknowledged only once it is stored).
 """
 
 from __future__ import annotations
@@ -100,7 +103,14 @@ class StoreWriter:
             if not len(batch):
                 return
             try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, self.store.write, batch)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, self.store.write, batch)
+                except StoreError:
+                    raise
+                except Exception as exc:  # a bug, not the database: kept and retried all the same
+                    if self.last_error != f"internal: {exc!r}"[:300]:
+                        log.exception("store write failed unexpectedly (the writes are kept and retried)")
+                    raise StoreError(f"internal: {exc!r}"[:300]) from exc
             except StoreError as exc:
                 batch.merge(self.pending)
                 self.pending, self._taken = batch, taken

@@ -56,3 +56,43 @@ def test_behind_grows_only_while_a_flush_is_slow_and_survives_a_failed_flush():
         w.close()
 
     asyncio.run(main())
+
+
+def test_a_write_failing_for_another_reason_than_the_store_is_kept_and_the_writer_goes_on(tmp_path, caplog):
+    """Not a StoreError (a bug in a write): the batch is kept, its acks wait, the error is
+    logged once with its traceback and shown; the run loop goes on and stores it later."""
+    from control_plane.store import Store
+
+    class Flaky(Store):
+        failures = 2
+
+        def write(self, batch):
+            if self.failures:
+                self.failures -= 1
+                raise ValueError("stats of shape (3, 2) for 3 keys")
+            super().write(batch)
+
+    async def main():
+        store = Flaky(f"sqlite:///{tmp_path / 'store.db'}")
+        store.migrate()
+        w = StoreWriter(store, interval=0.01)
+        acked = []
+        w.add_event({"ts": 1.0, "kind": "registered", "machine_id": "id1", "machine_name": "m1",
+                     "from_state": None, "to_state": "live", "reason": "", "actor": "system"})
+        w.after_flush(lambda: acked.append(1))
+        with pytest.raises(StoreError, match="internal: ValueError"):
+            await w.flush()
+        assert w.backlog == 2 and not acked and "ValueError" in w.last_error
+        runner = asyncio.ensure_future(w.run())
+        deadline = time.monotonic() + 10
+        while w.backlog and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        runner.cancel()
+        assert acked == [1] and w.backlog == 0 and w.last_error is None
+        assert [e["machine_name"] for e in store.events(limit=5)] == ["m1"]
+        w.close()
+        store.close()
+
+    asyncio.run(main())
+    logged = [r for r in caplog.records if "unexpectedly" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info
