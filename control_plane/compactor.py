@@ -193,6 +193,11 @@ class Compactor:
             except StoreError as exc:
                 self.last_error = exc.reason
                 log.warning("history pass failed: %s", exc.reason)
+            except Exception as exc:  # a bug, not the database: said, and the next pass tries again
+                reason = f"internal: {exc!r}"[:300]
+                if reason != self.last_error:
+                    log.exception("history pass failed unexpectedly")
+                self.last_error = reason
 
     def status(self) -> dict:
         """What ``status`` shows of the history pass."""
